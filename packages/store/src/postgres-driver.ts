@@ -1,0 +1,58 @@
+import postgres from "postgres"
+import type { Connection, Driver } from "./driver.ts"
+
+export interface PostgresDriverOptions {
+  readonly url: string
+  /** Pool size. */
+  readonly max?: number
+  /**
+   * Use prepared statements. Turn off behind a transaction-mode pooler (Supavisor on port
+   * 6543, PgBouncer in transaction mode), which cannot keep a prepared statement between
+   * transactions.
+   */
+  readonly prepare?: boolean
+  readonly connectTimeoutSeconds?: number
+}
+
+/** Prints a connection string with its password masked. */
+export const redactUrl = (url: string): string => {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = "***"
+    return u.toString()
+  } catch {
+    return "postgres://(unparseable url)"
+  }
+}
+
+const connectionOf = (sql: postgres.Sql | postgres.TransactionSql): Connection => ({
+  query: async <Row>(text: string, params: ReadonlyArray<unknown> = []) =>
+    (await sql.unsafe(text, params as Array<postgres.ParameterOrJSON<never>>)) as unknown as Array<Row>,
+  exec: async (script) => {
+    // Without parameters postgres.js uses the simple protocol, which accepts many statements.
+    await sql.unsafe(script)
+  },
+})
+
+/** The Postgres driver: postgres.js, direct or through a pooler. */
+export const makePostgresDriver = (options: PostgresDriverOptions): Driver => {
+  const sql = postgres(options.url, {
+    max: options.max ?? 10,
+    prepare: options.prepare ?? true,
+    connect_timeout: options.connectTimeoutSeconds ?? 10,
+    idle_timeout: 60,
+    onnotice: () => {},
+    connection: { application_name: "chronicle" },
+  })
+  return {
+    kind: "postgres",
+    description: redactUrl(options.url),
+    ...connectionOf(sql),
+    transaction: (f) => sql.begin((tx) => f(connectionOf(tx))) as Promise<never>,
+    listen: async (channel, onNotify) => {
+      const request = await sql.listen(channel, onNotify)
+      return () => request.unlisten()
+    },
+    close: () => sql.end({ timeout: 5 }),
+  }
+}
