@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node"
-import { createPgliteTemplate, removeFile, resolvePostgresUrl } from "../src/testing.ts"
+import { createPgliteTemplate, removeFile, resolvePostgresUrl } from "./testing.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {
