@@ -1,4 +1,8 @@
 export * from "./catalog.ts"
 export * from "./codec.ts"
 export * from "./errors.ts"
+export * from "./job.ts"
 export * from "./primitives.ts"
+export type { RecordedEvent } from "./recorded.ts"
+export * from "./sandbox.ts"
+export * from "./session.ts"
