@@ -1,0 +1,45 @@
+import { Context } from "effect"
+
+export interface DomainConfigShape {
+  /** Largest file accepted by files.put, in bytes. */
+  readonly maxFileBytes: number
+  /** MIME types files.put accepts; `type/*` allows a whole family. */
+  readonly allowedMimeTypes: ReadonlyArray<string>
+  /** Sessions idle longer than this are expired by the retention sweep; 0 = never. */
+  readonly sessionTtlHours: number
+  /** How many times a command is re-decided when a concurrent append moved the stream first. */
+  readonly conflictRetries: number
+}
+
+export const DEFAULT_ALLOWED_MIME_TYPES = [
+  "text/*",
+  "image/*",
+  "application/json",
+  "application/pdf",
+  "application/xml",
+  "application/yaml",
+  "application/x-ndjson",
+  "application/zip",
+  "application/gzip",
+  "application/octet-stream",
+  "application/javascript",
+  "application/typescript",
+] as const
+
+export const defaultDomainConfig: DomainConfigShape = {
+  maxFileBytes: 10 * 1024 * 1024,
+  allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
+  sessionTtlHours: 24,
+  conflictRetries: 5,
+}
+
+export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {
+  defaultValue: () => defaultDomainConfig,
+})
+
+/** Whether `mimeType` (parameters ignored) is on the allow-list. */
+export const mimeAllowed = (mimeType: string, allowed: ReadonlyArray<string>): boolean => {
+  const bare = mimeType.split(";")[0]!.trim().toLowerCase()
+  const family = `${bare.split("/")[0]}/*`
+  return allowed.some((a) => a.toLowerCase() === bare || a.toLowerCase() === family)
+}

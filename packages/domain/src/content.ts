@@ -1,0 +1,539 @@
+import {
+  type Json,
+  type JsonObject,
+  type MessageRole,
+  NotFound,
+  type SessionCommand,
+  type ToolRunStatus,
+} from "@chronicle/events"
+import { Database, EventStore, isUuid } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { v7 as uuidv7 } from "uuid"
+import type { Actor } from "./actor.ts"
+import type { CommandOptions, CommandResult } from "./command.ts"
+import { DomainConfig } from "./config.ts"
+import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
+import {
+  type AttachedFile,
+  type Draft,
+  type HoleResolution,
+  type Message,
+  type Page,
+  type Revision,
+  type ToolRun,
+  toAttachedFile,
+  toDraft,
+  toHoleResolution,
+  toMessage,
+  toRevision,
+  toToolRun,
+} from "./rows.ts"
+import { type AsOf, executeSessionCommand, loadSession, resolveAsOf, type SessionsError } from "./sessions.ts"
+
+export interface NewMessage {
+  readonly role: MessageRole
+  readonly content: string
+  readonly metadata?: JsonObject | undefined
+}
+
+export interface ListInput extends PageRequest {
+  readonly asOf?: AsOf | undefined
+}
+
+export interface ContentService {
+  readonly appendMessages: (
+    actor: Actor,
+    sessionId: string,
+    messages: ReadonlyArray<NewMessage>,
+    options?: CommandOptions,
+  ) => Effect.Effect<ReadonlyArray<Message>, SessionsError>
+  readonly listMessages: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput,
+  ) => Effect.Effect<Page<Message>, SessionsError>
+  readonly addRevision: (
+    actor: Actor,
+    sessionId: string,
+    input: { readonly ir: Json; readonly note?: string | null },
+    options?: CommandOptions,
+  ) => Effect.Effect<Revision, SessionsError>
+  readonly listRevisions: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput,
+  ) => Effect.Effect<Page<Revision>, SessionsError>
+  readonly recordDraft: (
+    actor: Actor,
+    sessionId: string,
+    input: {
+      readonly code: string
+      readonly language: string
+      readonly valid: boolean
+      readonly metrics?: JsonObject
+      readonly revisionNumber?: number | null
+    },
+    options?: CommandOptions,
+  ) => Effect.Effect<Draft, SessionsError>
+  readonly listDrafts: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput,
+  ) => Effect.Effect<Page<Draft>, SessionsError>
+  readonly resolveHole: (
+    actor: Actor,
+    sessionId: string,
+    input: { readonly holeId: string; readonly value: Json; readonly confidence: number },
+    options?: CommandOptions,
+  ) => Effect.Effect<HoleResolution, SessionsError>
+  readonly listHoles: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput & { readonly holeId?: string },
+  ) => Effect.Effect<Page<HoleResolution>, SessionsError>
+  readonly recordToolRun: (
+    actor: Actor,
+    sessionId: string,
+    input: {
+      readonly tool: string
+      readonly input: Json
+      readonly output?: Json
+      readonly status: ToolRunStatus
+      readonly durationMs?: number | null
+      readonly error?: string | null
+    },
+    options?: CommandOptions,
+  ) => Effect.Effect<ToolRun, SessionsError>
+  readonly listToolRuns: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput,
+  ) => Effect.Effect<Page<ToolRun>, SessionsError>
+  readonly attachFile: (
+    actor: Actor,
+    sessionId: string,
+    fileId: string,
+    options?: CommandOptions,
+  ) => Effect.Effect<AttachedFile, SessionsError>
+  readonly detachFile: (
+    actor: Actor,
+    sessionId: string,
+    fileId: string,
+    options?: CommandOptions,
+  ) => Effect.Effect<void, SessionsError>
+  readonly listAttachedFiles: (
+    actor: Actor,
+    sessionId: string,
+    input: ListInput,
+  ) => Effect.Effect<Page<AttachedFile>, SessionsError>
+}
+
+/** What is in a session: messages, revisions, drafts, hole resolutions, tool runs, attached files. */
+export class Content extends Context.Service<Content, ContentService>()("@chronicle/domain/Content") {
+  static readonly layer = Layer.effect(
+    Content,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const config = yield* DomainConfig
+      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
+        effect.pipe(
+          Effect.provideService(Database, db),
+          Effect.provideService(EventStore, store),
+          Effect.provideService(DomainConfig, config),
+        )
+
+      const query = (text: string, params: ReadonlyArray<unknown>) =>
+        db.query(text, params).pipe(Effect.orDie)
+
+      /** The ids of the entities a command created (for a retry: those the first attempt created). */
+      const idsOf = (result: CommandResult, field: string) =>
+        result.events.map((e) => (e.event as unknown as Record<string, string>)[field]!)
+
+      /**
+       * Rows of `table` visible in the session now or as of a version, ordered and paged by
+       * `keys`: a number (seq, number) or a version and an id (rows a fork copied all share
+       * version 1; their UUIDv7 ids keep them in recording order).
+       */
+      const listVisible = <A>(
+        actor: Actor,
+        sessionId: string,
+        input: ListInput,
+        spec: {
+          readonly table: string
+          readonly keys: readonly [string] | readonly [string, string]
+          readonly map: (row: Record<string, unknown>) => A
+          /** Tool runs are never reverted: as of X they are those recorded at or before X. */
+          readonly neverReverted?: boolean
+          readonly holeId?: string | undefined
+        },
+      ) =>
+        Effect.gen(function* () {
+          yield* loadSession(actor, sessionId)
+          const asOf = yield* resolveAsOf(actor, sessionId, input.asOf)
+          const limit = yield* pageLimit(input.limit)
+          const [k1, k2] = spec.keys
+          const after =
+            k2 === undefined
+              ? yield* decodePageCursor(input.cursor, ["number"] as const)
+              : yield* decodePageCursor(input.cursor, ["number", "string"] as const)
+          const visible = spec.neverReverted
+            ? "($2::int is null or t.version <= $2::int)"
+            : `${EFFECTIVE} @> t.version`
+          const afterClause =
+            k2 === undefined
+              ? `($3::int is null or t.${k1} > $3::int) and $4::text is null`
+              : `($3::int is null or (t.${k1}, t.${k2}) > ($3::int, $4::uuid))`
+          const rows = yield* query(
+            `select t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""}
+               from chronicle.sessions s
+               join chronicle.${spec.table} t on t.session_id = s.id
+              where s.id = $1::uuid and ${visible} and ${afterClause}
+                ${spec.holeId === undefined ? "" : "and t.hole_id = $6::text"}
+              order by t.${k1}${k2 ? `, t.${k2}` : ""}
+              limit $5`,
+            [
+              sessionId,
+              asOf,
+              after?.[0] ?? null,
+              after?.[1] ?? null,
+              limit + 1,
+              ...(spec.holeId === undefined ? [] : [spec.holeId]),
+            ],
+          )
+          return toPage(rows, limit, spec.map, (r) =>
+            k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])],
+          )
+        })
+
+      const byIds = <A>(
+        table: string,
+        idColumn: string,
+        sessionId: string,
+        ids: ReadonlyArray<string>,
+        order: string,
+        map: (r: Record<string, unknown>) => A,
+      ) =>
+        query(
+          `select t.*, t.session_id::text as session_id, t.${idColumn}::text as ${idColumn}
+             from chronicle.${table} t
+            where t.session_id = $1::uuid and t.${idColumn} = any($2::uuid[])
+            order by t.${order}`,
+          [sessionId, `{${ids.join(",")}}`],
+        ).pipe(Effect.map((rows) => rows.map(map)))
+
+      const one = <A>(rows: ReadonlyArray<A>) =>
+        rows[0] === undefined ? Effect.die("read model row missing after append") : Effect.succeed(rows[0])
+
+      const appendMessages = Effect.fn("Content.appendMessages")(function* (
+        actor: Actor,
+        sessionId: string,
+        messages: ReadonlyArray<NewMessage>,
+        options?: CommandOptions,
+      ) {
+        const result = yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.succeed<SessionCommand>({
+              type: "AppendMessages",
+              messages: messages.map((m) => ({
+                messageId: uuidv7(),
+                role: m.role,
+                content: m.content,
+                metadata: m.metadata ?? {},
+                createdAt: null,
+              })),
+            }),
+          options,
+        )
+        return yield* byIds("messages", "message_id", sessionId, idsOf(result, "messageId"), "seq", toMessage)
+      })
+
+      const addRevision = Effect.fn("Content.addRevision")(function* (
+        actor: Actor,
+        sessionId: string,
+        input: { readonly ir: Json; readonly note?: string | null },
+        options?: CommandOptions,
+      ) {
+        const result = yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.succeed<SessionCommand>({
+              type: "AddRevision",
+              revisionId: uuidv7(),
+              ir: input.ir,
+              note: input.note ?? null,
+            }),
+          options,
+        )
+        return yield* one(
+          yield* byIds(
+            "revisions",
+            "revision_id",
+            sessionId,
+            idsOf(result, "revisionId"),
+            "number",
+            toRevision,
+          ),
+        )
+      })
+
+      const recordDraft = Effect.fn("Content.recordDraft")(function* (
+        actor: Actor,
+        sessionId: string,
+        input: {
+          readonly code: string
+          readonly language: string
+          readonly valid: boolean
+          readonly metrics?: JsonObject
+          readonly revisionNumber?: number | null
+        },
+        options?: CommandOptions,
+      ) {
+        const result = yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.succeed<SessionCommand>({
+              type: "RecordDraft",
+              draftId: uuidv7(),
+              code: input.code,
+              language: input.language,
+              valid: input.valid,
+              metrics: input.metrics ?? {},
+              revisionNumber: input.revisionNumber ?? null,
+            }),
+          options,
+        )
+        return yield* one(
+          yield* byIds("drafts", "draft_id", sessionId, idsOf(result, "draftId"), "version", toDraft),
+        )
+      })
+
+      const resolveHole = Effect.fn("Content.resolveHole")(function* (
+        actor: Actor,
+        sessionId: string,
+        input: { readonly holeId: string; readonly value: Json; readonly confidence: number },
+        options?: CommandOptions,
+      ) {
+        const result = yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.gen(function* () {
+              // The hole's current effective resolution, which a new one may not undercut.
+              const rows = yield* query(
+                `select h.confidence from chronicle.sessions s
+                   join chronicle.hole_resolutions h on h.session_id = s.id
+                  where s.id = $1::uuid and h.hole_id = $2 and s.effective @> h.version
+                  order by h.version desc, h.created_at desc limit 1`,
+                [sessionId, input.holeId],
+              )
+              return {
+                type: "ResolveHole",
+                resolutionId: uuidv7(),
+                holeId: input.holeId,
+                value: input.value,
+                confidence: input.confidence,
+                current: rows[0] === undefined ? null : { confidence: Number(rows[0].confidence) },
+              } satisfies SessionCommand
+            }),
+          options,
+        )
+        return yield* one(
+          yield* byIds(
+            "hole_resolutions",
+            "resolution_id",
+            sessionId,
+            idsOf(result, "resolutionId"),
+            "version",
+            toHoleResolution,
+          ),
+        )
+      })
+
+      const recordToolRun = Effect.fn("Content.recordToolRun")(function* (
+        actor: Actor,
+        sessionId: string,
+        input: {
+          readonly tool: string
+          readonly input: Json
+          readonly output?: Json
+          readonly status: ToolRunStatus
+          readonly durationMs?: number | null
+          readonly error?: string | null
+        },
+        options?: CommandOptions,
+      ) {
+        const result = yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.succeed<SessionCommand>({
+              type: "RecordToolRun",
+              toolRunId: uuidv7(),
+              tool: input.tool,
+              input: input.input,
+              output: input.output ?? null,
+              status: input.status,
+              durationMs: input.durationMs ?? null,
+              error: input.error ?? null,
+            }),
+          options,
+        )
+        return yield* one(
+          yield* byIds(
+            "tool_runs",
+            "tool_run_id",
+            sessionId,
+            idsOf(result, "toolRunId"),
+            "version",
+            toToolRun,
+          ),
+        )
+      })
+
+      const isAttached = (sessionId: string, fileId: string) =>
+        query(
+          `select 1 from chronicle.sessions s
+            where s.id = $1::uuid and exists (${effectiveAttachments("s.effective")} and f.file_id = $2::uuid)`,
+          [sessionId, fileId],
+        ).pipe(Effect.map((rows) => rows.length > 0))
+
+      const attachFile = Effect.fn("Content.attachFile")(function* (
+        actor: Actor,
+        sessionId: string,
+        fileId: string,
+        options?: CommandOptions,
+      ) {
+        if (!isUuid(fileId)) return yield* new NotFound({ entity: "file", id: fileId })
+        yield* executeSessionCommand(
+          actor,
+          sessionId,
+          (snapshot) =>
+            Effect.gen(function* () {
+              const files = yield* query(
+                `select id::text, owner_id::text, sha256, name, mime_type, size from chronicle.files where id = $1::uuid`,
+                [fileId],
+              )
+              const file = files[0]
+              // Only the session owner's files can be attached; others' files do not exist for it.
+              if (file === undefined || file.owner_id !== snapshot.ownerId) {
+                return yield* new NotFound({ entity: "file", id: fileId })
+              }
+              return {
+                type: "AttachFile",
+                file: {
+                  fileId,
+                  ownerId: file.owner_id as string,
+                  sha256: file.sha256 as string,
+                  name: file.name as string,
+                  mimeType: file.mime_type as string,
+                  size: Number(file.size),
+                },
+                attached: yield* isAttached(sessionId, fileId),
+              } satisfies SessionCommand
+            }),
+          options,
+        )
+        const rows = yield* query(
+          `select f.*, f.session_id::text as session_id, f.file_id::text as file_id
+             from chronicle.sessions s cross join lateral (${effectiveAttachments("s.effective")} and f.file_id = $2::uuid) f
+            where s.id = $1::uuid`,
+          [sessionId, fileId],
+        )
+        return yield* one(rows.map(toAttachedFile))
+      })
+
+      const detachFile = Effect.fn("Content.detachFile")(function* (
+        actor: Actor,
+        sessionId: string,
+        fileId: string,
+        options?: CommandOptions,
+      ) {
+        if (!isUuid(fileId)) return yield* new NotFound({ entity: "file", id: fileId })
+        yield* executeSessionCommand(
+          actor,
+          sessionId,
+          () =>
+            Effect.map(
+              isAttached(sessionId, fileId),
+              (attached): SessionCommand => ({ type: "DetachFile", fileId, attached }),
+            ),
+          options,
+        )
+      })
+
+      const listAttachedFiles = Effect.fn("Content.listAttachedFiles")(function* (
+        actor: Actor,
+        sessionId: string,
+        input: ListInput,
+      ) {
+        yield* loadSession(actor, sessionId)
+        const asOf = yield* resolveAsOf(actor, sessionId, input.asOf)
+        const limit = yield* pageLimit(input.limit)
+        const after = yield* decodePageCursor(input.cursor, ["number"] as const)
+        const rows = yield* query(
+          `select f.*, f.session_id::text as session_id, f.file_id::text as file_id
+             from chronicle.sessions s
+             cross join lateral (${effectiveAttachments(EFFECTIVE)}) f
+            where s.id = $1::uuid and f.version > $3
+            order by f.version, f.file_id
+            limit $4`,
+          [sessionId, asOf, after?.[0] ?? -1, limit + 1],
+        )
+        return toPage(rows, limit, toAttachedFile, (r) => [Number(r.version)])
+      })
+
+      return Content.of({
+        appendMessages: (a, s, m, o) => provide(appendMessages(a, s, m, o)),
+        listMessages: (a, s, i) =>
+          provide(
+            listVisible(a, s, i, {
+              table: "messages",
+              keys: ["seq"],
+              map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
+            }),
+          ),
+        addRevision: (a, s, i, o) => provide(addRevision(a, s, i, o)),
+        listRevisions: (a, s, i) =>
+          provide(
+            listVisible(a, s, i, {
+              table: "revisions",
+              keys: ["number"],
+              map: (r) => toRevision({ ...r, revision_id: String(r.revision_id) }),
+            }),
+          ),
+        recordDraft: (a, s, i, o) => provide(recordDraft(a, s, i, o)),
+        listDrafts: (a, s, i) =>
+          provide(listVisible(a, s, i, { table: "drafts", keys: ["version", "draft_id"], map: toDraft })),
+        resolveHole: (a, s, i, o) => provide(resolveHole(a, s, i, o)),
+        listHoles: (a, s, i) =>
+          provide(
+            listVisible(a, s, i, {
+              table: "hole_resolutions",
+              keys: ["version", "resolution_id"],
+              map: toHoleResolution,
+              holeId: i.holeId,
+            }),
+          ),
+        recordToolRun: (a, s, i, o) => provide(recordToolRun(a, s, i, o)),
+        listToolRuns: (a, s, i) =>
+          provide(
+            listVisible(a, s, i, {
+              table: "tool_runs",
+              keys: ["version", "tool_run_id"],
+              map: toToolRun,
+              neverReverted: true,
+            }),
+          ),
+        attachFile: (a, s, f, o) => provide(attachFile(a, s, f, o)),
+        detachFile: (a, s, f, o) => provide(detachFile(a, s, f, o)),
+        listAttachedFiles: (a, s, i) => provide(listAttachedFiles(a, s, i)),
+      })
+    }),
+  )
+}

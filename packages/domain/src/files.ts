@@ -1,0 +1,140 @@
+import { createHash } from "node:crypto"
+import {
+  type Forbidden,
+  type InvalidCommand,
+  NotFound,
+  PayloadTooLarge,
+  toStored,
+  UnsupportedMediaType,
+} from "@chronicle/events"
+import { Database, EventStore, isUuid } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { v7 as uuidv7 } from "uuid"
+import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
+import { DomainConfig, mimeAllowed } from "./config.ts"
+import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { fileStreamId } from "./queries.ts"
+import { type FileInfo, iso, type Page, toFileInfo } from "./rows.ts"
+
+export interface PutFileInput {
+  readonly content: Uint8Array
+  readonly name: string
+  readonly mimeType: string
+}
+
+export interface FilesService {
+  /** Stores the bytes once under their SHA-256 and records the file. */
+  readonly put: (actor: Actor, input: PutFileInput) => Effect.Effect<FileInfo, FilesError>
+  readonly get: (actor: Actor, id: string) => Effect.Effect<FileInfo, FilesError>
+  readonly content: (
+    actor: Actor,
+    id: string,
+  ) => Effect.Effect<{ readonly file: FileInfo; readonly content: Uint8Array }, FilesError>
+  readonly list: (actor: Actor, page: PageRequest) => Effect.Effect<Page<FileInfo>, FilesError>
+}
+
+export type FilesError = NotFound | Forbidden | PayloadTooLarge | UnsupportedMediaType | InvalidCommand
+
+const FILE_COLUMNS = "id::text, owner_id::text, sha256, name, mime_type, size, created_at"
+
+/** Files: content-addressed bytes (stored once) and the file records that name them. */
+export class Files extends Context.Service<Files, FilesService>()("@chronicle/domain/Files") {
+  static readonly layer = Layer.effect(
+    Files,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const config = yield* DomainConfig
+      const query = (text: string, params: ReadonlyArray<unknown>) =>
+        db.query(text, params).pipe(Effect.orDie)
+
+      const get = Effect.fn("Files.get")(function* (actor: Actor, id: string) {
+        if (!isUuid(id)) return yield* new NotFound({ entity: "file", id })
+        const rows = yield* query(`select ${FILE_COLUMNS} from chronicle.files where id = $1::uuid`, [id])
+        if (rows[0] === undefined) return yield* new NotFound({ entity: "file", id })
+        const file = toFileInfo(rows[0])
+        yield* ensureVisible(actor, file.ownerId, "file", id)
+        return file
+      })
+
+      const put = Effect.fn("Files.put")(function* (actor: Actor, input: PutFileInput) {
+        const ownerId = yield* ownerFor(actor)
+        if (input.content.byteLength > config.maxFileBytes) {
+          return yield* new PayloadTooLarge({
+            what: "The file",
+            size: input.content.byteLength,
+            limit: config.maxFileBytes,
+          })
+        }
+        if (!mimeAllowed(input.mimeType, config.allowedMimeTypes)) {
+          return yield* new UnsupportedMediaType({
+            mimeType: input.mimeType,
+            allowed: [...config.allowedMimeTypes],
+          })
+        }
+        const sha256 = createHash("sha256").update(input.content).digest("hex")
+        const fileId = uuidv7()
+        const event = {
+          type: "FileUploaded" as const,
+          fileId,
+          ownerId,
+          sha256,
+          name: input.name,
+          mimeType: input.mimeType,
+          size: input.content.byteLength,
+        }
+        yield* db
+          .transaction(
+            Effect.gen(function* () {
+              // The same bytes uploaded twice are stored once.
+              yield* query(
+                `insert into chronicle.blobs (sha256, size, content) values ($1, $2, $3::bytea)
+               on conflict (sha256) do nothing`,
+                [sha256, input.content.byteLength, input.content],
+              )
+              yield* store.append(fileStreamId(fileId), [toStored(event)], {
+                expectedVersion: "no_stream",
+                ownerId,
+              })
+            }),
+          )
+          .pipe(Effect.orDie)
+        return yield* get(actor, fileId)
+      })
+
+      const content = Effect.fn("Files.content")(function* (actor: Actor, id: string) {
+        const file = yield* get(actor, id)
+        const rows = yield* query("select content from chronicle.blobs where sha256 = $1", [file.sha256])
+        if (rows[0] === undefined) return yield* Effect.die(`blob ${file.sha256} of file ${id} is missing`)
+        return { file, content: new Uint8Array(rows[0].content as Uint8Array) }
+      })
+
+      const list = Effect.fn("Files.list")(function* (actor: Actor, page: PageRequest) {
+        const limit = yield* pageLimit(page.limit)
+        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const rows = yield* query(
+          `select ${FILE_COLUMNS} from chronicle.files
+            where ($1::uuid is null or owner_id = $1::uuid)
+              and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
+            order by created_at desc, id desc limit $4`,
+          [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+        )
+        return toPage(rows, limit, toFileInfo, (r) => [iso(r.created_at), r.id as string])
+      })
+
+      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
+        effect.pipe(
+          Effect.provideService(Database, db),
+          Effect.provideService(EventStore, store),
+          Effect.provideService(DomainConfig, config),
+        )
+
+      return Files.of({
+        put: (a, i) => provide(put(a, i)),
+        get: (a, id) => provide(get(a, id)),
+        content: (a, id) => provide(content(a, id)),
+        list: (a, p) => provide(list(a, p)),
+      })
+    }),
+  )
+}

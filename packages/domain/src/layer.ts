@@ -1,0 +1,17 @@
+import { Layer } from "effect"
+import { Content } from "./content.ts"
+import { Files } from "./files.ts"
+import { Jobs } from "./jobs.ts"
+import { Retention } from "./retention.ts"
+import { Sandboxes } from "./sandboxes.ts"
+import { Sessions } from "./sessions.ts"
+
+/** Every domain service; needs the store's Database and EventStore. */
+export const DomainLayer = Layer.mergeAll(
+  Sessions.layer,
+  Content.layer,
+  Files.layer,
+  Jobs.layer,
+  Sandboxes.layer,
+  Retention.layer,
+)

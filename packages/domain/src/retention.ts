@@ -1,0 +1,79 @@
+import { Database, EventStore } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { serviceActor } from "./actor.ts"
+import { DomainConfig } from "./config.ts"
+import { executeSessionCommand } from "./sessions.ts"
+
+export interface SweepReport {
+  /** Sessions expired by this sweep. */
+  readonly expired: number
+  /** Sessions that moved (a new event) between the scan and the expiry, and were left alone. */
+  readonly skipped: number
+}
+
+export interface RetentionService {
+  /**
+   * Expires active sessions with no event for longer than the TTL (0 = never), in batches,
+   * by appending SessionExpired. A session that moves concurrently is left alone.
+   */
+  readonly sweep: (now?: Date) => Effect.Effect<SweepReport>
+}
+
+/** Retention: the TTL sweep of idle sessions. */
+export class Retention extends Context.Service<Retention, RetentionService>()("@chronicle/domain/Retention") {
+  static readonly layer = Layer.effect(
+    Retention,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const layerConfig = yield* DomainConfig
+      const sweep = Effect.fn("Retention.sweep")(
+        function* (now: Date = new Date()) {
+          const config = yield* DomainConfig
+          if (config.sessionTtlHours <= 0) return { expired: 0, skipped: 0 }
+          const cutoff = new Date(now.getTime() - config.sessionTtlHours * 3_600_000)
+          let expired = 0
+          let skipped = 0
+          for (;;) {
+            const rows = yield* db
+              .query<{ id: string; version: number; last_activity_at: Date | string }>(
+                `select id::text, version, last_activity_at from chronicle.sessions
+                where status = 'active' and last_activity_at < $1::timestamptz
+                order by last_activity_at limit 200`,
+                [cutoff.toISOString()],
+              )
+              .pipe(Effect.orDie)
+            if (rows.length === 0) break
+            for (const row of rows) {
+              const idleSince = new Date(row.last_activity_at).toISOString()
+              const outcome = yield* executeSessionCommand(
+                serviceActor(),
+                row.id,
+                () =>
+                  Effect.succeed({
+                    type: "ExpireSession" as const,
+                    idleSince,
+                    ttlHours: config.sessionTtlHours,
+                  }),
+                { expectedVersion: row.version },
+              ).pipe(
+                Effect.as("expired" as const),
+                // It moved (a new message) or changed status since the scan: not idle after all.
+                Effect.catch(() => Effect.succeed("skipped" as const)),
+              )
+              if (outcome === "expired") expired++
+              else skipped++
+            }
+            if (rows.length < 200 || expired + skipped > 100_000) break
+            if (skipped >= rows.length) break
+          }
+          return { expired, skipped }
+        },
+        Effect.provideService(Database, db),
+        Effect.provideService(EventStore, store),
+        Effect.provideService(DomainConfig, layerConfig),
+      )
+      return Retention.of({ sweep })
+    }),
+  )
+}

@@ -1,0 +1,197 @@
+import {
+  decideSandbox,
+  type Forbidden,
+  type InvalidCommand,
+  InvalidTransition,
+  type JsonObject,
+  NotFound,
+  registerSandbox,
+  type SandboxSnapshot,
+  type SandboxStatus,
+  toStored,
+} from "@chronicle/events"
+import {
+  type BatchTooLarge,
+  Database,
+  EventStore,
+  type EventTooLarge,
+  isUuid,
+  type VersionConflict,
+} from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { v7 as uuidv7 } from "uuid"
+import { type Actor, ensureVisible } from "./actor.ts"
+import { type CommandOptions, runCommand } from "./command.ts"
+import { DomainConfig } from "./config.ts"
+import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { sandboxStreamId } from "./queries.ts"
+import { iso, type Page, type Sandbox, toSandbox } from "./rows.ts"
+import { loadSession } from "./sessions.ts"
+
+export interface RegisterSandboxInput {
+  readonly sessionId: string
+  readonly provider: string
+  readonly externalId: string
+  readonly url?: string | null | undefined
+  readonly metadata?: JsonObject | undefined
+}
+
+export type SandboxesError =
+  | NotFound
+  | Forbidden
+  | InvalidTransition
+  | InvalidCommand
+  | VersionConflict
+  | BatchTooLarge
+  | EventTooLarge
+
+export interface SandboxesService {
+  readonly register: (actor: Actor, input: RegisterSandboxInput) => Effect.Effect<Sandbox, SandboxesError>
+  readonly get: (actor: Actor, id: string) => Effect.Effect<Sandbox, SandboxesError>
+  readonly changeStatus: (
+    actor: Actor,
+    id: string,
+    input: { readonly status: SandboxStatus; readonly reason?: string | null; readonly url?: string | null },
+    options?: CommandOptions,
+  ) => Effect.Effect<Sandbox, SandboxesError>
+  readonly list: (
+    actor: Actor,
+    sessionId: string,
+    page: PageRequest & { readonly status?: SandboxStatus },
+  ) => Effect.Effect<Page<Sandbox>, SandboxesError>
+}
+
+const COLUMNS = `id::text, session_id::text, owner_id::text, provider, external_id, url, status, metadata,
+  created_at, updated_at, started_at, ended_at`
+
+/**
+ * Remote execution sandboxes (E2B instances and the like) that belong to a session. Each has
+ * its own stream, so a session rollback never reverts one.
+ */
+export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@chronicle/domain/Sandboxes") {
+  static readonly layer = Layer.effect(
+    Sandboxes,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const config = yield* DomainConfig
+      const query = (text: string, params: ReadonlyArray<unknown>) =>
+        db.query(text, params).pipe(Effect.orDie)
+
+      const get = Effect.fn("Sandboxes.get")(function* (actor: Actor, id: string) {
+        if (!isUuid(id)) return yield* new NotFound({ entity: "sandbox", id })
+        const rows = yield* query(`select ${COLUMNS} from chronicle.sandboxes where id = $1::uuid`, [id])
+        if (rows[0] === undefined) return yield* new NotFound({ entity: "sandbox", id })
+        const sandbox = toSandbox(rows[0])
+        yield* ensureVisible(actor, sandbox.ownerId, "sandbox", id)
+        return sandbox
+      })
+
+      const register = Effect.fn("Sandboxes.register")(function* (actor: Actor, input: RegisterSandboxInput) {
+        const session = yield* loadSession(actor, input.sessionId)
+        const ownerId = session.session.ownerId
+        const sandboxId = uuidv7()
+        // Sandboxes run work for a live session only.
+        if (session.session.status !== "active") {
+          return yield* new InvalidTransition({
+            entity: "session",
+            id: session.session.id,
+            state: session.session.status,
+            action: "register a sandbox for",
+            reason: `the session is ${session.session.status}; sandboxes can be registered only for active sessions`,
+          })
+        }
+        const event = registerSandbox({
+          sandboxId,
+          sessionId: session.session.id,
+          ownerId,
+          provider: input.provider,
+          externalId: input.externalId,
+          url: input.url ?? null,
+          metadata: input.metadata ?? {},
+        })
+        yield* store
+          .append(sandboxStreamId(sandboxId), [toStored(event)], { expectedVersion: "no_stream", ownerId })
+          .pipe(Effect.orDie)
+        return yield* get(actor, sandboxId)
+      })
+
+      const changeStatus = Effect.fn("Sandboxes.changeStatus")(function* (
+        actor: Actor,
+        id: string,
+        input: {
+          readonly status: SandboxStatus
+          readonly reason?: string | null
+          readonly url?: string | null
+        },
+        options?: CommandOptions,
+      ) {
+        yield* runCommand({
+          actor,
+          streamId: sandboxStreamId(id),
+          load: Effect.map(
+            get(actor, id),
+            (s): SandboxSnapshot => ({
+              id: s.id,
+              sessionId: s.sessionId,
+              ownerId: s.ownerId,
+              status: s.status,
+              version: 0,
+            }),
+          ).pipe(Effect.flatMap((s) => Effect.map(versionOf(id), (version) => ({ ...s, version })))),
+          decide: (state) =>
+            Effect.fromResult(
+              decideSandbox(
+                {
+                  type: "ChangeSandboxStatus",
+                  status: input.status,
+                  reason: input.reason ?? null,
+                  url: input.url ?? null,
+                },
+                state,
+              ),
+            ),
+          options,
+        })
+        return yield* get(actor, id)
+      })
+
+      const versionOf = (id: string) =>
+        query("select version from chronicle.streams where stream_id = $1", [sandboxStreamId(id)]).pipe(
+          Effect.map((rows) => Number(rows[0]?.version ?? 0)),
+        )
+
+      const list = Effect.fn("Sandboxes.list")(function* (
+        actor: Actor,
+        sessionId: string,
+        page: PageRequest & { readonly status?: SandboxStatus },
+      ) {
+        yield* loadSession(actor, sessionId)
+        const limit = yield* pageLimit(page.limit)
+        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const rows = yield* query(
+          `select ${COLUMNS} from chronicle.sandboxes
+            where session_id = $1::uuid and ($2::text is null or status = $2::text)
+              and ($3::timestamptz is null or (created_at, id) > ($3::timestamptz, $4::uuid))
+            order by created_at, id limit $5`,
+          [sessionId, page.status ?? null, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+        )
+        return toPage(rows, limit, toSandbox, (r) => [iso(r.created_at), r.id as string])
+      })
+
+      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
+        effect.pipe(
+          Effect.provideService(Database, db),
+          Effect.provideService(EventStore, store),
+          Effect.provideService(DomainConfig, config),
+        )
+
+      return Sandboxes.of({
+        register: (a, i) => provide(register(a, i)),
+        get: (a, id) => provide(get(a, id)),
+        changeStatus: (a, id, i, o) => provide(changeStatus(a, id, i, o)),
+        list: (a, s, p) => provide(list(a, s, p)),
+      })
+    }),
+  )
+}

@@ -1,0 +1,637 @@
+import {
+  type ChronicleEvent,
+  CONTENT_EVENT_TYPES,
+  decideSession,
+  forkSession,
+  InvalidCommand,
+  InvalidTransition,
+  type JsonObject,
+  NotFound,
+  type SessionCommand,
+  type SessionSnapshot,
+  type SessionStatus,
+  startSession,
+  toStored,
+} from "@chronicle/events"
+import { Database, EventStore, isUuid, type RecordedEvent } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
+import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
+import { type CommandOptions, type CommandResult, runCommand } from "./command.ts"
+import { DomainConfig } from "./config.ts"
+import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { type LoadedSession, selectSession, sessionStreamId } from "./queries.ts"
+import {
+  type Checkpoint,
+  iso,
+  type Page,
+  type Session,
+  type TimelineEntry,
+  toCheckpoint,
+  toSession,
+} from "./rows.ts"
+
+/** Read a session as of a checkpoint or a version. */
+export type AsOf = { readonly checkpointId: string } | { readonly version: number }
+
+export interface CreateSessionInput {
+  readonly title?: string | null | undefined
+  readonly metadata?: JsonObject | undefined
+  readonly externalKey?: string | null | undefined
+}
+
+export interface ListSessionsInput extends PageRequest {
+  readonly status?: SessionStatus | undefined
+  readonly parentId?: string | undefined
+}
+
+export interface ImportedMessage {
+  readonly role: "user" | "assistant" | "system" | "tool"
+  readonly content: string
+  readonly metadata?: JsonObject | undefined
+  readonly createdAt?: string | null | undefined
+}
+
+export interface ImportConversationInput extends CreateSessionInput {
+  readonly messages: ReadonlyArray<ImportedMessage>
+}
+
+export interface SessionExport {
+  readonly format: "chronicle.session.v1"
+  readonly session: Session
+  readonly events: ReadonlyArray<{
+    readonly eventId: string
+    readonly version: number
+    readonly type: string
+    readonly schemaVersion: number
+    readonly data: unknown
+    readonly metadata: unknown
+    readonly recordedAt: string
+  }>
+}
+
+// Session ids for external keys are derived from (owner, key), so "get or create by key" is
+// one atomic append expecting no stream.
+const EXTERNAL_KEY_NAMESPACE = "3f6d2a1c-9b8e-4f7d-a2c5-6e1b0d9f8a47"
+export const sessionIdForKey = (ownerId: string, externalKey: string) =>
+  uuidv5(`${ownerId}\u0000${externalKey}`, EXTERNAL_KEY_NAMESPACE)
+
+const notFound = (id: string) => new NotFound({ entity: "session", id })
+
+/** Loads a session the actor may see, or fails with NotFound. */
+export const loadSession = (actor: Actor, id: string, asOf: number | null = null) =>
+  Effect.gen(function* () {
+    if (!isUuid(id)) return yield* notFound(id)
+    const loaded = yield* selectSession(id, asOf)
+    if (loaded === undefined) return yield* notFound(id)
+    yield* ensureVisible(actor, loaded.session.ownerId, "session", id)
+    return loaded
+  })
+
+export const snapshotOf = (loaded: LoadedSession): SessionSnapshot => ({
+  id: loaded.session.id,
+  ownerId: loaded.session.ownerId,
+  status: loaded.session.status,
+  version: loaded.session.version,
+  title: loaded.session.title,
+  metadata: loaded.session.metadata,
+  counts: loaded.session.counts,
+  headCursor: loaded.headCursor,
+})
+
+/** Resolves an as-of request to a version of the session, checked against its history. */
+export const resolveAsOf = (actor: Actor, id: string, asOf: AsOf | undefined) =>
+  Effect.gen(function* () {
+    if (asOf === undefined) return null
+    const current = yield* loadSession(actor, id)
+    if ("checkpointId" in asOf) {
+      const checkpoint = yield* getCheckpoint(id, asOf.checkpointId)
+      return checkpoint.version
+    }
+    const v = asOf.version
+    if (!Number.isInteger(v) || v < 1 || v > current.session.version) {
+      return yield* new InvalidCommand({
+        path: "asOf.version",
+        reason: `must be a version of this session, 1 to ${current.session.version}`,
+      })
+    }
+    return v
+  })
+
+const getCheckpoint = (sessionId: string, checkpointId: string) =>
+  Effect.gen(function* () {
+    const db = yield* Database
+    if (!isUuid(checkpointId)) return yield* new NotFound({ entity: "checkpoint", id: checkpointId })
+    const rows = yield* db
+      .query(
+        `select id::text, session_id::text, version, label, cursor, created_at
+           from chronicle.checkpoints where id = $1::uuid and session_id = $2::uuid`,
+        [checkpointId, sessionId],
+      )
+      .pipe(Effect.orDie)
+    if (rows[0] === undefined) return yield* new NotFound({ entity: "checkpoint", id: checkpointId })
+    return toCheckpoint(rows[0])
+  })
+
+/**
+ * Runs a session command: load, decide with the pure decider, append expecting the loaded
+ * version, retrying on a concurrent append. `build` turns the snapshot into the command,
+ * looking up any facts the decider needs.
+ */
+export const executeSessionCommand = <E, R>(
+  actor: Actor,
+  id: string,
+  build: (snapshot: SessionSnapshot) => Effect.Effect<SessionCommand, E, R>,
+  options?: CommandOptions,
+) =>
+  runCommand({
+    actor,
+    streamId: sessionStreamId(id),
+    load: Effect.map(loadSession(actor, id), snapshotOf),
+    decide: (snapshot: SessionSnapshot) =>
+      Effect.flatMap(build(snapshot), (command) => Effect.fromResult(decideSession(command, snapshot))),
+    options,
+  })
+
+export interface SessionsService {
+  readonly create: (actor: Actor, input: CreateSessionInput) => Effect.Effect<Session, SessionsError>
+  /** Returns the session with this external key, creating it if absent, atomically. */
+  readonly ensure: (
+    actor: Actor,
+    input: CreateSessionInput & { readonly externalKey: string },
+  ) => Effect.Effect<{ readonly session: Session; readonly created: boolean }, SessionsError>
+  readonly getByKey: (actor: Actor, externalKey: string) => Effect.Effect<Session, SessionsError>
+  readonly get: (actor: Actor, id: string, asOf?: AsOf) => Effect.Effect<Session, SessionsError>
+  readonly list: (actor: Actor, input: ListSessionsInput) => Effect.Effect<Page<Session>, SessionsError>
+  readonly update: (
+    actor: Actor,
+    id: string,
+    input: { readonly title?: string | null; readonly metadata?: JsonObject },
+    options?: CommandOptions,
+  ) => Effect.Effect<Session, SessionsError>
+  readonly archive: (
+    actor: Actor,
+    id: string,
+    reason?: string | null,
+  ) => Effect.Effect<Session, SessionsError>
+  readonly delete: (actor: Actor, id: string, reason?: string | null) => Effect.Effect<Session, SessionsError>
+  readonly rollback: (
+    actor: Actor,
+    id: string,
+    to: { readonly checkpointId: string } | { readonly toVersion: number },
+    options?: CommandOptions,
+  ) => Effect.Effect<Session, SessionsError>
+  readonly fork: (
+    actor: Actor,
+    id: string,
+    at: { readonly checkpointId: string } | { readonly atVersion: number },
+    input?: { readonly title?: string | null; readonly metadata?: JsonObject },
+  ) => Effect.Effect<Session, SessionsError>
+  readonly timeline: (
+    actor: Actor,
+    id: string,
+    page: PageRequest,
+  ) => Effect.Effect<Page<TimelineEntry>, SessionsError>
+  readonly export: (actor: Actor, id: string) => Effect.Effect<SessionExport, SessionsError>
+  readonly importConversation: (
+    actor: Actor,
+    input: ImportConversationInput,
+  ) => Effect.Effect<Session, SessionsError>
+  readonly createCheckpoint: (
+    actor: Actor,
+    id: string,
+    label: string | null,
+    options?: CommandOptions,
+  ) => Effect.Effect<Checkpoint, SessionsError>
+  readonly listCheckpoints: (
+    actor: Actor,
+    id: string,
+    page: PageRequest,
+  ) => Effect.Effect<Page<Checkpoint>, SessionsError>
+  readonly getCheckpoint: (
+    actor: Actor,
+    id: string,
+    checkpointId: string,
+  ) => Effect.Effect<Checkpoint, SessionsError>
+}
+
+export type SessionsError =
+  | Effect.Error<ReturnType<typeof executeSessionCommand>>
+  | NotFound
+  | InvalidCommand
+  | InvalidTransition
+
+/** Sessions: lifecycle, checkpoints, rollback, fork, as-of reads, timeline, import/export. */
+export class Sessions extends Context.Service<Sessions, SessionsService>()("@chronicle/domain/Sessions") {
+  static readonly layer = Layer.effect(
+    Sessions,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const config = yield* DomainConfig
+      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
+        effect.pipe(
+          Effect.provideService(Database, db),
+          Effect.provideService(EventStore, store),
+          Effect.provideService(DomainConfig, config),
+        )
+
+      const current = (actor: Actor, id: string) => Effect.map(loadSession(actor, id), (l) => l.session)
+
+      /** Appends the first event(s) of a new session stream. */
+      const createStream = (
+        actor: Actor,
+        ownerId: string,
+        sessionId: string,
+        events: ReadonlyArray<ChronicleEvent>,
+      ) =>
+        store.append(
+          sessionStreamId(sessionId),
+          events.map((e) => ({
+            ...toStored(e),
+            metadata: { actor: actor.kind === "user" ? `user:${actor.userId}` : "service" },
+          })),
+          { expectedVersion: "no_stream", ownerId },
+        )
+
+      const create = Effect.fn("Sessions.create")(function* (actor: Actor, input: CreateSessionInput) {
+        const ownerId = yield* ownerFor(actor)
+        const key = input.externalKey ?? null
+        const sessionId = key === null ? uuidv7() : sessionIdForKey(ownerId, key)
+        const started = startSession({
+          sessionId,
+          ownerId,
+          title: input.title ?? null,
+          metadata: input.metadata ?? {},
+          externalKey: key,
+        })
+        yield* createStream(actor, ownerId, sessionId, [started]).pipe(
+          Effect.catchTag("VersionConflict", () =>
+            Effect.fail(
+              new InvalidTransition({
+                entity: "session",
+                id: sessionId,
+                state: "exists",
+                action: "create",
+                reason: `a session with external key ${JSON.stringify(key)} already exists; use sessions.ensure or sessions.getByKey`,
+              }),
+            ),
+          ),
+        )
+        return yield* current(actor, sessionId)
+      })
+
+      const ensure = Effect.fn("Sessions.ensure")(function* (
+        actor: Actor,
+        input: CreateSessionInput & { readonly externalKey: string },
+      ) {
+        const ownerId = yield* ownerFor(actor)
+        const sessionId = sessionIdForKey(ownerId, input.externalKey)
+        const existing = yield* selectSession(sessionId, null)
+        if (existing !== undefined) return { session: existing.session, created: false }
+        const started = startSession({
+          sessionId,
+          ownerId,
+          title: input.title ?? null,
+          metadata: input.metadata ?? {},
+          externalKey: input.externalKey,
+        })
+        const created = yield* createStream(actor, ownerId, sessionId, [started]).pipe(
+          Effect.as(true),
+          // Another request created it between our read and our append: it exists now.
+          Effect.catchTag("VersionConflict", () => Effect.succeed(false)),
+        )
+        return { session: yield* current(actor, sessionId), created }
+      })
+
+      const getByKey = Effect.fn("Sessions.getByKey")(function* (actor: Actor, externalKey: string) {
+        const ownerId = yield* ownerFor(actor)
+        return yield* current(actor, sessionIdForKey(ownerId, externalKey)).pipe(
+          Effect.catchTag("NotFound", () =>
+            Effect.fail(new NotFound({ entity: "session with external key", id: externalKey })),
+          ),
+        )
+      })
+
+      const get = Effect.fn("Sessions.get")(function* (actor: Actor, id: string, asOf?: AsOf) {
+        const version = yield* resolveAsOf(actor, id, asOf)
+        const loaded = yield* loadSession(actor, id, version)
+        return loaded.session
+      })
+
+      const list = Effect.fn("Sessions.list")(function* (actor: Actor, input: ListSessionsInput) {
+        const limit = yield* pageLimit(input.limit)
+        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        if (input.parentId !== undefined && !isUuid(input.parentId)) {
+          return yield* new InvalidCommand({ path: "parentId", reason: "must be a UUID" })
+        }
+        const rows = yield* db
+          .query(
+            `select s.id::text, s.owner_id::text, s.title, s.status, s.metadata, s.version, s.parent_id::text,
+                    s.parent_version, s.external_key, s.message_count, s.revision_count, s.draft_count,
+                    s.hole_count, s.file_count, s.tool_run_count, s.created_at, s.updated_at, s.last_activity_at
+               from chronicle.sessions s
+              where ($1::uuid is null or s.owner_id = $1::uuid)
+                and (case when $2::text is null then s.status <> 'deleted' else s.status = $2::text end)
+                and ($3::uuid is null or s.parent_id = $3::uuid)
+                and ($4::timestamptz is null or (s.created_at, s.id) < ($4::timestamptz, $5::uuid))
+              order by s.created_at desc, s.id desc
+              limit $6`,
+            [
+              listScope(actor),
+              input.status ?? null,
+              input.parentId ?? null,
+              after?.[0] ?? null,
+              after?.[1] ?? null,
+              limit + 1,
+            ],
+          )
+          .pipe(Effect.orDie)
+        return toPage(rows, limit, toSession, (r) => [iso(r.created_at), r.id as string])
+      })
+
+      const update = Effect.fn("Sessions.update")(function* (
+        actor: Actor,
+        id: string,
+        input: { readonly title?: string | null; readonly metadata?: JsonObject },
+        options?: CommandOptions,
+      ) {
+        yield* executeSessionCommand(
+          actor,
+          id,
+          () =>
+            Effect.succeed<SessionCommand>({
+              type: "UpdateSession",
+              ...(input.title !== undefined ? { title: input.title } : {}),
+              ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+            }),
+          options,
+        )
+        return yield* current(actor, id)
+      })
+
+      const archive = Effect.fn("Sessions.archive")(function* (
+        actor: Actor,
+        id: string,
+        reason?: string | null,
+      ) {
+        yield* executeSessionCommand(actor, id, () =>
+          Effect.succeed<SessionCommand>({ type: "ArchiveSession", reason: reason ?? null }),
+        )
+        return yield* current(actor, id)
+      })
+
+      const remove = Effect.fn("Sessions.delete")(function* (
+        actor: Actor,
+        id: string,
+        reason?: string | null,
+      ) {
+        yield* executeSessionCommand(actor, id, () =>
+          Effect.succeed<SessionCommand>({ type: "DeleteSession", reason: reason ?? null }),
+        )
+        return yield* current(actor, id)
+      })
+
+      const rollback = Effect.fn("Sessions.rollback")(function* (
+        actor: Actor,
+        id: string,
+        to: { readonly checkpointId: string } | { readonly toVersion: number },
+        options?: CommandOptions,
+      ) {
+        yield* loadSession(actor, id)
+        const target =
+          "checkpointId" in to
+            ? {
+                toVersion: (yield* getCheckpoint(id, to.checkpointId)).version,
+                checkpointId: to.checkpointId,
+              }
+            : { toVersion: to.toVersion, checkpointId: null }
+        yield* executeSessionCommand(
+          actor,
+          id,
+          () => Effect.succeed<SessionCommand>({ type: "RollBack", ...target }),
+          options,
+        )
+        return yield* current(actor, id)
+      })
+
+      const fork = Effect.fn("Sessions.fork")(function* (
+        actor: Actor,
+        id: string,
+        at: { readonly checkpointId: string } | { readonly atVersion: number },
+        input: { readonly title?: string | null; readonly metadata?: JsonObject } = {},
+      ) {
+        const parent = yield* loadSession(actor, id)
+        const point =
+          "checkpointId" in at
+            ? {
+                atVersion: (yield* getCheckpoint(id, at.checkpointId)).version,
+                checkpointId: at.checkpointId,
+              }
+            : { atVersion: at.atVersion, checkpointId: null }
+        if (
+          !Number.isInteger(point.atVersion) ||
+          point.atVersion < 1 ||
+          point.atVersion > parent.session.version
+        ) {
+          return yield* new InvalidCommand({
+            path: "atVersion",
+            reason: `must be a version of the parent session, 1 to ${parent.session.version}`,
+          })
+        }
+        const asOf = yield* loadSession(actor, id, point.atVersion)
+        // The child belongs to the parent's owner.
+        const ownerId = parent.session.ownerId
+        const childId = uuidv7()
+        const forked = yield* Effect.fromResult(
+          forkSession(snapshotOf(parent), {
+            sessionId: childId,
+            ownerId,
+            atVersion: point.atVersion,
+            checkpointId: point.checkpointId,
+            ...(input.title !== undefined ? { title: input.title } : {}),
+            ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+            parentAsOf: { title: asOf.session.title, metadata: asOf.session.metadata },
+          }),
+        )
+        yield* createStream(actor, ownerId, childId, [forked])
+        return yield* current(actor, childId)
+      })
+
+      const timeline = Effect.fn("Sessions.timeline")(function* (
+        actor: Actor,
+        id: string,
+        page: PageRequest,
+      ) {
+        yield* loadSession(actor, id)
+        const limit = yield* pageLimit(page.limit)
+        const after = yield* decodePageCursor(page.cursor, ["number"] as const)
+        const rows = yield* db
+          .query(
+            `select e.event_id::text, e.stream_version, e.type, e.data, e.metadata, e.recorded_at,
+                    (e.type = any($4::text[]) and not (s.effective @> e.stream_version)) as reverted
+               from chronicle.events e
+               join chronicle.sessions s on s.id = $1::uuid
+              where e.stream_id = $2 and e.stream_version > $3
+              order by e.stream_version
+              limit $5`,
+            [id, sessionStreamId(id), after?.[0] ?? 0, `{${CONTENT_EVENT_TYPES.join(",")}}`, limit + 1],
+          )
+          .pipe(Effect.orDie)
+        return toPage(
+          rows,
+          limit,
+          (r): TimelineEntry => ({
+            eventId: r.event_id as string,
+            version: Number(r.stream_version),
+            type: r.type as string,
+            data: r.data as never,
+            metadata: r.metadata as JsonObject,
+            recordedAt: iso(r.recorded_at),
+            reverted: r.reverted as boolean,
+          }),
+          (r) => [Number(r.stream_version)],
+        )
+      })
+
+      const exportSession = Effect.fn("Sessions.export")(function* (actor: Actor, id: string) {
+        const session = yield* current(actor, id)
+        const events: Array<RecordedEvent> = []
+        for (let from = 1; ; ) {
+          const page = yield* store.readStream(sessionStreamId(id), { fromVersion: from }).pipe(Effect.orDie)
+          events.push(...page.events)
+          if (page.nextVersion === undefined) break
+          from = page.nextVersion
+        }
+        return {
+          format: "chronicle.session.v1",
+          session,
+          events: events.map((e) => ({
+            eventId: e.eventId,
+            version: e.version,
+            type: e.type,
+            schemaVersion: e.schemaVersion,
+            data: e.data,
+            metadata: e.metadata,
+            recordedAt: e.recordedAt.toISOString(),
+          })),
+        } satisfies SessionExport
+      })
+
+      const importConversation = Effect.fn("Sessions.importConversation")(function* (
+        actor: Actor,
+        input: ImportConversationInput,
+      ) {
+        const ownerId = yield* ownerFor(actor)
+        const key = input.externalKey ?? null
+        const sessionId = key === null ? uuidv7() : sessionIdForKey(ownerId, key)
+        const started = startSession({
+          sessionId,
+          ownerId,
+          title: input.title ?? null,
+          metadata: input.metadata ?? {},
+          externalKey: key,
+        })
+        const snapshot: SessionSnapshot = {
+          id: sessionId,
+          ownerId,
+          status: "active",
+          version: 1,
+          title: started.title,
+          metadata: started.metadata,
+          counts: { messages: 0, revisions: 0, drafts: 0, holes: 0, files: 0, toolRuns: 0 },
+          headCursor: "",
+        }
+        const messages =
+          input.messages.length === 0
+            ? []
+            : yield* Effect.fromResult(
+                decideSession(
+                  {
+                    type: "AppendMessages",
+                    messages: input.messages.map((m) => ({
+                      messageId: uuidv7(),
+                      role: m.role,
+                      content: m.content,
+                      metadata: m.metadata ?? {},
+                      createdAt: m.createdAt ?? null,
+                    })),
+                  },
+                  snapshot,
+                ),
+              )
+        yield* createStream(actor, ownerId, sessionId, [started, ...messages]).pipe(
+          Effect.catchTag("VersionConflict", () =>
+            Effect.fail(
+              new InvalidTransition({
+                entity: "session",
+                id: sessionId,
+                state: "exists",
+                action: "import",
+                reason: `a session with external key ${JSON.stringify(key)} already exists`,
+              }),
+            ),
+          ),
+        )
+        return yield* current(actor, sessionId)
+      })
+
+      const createCheckpoint = Effect.fn("Sessions.createCheckpoint")(function* (
+        actor: Actor,
+        id: string,
+        label: string | null,
+        options?: CommandOptions,
+      ) {
+        const result: CommandResult = yield* executeSessionCommand(
+          actor,
+          id,
+          () => Effect.succeed<SessionCommand>({ type: "CreateCheckpoint", checkpointId: uuidv7(), label }),
+          options,
+        )
+        const created = result.events.find((e) => e.event.type === "CheckpointCreated")
+        if (created?.event.type !== "CheckpointCreated") return yield* Effect.die("no checkpoint recorded")
+        return yield* getCheckpoint(id, created.event.checkpointId)
+      })
+
+      const listCheckpoints = Effect.fn("Sessions.listCheckpoints")(function* (
+        actor: Actor,
+        id: string,
+        page: PageRequest,
+      ) {
+        yield* loadSession(actor, id)
+        const limit = yield* pageLimit(page.limit)
+        const after = yield* decodePageCursor(page.cursor, ["number"] as const)
+        const rows = yield* db
+          .query(
+            `select id::text, session_id::text, version, event_version, label, cursor, created_at
+               from chronicle.checkpoints
+              where session_id = $1::uuid and event_version > $2
+              order by event_version limit $3`,
+            [id, after?.[0] ?? 0, limit + 1],
+          )
+          .pipe(Effect.orDie)
+        return toPage(rows, limit, toCheckpoint, (r) => [Number(r.event_version)])
+      })
+
+      return Sessions.of({
+        create: (actor, input) => provide(create(actor, input)),
+        ensure: (actor, input) => provide(ensure(actor, input)),
+        getByKey: (actor, key) => provide(getByKey(actor, key)),
+        get: (actor, id, asOf) => provide(get(actor, id, asOf)),
+        list: (actor, input) => provide(list(actor, input)),
+        update: (actor, id, input, options) => provide(update(actor, id, input, options)),
+        archive: (actor, id, reason) => provide(archive(actor, id, reason)),
+        delete: (actor, id, reason) => provide(remove(actor, id, reason)),
+        rollback: (actor, id, to, options) => provide(rollback(actor, id, to, options)),
+        fork: (actor, id, at, input) => provide(fork(actor, id, at, input)),
+        timeline: (actor, id, page) => provide(timeline(actor, id, page)),
+        export: (actor, id) => provide(exportSession(actor, id)),
+        importConversation: (actor, input) => provide(importConversation(actor, input)),
+        createCheckpoint: (actor, id, label, options) => provide(createCheckpoint(actor, id, label, options)),
+        listCheckpoints: (actor, id, page) => provide(listCheckpoints(actor, id, page)),
+        getCheckpoint: (actor, id, checkpointId) =>
+          provide(Effect.andThen(loadSession(actor, id), getCheckpoint(id, checkpointId))),
+      })
+    }),
+  )
+}

@@ -1,0 +1,224 @@
+import { randomUUID } from "node:crypto"
+import type { ChronicleEvent } from "@chronicle/events"
+import { Database, EventStore } from "@chronicle/store"
+import { testDatabases } from "@chronicle/store/testing"
+import { Effect } from "effect"
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { dumpReadModels, readModelTables, rebuildReadModels } from "../src/index.ts"
+import {
+  appendEffect,
+  env,
+  ev,
+  fileStream,
+  type Harness,
+  jobStream,
+  makeHarness,
+  sandboxStream,
+  sessionStream,
+  sha,
+} from "./support.ts"
+import { forkSession, historyArb, playSession } from "./workload.ts"
+
+describe.each(testDatabases(env))("rebuilding the read models on $name", (database) => {
+  let h: Harness
+  beforeAll(async () => {
+    h = await makeHarness(database)
+    await fillLog(h)
+  })
+  afterAll(() => h.dispose())
+
+  const eventCount = () =>
+    h.one<{ n: number }>("select count(*)::int as n from chronicle.events").then((r) => r.n)
+
+  it("reproduces every row the inline projections wrote", async () => {
+    const inline = await h.run(dumpReadModels())
+    for (const table of readModelTables) expect(inline[table]!.length, table).toBeGreaterThan(0)
+    const projected = await h.run(rebuildReadModels())
+    expect(projected).toBe(await eventCount())
+    expect(await h.run(dumpReadModels())).toEqual(inline)
+  })
+
+  it("repairs read models that drifted from the log and leaves the blobs alone", async () => {
+    const inline = await h.run(dumpReadModels())
+    const content = Buffer.from("hello, blob")
+    const digest = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    await h.query(
+      "insert into chronicle.blobs (sha256, size, content) values ($1, $2, $3) on conflict do nothing",
+      [digest, content.length, content],
+    )
+    await h.query("update chronicle.sessions set title = 'drifted', message_count = message_count + 7")
+    await h.query("delete from chronicle.messages where seq = 1")
+    await h.query("update chronicle.jobs set state = 'queued'")
+    await h.query("delete from chronicle.sandboxes")
+    expect(await h.run(dumpReadModels())).not.toEqual(inline)
+
+    await h.run(rebuildReadModels())
+    expect(await h.run(dumpReadModels())).toEqual(inline)
+    expect(
+      await h.query("select sha256, size::int, convert_from(content, 'UTF8') as text from chronicle.blobs"),
+    ).toEqual([{ sha256: digest, size: content.length, text: "hello, blob" }])
+  })
+
+  it("is all or nothing: a rebuild whose transaction fails leaves the read models as they were", async () => {
+    const before = await h.run(dumpReadModels())
+    const failure = await h.failure(
+      Effect.gen(function* () {
+        const db = yield* Database
+        yield* db.transaction(
+          Effect.gen(function* () {
+            yield* db.query("update chronicle.sessions set title = 'drifted'")
+            yield* rebuildReadModels()
+            return yield* Effect.fail("stop")
+          }),
+        )
+      }),
+    )
+    expect(failure).toBe("stop")
+    expect(await h.run(dumpReadModels())).toEqual(before)
+  })
+})
+
+/**
+ * Fills the log with every kind of event: random session histories (several at once), forks
+ * of them, jobs with tasks and artifacts, files, sandboxes, and events the projections ignore.
+ */
+const fillLog = async (h: Harness) => {
+  const histories = fc.sample(historyArb, { numRuns: 6, seed: 20261123 })
+  const sessions = await Promise.all(histories.map((ops) => playSession(h, ops)))
+  for (const [i, parent] of sessions.entries()) {
+    const { childId } = await forkSession(h, parent, 1 + (i % parent.version))
+    if (i % 2 === 0)
+      await h.append(`session-${childId}`, [ev.message(99, "after the fork"), ev.rolledBack(1)])
+  }
+
+  const appendEach = async (streamId: string, events: ReadonlyArray<ChronicleEvent>) => {
+    for (const event of events) await h.append(streamId, [event])
+  }
+  // One session with every kind of content, whatever the random histories held.
+  const everything = randomUUID()
+  const file = randomUUID()
+  const started = await h.append(`session-${everything}`, [ev.started(everything, randomUUID())])
+  await appendEach(`session-${everything}`, [
+    ev.message(1, "m"),
+    ev.revision(1),
+    ev.draft({ revisionNumber: 1 }),
+    ev.hole("h", 0.5),
+    ev.attach(file),
+    ev.detach(file),
+    ev.toolRun(),
+    ev.checkpoint(1, started.events[0]!.cursor),
+    ev.rolledBack(2),
+  ])
+  for (const [i, session] of sessions.slice(0, 3).entries()) {
+    const jobId = randomUUID()
+    const taskId = randomUUID()
+    await appendEach(jobStream(jobId), [
+      ev.jobCreated(jobId, session.owner, { sessionId: i === 2 ? null : session.id }),
+      { type: "JobStarted", worker: "w" },
+      { type: "TaskAdded", taskId, name: "step", input: {} },
+      { type: "JobProgressed", progress: 0.5, message: "half" },
+      ev.taskUpdated(taskId, { status: "completed", output: { ok: true }, progress: 1 }),
+      i === 1
+        ? { type: "JobFailed", error: "boom", details: { at: "step" } }
+        : { type: "JobCompleted", output: [i] },
+      ev.artifact(),
+    ])
+    const fileId = randomUUID()
+    await h.append(fileStream(fileId), [ev.fileUploaded(fileId, session.owner, { sha256: sha(String(i)) })])
+    const sandboxId = randomUUID()
+    await appendEach(sandboxStream(sandboxId), [
+      ev.sandboxRegistered(sandboxId, session.id, session.owner),
+      { type: "SandboxStatusChanged", status: "running", reason: null, url: "https://sbx.example" },
+      ...(i === 0
+        ? []
+        : [{ type: "SandboxStatusChanged", status: "stopped", reason: null, url: null } as const]),
+    ])
+  }
+  const archived = sessions[0]!
+  await h.append(`session-${archived.id}`, [ev.archived()])
+  await h.run(
+    Effect.flatMap(EventStore, (s) =>
+      Effect.all([
+        s.append(`session-${randomUUID()}`, [{ type: "MessageAppended", data: { n: 1 } }]),
+        s.append(`session-${archived.id}`, [{ type: "Annotated", data: { note: "kept in the log only" } }]),
+        s.append(`thread-${randomUUID()}`, [{ type: "Other", data: {} }]),
+      ]),
+    ),
+  )
+}
+
+// Only a server runs two transactions at once; the embedded database serialises them.
+describe.each(testDatabases(env).filter((d) => d.name === "postgres"))(
+  "rebuild order under concurrent writers on $name",
+  (database) => {
+    let h: Harness
+    beforeAll(async () => {
+      h = await makeHarness(database)
+    })
+    afterAll(() => h.dispose())
+
+    it("replays in insert order: a stream's later version can carry an older transaction id", async () => {
+      const other = randomUUID()
+      const shared = randomUUID()
+      const owner = randomUUID()
+      let xWrote!: () => void
+      const xHasTransactionId = new Promise<void>((resolve) => {
+        xWrote = resolve
+      })
+      let yLocked!: () => void
+      const yHoldsStream = new Promise<void>((resolve) => {
+        yLocked = resolve
+      })
+      // X takes its transaction id first (by writing another stream), then appends to the
+      // shared stream, where it waits for Y, which started that stream after X began.
+      const x = h.run(
+        Effect.gen(function* () {
+          const db = yield* Database
+          yield* db.transaction(
+            Effect.gen(function* () {
+              yield* appendEffect(sessionStream(other), [ev.started(other, owner)])
+              xWrote()
+              yield* Effect.promise(() => yHoldsStream)
+              yield* appendEffect(sessionStream(shared), [ev.message(1, "from x")])
+            }),
+          )
+        }),
+      )
+      const y = (async () => {
+        await xHasTransactionId
+        await h.run(
+          Effect.gen(function* () {
+            const db = yield* Database
+            yield* db.transaction(
+              Effect.gen(function* () {
+                yield* appendEffect(sessionStream(shared), [ev.started(shared, owner)])
+                yLocked()
+                yield* db.query("select pg_sleep(0.3)")
+              }),
+            )
+          }),
+        )
+      })()
+      await Promise.all([x, y])
+
+      const order = await h.query<{ stream_version: number; tx_first: boolean }>(
+        `select stream_version, transaction_id < (select min(transaction_id) from chronicle.events
+                                                    where stream_id = $1 and stream_version = 1) as tx_first
+           from chronicle.events where stream_id = $1 order by global_position`,
+        [sessionStream(shared)],
+      )
+      // Version 2 was written by the transaction with the older id.
+      expect(order).toEqual([
+        { stream_version: 1, tx_first: false },
+        { stream_version: 2, tx_first: true },
+      ])
+      const inline = await h.run(dumpReadModels(["sessions", "messages"]))
+      expect(
+        (inline.messages ?? []).filter((m) => m.session_id === shared).map((m) => [m.version, m.content]),
+      ).toEqual([[2, "from x"]])
+      await h.run(rebuildReadModels())
+      expect(await h.run(dumpReadModels(["sessions", "messages"]))).toEqual(inline)
+    })
+  },
+)

@@ -1,0 +1,770 @@
+-- Chronicle: the read models and the inline projections that keep them in step with the log.
+--
+-- An AFTER INSERT trigger on chronicle.events projects every event inside the append's own
+-- transaction, so an append is still one round trip and a reader sees its own writes. The
+-- projection never re-checks business rules (the deciders did); it only folds events into
+-- rows, deterministically, so chronicle.rebuild_read_models() reproduces the same rows from
+-- the log. A stream's row is created by its first event (SessionStarted or SessionForked,
+-- JobCreated, FileUploaded, SandboxRegistered); events on a stream whose first event did
+-- not create a row, and on streams of other kinds, are ignored. An event of a type with no
+-- read model, on a stream that has a row, only advances that row's version.
+--
+-- Rollback: a session's effective history as of version X, E(X), is a set of versions kept
+-- as an int4multirange (docs/DOMAIN.md). Content rows are never deleted; a row is effective
+-- iff sessions.effective @> row.version.
+
+-- ----- sessions ---------------------------------------------------------------------------
+
+create table chronicle.sessions (
+  id               uuid primary key,
+  owner_id         uuid not null,
+  title            text,
+  metadata         jsonb not null,
+  status           text not null check (status in ('active', 'archived', 'deleted', 'expired')),
+  version          integer not null,
+  parent_id        uuid,
+  parent_version   integer,
+  external_key     text,
+  -- E(version): the versions whose content is part of the current state.
+  effective        int4multirange not null,
+  message_count    integer not null default 0,
+  revision_count   integer not null default 0,
+  draft_count      integer not null default 0,
+  hole_count       integer not null default 0,
+  file_count       integer not null default 0,
+  tool_run_count   integer not null default 0,
+  -- The log cursor of the session's latest event.
+  head_cursor      text not null,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null,
+  last_activity_at timestamptz not null,
+  archived_at      timestamptz,
+  deleted_at       timestamptz,
+  expired_at       timestamptz
+);
+
+create index sessions_owner_status_updated_idx on chronicle.sessions (owner_id, status, updated_at desc);
+create unique index sessions_owner_external_key_idx on chronicle.sessions (owner_id, external_key)
+  where external_key is not null;
+create index sessions_parent_idx on chronicle.sessions (parent_id, parent_version) where parent_id is not null;
+-- The retention sweep looks for active sessions idle since before a cut-off.
+create index sessions_active_idle_idx on chronicle.sessions (last_activity_at) where status = 'active';
+
+create table chronicle.session_rollbacks (
+  session_id uuid not null references chronicle.sessions (id),
+  version    integer not null,
+  to_version integer not null,
+  primary key (session_id, version)
+);
+
+-- Every event that sets the title or the metadata (SessionStarted/Forked set both), so a
+-- rollback can restore them from the latest effective one.
+create table chronicle.session_updates (
+  session_id   uuid not null references chronicle.sessions (id),
+  version      integer not null,
+  title_set    boolean not null,
+  title        text,
+  metadata_set boolean not null,
+  metadata     jsonb,
+  primary key (session_id, version)
+);
+
+create table chronicle.messages (
+  session_id uuid not null references chronicle.sessions (id),
+  message_id uuid not null,
+  version    integer not null,
+  seq        integer not null,
+  role       text not null,
+  content    text not null,
+  metadata   jsonb not null,
+  created_at timestamptz not null,
+  primary key (session_id, message_id)
+);
+
+-- seq is reused after a rollback, so the list key is (seq, version) filtered by effective.
+create index messages_session_seq_idx on chronicle.messages (session_id, seq, version);
+
+create table chronicle.revisions (
+  session_id  uuid not null references chronicle.sessions (id),
+  revision_id uuid not null,
+  version     integer not null,
+  number      integer not null,
+  ir          jsonb not null,
+  note        text,
+  created_at  timestamptz not null,
+  primary key (session_id, revision_id)
+);
+
+create index revisions_session_number_idx on chronicle.revisions (session_id, number, version);
+
+create table chronicle.drafts (
+  session_id      uuid not null references chronicle.sessions (id),
+  draft_id        uuid not null,
+  version         integer not null,
+  code            text not null,
+  language        text not null,
+  valid           boolean not null,
+  metrics         jsonb not null,
+  revision_number integer,
+  created_at      timestamptz not null,
+  primary key (session_id, draft_id)
+);
+
+create index drafts_session_version_idx on chronicle.drafts (session_id, version);
+
+create table chronicle.hole_resolutions (
+  session_id    uuid not null references chronicle.sessions (id),
+  resolution_id uuid not null,
+  version       integer not null,
+  hole_id       text not null,
+  value         jsonb not null,
+  confidence    double precision not null,
+  created_at    timestamptz not null,
+  primary key (session_id, resolution_id)
+);
+
+create index hole_resolutions_session_version_idx on chronicle.hole_resolutions (session_id, version);
+create index hole_resolutions_session_hole_idx on chronicle.hole_resolutions (session_id, hole_id, version);
+
+-- Attachments and detachments are both kept: whether a file is attached as of X depends on
+-- which of them are in E(X) (see chronicle.attached_files).
+create table chronicle.session_files (
+  session_id  uuid not null references chronicle.sessions (id),
+  file_id     uuid not null,
+  version     integer not null,
+  sha256      text not null,
+  name        text not null,
+  mime_type   text not null,
+  size        bigint not null,
+  attached_at timestamptz not null,
+  primary key (session_id, file_id, version)
+);
+
+create index session_files_session_version_idx on chronicle.session_files (session_id, version);
+
+create table chronicle.session_file_detachments (
+  session_id  uuid not null references chronicle.sessions (id),
+  file_id     uuid not null,
+  version     integer not null,
+  detached_at timestamptz not null,
+  primary key (session_id, file_id, version)
+);
+
+create table chronicle.tool_runs (
+  session_id  uuid not null references chronicle.sessions (id),
+  tool_run_id uuid not null,
+  version     integer not null,
+  tool        text not null,
+  input       jsonb not null,
+  output      jsonb not null,
+  status      text not null,
+  duration_ms bigint,
+  error       text,
+  created_at  timestamptz not null,
+  primary key (session_id, tool_run_id)
+);
+
+create index tool_runs_session_version_idx on chronicle.tool_runs (session_id, version);
+
+create table chronicle.checkpoints (
+  id            uuid primary key,
+  session_id    uuid not null references chronicle.sessions (id),
+  -- The session version the checkpoint marks; event_version is the checkpoint event's own.
+  version       integer not null,
+  event_version integer not null,
+  label         text,
+  cursor        text not null,
+  created_at    timestamptz not null
+);
+
+create index checkpoints_session_version_idx on chronicle.checkpoints (session_id, version);
+
+-- ----- files and blobs --------------------------------------------------------------------
+
+create table chronicle.files (
+  id         uuid primary key,
+  owner_id   uuid not null,
+  sha256     text not null,
+  name       text not null,
+  mime_type  text not null,
+  size       bigint not null,
+  version    integer not null,
+  created_at timestamptz not null,
+  updated_at timestamptz not null
+);
+
+create index files_owner_created_idx on chronicle.files (owner_id, created_at desc);
+create index files_sha256_idx on chronicle.files (sha256);
+
+-- Not a read model: the bytes of files, stored once under their SHA-256 and written directly
+-- (events carry the hash, never the bytes). A rebuild leaves this table alone.
+create table chronicle.blobs (
+  sha256     text primary key check (sha256 ~ '^[0-9a-f]{64}$'),
+  size       bigint not null check (size = octet_length(content)),
+  content    bytea not null,
+  created_at timestamptz not null default now()
+);
+
+-- ----- jobs, tasks, artifacts -------------------------------------------------------------
+
+create table chronicle.jobs (
+  id               uuid primary key,
+  owner_id         uuid not null,
+  session_id       uuid,
+  parent_job_id    uuid,
+  job_type         text not null,
+  state            text not null
+                   check (state in ('queued', 'running', 'paused', 'completed', 'failed', 'cancelled')),
+  input            jsonb not null,
+  output           jsonb,
+  error            text,
+  error_details    jsonb,
+  progress         double precision,
+  progress_message text,
+  version          integer not null,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null,
+  started_at       timestamptz,
+  finished_at      timestamptz
+);
+
+create index jobs_owner_state_created_idx on chronicle.jobs (owner_id, state, created_at desc);
+create index jobs_owner_created_idx on chronicle.jobs (owner_id, created_at desc);
+create index jobs_session_created_idx on chronicle.jobs (session_id, created_at) where session_id is not null;
+create index jobs_parent_idx on chronicle.jobs (parent_job_id) where parent_job_id is not null;
+create index jobs_state_created_idx on chronicle.jobs (state, created_at);
+
+create table chronicle.tasks (
+  job_id     uuid not null references chronicle.jobs (id),
+  task_id    uuid not null,
+  name       text not null,
+  status     text not null,
+  input      jsonb not null,
+  output     jsonb,
+  error      text,
+  progress   double precision,
+  created_at timestamptz not null,
+  updated_at timestamptz not null,
+  primary key (job_id, task_id)
+);
+
+create table chronicle.artifacts (
+  job_id      uuid not null references chronicle.jobs (id),
+  artifact_id uuid not null,
+  file_id     uuid not null,
+  session_id  uuid,
+  kind        text not null,
+  name        text not null,
+  sha256      text not null,
+  mime_type   text not null,
+  size        bigint not null,
+  created_at  timestamptz not null,
+  primary key (job_id, artifact_id)
+);
+
+create index artifacts_session_created_idx on chronicle.artifacts (session_id, created_at)
+  where session_id is not null;
+create index artifacts_file_idx on chronicle.artifacts (file_id);
+
+-- ----- sandboxes --------------------------------------------------------------------------
+
+create table chronicle.sandboxes (
+  id          uuid primary key,
+  session_id  uuid not null,
+  owner_id    uuid not null,
+  provider    text not null,
+  external_id text not null,
+  url         text,
+  status      text not null,
+  metadata    jsonb not null,
+  version     integer not null,
+  created_at  timestamptz not null,
+  updated_at  timestamptz not null,
+  started_at  timestamptz,
+  ended_at    timestamptz
+);
+
+create index sandboxes_session_created_idx on chronicle.sandboxes (session_id, created_at);
+create index sandboxes_owner_status_updated_idx on chronicle.sandboxes (owner_id, status, updated_at desc);
+create index sandboxes_status_updated_idx on chronicle.sandboxes (status, updated_at);
+
+-- The API roles may read the read models (subject to RLS policies added later) but only the
+-- projection writes them.
+do $$
+declare
+  r text;
+  t text;
+begin
+  foreach r in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_roles where rolname = r) then
+      foreach t in array array['sessions', 'session_rollbacks', 'session_updates', 'messages',
+                               'revisions', 'drafts', 'hole_resolutions', 'session_files',
+                               'session_file_detachments', 'tool_runs', 'checkpoints', 'files',
+                               'blobs', 'jobs', 'tasks', 'artifacts', 'sandboxes'] loop
+        execute format('revoke insert, update, delete, truncate on chronicle.%I from %I', t, r);
+      end loop;
+    end if;
+  end loop;
+end
+$$;
+
+-- ----- helpers ----------------------------------------------------------------------------
+
+-- The uuid of a stream id: 'session-<uuid>' → <uuid>.
+create function chronicle.stream_uuid(p_stream_id text) returns uuid
+language sql immutable strict as $$
+  select substr(p_stream_id, strpos(p_stream_id, '-') + 1)::uuid
+$$;
+
+-- The log cursor of an event, as the store hands it out: '<transaction id>:<global position>'.
+create function chronicle.event_cursor(e chronicle.events) returns text
+language sql immutable as $$
+  select e.transaction_id::text || ':' || e.global_position::text
+$$;
+
+-- E(p_at) of a session, walking the rollback chain backwards (docs/DOMAIN.md):
+--   ranges = []; cur = X
+--   loop: R = the latest rollback with version <= cur   (none → ranges += [1, cur]; stop)
+--         ranges += [R, cur]; cur = R.toVersion
+create function chronicle.effective_versions(p_session_id uuid, p_at integer) returns int4multirange
+language plpgsql stable strict as $$
+declare
+  v_ranges int4multirange := '{}';
+  v_cur integer := p_at;
+  v_rollback record;
+begin
+  while v_cur >= 1 loop
+    select r.version, r.to_version
+      into v_rollback
+      from chronicle.session_rollbacks r
+     where r.session_id = p_session_id and r.version <= v_cur
+     order by r.version desc
+     limit 1;
+    if not found then
+      return v_ranges + int4multirange(int4range(1, v_cur, '[]'));
+    end if;
+    v_ranges := v_ranges + int4multirange(int4range(v_rollback.version, v_cur, '[]'));
+    -- toVersion < version always holds for a decided rollback; least() only guarantees
+    -- that the walk ends whatever the log holds.
+    v_cur := least(v_rollback.to_version, v_rollback.version - 1);
+  end loop;
+  return v_ranges;
+end
+$$;
+
+-- The attachments of a session that are in effect for the effective set p_effective: the
+-- attachment is effective and no effective detachment of that file comes after it.
+create function chronicle.attached_files(p_session_id uuid, p_effective int4multirange)
+returns setof chronicle.session_files
+language sql stable as $$
+  select f.*
+    from chronicle.session_files f
+   where f.session_id = p_session_id
+     and p_effective @> f.version
+     and not exists (
+       select 1
+         from chronicle.session_file_detachments x
+        where x.session_id = f.session_id
+          and x.file_id = f.file_id
+          and x.version > f.version
+          and p_effective @> x.version)
+$$;
+
+-- Recomputes a session's counters, title and metadata from its rows and its current
+-- `effective` set (after a rollback, and for a new fork).
+create function chronicle.recount_session(p_session_id uuid) returns void
+language sql as $$
+  update chronicle.sessions s
+     set message_count = (select count(*) from chronicle.messages m
+                           where m.session_id = s.id and s.effective @> m.version),
+         revision_count = (select count(*) from chronicle.revisions r
+                            where r.session_id = s.id and s.effective @> r.version),
+         draft_count = (select count(*) from chronicle.drafts d
+                         where d.session_id = s.id and s.effective @> d.version),
+         hole_count = (select count(*) from chronicle.hole_resolutions h
+                        where h.session_id = s.id and s.effective @> h.version),
+         file_count = (select count(*) from chronicle.attached_files(s.id, s.effective)),
+         -- Tool runs record what happened in the world: a rollback never reverts them.
+         tool_run_count = (select count(*) from chronicle.tool_runs t where t.session_id = s.id),
+         title = (select u.title from chronicle.session_updates u
+                   where u.session_id = s.id and u.title_set and s.effective @> u.version
+                   order by u.version desc limit 1),
+         metadata = coalesce((select u.metadata from chronicle.session_updates u
+                               where u.session_id = s.id and u.metadata_set and s.effective @> u.version
+                               order by u.version desc limit 1), '{}'::jsonb)
+   where s.id = p_session_id
+$$;
+
+-- ----- session streams --------------------------------------------------------------------
+
+create function chronicle.start_session(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+begin
+  insert into chronicle.sessions
+    (id, owner_id, title, metadata, status, version, external_key, effective, head_cursor,
+     created_at, updated_at, last_activity_at)
+  values
+    (v_id, (d ->> 'ownerId')::uuid, d ->> 'title', d -> 'metadata', 'active', e.stream_version,
+     d ->> 'externalKey', int4multirange(int4range(e.stream_version, e.stream_version + 1)),
+     chronicle.event_cursor(e), e.recorded_at, e.recorded_at, e.recorded_at);
+
+  insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+  values (v_id, e.stream_version, true, d ->> 'title', true, d -> 'metadata');
+end
+$$;
+
+-- A fork starts as its parent's content as of atVersion, copied in at version 1 (ids, seq,
+-- numbers and timestamps kept); the title and metadata are the fork event's.
+create function chronicle.fork_session(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+  v integer := e.stream_version;
+  v_parent uuid := (d ->> 'parentId')::uuid;
+  v_at integer := (d ->> 'atVersion')::integer;
+  v_as_of int4multirange := chronicle.effective_versions(v_parent, v_at);
+begin
+  insert into chronicle.sessions
+    (id, owner_id, title, metadata, status, version, parent_id, parent_version, external_key,
+     effective, head_cursor, created_at, updated_at, last_activity_at)
+  values
+    (v_id, (d ->> 'ownerId')::uuid, d ->> 'title', d -> 'metadata', 'active', v, v_parent, v_at,
+     d ->> 'externalKey', int4multirange(int4range(v, v + 1)), chronicle.event_cursor(e),
+     e.recorded_at, e.recorded_at, e.recorded_at);
+
+  insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+  values (v_id, v, true, d ->> 'title', true, d -> 'metadata');
+
+  insert into chronicle.messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+  select v_id, m.message_id, v, m.seq, m.role, m.content, m.metadata, m.created_at
+    from chronicle.messages m
+   where m.session_id = v_parent and v_as_of @> m.version;
+
+  insert into chronicle.revisions (session_id, revision_id, version, number, ir, note, created_at)
+  select v_id, r.revision_id, v, r.number, r.ir, r.note, r.created_at
+    from chronicle.revisions r
+   where r.session_id = v_parent and v_as_of @> r.version;
+
+  insert into chronicle.drafts
+    (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
+  select v_id, x.draft_id, v, x.code, x.language, x.valid, x.metrics, x.revision_number, x.created_at
+    from chronicle.drafts x
+   where x.session_id = v_parent and v_as_of @> x.version;
+
+  insert into chronicle.hole_resolutions
+    (session_id, resolution_id, version, hole_id, value, confidence, created_at)
+  select v_id, h.resolution_id, v, h.hole_id, h.value, h.confidence, h.created_at
+    from chronicle.hole_resolutions h
+   where h.session_id = v_parent and v_as_of @> h.version;
+
+  insert into chronicle.session_files (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
+  select v_id, f.file_id, v, f.sha256, f.name, f.mime_type, f.size, f.attached_at
+    from chronicle.attached_files(v_parent, v_as_of) f;
+
+  insert into chronicle.tool_runs
+    (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
+  select v_id, t.tool_run_id, v, t.tool, t.input, t.output, t.status, t.duration_ms, t.error, t.created_at
+    from chronicle.tool_runs t
+   where t.session_id = v_parent and t.version <= v_at;
+
+  perform chronicle.recount_session(v_id);
+end
+$$;
+
+-- SessionRolledBack at version R: E(R) = E(toVersion) ∪ {R}; counters, title and metadata
+-- are recomputed over the rows that are effective again.
+create function chronicle.roll_back_session(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+begin
+  insert into chronicle.session_rollbacks (session_id, version, to_version)
+  values (v_id, e.stream_version, (e.data ->> 'toVersion')::integer);
+
+  update chronicle.sessions s
+     set version = e.stream_version,
+         effective = chronicle.effective_versions(v_id, e.stream_version),
+         head_cursor = chronicle.event_cursor(e),
+         updated_at = e.recorded_at,
+         last_activity_at = e.recorded_at
+   where s.id = v_id;
+
+  perform chronicle.recount_session(v_id);
+end
+$$;
+
+create function chronicle.project_session(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  v integer := e.stream_version;
+  d jsonb := e.data;
+begin
+  -- A session is created by the first event of its stream, and only by it.
+  if v = 1 and e.type = 'SessionStarted' then
+    perform chronicle.start_session(e);
+    return;
+  elsif v = 1 and e.type = 'SessionForked' then
+    perform chronicle.fork_session(e);
+    return;
+  end if;
+
+  if not exists (select 1 from chronicle.sessions s where s.id = v_id) then
+    return;
+  end if;
+
+  case e.type
+    when 'SessionRolledBack' then
+      perform chronicle.roll_back_session(e);
+      return;
+    when 'SessionUpdated' then
+      insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+      values (v_id, v, d ? 'title', d ->> 'title', d ? 'metadata', d -> 'metadata');
+    when 'MessageAppended' then
+      insert into chronicle.messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+      values (v_id, (d ->> 'messageId')::uuid, v, (d ->> 'seq')::integer, d ->> 'role', d ->> 'content',
+              d -> 'metadata', coalesce((d ->> 'createdAt')::timestamptz, e.recorded_at));
+    when 'RevisionAdded' then
+      insert into chronicle.revisions (session_id, revision_id, version, number, ir, note, created_at)
+      values (v_id, (d ->> 'revisionId')::uuid, v, (d ->> 'number')::integer, d -> 'ir', d ->> 'note',
+              e.recorded_at);
+    when 'DraftRecorded' then
+      insert into chronicle.drafts
+        (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
+      values (v_id, (d ->> 'draftId')::uuid, v, d ->> 'code', d ->> 'language', (d ->> 'valid')::boolean,
+              d -> 'metrics', (d ->> 'revisionNumber')::integer, e.recorded_at);
+    when 'HoleResolved' then
+      insert into chronicle.hole_resolutions
+        (session_id, resolution_id, version, hole_id, value, confidence, created_at)
+      values (v_id, (d ->> 'resolutionId')::uuid, v, d ->> 'holeId', d -> 'value',
+              (d ->> 'confidence')::double precision, e.recorded_at);
+    when 'FileAttached' then
+      insert into chronicle.session_files
+        (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
+      values (v_id, (d ->> 'fileId')::uuid, v, d ->> 'sha256', d ->> 'name', d ->> 'mimeType',
+              (d ->> 'size')::bigint, e.recorded_at);
+    when 'FileDetached' then
+      insert into chronicle.session_file_detachments (session_id, file_id, version, detached_at)
+      values (v_id, (d ->> 'fileId')::uuid, v, e.recorded_at);
+    when 'ToolRunRecorded' then
+      insert into chronicle.tool_runs
+        (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
+      values (v_id, (d ->> 'toolRunId')::uuid, v, d ->> 'tool', d -> 'input', d -> 'output', d ->> 'status',
+              (d ->> 'durationMs')::bigint, d ->> 'error', e.recorded_at);
+    when 'CheckpointCreated' then
+      insert into chronicle.checkpoints (id, session_id, version, event_version, label, cursor, created_at)
+      values ((d ->> 'checkpointId')::uuid, v_id, (d ->> 'version')::integer, v, d ->> 'label',
+              d ->> 'cursor', e.recorded_at);
+    else
+      -- Lifecycle events change only the session row. A type with no read model still
+      -- advances the session's version, so that it always equals the stream's.
+      null;
+  end case;
+
+  update chronicle.sessions s
+     set version = v,
+         effective = s.effective + int4multirange(int4range(v, v + 1)),
+         head_cursor = chronicle.event_cursor(e),
+         updated_at = e.recorded_at,
+         last_activity_at = e.recorded_at,
+         title = case when e.type = 'SessionUpdated' and d ? 'title' then d ->> 'title' else s.title end,
+         metadata = case when e.type = 'SessionUpdated' and d ? 'metadata' then d -> 'metadata'
+                         else s.metadata end,
+         status = case e.type when 'SessionArchived' then 'archived'
+                              when 'SessionDeleted' then 'deleted'
+                              when 'SessionExpired' then 'expired'
+                              else s.status end,
+         archived_at = case when e.type = 'SessionArchived' then e.recorded_at else s.archived_at end,
+         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at else s.deleted_at end,
+         expired_at = case when e.type = 'SessionExpired' then e.recorded_at else s.expired_at end,
+         message_count = s.message_count + (e.type = 'MessageAppended')::integer,
+         revision_count = s.revision_count + (e.type = 'RevisionAdded')::integer,
+         draft_count = s.draft_count + (e.type = 'DraftRecorded')::integer,
+         hole_count = s.hole_count + (e.type = 'HoleResolved')::integer,
+         file_count = s.file_count + case e.type when 'FileAttached' then 1
+                                                 when 'FileDetached' then -1
+                                                 else 0 end,
+         tool_run_count = s.tool_run_count + (e.type = 'ToolRunRecorded')::integer
+   where s.id = v_id;
+end
+$$;
+
+-- ----- job streams ------------------------------------------------------------------------
+
+create function chronicle.project_job(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+begin
+  if e.stream_version = 1 and e.type = 'JobCreated' then
+    insert into chronicle.jobs
+      (id, owner_id, session_id, parent_job_id, job_type, state, input, version, created_at, updated_at)
+    values (v_id, (d ->> 'ownerId')::uuid, (d ->> 'sessionId')::uuid, (d ->> 'parentJobId')::uuid,
+            d ->> 'jobType', 'queued', d -> 'input', e.stream_version, e.recorded_at, e.recorded_at);
+    return;
+  end if;
+
+  if not exists (select 1 from chronicle.jobs j where j.id = v_id) then
+    return;
+  end if;
+
+  case e.type
+    when 'TaskAdded' then
+      insert into chronicle.tasks (job_id, task_id, name, status, input, created_at, updated_at)
+      values (v_id, (d ->> 'taskId')::uuid, d ->> 'name', 'pending', d -> 'input', e.recorded_at, e.recorded_at);
+    when 'TaskUpdated' then
+      update chronicle.tasks t
+         set status = d ->> 'status',
+             output = d -> 'output',
+             error = d ->> 'error',
+             progress = (d ->> 'progress')::double precision,
+             updated_at = e.recorded_at
+       where t.job_id = v_id and t.task_id = (d ->> 'taskId')::uuid;
+    when 'ArtifactRecorded' then
+      insert into chronicle.artifacts
+        (job_id, artifact_id, file_id, session_id, kind, name, sha256, mime_type, size, created_at)
+      select v_id, (d ->> 'artifactId')::uuid, (d ->> 'fileId')::uuid, j.session_id, d ->> 'kind',
+             d ->> 'name', d ->> 'sha256', d ->> 'mimeType', (d ->> 'size')::bigint, e.recorded_at
+        from chronicle.jobs j
+       where j.id = v_id;
+    else
+      null; -- the job row only
+  end case;
+
+  update chronicle.jobs j
+     set state = case e.type when 'JobStarted' then 'running'
+                             when 'JobPaused' then 'paused'
+                             when 'JobResumed' then 'running'
+                             when 'JobCompleted' then 'completed'
+                             when 'JobFailed' then 'failed'
+                             when 'JobCancelled' then 'cancelled'
+                             else j.state end,
+         started_at = case when e.type = 'JobStarted' then e.recorded_at else j.started_at end,
+         finished_at = case when e.type in ('JobCompleted', 'JobFailed', 'JobCancelled') then e.recorded_at
+                            else j.finished_at end,
+         progress = case when e.type = 'JobProgressed' then (d ->> 'progress')::double precision
+                         else j.progress end,
+         progress_message = case when e.type = 'JobProgressed' then d ->> 'message' else j.progress_message end,
+         output = case when e.type = 'JobCompleted' then d -> 'output' else j.output end,
+         error = case when e.type = 'JobFailed' then d ->> 'error' else j.error end,
+         error_details = case when e.type = 'JobFailed' then d -> 'details' else j.error_details end,
+         version = e.stream_version,
+         updated_at = e.recorded_at
+   where j.id = v_id;
+end
+$$;
+
+-- ----- file streams -----------------------------------------------------------------------
+
+create function chronicle.project_file(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+begin
+  if e.stream_version = 1 and e.type = 'FileUploaded' then
+    insert into chronicle.files (id, owner_id, sha256, name, mime_type, size, version, created_at, updated_at)
+    values (v_id, (d ->> 'ownerId')::uuid, d ->> 'sha256', d ->> 'name', d ->> 'mimeType',
+            (d ->> 'size')::bigint, e.stream_version, e.recorded_at, e.recorded_at);
+  else
+    update chronicle.files f
+       set version = e.stream_version, updated_at = e.recorded_at
+     where f.id = v_id;
+  end if;
+end
+$$;
+
+-- ----- sandbox streams --------------------------------------------------------------------
+
+create function chronicle.project_sandbox(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+begin
+  if e.stream_version = 1 and e.type = 'SandboxRegistered' then
+    insert into chronicle.sandboxes
+      (id, session_id, owner_id, provider, external_id, url, status, metadata, version, created_at, updated_at)
+    values (v_id, (d ->> 'sessionId')::uuid, (d ->> 'ownerId')::uuid, d ->> 'provider', d ->> 'externalId',
+            d ->> 'url', 'starting', d -> 'metadata', e.stream_version, e.recorded_at, e.recorded_at);
+  elsif e.type = 'SandboxStatusChanged' then
+    update chronicle.sandboxes s
+       set status = d ->> 'status',
+           -- A status change without a URL keeps the one already known.
+           url = coalesce(d ->> 'url', s.url),
+           started_at = case when d ->> 'status' = 'running' then e.recorded_at else s.started_at end,
+           ended_at = case when d ->> 'status' in ('stopped', 'failed', 'expired') then e.recorded_at
+                           else s.ended_at end,
+           version = e.stream_version,
+           updated_at = e.recorded_at
+     where s.id = v_id;
+  else
+    update chronicle.sandboxes s
+       set version = e.stream_version, updated_at = e.recorded_at
+     where s.id = v_id;
+  end if;
+end
+$$;
+
+-- ----- dispatch, trigger, rebuild ---------------------------------------------------------
+
+-- Projects one event into the read models; the trigger and the rebuild both call it.
+create function chronicle.project(e chronicle.events) returns void
+language plpgsql as $$
+begin
+  case split_part(e.stream_id, '-', 1)
+    when 'session' then perform chronicle.project_session(e);
+    when 'job' then perform chronicle.project_job(e);
+    when 'file' then perform chronicle.project_file(e);
+    when 'sandbox' then perform chronicle.project_sandbox(e);
+    else null; -- a stream kind with no read model
+  end case;
+end
+$$;
+
+create function chronicle.project_event() returns trigger
+language plpgsql as $$
+begin
+  perform chronicle.project(new);
+  return null;
+end
+$$;
+
+-- Row triggers fire in insert order, so a batch is projected in stream-version order, and a
+-- failing projection rolls back the whole append.
+create trigger events_project
+  after insert on chronicle.events
+  for each row execute function chronicle.project_event();
+
+-- Empties the read models (not blobs, not the log) and projects every event again; returns
+-- the number of events projected. It runs in the caller's transaction and holds TRUNCATE's
+-- exclusive lock until that commits: readers and appends wait, and never see a half-built
+-- table. (Rebuilding into shadow tables while serving is a separate mechanism.)
+--
+-- Events are replayed in global_position order. Within a stream that is version order (a
+-- stream's events are inserted while its row is locked), and a fork comes after the parent
+-- events it copies (the fork was decided after they committed): exactly the order the
+-- trigger saw. Ordering by (transaction_id, global_position) could put a later version of a
+-- stream first when its transaction took its id before waiting for the stream's lock.
+create function chronicle.rebuild_read_models() returns bigint
+language plpgsql as $$
+declare
+  e chronicle.events;
+  n bigint := 0;
+begin
+  truncate chronicle.sessions, chronicle.session_rollbacks, chronicle.session_updates, chronicle.messages,
+           chronicle.revisions, chronicle.drafts, chronicle.hole_resolutions, chronicle.session_files,
+           chronicle.session_file_detachments, chronicle.tool_runs, chronicle.checkpoints, chronicle.files,
+           chronicle.jobs, chronicle.tasks, chronicle.artifacts, chronicle.sandboxes;
+  for e in select * from chronicle.events order by global_position loop
+    perform chronicle.project(e);
+    n := n + 1;
+  end loop;
+  return n;
+end
+$$;
