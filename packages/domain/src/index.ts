@@ -1,4 +1,5 @@
 export * from "./actor.ts"
+export * from "./analytics.ts"
 export * from "./command.ts"
 export * from "./config.ts"
 export * from "./content.ts"

@@ -1,4 +1,5 @@
 import { Layer } from "effect"
+import { Analytics } from "./analytics.ts"
 import { Content } from "./content.ts"
 import { Files } from "./files.ts"
 import { Jobs } from "./jobs.ts"
@@ -14,4 +15,5 @@ export const DomainLayer = Layer.mergeAll(
   Jobs.layer,
   Sandboxes.layer,
   Retention.layer,
+  Analytics.layer,
 )

@@ -93,3 +93,4 @@ export const effectiveVersions = Effect.fn("Projections.effectiveVersions")(func
   )
   return parseMultirange(row?.effective ?? "{}")
 })
+export * from "./service.ts"

@@ -5,7 +5,7 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { dumpReadModels, readModelTables, rebuildReadModels } from "../src/index.ts"
+import { dumpReadModels, Projections, readModelTables, rebuildReadModels } from "../src/index.ts"
 import {
   appendEffect,
   env,
@@ -222,3 +222,28 @@ describe.each(testDatabases(env).filter((d) => d.name === "postgres"))(
     })
   },
 )
+
+describe.each(testDatabases(env))("the Projections service on $name", (database) => {
+  let h: Harness
+  beforeAll(async () => {
+    h = await makeHarness(database)
+    await fillLog(h)
+  })
+  afterAll(() => h.dispose())
+
+  it("reports every read model's row count and the head, and rebuilds with a report", async () => {
+    const service = Effect.provide(Projections, Projections.layer)
+    const status = await h.run(Effect.flatMap(service, (p) => p.status()))
+    expect(status.mode).toBe("inline")
+    expect(status.tables.map((t) => t.name)).toEqual([...readModelTables])
+    const sessions = await h.one<{ n: number }>("select count(*)::int as n from chronicle.sessions")
+    expect(status.tables.find((t) => t.name === "sessions")?.rows).toBe(sessions.n)
+    expect(status.head.globalPosition).toBeGreaterThan(0)
+    const report = await h.run(Effect.flatMap(service, (p) => p.rebuild()))
+    const events = await h.one<{ n: number }>("select count(*)::int as n from chronicle.events")
+    expect(report.events).toBe(events.n)
+    expect(report.eventsPerSecond).toBeGreaterThan(0)
+    const after = await h.run(Effect.flatMap(service, (p) => p.status()))
+    expect(after.tables).toEqual(status.tables)
+  })
+})

@@ -1,0 +1,290 @@
+import type { InvalidCommand, NotFound } from "@chronicle/events"
+import { Database, isUuid } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import { type Actor, listScope } from "./actor.ts"
+import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { iso, isoOrNull, type Page } from "./rows.ts"
+import { loadSession } from "./sessions.ts"
+
+export interface SessionSummary {
+  readonly sessionId: string
+  readonly ownerId: string
+  readonly title: string | null
+  readonly status: string
+  readonly parentId: string | null
+  readonly counts: {
+    readonly messages: number
+    readonly revisions: number
+    readonly drafts: number
+    readonly holes: number
+    readonly files: number
+    readonly toolRuns: number
+    readonly jobs: number
+  }
+  readonly validDrafts: number
+  readonly invalidDrafts: number
+  readonly draftSuccessRate: number | null
+  readonly avgHoleConfidence: number | null
+  readonly createdAt: string
+  readonly lastActivityAt: string
+  readonly activeSeconds: number
+}
+
+export interface UserAnalytics {
+  readonly ownerId: string
+  readonly sessions: number
+  readonly activeSessions: number
+  readonly archivedSessions: number
+  readonly messages: number
+  readonly revisions: number
+  readonly drafts: number
+  readonly holes: number
+  readonly toolRuns: number
+  readonly jobs: number
+  readonly completedJobs: number
+  readonly failedJobs: number
+  readonly lastActivityAt: string | null
+}
+
+export interface ActivityItem {
+  readonly sessionId: string | null
+  readonly kind: "message" | "revision" | "draft" | "tool_run" | "job"
+  readonly entityId: string
+  readonly summary: string
+  readonly at: string
+}
+
+export interface DraftValidationStats {
+  readonly language: string
+  readonly drafts: number
+  readonly validDrafts: number
+  readonly invalidDrafts: number
+  readonly successRate: number
+  readonly lastDraftAt: string
+}
+
+export interface JobStats {
+  readonly jobType: string
+  readonly jobs: number
+  readonly byState: {
+    readonly queued: number
+    readonly running: number
+    readonly paused: number
+    readonly completed: number
+    readonly failed: number
+    readonly cancelled: number
+  }
+  readonly avgProcessingSeconds: number | null
+  readonly lastJobAt: string
+}
+
+type Row = Record<string, unknown>
+const num = (v: unknown) => Number(v ?? 0)
+const numOrNull = (v: unknown) => (v === null || v === undefined ? null : Number(v))
+
+const toSummary = (r: Row): SessionSummary => ({
+  sessionId: r.session_id as string,
+  ownerId: r.owner_id as string,
+  title: (r.title as string | null) ?? null,
+  status: r.status as string,
+  parentId: (r.parent_id as string | null) ?? null,
+  counts: {
+    messages: num(r.message_count),
+    revisions: num(r.revision_count),
+    drafts: num(r.draft_count),
+    holes: num(r.hole_count),
+    files: num(r.file_count),
+    toolRuns: num(r.tool_run_count),
+    jobs: num(r.job_count),
+  },
+  validDrafts: num(r.valid_drafts),
+  invalidDrafts: num(r.invalid_drafts),
+  draftSuccessRate: numOrNull(r.draft_success_rate),
+  avgHoleConfidence: numOrNull(r.avg_hole_confidence),
+  createdAt: iso(r.created_at),
+  lastActivityAt: iso(r.last_activity_at),
+  activeSeconds: num(r.active_seconds),
+})
+
+export type AnalyticsError = NotFound | InvalidCommand
+
+export interface AnalyticsService {
+  /** One session's summary, or a page of the caller's session summaries (newest activity first). */
+  readonly sessionSummary: (
+    actor: Actor,
+    input: PageRequest & { readonly sessionId?: string | undefined },
+  ) => Effect.Effect<Page<SessionSummary>, AnalyticsError>
+  /** Usage per owner: the caller's own row, or every owner's for the service role. */
+  readonly users: (actor: Actor, page: PageRequest) => Effect.Effect<Page<UserAnalytics>, AnalyticsError>
+  /** Newest first: messages, revisions, drafts, tool runs and job changes. */
+  readonly recentActivity: (
+    actor: Actor,
+    input: PageRequest & { readonly sessionId?: string | undefined },
+  ) => Effect.Effect<Page<ActivityItem>, AnalyticsError>
+  readonly draftValidation: (
+    actor: Actor,
+  ) => Effect.Effect<ReadonlyArray<DraftValidationStats>, AnalyticsError>
+  readonly jobStats: (actor: Actor) => Effect.Effect<ReadonlyArray<JobStats>, AnalyticsError>
+}
+
+/** The analytics views (supabase/migrations/*_analytics_views.sql), limited to what the caller owns. */
+export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@chronicle/domain/Analytics") {
+  static readonly layer = Layer.effect(
+    Analytics,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const query = (text: string, params: ReadonlyArray<unknown>) =>
+        db.query(text, params).pipe(Effect.orDie)
+
+      const sessionSummary = Effect.fn("Analytics.sessionSummary")(function* (
+        actor: Actor,
+        input: PageRequest & { readonly sessionId?: string | undefined },
+      ) {
+        if (input.sessionId !== undefined) {
+          yield* loadSession(actor, input.sessionId)
+          const rows = yield* query("select * from chronicle.session_summary where session_id = $1::uuid", [
+            input.sessionId,
+          ])
+          return { items: rows.map(toSummary), nextCursor: null }
+        }
+        const limit = yield* pageLimit(input.limit)
+        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const rows = yield* query(
+          `select * from chronicle.session_summary
+            where ($1::uuid is null or owner_id = $1::uuid) and status <> 'deleted'
+              and ($2::timestamptz is null or (last_activity_at, session_id) < ($2::timestamptz, $3::uuid))
+            order by last_activity_at desc, session_id desc limit $4`,
+          [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+        )
+        return toPage(rows, limit, toSummary, (r) => [iso(r.last_activity_at), r.session_id as string])
+      })
+
+      const users = Effect.fn("Analytics.users")(function* (actor: Actor, page: PageRequest) {
+        const limit = yield* pageLimit(page.limit)
+        const after = yield* decodePageCursor(page.cursor, ["string"] as const)
+        const rows = yield* query(
+          `select * from chronicle.user_analytics
+            where ($1::uuid is null or owner_id = $1::uuid) and ($2::uuid is null or owner_id > $2::uuid)
+            order by owner_id limit $3`,
+          [listScope(actor), after?.[0] ?? null, limit + 1],
+        )
+        return toPage(
+          rows,
+          limit,
+          (r): UserAnalytics => ({
+            ownerId: r.owner_id as string,
+            sessions: num(r.sessions),
+            activeSessions: num(r.active_sessions),
+            archivedSessions: num(r.archived_sessions),
+            messages: num(r.messages),
+            revisions: num(r.revisions),
+            drafts: num(r.drafts),
+            holes: num(r.holes),
+            toolRuns: num(r.tool_runs),
+            jobs: num(r.jobs),
+            completedJobs: num(r.completed_jobs),
+            failedJobs: num(r.failed_jobs),
+            lastActivityAt: isoOrNull(r.last_activity_at),
+          }),
+          (r) => [r.owner_id as string],
+        )
+      })
+
+      const recentActivity = Effect.fn("Analytics.recentActivity")(function* (
+        actor: Actor,
+        input: PageRequest & { readonly sessionId?: string | undefined },
+      ) {
+        if (input.sessionId !== undefined) yield* loadSession(actor, input.sessionId)
+        const limit = yield* pageLimit(input.limit)
+        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const rows = yield* query(
+          `select session_id::text, kind, entity_id::text, summary, at from chronicle.recent_activity
+            where ($1::uuid is null or owner_id = $1::uuid)
+              and ($2::uuid is null or session_id = $2::uuid)
+              and ($3::timestamptz is null or (at, entity_id) < ($3::timestamptz, $4::uuid))
+            order by at desc, entity_id desc limit $5`,
+          [
+            listScope(actor),
+            input.sessionId !== undefined && isUuid(input.sessionId) ? input.sessionId : null,
+            after?.[0] ?? null,
+            after?.[1] ?? null,
+            limit + 1,
+          ],
+        )
+        return toPage(
+          rows,
+          limit,
+          (r): ActivityItem => ({
+            sessionId: (r.session_id as string | null) ?? null,
+            kind: r.kind as ActivityItem["kind"],
+            entityId: r.entity_id as string,
+            summary: r.summary as string,
+            at: iso(r.at),
+          }),
+          (r) => [iso(r.at), r.entity_id as string],
+        )
+      })
+
+      const draftValidation = Effect.fn("Analytics.draftValidation")(function* (actor: Actor) {
+        const rows = yield* query(
+          `select language, sum(drafts) as drafts, sum(valid_drafts) as valid_drafts,
+                  sum(invalid_drafts) as invalid_drafts, max(last_draft_at) as last_draft_at
+             from chronicle.draft_validation_stats
+            where $1::uuid is null or owner_id = $1::uuid
+            group by language order by language`,
+          [listScope(actor)],
+        )
+        return rows.map(
+          (r): DraftValidationStats => ({
+            language: r.language as string,
+            drafts: num(r.drafts),
+            validDrafts: num(r.valid_drafts),
+            invalidDrafts: num(r.invalid_drafts),
+            successRate: num(r.drafts) === 0 ? 0 : num(r.valid_drafts) / num(r.drafts),
+            lastDraftAt: iso(r.last_draft_at),
+          }),
+        )
+      })
+
+      const jobStats = Effect.fn("Analytics.jobStats")(function* (actor: Actor) {
+        const rows = yield* query(
+          `select job_type, sum(jobs) as jobs, sum(queued) as queued, sum(running) as running, sum(paused) as paused,
+                  sum(completed) as completed, sum(failed) as failed, sum(cancelled) as cancelled,
+                  sum(avg_processing_seconds * completed) / nullif(sum(completed) filter (where avg_processing_seconds is not null), 0)
+                    as avg_processing_seconds,
+                  max(last_job_at) as last_job_at
+             from chronicle.job_stats
+            where $1::uuid is null or owner_id = $1::uuid
+            group by job_type order by job_type`,
+          [listScope(actor)],
+        )
+        return rows.map(
+          (r): JobStats => ({
+            jobType: r.job_type as string,
+            jobs: num(r.jobs),
+            byState: {
+              queued: num(r.queued),
+              running: num(r.running),
+              paused: num(r.paused),
+              completed: num(r.completed),
+              failed: num(r.failed),
+              cancelled: num(r.cancelled),
+            },
+            avgProcessingSeconds: numOrNull(r.avg_processing_seconds),
+            lastJobAt: iso(r.last_job_at),
+          }),
+        )
+      })
+
+      const provide = <A, E>(effect: Effect.Effect<A, E, Database>) =>
+        Effect.provideService(effect, Database, db)
+      return Analytics.of({
+        sessionSummary: (a, i) => provide(sessionSummary(a, i)),
+        users: (a, p) => provide(users(a, p)),
+        recentActivity: (a, i) => provide(recentActivity(a, i)),
+        draftValidation: (a) => provide(draftValidation(a)),
+        jobStats: (a) => provide(jobStats(a)),
+      })
+    }),
+  )
+}
