@@ -1,13 +1,10 @@
-import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    // Decides whether the Postgres matrix runs and builds one migrated embedded-database template per run.
-    globalSetup: [fileURLToPath(import.meta.resolve("@chronicle/store/vitest-global-setup"))],
+    // The API's own tests need no database: they run the router over a stub store.
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    testTimeout: 30_000,
     pool: "forks",
     maxWorkers: 2,
   },

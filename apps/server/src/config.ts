@@ -1,4 +1,13 @@
 import { resolve } from "node:path"
+import {
+  type AuthConfig,
+  base64Length,
+  DEFAULT_LIMITS,
+  DEV_OWNER_ID,
+  isDevMode,
+  type Limits,
+} from "@chronicle/api"
+import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
 
 /** Where the data lives: the embedded database (on disk or in memory) or a Postgres server. */
 export type DatabaseConfig =
@@ -6,10 +15,22 @@ export type DatabaseConfig =
   | { readonly kind: "memory" }
   | { readonly kind: "postgres"; readonly url: string; readonly prepare: boolean; readonly listen: boolean }
 
+export type LogLevel = "Debug" | "Info" | "Warn" | "Error" | "None"
+
 export interface ServerConfig {
   readonly database: DatabaseConfig
   readonly host: string
   readonly port: number
+  /** Empty: dev mode (every request is the dev user; loopback addresses only). */
+  readonly auth: AuthConfig
+  readonly limits: Limits
+  readonly logLevel: LogLevel
+  /** How long a shutdown waits for in-flight requests before closing their connections. */
+  readonly shutdownTimeoutMs: number
+  /** Sessions idle longer than this many hours are expired; 0 = never (CHRONICLE_SESSION_TTL_HOURS). */
+  readonly sessionTtlHours: number
+  /** MIME types files.put accepts; `type/*` allows a family (CHRONICLE_ALLOWED_MIME_TYPES). */
+  readonly allowedMimeTypes: ReadonlyArray<string>
 }
 
 export class ConfigError extends Error {
@@ -59,10 +80,170 @@ export const databaseConfig = (env: NodeJS.ProcessEnv = process.env): DatabaseCo
   )
 }
 
+const setting = (env: NodeJS.ProcessEnv, name: string): string | undefined => {
+  const value = env[name]?.trim()
+  return value === undefined || value === "" ? undefined : value
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  kib: 1024,
+  kb: 1024,
+  mib: 1024 ** 2,
+  mb: 1024 ** 2,
+  gib: 1024 ** 3,
+}
+
+/** A size in bytes: `1048576`, `512KiB`, `12MiB` (KB/MB are read as KiB/MiB). */
+const bytes = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
+  const raw = setting(env, name)
+  if (raw === undefined) return fallback
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(raw)
+  const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined
+  const value = match && unit !== undefined ? Number(match[1]) * unit : Number.NaN
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigError(
+      `${name} must be a size in bytes such as 1048576, 512KiB or 12MiB, got ${JSON.stringify(raw)}`,
+    )
+  }
+  return value
+}
+
+/**
+ * Auth settings: SUPABASE_URL (the project; its JWKS verifies asymmetric tokens),
+ * SUPABASE_JWT_SECRET (HS256 tokens), CHRONICLE_SERVICE_KEY (the service role),
+ * SUPABASE_ANON_KEY (optional, sent when fetching the JWKS). None set: dev mode.
+ */
+export const authConfig = (env: NodeJS.ProcessEnv = process.env): AuthConfig => {
+  const supabaseUrl = setting(env, "SUPABASE_URL")
+  const jwtSecret = setting(env, "SUPABASE_JWT_SECRET")
+  const serviceKey = setting(env, "CHRONICLE_SERVICE_KEY")
+  const anonKey = setting(env, "SUPABASE_ANON_KEY")
+  if (supabaseUrl !== undefined) {
+    let url: URL | undefined
+    try {
+      url = new URL(supabaseUrl)
+    } catch {}
+    if (url === undefined || !["http:", "https:"].includes(url.protocol)) {
+      throw new ConfigError(
+        `SUPABASE_URL must be the project URL, such as https://<project>.supabase.co, got ${JSON.stringify(supabaseUrl)}`,
+      )
+    }
+  }
+  if (jwtSecret !== undefined && supabaseUrl === undefined) {
+    throw new ConfigError(
+      "SUPABASE_JWT_SECRET is set but SUPABASE_URL is not: set SUPABASE_URL to the project URL, the issuer of the tokens the secret verifies",
+    )
+  }
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    throw new ConfigError("SUPABASE_JWT_SECRET must be at least 32 characters (the project's JWT secret)")
+  }
+  if (serviceKey !== undefined && serviceKey.length < 32) {
+    throw new ConfigError(
+      "CHRONICLE_SERVICE_KEY must be at least 32 characters; generate one with `openssl rand -hex 32`",
+    )
+  }
+  return {
+    ...(supabaseUrl === undefined ? {} : { supabaseUrl }),
+    ...(jwtSecret === undefined ? {} : { jwtSecret }),
+    ...(serviceKey === undefined ? {} : { serviceKey }),
+    ...(anonKey === undefined ? {} : { anonKey }),
+  }
+}
+
+/**
+ * Size limits: CHRONICLE_MAX_BODY_BYTES (default 16 MiB), CHRONICLE_MAX_MESSAGE_BYTES
+ * (default 1 MiB), CHRONICLE_MAX_FILE_BYTES (default 10 MiB; base64-encoded it must fit in
+ * a request body). List pages (max 500) and batches (max 500) are fixed by the API.
+ */
+export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
+  const maxBodyBytes = bytes(env, "CHRONICLE_MAX_BODY_BYTES", DEFAULT_LIMITS.maxBodyBytes)
+  const maxMessageBytes = bytes(env, "CHRONICLE_MAX_MESSAGE_BYTES", DEFAULT_LIMITS.maxMessageBytes)
+  const maxFileBytes = bytes(env, "CHRONICLE_MAX_FILE_BYTES", DEFAULT_LIMITS.maxFileBytes)
+  if (maxMessageBytes >= maxBodyBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_MESSAGE_BYTES (${maxMessageBytes}) must be below CHRONICLE_MAX_BODY_BYTES (${maxBodyBytes}): a message travels in a request body`,
+    )
+  }
+  const encodedFile = base64Length(maxFileBytes)
+  if (encodedFile + 64 * 1024 > maxBodyBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_FILE_BYTES (${maxFileBytes}) is ${encodedFile} bytes base64-encoded, which with the rest of the request does not fit in CHRONICLE_MAX_BODY_BYTES (${maxBodyBytes}): raise the body limit or lower the file limit`,
+    )
+  }
+  return { ...DEFAULT_LIMITS, maxBodyBytes, maxMessageBytes, maxFileBytes }
+}
+
+const LOG_LEVELS: Record<string, LogLevel> = {
+  debug: "Debug",
+  info: "Info",
+  warn: "Warn",
+  warning: "Warn",
+  error: "Error",
+  none: "None",
+  off: "None",
+}
+
+/** Whether `host` only accepts connections from this machine. */
+export const isLoopback = (host: string): boolean => {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "")
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\./.test(h)
+}
+
 export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig => {
   const port = env.PORT === undefined || env.PORT === "" ? 4000 : Number(env.PORT)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ConfigError(`PORT must be a whole number from 0 to 65535, got ${JSON.stringify(env.PORT)}`)
   }
-  return { database: databaseConfig(env), host: env.HOST?.trim() || "127.0.0.1", port }
+  const host = setting(env, "HOST") ?? "127.0.0.1"
+  const auth = authConfig(env)
+  if (isDevMode(auth) && !isLoopback(host)) {
+    throw new ConfigError(
+      `HOST=${host} is not a loopback address, and no auth is configured: without SUPABASE_URL, SUPABASE_JWT_SECRET or CHRONICLE_SERVICE_KEY the server runs in dev mode, where every request acts as the dev user ${DEV_OWNER_ID}. Configure auth, or bind to 127.0.0.1.`,
+    )
+  }
+  const rawLevel = setting(env, "CHRONICLE_LOG_LEVEL")
+  const logLevel = rawLevel === undefined ? "Info" : LOG_LEVELS[rawLevel.toLowerCase()]
+  if (logLevel === undefined) {
+    throw new ConfigError(
+      `CHRONICLE_LOG_LEVEL must be debug, info, warn, error or none, got ${JSON.stringify(rawLevel)}`,
+    )
+  }
+  const rawTimeout = setting(env, "CHRONICLE_SHUTDOWN_TIMEOUT_MS")
+  const shutdownTimeoutMs = rawTimeout === undefined ? 10_000 : Number(rawTimeout)
+  if (!Number.isInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 0) {
+    throw new ConfigError(
+      `CHRONICLE_SHUTDOWN_TIMEOUT_MS must be a whole number of milliseconds, got ${JSON.stringify(rawTimeout)}`,
+    )
+  }
+  const rawTtl = setting(env, "CHRONICLE_SESSION_TTL_HOURS")
+  const sessionTtlHours = rawTtl === undefined ? 24 : Number(rawTtl)
+  if (!Number.isFinite(sessionTtlHours) || sessionTtlHours < 0) {
+    throw new ConfigError(
+      `CHRONICLE_SESSION_TTL_HOURS must be a number of hours >= 0 (0 = never expire), got ${JSON.stringify(rawTtl)}`,
+    )
+  }
+  const rawMime = setting(env, "CHRONICLE_ALLOWED_MIME_TYPES")
+  const allowedMimeTypes =
+    rawMime === undefined ? DEFAULT_ALLOWED_MIME_TYPES : rawMime.split(",").map((m) => m.trim().toLowerCase())
+  const badMime = allowedMimeTypes.find(
+    (m) => !/^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/.test(m),
+  )
+  if (badMime !== undefined) {
+    throw new ConfigError(
+      `CHRONICLE_ALLOWED_MIME_TYPES must be a comma-separated list such as text/*,application/json, got ${JSON.stringify(badMime)}`,
+    )
+  }
+  return {
+    sessionTtlHours,
+    allowedMimeTypes,
+    database: databaseConfig(env),
+    host,
+    port,
+    auth,
+    limits: limitsConfig(env),
+    logLevel,
+    shutdownTimeoutMs,
+  }
 }

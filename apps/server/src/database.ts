@@ -1,8 +1,15 @@
 import { existsSync } from "node:fs"
 import { join } from "node:path"
+import { DomainConfig, DomainLayer, defaultDomainConfig, Retention } from "@chronicle/domain"
+import { Projections } from "@chronicle/projections"
 import { Database, EventStore, migrate, redactUrl } from "@chronicle/store"
-import { Effect, Layer } from "effect"
-import type { DatabaseConfig } from "./config.ts"
+import { Effect, Layer, Schedule } from "effect"
+import type { DatabaseConfig, ServerConfig } from "./config.ts"
+
+const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =>
+  config.kind === "postgres"
+    ? Database.layerPostgres({ url: config.url, prepare: config.prepare })
+    : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
 
 /** A printable, secret-free description of the configured database. */
 export const describeDatabase = (config: DatabaseConfig): string =>
@@ -12,12 +19,14 @@ export const describeDatabase = (config: DatabaseConfig): string =>
       ? "embedded database in memory"
       : `Postgres at ${redactUrl(config.url)}`
 
-/** The database the configuration names, migrated, with the event store on it. */
-export const storeLayer = (config: DatabaseConfig) => {
-  const database =
-    config.kind === "postgres"
-      ? Database.layerPostgres({ url: config.url, prepare: config.prepare })
-      : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
+/**
+ * The database the configuration names, migrated, with the event store on it. `database`
+ * replaces the configured one (tests start from a migrated template).
+ */
+export const storeLayer = (
+  config: DatabaseConfig,
+  database: Layer.Layer<Database, unknown> = databaseLayer(config),
+) => {
   const announce = Effect.sync(() => {
     if (config.kind === "memory") {
       console.warn(
@@ -45,3 +54,37 @@ export const storeLayer = (config: DatabaseConfig) => {
     Layer.provideMerge(Layer.unwrap(announce.pipe(Effect.as(database)))),
   )
 }
+
+/** Every service the API runs on: the store, the domain, the projections, and the retention sweep. */
+export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, unknown>) => {
+  const domainConfig = Layer.succeed(DomainConfig, {
+    ...defaultDomainConfig,
+    maxFileBytes: config.limits.maxFileBytes,
+    allowedMimeTypes: config.allowedMimeTypes,
+    sessionTtlHours: config.sessionTtlHours,
+  })
+  const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
+  return retentionSweep(config.sessionTtlHours).pipe(
+    Layer.provideMerge(domain),
+    Layer.provideMerge(storeLayer(config.database, database)),
+  )
+}
+
+/** Expires idle sessions at start-up and then every ten minutes (nothing when the TTL is 0). */
+const retentionSweep = (ttlHours: number) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      if (ttlHours <= 0) return
+      const retention = yield* Retention
+      yield* retention.sweep().pipe(
+        Effect.tap((report) =>
+          report.expired > 0
+            ? Effect.logInfo("expired idle sessions", { expired: report.expired, ttlHours })
+            : Effect.void,
+        ),
+        Effect.catchCause((cause) => Effect.logWarning("retention sweep failed; will retry", cause)),
+        Effect.repeat(Schedule.spaced("10 minutes")),
+        Effect.forkScoped,
+      )
+    }),
+  )

@@ -1,41 +1,118 @@
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Database } from "@chronicle/store"
-import { Effect, ManagedRuntime } from "effect"
+import { type ApiRuntime, DEV_OWNER_ID, makeAuthVerifier, makeCreateContext } from "@chronicle/api"
+import type { Database } from "@chronicle/store"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import type { ServerConfig } from "./config.ts"
-import { describeDatabase, storeLayer } from "./database.ts"
+import { appLayer, describeDatabase } from "./database.ts"
+import { makeRequestListener } from "./http.ts"
+import { type LogSink, loggerLayer } from "./logging.ts"
+
+export interface StartOptions {
+  /** Replaces the configured database (tests start from a migrated template). */
+  readonly database?: Layer.Layer<Database, unknown> | undefined
+  /** Where JSON log lines go; default stdout. */
+  readonly logSink?: LogSink | undefined
+}
+
+export interface RunningServer {
+  /** `http://<host>:<port>`, with the port actually bound. */
+  readonly url: string
+  /** The one runtime every request runs on (database, event store, logger). */
+  readonly runtime: ApiRuntime
+  /** The underlying Node server. */
+  readonly httpServer: Server
+  /**
+   * Graceful shutdown: stops accepting connections, ends subscriptions (clients reconnect
+   * and resume from their last event id), waits for in-flight requests up to the shutdown
+   * timeout, then disposes the runtime, which closes the database.
+   */
+  readonly close: () => Promise<void>
+}
+
+/** Builds the runtime, migrates, and listens. Resolves once the server accepts requests. */
+export const startServer = async (
+  config: ServerConfig,
+  options: StartOptions = {},
+): Promise<RunningServer> => {
+  const auth = makeAuthVerifier(config.auth)
+  const logging = loggerLayer(config.logLevel, options.logSink)
+  const runtime = ManagedRuntime.make(appLayer(config, options.database).pipe(Layer.provideMerge(logging)))
+  try {
+    await runtime.runPromise(Effect.void)
+  } catch (error) {
+    await runtime.dispose()
+    throw error
+  }
+
+  const shutdown = new AbortController()
+  const createContext = makeCreateContext({ runtime, auth, limits: config.limits, shutdown: shutdown.signal })
+  const listener = makeRequestListener({ runtime, createContext, limits: config.limits })
+
+  let inFlight = 0
+  let drained: (() => void) | undefined
+  const server = createServer((req, res) => {
+    inFlight++
+    res.once("close", () => {
+      inFlight--
+      if (inFlight === 0) drained?.()
+    })
+    listener(req, res)
+  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject)
+      server.listen(config.port, config.host, () => {
+        server.off("error", reject)
+        resolve()
+      })
+    })
+  } catch (error) {
+    await runtime.dispose()
+    throw error
+  }
+  const { port } = server.address() as AddressInfo
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host
+  const url = `http://${host}:${port}`
+
+  let closing: Promise<void> | undefined
+  const close = () => {
+    closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      shutdown.abort()
+      server.closeIdleConnections()
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          drained = resolve
+          setTimeout(resolve, config.shutdownTimeoutMs).unref()
+        })
+      }
+      server.closeAllConnections()
+      await closed
+      await runtime.runPromise(Effect.logInfo("stopped"))
+      await runtime.dispose()
+    })()
+    return closing
+  }
+
+  return { url, runtime, httpServer: server, close }
+}
 
 /** Runs the HTTP service until SIGINT/SIGTERM; resolves with the exit code. */
 export const serve = async (config: ServerConfig): Promise<number> => {
-  const runtime = ManagedRuntime.make(storeLayer(config.database))
-  await runtime.runPromise(Effect.void)
-
-  const server = createServer((req, res) => {
-    if (req.method === "GET" && req.url === "/healthz") {
-      runtime.runPromise(Effect.flatMap(Database, (db) => db.query("select 1"))).then(
-        () => {
-          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true }))
-        },
-        () => {
-          res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ok: false }))
-        },
-      )
-      return
-    }
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "not found" }))
+  const server = await startServer(config)
+  console.log(`Chronicle listening on ${server.url} (${describeDatabase(config.database)})`)
+  if (makeAuthVerifier(config.auth).mode === "dev") {
+    console.warn(
+      `Dev mode: no auth is configured, so every request acts as the dev user ${DEV_OWNER_ID}. Set SUPABASE_URL, SUPABASE_JWT_SECRET or CHRONICLE_SERVICE_KEY to require tokens.`,
+    )
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"))
+    process.once("SIGTERM", () => resolve("SIGTERM"))
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject)
-    server.listen(config.port, config.host, resolve)
-  })
-  const { port } = server.address() as AddressInfo
-  console.log(`Chronicle listening on http://${config.host}:${port} (${describeDatabase(config.database)})`)
-
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve)
-    process.once("SIGTERM", resolve)
-  })
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  await runtime.dispose()
+  // A second signal while draining stops at once.
+  process.once(signal, () => process.exit(1))
+  await server.close()
   return 0
 }

@@ -1,15 +1,28 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import { fileURLToPath } from "node:url"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it } from "vitest"
 
 const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
 
-const start = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  spawn(process.execPath, [CLI, ...args], {
+const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "" }
+
+const children = new Set<ChildProcess>()
+
+const start = (args: ReadonlyArray<string>, env: Record<string, string>) => {
+  const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   })
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  return child
+}
+
+// A test that fails half-way must not leave its server running.
+afterEach(() => {
+  for (const child of children) child.kill("SIGKILL")
+})
 
 const output = (child: ChildProcess) => {
   let text = ""
@@ -33,18 +46,43 @@ const waitFor = async (read: () => string, pattern: RegExp, child: ChildProcess)
 }
 
 describe("chronicle CLI", () => {
-  it("serves /healthz on the embedded in-memory database, warns that nothing persists, and stops on SIGTERM", async () => {
-    const child = start(["serve"], { DATABASE_URL: "memory://", PORT: "0" })
+  it("serves the API in dev mode on the in-memory database, and on SIGTERM ends subscriptions and exits 0", async () => {
+    const child = start(["serve"], { ...NO_AUTH, DATABASE_URL: "memory://", PORT: "0" })
     const read = output(child)
     const [, url] = await waitFor(read, /listening on (http:\/\/\S+)/, child)
     expect(read()).toContain("NOTHING PERSISTS")
+    expect(read()).toContain("Dev mode: no auth is configured")
     const health = await fetch(`${url}/healthz`)
     expect(health.status).toBe(200)
     expect(await health.json()).toEqual({ ok: true })
     expect((await fetch(`${url}/nope`)).status).toBe(404)
+    // Dev mode: no token needed.
+    const page = await fetch(`${url}/trpc/events.readAll`)
+    expect(page.status).toBe(200)
+    expect(await page.json()).toMatchObject({ result: { data: { items: [], nextCursor: null } } })
+    // One JSON log line per request.
+    await waitFor(read, /"message":"request".*"path":"\/trpc\/events.readAll"/, child)
+
+    const subscription = await fetch(`${url}/trpc/events.subscribe`)
+    expect(subscription.headers.get("content-type")).toMatch(/text\/event-stream/)
+    const body = subscription.text()
+    await new Promise((r) => setTimeout(r, 200))
     child.kill("SIGTERM")
     const [code] = await once(child, "exit")
     expect(code).toBe(0)
+    const events = await body
+    expect(events).toContain("event: serialized-error")
+    expect(events).toContain("The server is shutting down; reconnect to resume from your last event id")
+  })
+
+  it("refuses to start in dev mode on an address other machines can reach", async () => {
+    const child = start(["serve"], { ...NO_AUTH, DATABASE_URL: "memory://", PORT: "0", HOST: "0.0.0.0" })
+    const read = output(child)
+    const [code] = await once(child, "exit")
+    expect(code).toBe(1)
+    expect(read().trim()).toMatch(
+      /^chronicle: HOST=0\.0\.0\.0 is not a loopback address, and no auth is configured/,
+    )
   })
 
   it("rejects a bad configuration with one clear line and exit code 1", async () => {

@@ -1,14 +1,42 @@
 import { resolve } from "node:path"
+import { DEFAULT_LIMITS } from "@chronicle/api"
+import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
 import { describe, expect, it } from "vitest"
-import { ConfigError, databaseConfig, serverConfig } from "../src/config.ts"
+import {
+  authConfig,
+  ConfigError,
+  databaseConfig,
+  isLoopback,
+  limitsConfig,
+  serverConfig,
+} from "../src/config.ts"
 
 describe("configuration from the environment", () => {
-  it("defaults to the embedded database in ./.chronicle/data on 127.0.0.1:4000", () => {
+  it("defaults to the embedded database in ./.chronicle/data on 127.0.0.1:4000, in dev mode", () => {
     expect(serverConfig({})).toEqual({
       database: { kind: "embedded", dataDir: resolve(".chronicle/data") },
       host: "127.0.0.1",
       port: 4000,
+      auth: {},
+      limits: DEFAULT_LIMITS,
+      logLevel: "Info",
+      shutdownTimeoutMs: 10_000,
+      sessionTtlHours: 24,
+      allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
     })
+  })
+
+  it("reads the session TTL and the MIME allow-list, refusing malformed values by name", () => {
+    expect(serverConfig({ CHRONICLE_SESSION_TTL_HOURS: "0" }).sessionTtlHours).toBe(0)
+    expect(
+      serverConfig({ CHRONICLE_ALLOWED_MIME_TYPES: "text/*, Application/JSON" }).allowedMimeTypes,
+    ).toEqual(["text/*", "application/json"])
+    expect(() => serverConfig({ CHRONICLE_SESSION_TTL_HOURS: "-1" })).toThrow(
+      /CHRONICLE_SESSION_TTL_HOURS must be/,
+    )
+    expect(() => serverConfig({ CHRONICLE_ALLOWED_MIME_TYPES: "text" })).toThrow(
+      /CHRONICLE_ALLOWED_MIME_TYPES must be/,
+    )
   })
 
   it("honours CHRONICLE_DATA_DIR, memory:// and postgres URLs", () => {
@@ -39,5 +67,100 @@ describe("configuration from the environment", () => {
     expect(() =>
       databaseConfig({ DATABASE_URL: "postgres://x:5432/a", CHRONICLE_PG_LISTEN: "maybe" }),
     ).toThrow(/CHRONICLE_PG_LISTEN must be true or false/)
+  })
+
+  it("reads the auth settings and checks them", () => {
+    const secret = "s".repeat(32)
+    expect(
+      authConfig({
+        SUPABASE_URL: "https://abc.supabase.co",
+        SUPABASE_JWT_SECRET: secret,
+        CHRONICLE_SERVICE_KEY: "k".repeat(40),
+        SUPABASE_ANON_KEY: "anon",
+      }),
+    ).toEqual({
+      supabaseUrl: "https://abc.supabase.co",
+      jwtSecret: secret,
+      serviceKey: "k".repeat(40),
+      anonKey: "anon",
+    })
+    expect(authConfig({ SUPABASE_URL: " ", CHRONICLE_SERVICE_KEY: "" })).toEqual({})
+    expect(() => authConfig({ SUPABASE_URL: "abc.supabase.co" })).toThrow(
+      /SUPABASE_URL must be the project URL/,
+    )
+    expect(() => authConfig({ SUPABASE_JWT_SECRET: secret })).toThrow(
+      /SUPABASE_JWT_SECRET is set but SUPABASE_URL is not/,
+    )
+    expect(() =>
+      authConfig({ SUPABASE_URL: "https://abc.supabase.co", SUPABASE_JWT_SECRET: "short" }),
+    ).toThrow(/SUPABASE_JWT_SECRET must be at least 32 characters/)
+    expect(() => authConfig({ CHRONICLE_SERVICE_KEY: "short" })).toThrow(
+      /CHRONICLE_SERVICE_KEY must be at least 32 characters/,
+    )
+  })
+
+  it("refuses dev mode (no auth) on an address other machines can reach", () => {
+    expect(serverConfig({ HOST: "localhost" }).host).toBe("localhost")
+    expect(serverConfig({ HOST: "::1" }).host).toBe("::1")
+    expect(() => serverConfig({ HOST: "0.0.0.0" })).toThrow(ConfigError)
+    expect(() => serverConfig({ HOST: "0.0.0.0" })).toThrow(
+      /HOST=0\.0\.0\.0 is not a loopback address, and no auth is configured/,
+    )
+    expect(serverConfig({ HOST: "0.0.0.0", CHRONICLE_SERVICE_KEY: "k".repeat(32) }).host).toBe("0.0.0.0")
+    expect([isLoopback("127.0.0.2"), isLoopback("[::1]"), isLoopback("10.0.0.1"), isLoopback("::")]).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ])
+  })
+
+  it("reads size limits in bytes, KiB or MiB and checks they fit together", () => {
+    expect(limitsConfig({})).toEqual(DEFAULT_LIMITS)
+    expect(DEFAULT_LIMITS).toMatchObject({
+      maxBodyBytes: 16 * 1024 * 1024,
+      maxMessageBytes: 1024 * 1024,
+      maxFileBytes: 10 * 1024 * 1024,
+      list: { default: 50, max: 500 },
+      maxBatchSize: 500,
+    })
+    expect(
+      limitsConfig({
+        CHRONICLE_MAX_BODY_BYTES: "20MiB",
+        CHRONICLE_MAX_MESSAGE_BYTES: "512KiB",
+        CHRONICLE_MAX_FILE_BYTES: "1048576",
+      }),
+    ).toMatchObject({
+      maxBodyBytes: 20 * 1024 * 1024,
+      maxMessageBytes: 512 * 1024,
+      maxFileBytes: 1024 * 1024,
+    })
+    expect(() => limitsConfig({ CHRONICLE_MAX_BODY_BYTES: "lots" })).toThrow(
+      /CHRONICLE_MAX_BODY_BYTES must be a size in bytes such as 1048576, 512KiB or 12MiB, got "lots"/,
+    )
+    expect(() => limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "0" })).toThrow(
+      /CHRONICLE_MAX_MESSAGE_BYTES must be/,
+    )
+    expect(() => limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "16MiB" })).toThrow(
+      /CHRONICLE_MAX_MESSAGE_BYTES \(16777216\) must be below CHRONICLE_MAX_BODY_BYTES/,
+    )
+    expect(() => limitsConfig({ CHRONICLE_MAX_FILE_BYTES: "12MiB" })).toThrow(
+      /CHRONICLE_MAX_FILE_BYTES \(12582912\) is 16777216 bytes base64-encoded/,
+    )
+  })
+
+  it("reads the log level and the shutdown timeout", () => {
+    expect(serverConfig({ CHRONICLE_LOG_LEVEL: "warn", CHRONICLE_SHUTDOWN_TIMEOUT_MS: "500" })).toMatchObject(
+      {
+        logLevel: "Warn",
+        shutdownTimeoutMs: 500,
+      },
+    )
+    expect(() => serverConfig({ CHRONICLE_LOG_LEVEL: "loud" })).toThrow(
+      /CHRONICLE_LOG_LEVEL must be debug, info/,
+    )
+    expect(() => serverConfig({ CHRONICLE_SHUTDOWN_TIMEOUT_MS: "-1" })).toThrow(
+      /CHRONICLE_SHUTDOWN_TIMEOUT_MS/,
+    )
   })
 })

@@ -90,7 +90,7 @@ export interface ContentService {
   readonly listHoles: (
     actor: Actor,
     sessionId: string,
-    input: ListInput & { readonly holeId?: string },
+    input: ListInput & { readonly holeId?: string | undefined },
   ) => Effect.Effect<Page<HoleResolution>, SessionsError>
   readonly recordToolRun: (
     actor: Actor,

@@ -57,7 +57,7 @@ export interface SandboxesService {
   readonly list: (
     actor: Actor,
     sessionId: string,
-    page: PageRequest & { readonly status?: SandboxStatus },
+    page: PageRequest & { readonly status?: SandboxStatus | undefined },
   ) => Effect.Effect<Page<Sandbox>, SandboxesError>
 }
 
@@ -164,7 +164,7 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
       const list = Effect.fn("Sandboxes.list")(function* (
         actor: Actor,
         sessionId: string,
-        page: PageRequest & { readonly status?: SandboxStatus },
+        page: PageRequest & { readonly status?: SandboxStatus | undefined },
       ) {
         yield* loadSession(actor, sessionId)
         const limit = yield* pageLimit(page.limit)

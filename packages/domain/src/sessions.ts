@@ -2,6 +2,7 @@ import {
   type ChronicleEvent,
   CONTENT_EVENT_TYPES,
   decideSession,
+  type Forbidden,
   forkSession,
   InvalidCommand,
   InvalidTransition,
@@ -13,7 +14,15 @@ import {
   startSession,
   toStored,
 } from "@chronicle/events"
-import { Database, EventStore, isUuid, type RecordedEvent } from "@chronicle/store"
+import {
+  type BatchTooLarge,
+  Database,
+  EventStore,
+  type EventTooLarge,
+  isUuid,
+  type RecordedEvent,
+  type VersionConflict,
+} from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
@@ -215,11 +224,15 @@ export interface SessionsService {
   ) => Effect.Effect<Checkpoint, SessionsError>
 }
 
+/** Every way a session command or read can fail. */
 export type SessionsError =
-  | Effect.Error<ReturnType<typeof executeSessionCommand>>
   | NotFound
   | InvalidCommand
   | InvalidTransition
+  | Forbidden
+  | VersionConflict
+  | BatchTooLarge
+  | EventTooLarge
 
 /** Sessions: lifecycle, checkpoints, rollback, fork, as-of reads, timeline, import/export. */
 export class Sessions extends Context.Service<Sessions, SessionsService>()("@chronicle/domain/Sessions") {
@@ -245,14 +258,19 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         sessionId: string,
         events: ReadonlyArray<ChronicleEvent>,
       ) =>
-        store.append(
-          sessionStreamId(sessionId),
-          events.map((e) => ({
-            ...toStored(e),
-            metadata: { actor: actor.kind === "user" ? `user:${actor.userId}` : "service" },
-          })),
-          { expectedVersion: "no_stream", ownerId },
-        )
+        store
+          .append(
+            sessionStreamId(sessionId),
+            events.map((e) => ({
+              ...toStored(e),
+              metadata: { actor: actor.kind === "user" ? `user:${actor.userId}` : "service" },
+            })),
+            { expectedVersion: "no_stream", ownerId },
+          )
+          .pipe(
+            // Fresh ids and decided events: a refusal of either is a bug, not the caller's mistake.
+            Effect.catchTags({ InvalidAppend: Effect.die, IdempotencyConflict: Effect.die }),
+          )
 
       const create = Effect.fn("Sessions.create")(function* (actor: Actor, input: CreateSessionInput) {
         const ownerId = yield* ownerFor(actor)

@@ -104,6 +104,8 @@ export interface ReadAllOptions {
   readonly types?: ReadonlyArray<string> | undefined
   /** Only events of these streams. */
   readonly streamIds?: ReadonlyArray<string> | undefined
+  /** Only events of streams this owner owns (`chronicle.streams.owner_id`); a UUID. */
+  readonly ownerId?: string | undefined
 }
 
 export interface LogPage {
@@ -224,6 +226,15 @@ const jsonList = (path: string, values: ReadonlyArray<string> | undefined) =>
     : values.length === 0 || values.some((v) => typeof v !== "string" || v.length === 0)
       ? Effect.fail(new InvalidRead({ path, reason: "must be a non-empty list of non-empty strings" }))
       : Effect.succeed(JSON.stringify(values))
+
+const ownerFilter = (ownerId: string | undefined) =>
+  ownerId === undefined
+    ? Effect.succeed(null)
+    : isUuid(ownerId.toLowerCase())
+      ? Effect.succeed(ownerId.toLowerCase())
+      : Effect.fail(
+          new InvalidRead({ path: "ownerId", reason: `must be a UUID, got ${JSON.stringify(ownerId)}` }),
+        )
 
 const makeEventStore = (options: EventStoreOptions) =>
   Effect.gen(function* () {
@@ -414,7 +425,13 @@ const makeEventStore = (options: EventStoreOptions) =>
       } satisfies StreamPage
     })
 
-    const readPage = (after: LogPosition, limit: number, types: string | null, streamIds: string | null) =>
+    const readPage = (
+      after: LogPosition,
+      limit: number,
+      types: string | null,
+      streamIds: string | null,
+      ownerId: string | null,
+    ) =>
       db
         .query<EventRow>(
           `select ${EVENT_COLUMNS}
@@ -423,9 +440,11 @@ const makeEventStore = (options: EventStoreOptions) =>
               and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
               and ($4::text::jsonb is null or e.type = any(array(select jsonb_array_elements_text($4::text::jsonb))))
               and ($5::text::jsonb is null or e.stream_id = any(array(select jsonb_array_elements_text($5::text::jsonb))))
+              and ($6::uuid is null or exists (
+                    select 1 from chronicle.streams s where s.stream_id = e.stream_id and s.owner_id = $6::uuid))
             order by e.transaction_id, e.global_position
             limit $3`,
-          [after.transactionId.toString(), after.globalPosition.toString(), limit, types, streamIds],
+          [after.transactionId.toString(), after.globalPosition.toString(), limit, types, streamIds, ownerId],
         )
         .pipe(Effect.map((rows) => rows.map(toRecorded)))
 
@@ -437,7 +456,8 @@ const makeEventStore = (options: EventStoreOptions) =>
       const limit = yield* positiveInt("limit", readOptions.limit, config.maxReadLimit, config.maxReadLimit)
       const types = yield* jsonList("types", readOptions.types)
       const streamIds = yield* jsonList("streamIds", readOptions.streamIds)
-      const events = yield* readPage(after, limit, types, streamIds).pipe(Effect.orDie)
+      const ownerId = yield* ownerFilter(readOptions.ownerId)
+      const events = yield* readPage(after, limit, types, streamIds, ownerId).pipe(Effect.orDie)
       return {
         events,
         cursor: events.at(-1)?.cursor ?? encodeCursor(after),
@@ -473,10 +493,13 @@ const makeEventStore = (options: EventStoreOptions) =>
             let after = yield* decodeAfter(subscribeOptions.after)
             const types = yield* jsonList("types", subscribeOptions.types)
             const streamIds = yield* jsonList("streamIds", subscribeOptions.streamIds)
+            const ownerId = yield* ownerFilter(subscribeOptions.ownerId)
             const batch = config.maxReadLimit
             while (true) {
               // A database that is briefly away must not end a live subscription.
-              const events = yield* Effect.suspend(() => readPage(after, batch, types, streamIds)).pipe(
+              const events = yield* Effect.suspend(() =>
+                readPage(after, batch, types, streamIds, ownerId),
+              ).pipe(
                 Effect.tapError((error) => Effect.logWarning("subscription read failed; retrying", error)),
                 Effect.retry(
                   Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]),

@@ -416,6 +416,59 @@ describe.each(testDatabases(env))("EventStore on $name", (database) => {
     expect(head.globalPosition).toBe(rest.events.at(-1)!.globalPosition)
   })
 
+  it("reads and follows only one owner's streams when given ownerId", async () => {
+    const alice = randomUUID()
+    const bob = randomUUID()
+    const start = await run(Effect.flatMap(store, (s) => s.head()))
+    const a1 = sessionId()
+    const a2 = sessionId()
+    const b1 = sessionId()
+    const unowned = sessionId()
+    await run(Effect.flatMap(store, (s) => s.append(a1, events(2, "Alpha"), { ownerId: alice })))
+    await run(Effect.flatMap(store, (s) => s.append(b1, events(1, "Alpha"), { ownerId: bob })))
+    await run(Effect.flatMap(store, (s) => s.append(unowned, events(1, "Alpha"))))
+    await run(Effect.flatMap(store, (s) => s.append(a2, events(1, "Beta"), { ownerId: alice })))
+    // Later appends to an owned stream keep its owner even without ownerId.
+    await run(Effect.flatMap(store, (s) => s.append(a1, events(1, "Beta"))))
+
+    const page = await run(Effect.flatMap(store, (s) => s.readAll({ after: start.cursor, ownerId: alice })))
+    expect(page.events.map((e) => [e.streamId, e.version])).toEqual([
+      [a1, 1],
+      [a1, 2],
+      [a2, 1],
+      [a1, 3],
+    ])
+    const betas = await run(
+      Effect.flatMap(store, (s) =>
+        s.readAll({ after: start.cursor, ownerId: alice.toUpperCase(), types: ["Beta"] }),
+      ),
+    )
+    expect(betas.events.map((e) => [e.streamId, e.version])).toEqual([
+      [a2, 1],
+      [a1, 3],
+    ])
+    const bobs = await run(Effect.flatMap(store, (s) => s.readAll({ after: start.cursor, ownerId: bob })))
+    expect(bobs.events.map((e) => e.streamId)).toEqual([b1])
+
+    const followed = runtime.runPromise(
+      Effect.flatMap(store, (s) =>
+        Stream.runCollect(Stream.take(s.subscribe({ after: start.cursor, ownerId: bob }), 2)),
+      ),
+    )
+    await run(Effect.flatMap(store, (s) => s.append(a2, events(1, "Gamma"))))
+    await run(Effect.flatMap(store, (s) => s.append(b1, events(1, "Gamma"))))
+    expect((await followed).map((e) => [e.streamId, e.version, e.type])).toEqual([
+      [b1, 1, "Alpha"],
+      [b1, 2, "Gamma"],
+    ])
+
+    const bad = await failureOf(
+      runtime,
+      Effect.flatMap(store, (s) => s.readAll({ ownerId: "not-a-uuid" })),
+    )
+    expect(bad).toMatchObject({ _tag: "InvalidRead", path: "ownerId" })
+  })
+
   it("subscribes: back-fills, then follows new appends, and resumes after a cursor with no duplicate", async () => {
     const id = sessionId()
     await run(Effect.flatMap(store, (s) => s.append(id, events(3))))

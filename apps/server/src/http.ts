@@ -1,0 +1,184 @@
+/**
+ * The HTTP surface: `/trpc` (tRPC over plain JSON, batching, SSE subscriptions) and
+ * `/healthz`, with a request id on every request, the body limit, and one log line per
+ * request.
+ */
+import { randomUUID } from "node:crypto"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import {
+  ACTING_FOR_HEADER,
+  type ApiRuntime,
+  appRouter,
+  type CreateContext,
+  errorResponseBody,
+  type Limits,
+  MAX_CALLS_PER_BATCH,
+  toTRPCError,
+  UnexpectedFailure,
+} from "@chronicle/api"
+import { PayloadTooLarge } from "@chronicle/events"
+import { Database } from "@chronicle/store"
+import { TRPCError } from "@trpc/server"
+import { createHTTPHandler } from "@trpc/server/adapters/standalone"
+import { Cause, Effect } from "effect"
+
+export const REQUEST_ID_HEADER = "x-request-id"
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+const HEALTH_TIMEOUT = "2 seconds"
+
+export interface HttpOptions {
+  readonly runtime: ApiRuntime
+  readonly createContext: CreateContext
+  readonly limits: Limits
+}
+
+const header = (req: IncomingMessage, name: string): string | null => {
+  const value = req.headers[name]
+  return (Array.isArray(value) ? value[0] : value) ?? null
+}
+
+const sendJson = (
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+) => {
+  res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body))
+}
+
+/**
+ * Reads the whole body, refusing it (413, naming the limit) once it passes `limit` bytes;
+ * tRPC then parses what was read (the API speaks JSON only). Returns false when the
+ * request was answered here.
+ */
+const readBody = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+  requestId: string,
+): Promise<boolean> => {
+  const refuse = (size: number) => {
+    const error = toTRPCError(new PayloadTooLarge({ what: "The request body", size, limit }))
+    // The rest of the body is read and dropped, and the connection closed after the answer.
+    sendJson(res, 413, errorResponseBody(error, requestId), { connection: "close" })
+    req.resume()
+    return false
+  }
+  const declared = Number(header(req, "content-length") ?? Number.NaN)
+  if (declared > limit) return Promise.resolve(refuse(declared))
+  return new Promise<boolean>((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const stop = () => {
+      req.off("data", onData)
+      req.off("end", onEnd)
+      req.off("error", onError)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= limit) {
+        chunks.push(chunk)
+        return
+      }
+      stop()
+      resolve(refuse(size))
+    }
+    const onEnd = () => {
+      stop()
+      ;(req as IncomingMessage & { body?: string }).body = Buffer.concat(chunks).toString("utf8")
+      resolve(true)
+    }
+    const onError = (error: Error) => {
+      stop()
+      reject(error)
+    }
+    req.on("data", onData)
+    req.on("end", onEnd)
+    req.on("error", onError)
+  })
+}
+
+export const makeRequestListener = (options: HttpOptions) => {
+  const { runtime, createContext, limits } = options
+  const log = (effect: Effect.Effect<void>) => void runtime.runFork(effect)
+
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    basePath: "/trpc/",
+    maxBodySize: limits.maxBodyBytes,
+    allowBatching: true,
+    maxBatchSize: MAX_CALLS_PER_BATCH,
+    createContext: ({ req, info }) =>
+      createContext({
+        requestId: header(req, REQUEST_ID_HEADER) ?? randomUUID(),
+        authorization: header(req, "authorization"),
+        actingFor: header(req, ACTING_FOR_HEADER),
+        connectionParams: info.connectionParams,
+      }),
+    onError: ({ error, path, req }) => {
+      if (error.code !== "INTERNAL_SERVER_ERROR") return
+      const cause =
+        error.cause instanceof UnexpectedFailure ? error.cause.failure : Cause.die(error.cause ?? error)
+      log(
+        Effect.logError("unexpected failure", cause).pipe(
+          Effect.annotateLogs({ requestId: header(req, REQUEST_ID_HEADER), path: path ?? null }),
+        ),
+      )
+    },
+  })
+
+  const healthz = async (res: ServerResponse) => {
+    const reachable = await runtime.runPromise(
+      Effect.flatMap(Database, (db) => db.query("select 1")).pipe(
+        Effect.timeout(HEALTH_TIMEOUT),
+        Effect.as(true),
+        Effect.catchCause(() => Effect.succeed(false)),
+      ),
+    )
+    sendJson(
+      res,
+      reachable ? 200 : 503,
+      reachable ? { ok: true } : { ok: false, error: "database unreachable" },
+    )
+  }
+
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const incoming = header(req, REQUEST_ID_HEADER)
+    const requestId = incoming !== null && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    req.headers[REQUEST_ID_HEADER] = requestId
+    res.setHeader(REQUEST_ID_HEADER, requestId)
+    const started = performance.now()
+    const path = new URL(req.url ?? "/", "http://localhost").pathname
+    res.once("close", () => {
+      log(
+        Effect.logInfo("request").pipe(
+          Effect.annotateLogs({
+            requestId,
+            method: req.method ?? "",
+            path,
+            status: res.statusCode,
+            durationMs: Math.round(performance.now() - started),
+            ...(res.writableFinished ? {} : { aborted: true }),
+          }),
+        ),
+      )
+    })
+
+    const handle = async () => {
+      if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) return healthz(res)
+      if (path === "/trpc" || path.startsWith("/trpc/")) {
+        if (req.method !== "GET" && req.method !== "HEAD") {
+          if (!(await readBody(req, res, limits.maxBodyBytes, requestId))) return
+        }
+        return trpc(req, res)
+      }
+      sendJson(res, 404, { error: `No route for ${req.method} ${path}; the API is at /trpc` })
+    }
+    handle().catch((error: unknown) => {
+      log(Effect.logError("request failed", Cause.die(error)).pipe(Effect.annotateLogs({ requestId, path })))
+      if (!res.headersSent) {
+        sendJson(res, 500, errorResponseBody(new TRPCError({ code: "INTERNAL_SERVER_ERROR" }), requestId))
+      } else res.destroy()
+    })
+  }
+}

@@ -1,0 +1,247 @@
+/** `sessions.*`, `checkpoints.*` and `imports.*`: a session's lifecycle, history and time travel. */
+import { Sessions } from "@chronicle/domain"
+import { Effect, Schema } from "effect"
+import { authedProcedure, router } from "../trpc.ts"
+import { actorOf, checkContentSize } from "./actor.ts"
+import {
+  AsOf,
+  CommandOptions,
+  ExternalKey,
+  ImportedMessage,
+  JsonObject,
+  Page,
+  Reason,
+  SessionStatus,
+  Text,
+  Title,
+  Uuid,
+} from "./schemas.ts"
+
+const input = Schema.toStandardSchemaV1
+
+export const CreateSessionInput = Schema.Struct({
+  title: Schema.optional(Title),
+  metadata: Schema.optional(JsonObject),
+  /** A key of your own (a thread or continuation id), unique among your sessions. */
+  externalKey: Schema.optional(Schema.NullOr(ExternalKey)),
+})
+
+export const sessionsRouter = router({
+  create: authedProcedure
+    .input(input(Schema.UndefinedOr(CreateSessionInput)))
+    .mutation(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.create(actorOf(ctx.principal), input ?? {}))),
+    ),
+
+  /** The session with this external key, created if absent — atomically. */
+  ensure: authedProcedure
+    .input(
+      input(
+        Schema.Struct({
+          externalKey: ExternalKey,
+          title: Schema.optional(Title),
+          metadata: Schema.optional(JsonObject),
+        }),
+      ),
+    )
+    .mutation(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.ensure(actorOf(ctx.principal), input))),
+    ),
+
+  getByKey: authedProcedure
+    .input(input(Schema.Struct({ externalKey: ExternalKey })))
+    .query(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.getByKey(actorOf(ctx.principal), input.externalKey))),
+    ),
+
+  get: authedProcedure
+    .input(input(Schema.Struct({ id: Uuid, asOf: Schema.optional(AsOf) })))
+    .query(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.get(actorOf(ctx.principal), input.id, input.asOf))),
+    ),
+
+  list: authedProcedure
+    .input(
+      input(
+        Schema.UndefinedOr(
+          Schema.Struct({ ...Page, status: Schema.optional(SessionStatus), parentId: Schema.optional(Uuid) }),
+        ),
+      ),
+    )
+    .query(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.list(actorOf(ctx.principal), input ?? {}))),
+    ),
+
+  update: authedProcedure
+    .input(
+      input(
+        Schema.Struct({
+          id: Uuid,
+          title: Schema.optional(Title),
+          metadata: Schema.optional(JsonObject),
+          expectedVersion: CommandOptions.expectedVersion,
+        }),
+      ),
+    )
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.update(
+            actorOf(ctx.principal),
+            input.id,
+            {
+              ...(input.title !== undefined ? { title: input.title } : {}),
+              ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+            },
+            { expectedVersion: input.expectedVersion },
+          ),
+        ),
+      ),
+    ),
+
+  archive: authedProcedure
+    .input(input(Schema.Struct({ id: Uuid, reason: Reason })))
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) => s.archive(actorOf(ctx.principal), input.id, input.reason ?? null)),
+      ),
+    ),
+
+  /** Soft delete: the events stay; the session reads as deleted and takes no more appends. */
+  delete: authedProcedure
+    .input(input(Schema.Struct({ id: Uuid, reason: Reason })))
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) => s.delete(actorOf(ctx.principal), input.id, input.reason ?? null)),
+      ),
+    ),
+
+  rollback: authedProcedure
+    .input(
+      input(
+        Schema.Union([
+          Schema.Struct({ id: Uuid, checkpointId: Uuid, expectedVersion: CommandOptions.expectedVersion }),
+          Schema.Struct({
+            id: Uuid,
+            toVersion: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))),
+            expectedVersion: CommandOptions.expectedVersion,
+          }),
+        ]),
+      ),
+    )
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.rollback(
+            actorOf(ctx.principal),
+            input.id,
+            "checkpointId" in input ? { checkpointId: input.checkpointId } : { toVersion: input.toVersion },
+            { expectedVersion: input.expectedVersion },
+          ),
+        ),
+      ),
+    ),
+
+  /** A new session whose content is this one's as of a checkpoint or version. */
+  fork: authedProcedure
+    .input(
+      input(
+        Schema.Union([
+          Schema.Struct({
+            id: Uuid,
+            checkpointId: Uuid,
+            title: Schema.optional(Title),
+            metadata: Schema.optional(JsonObject),
+          }),
+          Schema.Struct({
+            id: Uuid,
+            atVersion: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))),
+            title: Schema.optional(Title),
+            metadata: Schema.optional(JsonObject),
+          }),
+        ]),
+      ),
+    )
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.fork(
+            actorOf(ctx.principal),
+            input.id,
+            "checkpointId" in input ? { checkpointId: input.checkpointId } : { atVersion: input.atVersion },
+            {
+              ...(input.title !== undefined ? { title: input.title } : {}),
+              ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+            },
+          ),
+        ),
+      ),
+    ),
+
+  /** Every event of the session; content events of abandoned branches have `reverted: true`. */
+  timeline: authedProcedure
+    .input(input(Schema.Struct({ id: Uuid, ...Page })))
+    .query(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.timeline(actorOf(ctx.principal), input.id, input))),
+    ),
+
+  /** The session and all its events, to archive it or move it elsewhere. */
+  export: authedProcedure
+    .input(input(Schema.Struct({ id: Uuid })))
+    .query(({ ctx, input }) =>
+      ctx.run(Effect.flatMap(Sessions, (s) => s.export(actorOf(ctx.principal), input.id))),
+    ),
+})
+
+export const checkpointsRouter = router({
+  create: authedProcedure
+    .input(
+      input(
+        Schema.Struct({
+          sessionId: Uuid,
+          label: Schema.optional(Schema.NullOr(Text(200))),
+          ...CommandOptions,
+        }),
+      ),
+    )
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.createCheckpoint(actorOf(ctx.principal), input.sessionId, input.label ?? null, {
+            expectedVersion: input.expectedVersion,
+            idempotencyKey: input.idempotencyKey,
+          }),
+        ),
+      ),
+    ),
+
+  list: authedProcedure
+    .input(input(Schema.Struct({ sessionId: Uuid, ...Page })))
+    .query(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Sessions, (s) => s.listCheckpoints(actorOf(ctx.principal), input.sessionId, input)),
+      ),
+    ),
+})
+
+export const ImportConversationInput = Schema.Struct({
+  title: Schema.optional(Title),
+  metadata: Schema.optional(JsonObject),
+  externalKey: Schema.optional(Schema.NullOr(ExternalKey)),
+  messages: Schema.Array(ImportedMessage).pipe(Schema.check(Schema.isMaxLength(5000))),
+})
+
+export const importsRouter = router({
+  /** A legacy in-memory conversation, brought in as a new session in one atomic append. */
+  conversation: authedProcedure
+    .input(input(ImportConversationInput))
+    .mutation(({ ctx, input }) =>
+      ctx.run(
+        checkContentSize(ctx.limits, input.messages, (i) => `messages[${i}].content`).pipe(
+          Effect.andThen(
+            Effect.flatMap(Sessions, (s) => s.importConversation(actorOf(ctx.principal), input)),
+          ),
+        ),
+      ),
+    ),
+})

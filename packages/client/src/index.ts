@@ -1,0 +1,132 @@
+/**
+ * The typed client for TypeScript apps:
+ *
+ *   const chronicle = createChronicleClient({ url: "http://127.0.0.1:4000", token })
+ *   const page = await chronicle.events.readStream.query({ streamId })
+ *
+ * Queries and mutations go through `httpBatchLink` (calls made together share one HTTP
+ * request); subscriptions go over Server-Sent Events through `httpSubscriptionLink`.
+ */
+import type { AppRouter } from "@chronicle/api"
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpSubscriptionLink,
+  splitLink,
+  type TRPCClient,
+  TRPCClientError,
+} from "@trpc/client"
+import { EventSource as FetchEventSource } from "eventsource"
+
+export type { AppRouter }
+export { TRPCClientError }
+
+export type ChronicleClient = TRPCClient<AppRouter>
+
+// Inputs and outputs as the client sees them, read off the client's own types (so only
+// `type AppRouter` crosses from the server's packages).
+type Procedure<I, O> =
+  | { query: (input: I, ...rest: never) => Promise<O> }
+  | { mutate: (input: I, ...rest: never) => Promise<O> }
+  | { subscribe: (input: I, ...rest: never) => AsyncIterable<O> }
+type InputsOf<C> = { [K in keyof C]: C[K] extends Procedure<infer I, unknown> ? I : InputsOf<C[K]> }
+type OutputsOf<C> = { [K in keyof C]: C[K] extends Procedure<never, infer O> ? O : OutputsOf<C[K]> }
+
+/** Every procedure's input, by path: `RouterInputs["events"]["readStream"]`. */
+export type RouterInputs = InputsOf<ChronicleClient>
+/** Every procedure's output, by path: `RouterOutputs["events"]["readStream"]`. */
+export type RouterOutputs = OutputsOf<ChronicleClient>
+/** One event of the log, as `events.readStream`, `events.readAll` and `events.subscribe` return it. */
+export type EventView = RouterOutputs["events"]["readStream"]["items"][number]
+/** An error from the service: `code` (tRPC's), and in `data` the `requestId`, `tag` and `fields`. */
+export type ChronicleClientError = TRPCClientError<AppRouter>
+
+type Headers = Record<string, string>
+type MaybePromise<T> = T | Promise<T>
+
+export interface ChronicleClientOptions {
+  /** The service's base URL, such as `http://127.0.0.1:4000` (`/trpc` is added unless present). */
+  readonly url: string
+  /** A bearer token: a Supabase Auth access token, or the service key. */
+  readonly token?: string | undefined
+  /** Called before each request (and each reconnect of a subscription), for tokens that rotate. */
+  readonly getToken?: (() => MaybePromise<string | null | undefined>) | undefined
+  /** For the service role: the owner to act for (sent as `x-chronicle-owner`). */
+  readonly actingFor?: string | undefined
+  /** Extra headers on every request. */
+  readonly headers?: Headers | (() => MaybePromise<Headers>) | undefined
+  /** The `fetch` to use; default the global one. */
+  readonly fetch?: typeof fetch | undefined
+}
+
+/** Largest number of calls one batched request may carry (the server refuses more). */
+const MAX_CALLS_PER_BATCH = 100
+/** Batched GET URLs longer than this are split, below Node's default 16 KiB header limit. */
+const MAX_URL_LENGTH = 8_000
+
+const trpcUrl = (url: string) => {
+  const base = url.replace(/\/+$/, "")
+  return base.endsWith("/trpc") ? base : `${base}/trpc`
+}
+
+export const createChronicleClient = (options: ChronicleClientOptions): ChronicleClient => {
+  const url = trpcUrl(options.url)
+  const fetchImpl = options.fetch ?? globalThis.fetch
+  const token = async () =>
+    options.getToken ? ((await options.getToken()) ?? null) : (options.token ?? null)
+  const authHeaders = async (): Promise<Headers> => {
+    const extra = typeof options.headers === "function" ? await options.headers() : (options.headers ?? {})
+    const bearer = await token()
+    return {
+      ...extra,
+      ...(bearer === null ? {} : { authorization: `Bearer ${bearer}` }),
+      ...(options.actingFor === undefined ? {} : { "x-chronicle-owner": options.actingFor }),
+    }
+  }
+
+  // A browser's EventSource cannot send headers: the credentials go in tRPC's
+  // connectionParams (a query parameter) instead. Elsewhere (Node has no global
+  // EventSource) the fetch-based `eventsource` package sends them as headers.
+  const NativeEventSource = (globalThis as { EventSource?: typeof globalThis.EventSource }).EventSource
+  const subscriptionLink =
+    NativeEventSource !== undefined
+      ? httpSubscriptionLink<AppRouter, typeof globalThis.EventSource>({
+          url,
+          EventSource: NativeEventSource,
+          connectionParams: async () => {
+            const bearer = await token()
+            return {
+              ...(bearer === null ? {} : { token: bearer }),
+              ...(options.actingFor === undefined ? {} : { owner: options.actingFor }),
+            }
+          },
+        })
+      : httpSubscriptionLink<AppRouter, typeof FetchEventSource>({
+          url,
+          EventSource: FetchEventSource,
+          eventSourceOptions: () => ({
+            fetch: async (input, init) =>
+              fetchImpl(input, { ...init, headers: { ...init.headers, ...(await authHeaders()) } }),
+          }),
+        })
+
+  return createTRPCClient<AppRouter>({
+    links: [
+      splitLink({
+        condition: (op) => op.type === "subscription",
+        true: subscriptionLink,
+        false: httpBatchLink({
+          url,
+          fetch: (input, init) => fetchImpl(input, init as RequestInit),
+          headers: authHeaders,
+          maxItems: MAX_CALLS_PER_BATCH,
+          maxURLLength: MAX_URL_LENGTH,
+        }),
+      }),
+    ],
+  })
+}
+
+/** Whether `error` came from the service (as opposed to, say, the network). */
+export const isChronicleError = (error: unknown): error is ChronicleClientError =>
+  error instanceof TRPCClientError
