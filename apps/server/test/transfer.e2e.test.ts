@@ -1,0 +1,130 @@
+import { execFile, spawn } from "node:child_process"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+import { createChronicleClient } from "@chronicle/client"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
+const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "", DATABASE_URL: "" }
+const exec = promisify(execFile)
+
+/** Runs the CLI to completion; never throws, so a test can check a failure's exit code and words. */
+const cli = async (args: ReadonlyArray<string>, env: Record<string, string>) => {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...NO_AUTH, ...env },
+    })
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+describe("chronicle export, import and rebuild", () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "chronicle-transfer-"))
+  })
+  afterAll(() => rm(dir, { recursive: true, force: true }))
+
+  it("refuses a second process on a data directory in use, releases it on shutdown, and names a bad id", async () => {
+    const source = { CHRONICLE_DATA_DIR: join(dir, "source") }
+    const server = spawn(process.execPath, [CLI, "serve"], {
+      env: { ...process.env, ...NO_AUTH, ...source, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let out = ""
+    server.stdout.on("data", (chunk) => {
+      out += chunk
+    })
+    try {
+      for (let i = 0; i < 600 && !out.includes("listening on"); i++)
+        await new Promise((r) => setTimeout(r, 100))
+      expect(out).toContain("listening on")
+      const busy = await cli(["status"], source)
+      expect(busy.code).toBe(1)
+      expect(busy.stderr).toMatch(/^chronicle: The embedded database in .* is in use by process \d+/)
+    } finally {
+      server.kill("SIGTERM")
+      await new Promise((resolve) => server.once("exit", resolve))
+    }
+    const free = await cli(["status"], source)
+    expect(free.code).toBe(0)
+    expect(free.stdout).toContain("migrations applied")
+    const bad = await cli(["export", "not-a-uuid"], source)
+    expect(bad.code).toBe(1)
+    expect(bad.stderr.trim()).toBe("chronicle: not-a-uuid is not a session id (a UUID)")
+  })
+
+  it("round-trips through NDJSON: export, import twice (the second writes nothing), rebuild", async () => {
+    const source = { CHRONICLE_DATA_DIR: join(dir, "rt-source") }
+    const target = { CHRONICLE_DATA_DIR: join(dir, "rt-target") }
+    const server = spawn(process.execPath, [CLI, "serve"], {
+      env: { ...process.env, ...NO_AUTH, ...source, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let out = ""
+    server.stdout.on("data", (chunk) => {
+      out += chunk
+    })
+    let childId = ""
+    let parentId = ""
+    try {
+      let url: string | undefined
+      for (let i = 0; i < 600 && url === undefined; i++) {
+        url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
+        if (url === undefined) await new Promise((r) => setTimeout(r, 100))
+      }
+      if (url === undefined) throw new Error(`the server did not start:\n${out}`)
+      const client = createChronicleClient({ url })
+      const parent = await client.sessions.create.mutate({ title: "parent" })
+      parentId = parent.id
+      await client.messages.append.mutate({ sessionId: parent.id, role: "user", content: "one" })
+      const checkpoint = await client.checkpoints.create.mutate({ sessionId: parent.id })
+      await client.messages.append.mutate({ sessionId: parent.id, role: "user", content: "later" })
+      childId = (await client.sessions.fork.mutate({ id: parent.id, checkpointId: checkpoint.id })).id
+      await client.messages.append.mutate({ sessionId: childId, role: "assistant", content: "child" })
+    } finally {
+      server.kill("SIGTERM")
+      await new Promise((resolve) => server.once("exit", resolve))
+    }
+
+    const file = join(dir, "rt.ndjson")
+    const exported = await cli(["export", childId, "--out", file], source)
+    expect(exported.code).toBe(0)
+    expect(exported.stderr).toContain("Exported 6 event(s) of 2 session stream(s)")
+    const lines = (await readFile(file, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { streamId: string; type: string })
+    expect(lines.map((l) => [l.streamId, l.type])).toEqual([
+      [`session-${parentId}`, "SessionStarted"],
+      [`session-${parentId}`, "MessageAppended"],
+      [`session-${parentId}`, "CheckpointCreated"],
+      [`session-${parentId}`, "MessageAppended"],
+      [`session-${childId}`, "SessionForked"],
+      [`session-${childId}`, "MessageAppended"],
+    ])
+
+    const first = await cli(["import", "--in", file], target)
+    expect(first.code).toBe(0)
+    expect(first.stderr).toContain("Imported 2 stream(s): 6 event(s) written, 0 already present")
+    const again = await cli(["import", "--in", file], target)
+    expect(again.stderr).toContain("Imported 2 stream(s): 0 event(s) written, 6 already present")
+    const rebuilt = await cli(["rebuild"], target)
+    expect(rebuilt.code).toBe(0)
+    expect(rebuilt.stdout).toMatch(/^Rebuilt from 6 events in \d+ ms \(\d+ events\/s\)/)
+    const status = await cli(["status"], target)
+    expect(status.stdout).toMatch(/head at position 6 /)
+
+    const missing = await cli(["import", "--in", join(dir, "nope.ndjson")], target)
+    expect(missing.code).toBe(1)
+    expect(missing.stderr.trim()).toMatch(
+      /^chronicle: cannot read .*nope\.ndjson: no such file or directory$/,
+    )
+  })
+})
