@@ -2,7 +2,7 @@ import type { InvalidCommand, NotFound } from "@chronicle/events"
 import { Database, isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { type Actor, listScope } from "./actor.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { iso, isoOrNull, type Page } from "./rows.ts"
 import { loadSession } from "./sessions.ts"
 
@@ -148,20 +148,20 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
           return { items: rows.map(toSummary), nextCursor: null }
         }
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select * from chronicle.session_summary
+          `select *, ${cursorTime("last_activity_at")} as cursor_at from chronicle.session_summary
             where ($1::uuid is null or owner_id = $1::uuid) and status <> 'deleted'
-              and ($2::timestamptz is null or (last_activity_at, session_id) < ($2::timestamptz, $3::uuid))
+              and ($2::text is null or (last_activity_at, session_id) < ($2::text::timestamptz, $3::uuid))
             order by last_activity_at desc, session_id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toSummary, (r) => [iso(r.last_activity_at), r.session_id as string])
+        return toPage(rows, limit, toSummary, (r) => [r.cursor_at as string, r.session_id as string])
       })
 
       const users = Effect.fn("Analytics.users")(function* (actor: Actor, page: PageRequest) {
         const limit = yield* pageLimit(page.limit)
-        const after = yield* decodePageCursor(page.cursor, ["string"] as const)
+        const after = yield* decodePageCursor(page.cursor, ["uuid"] as const)
         const rows = yield* query(
           `select * from chronicle.user_analytics
             where ($1::uuid is null or owner_id = $1::uuid) and ($2::uuid is null or owner_id > $2::uuid)
@@ -196,12 +196,13 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
       ) {
         if (input.sessionId !== undefined) yield* loadSession(actor, input.sessionId)
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select session_id::text, kind, entity_id::text, summary, at from chronicle.recent_activity
+          `select session_id::text, kind, entity_id::text, summary, at, ${cursorTime("at")} as cursor_at
+             from chronicle.recent_activity
             where ($1::uuid is null or owner_id = $1::uuid)
               and ($2::uuid is null or session_id = $2::uuid)
-              and ($3::timestamptz is null or (at, entity_id) < ($3::timestamptz, $4::uuid))
+              and ($3::text is null or (at, entity_id) < ($3::text::timestamptz, $4::uuid))
             order by at desc, entity_id desc limit $5`,
           [
             listScope(actor),
@@ -221,7 +222,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             summary: r.summary as string,
             at: iso(r.at),
           }),
-          (r) => [iso(r.at), r.entity_id as string],
+          (r) => [r.cursor_at as string, r.entity_id as string],
         )
       })
 

@@ -6,12 +6,11 @@ import {
   type SessionCommand,
   type ToolRunStatus,
 } from "@chronicle/events"
-import { Database, EventStore, isUuid } from "@chronicle/store"
+import { isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import type { Actor } from "./actor.ts"
 import type { CommandOptions, CommandResult } from "./command.ts"
-import { DomainConfig } from "./config.ts"
 import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
 import {
@@ -29,6 +28,7 @@ import {
   toRevision,
   toToolRun,
 } from "./rows.ts"
+import { layerServices } from "./services.ts"
 import { type AsOf, executeSessionCommand, loadSession, resolveAsOf, type SessionsError } from "./sessions.ts"
 
 export interface NewMessage {
@@ -134,15 +134,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
   static readonly layer = Layer.effect(
     Content,
     Effect.gen(function* () {
-      const db = yield* Database
-      const store = yield* EventStore
-      const config = yield* DomainConfig
-      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
-        effect.pipe(
-          Effect.provideService(Database, db),
-          Effect.provideService(EventStore, store),
-          Effect.provideService(DomainConfig, config),
-        )
+      const { db, provide } = yield* layerServices
 
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
@@ -177,7 +169,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           const after =
             k2 === undefined
               ? yield* decodePageCursor(input.cursor, ["number"] as const)
-              : yield* decodePageCursor(input.cursor, ["number", "string"] as const)
+              : yield* decodePageCursor(input.cursor, ["number", "uuid"] as const)
           const visible = spec.neverReverted
             ? "($2::int is null or t.version <= $2::int)"
             : `${EFFECTIVE} @> t.version`
@@ -475,17 +467,18 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
         yield* loadSession(actor, sessionId)
         const asOf = yield* resolveAsOf(actor, sessionId, input.asOf)
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["number"] as const)
+        // A fork copies every attachment to version 1, so the version alone does not order a page.
+        const after = yield* decodePageCursor(input.cursor, ["number", "uuid"] as const)
         const rows = yield* query(
           `select f.*, f.session_id::text as session_id, f.file_id::text as file_id
              from chronicle.sessions s
              cross join lateral (${effectiveAttachments(EFFECTIVE)}) f
-            where s.id = $1::uuid and f.version > $3
+            where s.id = $1::uuid and ($3::int is null or (f.version, f.file_id) > ($3::int, $5::uuid))
             order by f.version, f.file_id
             limit $4`,
-          [sessionId, asOf, after?.[0] ?? -1, limit + 1],
+          [sessionId, asOf, after?.[0] ?? null, limit + 1, after?.[1] ?? null],
         )
-        return toPage(rows, limit, toAttachedFile, (r) => [Number(r.version)])
+        return toPage(rows, limit, toAttachedFile, (r) => [Number(r.version), String(r.file_id)])
       })
 
       return Content.of({

@@ -7,14 +7,15 @@ import {
   toStored,
   UnsupportedMediaType,
 } from "@chronicle/events"
-import { Database, EventStore, isUuid } from "@chronicle/store"
+import { isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
-import { DomainConfig, mimeAllowed } from "./config.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { mimeAllowed } from "./config.ts"
+import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { fileStreamId } from "./queries.ts"
-import { type FileInfo, iso, type Page, toFileInfo } from "./rows.ts"
+import { type FileInfo, type Page, toFileInfo } from "./rows.ts"
+import { layerServices } from "./services.ts"
 
 export interface PutFileInput {
   readonly content: Uint8Array
@@ -42,9 +43,7 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
   static readonly layer = Layer.effect(
     Files,
     Effect.gen(function* () {
-      const db = yield* Database
-      const store = yield* EventStore
-      const config = yield* DomainConfig
+      const { db, store, config, provide } = yield* layerServices
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
 
@@ -111,23 +110,16 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
 
       const list = Effect.fn("Files.list")(function* (actor: Actor, page: PageRequest) {
         const limit = yield* pageLimit(page.limit)
-        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select ${FILE_COLUMNS} from chronicle.files
+          `select ${FILE_COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.files
             where ($1::uuid is null or owner_id = $1::uuid)
-              and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
+              and ($2::text is null or (created_at, id) < ($2::text::timestamptz, $3::uuid))
             order by created_at desc, id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toFileInfo, (r) => [iso(r.created_at), r.id as string])
+        return toPage(rows, limit, toFileInfo, (r) => [r.cursor_at as string, r.id as string])
       })
-
-      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
-        effect.pipe(
-          Effect.provideService(Database, db),
-          Effect.provideService(EventStore, store),
-          Effect.provideService(DomainConfig, config),
-        )
 
       return Files.of({
         put: (a, i) => provide(put(a, i)),

@@ -15,8 +15,8 @@ import {
 } from "@chronicle/events"
 import {
   type BatchTooLarge,
-  Database,
-  EventStore,
+  type Database,
+  type EventStore,
   type EventTooLarge,
   isUuid,
   type VersionConflict,
@@ -25,10 +25,10 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { type CommandOptions, type CommandResult, runCommand } from "./command.ts"
-import { DomainConfig } from "./config.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { jobStreamId } from "./queries.ts"
-import { type Artifact, iso, type Job, type Page, type Task, toArtifact, toJob, toTask } from "./rows.ts"
+import { type Artifact, type Job, type Page, type Task, toArtifact, toJob, toTask } from "./rows.ts"
+import { layerServices } from "./services.ts"
 import { loadSession } from "./sessions.ts"
 
 export interface CreateJobInput {
@@ -104,9 +104,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
   static readonly layer = Layer.effect(
     Jobs,
     Effect.gen(function* () {
-      const db = yield* Database
-      const store = yield* EventStore
-      const config = yield* DomainConfig
+      const { db, store, provide } = yield* layerServices
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
 
@@ -175,7 +173,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
 
       const list = Effect.fn("Jobs.list")(function* (actor: Actor, input: ListJobsInput) {
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
         for (const [path, value] of [
           ["sessionId", input.sessionId],
           ["parentJobId", input.parentJobId],
@@ -184,12 +182,12 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             return yield* new InvalidCommand({ path, reason: "must be a UUID" })
         }
         const rows = yield* query(
-          `select ${JOB_COLUMNS} from chronicle.jobs
+          `select ${JOB_COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.jobs
             where ($1::uuid is null or owner_id = $1::uuid)
               and ($2::uuid is null or session_id = $2::uuid)
               and ($3::text is null or state = $3::text)
               and ($4::uuid is null or parent_job_id = $4::uuid)
-              and ($5::timestamptz is null or (created_at, id) < ($5::timestamptz, $6::uuid))
+              and ($5::text is null or (created_at, id) < ($5::text::timestamptz, $6::uuid))
             order by created_at desc, id desc limit $7`,
           [
             listScope(actor),
@@ -201,7 +199,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             limit + 1,
           ],
         )
-        return toPage(rows, limit, toJob, (r) => [iso(r.created_at), r.id as string])
+        return toPage(rows, limit, toJob, (r) => [r.cursor_at as string, r.id as string])
       })
 
       const transition = Effect.fn("Jobs.transition")(function* (
@@ -283,15 +281,16 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
       const listTasks = Effect.fn("Jobs.listTasks")(function* (actor: Actor, id: string, page: PageRequest) {
         yield* load(actor, id)
         const limit = yield* pageLimit(page.limit)
-        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select job_id::text, task_id::text, name, status, input, output, error, progress, created_at, updated_at
+          `select job_id::text, task_id::text, name, status, input, output, error, progress, created_at, updated_at,
+                  ${cursorTime("created_at")} as cursor_at
              from chronicle.tasks
-            where job_id = $1::uuid and ($2::timestamptz is null or (created_at, task_id) > ($2::timestamptz, $3::uuid))
+            where job_id = $1::uuid and ($2::text is null or (created_at, task_id) > ($2::text::timestamptz, $3::uuid))
             order by created_at, task_id limit $4`,
           [id, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toTask, (r) => [iso(r.created_at), r.task_id as string])
+        return toPage(rows, limit, toTask, (r) => [r.cursor_at as string, r.task_id as string])
       })
 
       const ARTIFACT_COLUMNS = `job_id::text, artifact_id::text, session_id::text, file_id::text, kind, name, sha256,
@@ -351,23 +350,16 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
         if ("jobId" in of) yield* load(actor, of.jobId)
         else yield* loadSession(actor, of.sessionId)
         const limit = yield* pageLimit(page.limit)
-        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select ${ARTIFACT_COLUMNS} from chronicle.artifacts
+          `select ${ARTIFACT_COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.artifacts
             where ${"jobId" in of ? "job_id" : "session_id"} = $1::uuid
-              and ($2::timestamptz is null or (created_at, artifact_id) > ($2::timestamptz, $3::uuid))
+              and ($2::text is null or (created_at, artifact_id) > ($2::text::timestamptz, $3::uuid))
             order by created_at, artifact_id limit $4`,
           ["jobId" in of ? of.jobId : of.sessionId, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toArtifact, (r) => [iso(r.created_at), r.artifact_id as string])
+        return toPage(rows, limit, toArtifact, (r) => [r.cursor_at as string, r.artifact_id as string])
       })
-
-      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
-        effect.pipe(
-          Effect.provideService(Database, db),
-          Effect.provideService(EventStore, store),
-          Effect.provideService(DomainConfig, config),
-        )
 
       return Jobs.of({
         create: (a, i) => provide(create(a, i)),

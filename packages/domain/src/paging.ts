@@ -1,4 +1,5 @@
 import { InvalidCommand } from "@chronicle/events"
+import { isUuid } from "@chronicle/store"
 import { Effect } from "effect"
 
 export const DEFAULT_LIMIT = 50
@@ -23,11 +24,32 @@ export const pageLimit = (limit: number | undefined) =>
 export const encodePageCursor = (key: ReadonlyArray<string | number>): string =>
   Buffer.from(JSON.stringify(key)).toString("base64url")
 
-export const decodePageCursor = <K extends ReadonlyArray<"string" | "number">>(
+/**
+ * The kinds of value a cursor key holds: a version, seq or number (a Postgres integer), a
+ * timestamp or a UUID. Each is checked, so a tampered cursor is the client's mistake, not a
+ * query that fails in the database.
+ */
+export type CursorKeyKind = "number" | "timestamp" | "uuid"
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
+const MAX_INT4 = 2_147_483_647
+
+const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
+  switch (kind) {
+    case "number":
+      return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_INT4
+    case "timestamp":
+      return typeof value === "string" && ISO_INSTANT.test(value) && !Number.isNaN(Date.parse(value))
+    case "uuid":
+      return typeof value === "string" && isUuid(value)
+  }
+}
+
+export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
   cursor: string | null | undefined,
   shape: K,
 ): Effect.Effect<
-  { -readonly [I in keyof K]: K[I] extends "string" ? string : number } | null,
+  { -readonly [I in keyof K]: K[I] extends "number" ? number : string } | null,
   InvalidCommand
 > => {
   if (cursor === null || cursor === undefined) return Effect.succeed(null)
@@ -37,7 +59,7 @@ export const decodePageCursor = <K extends ReadonlyArray<"string" | "number">>(
     if (
       !Array.isArray(key) ||
       key.length !== shape.length ||
-      key.some((v, i) => typeof v !== shape[i] || (typeof v === "number" && !Number.isFinite(v)))
+      key.some((v, i) => !isKeyOfKind(v, shape[i]!))
     ) {
       return Effect.fail(invalid)
     }
@@ -46,6 +68,15 @@ export const decodePageCursor = <K extends ReadonlyArray<"string" | "number">>(
     return Effect.fail(invalid)
   }
 }
+
+/**
+ * A timestamp column as a cursor key, to the microsecond. JS Dates stop at milliseconds, so a
+ * key read from one would sort rows of the same millisecond on the wrong side of the cursor.
+ * Queries take the key back as `$n::text::timestamptz`: a parameter typed timestamptz would be
+ * sent through a Date by the driver, losing the microseconds again.
+ */
+export const cursorTime = (column: string) =>
+  `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 
 /** Builds a page from `limit + 1` rows: the extra row, when present, says there is more. */
 export const toPage = <Row, A>(

@@ -10,22 +10,15 @@ import {
   type SandboxStatus,
   toStored,
 } from "@chronicle/events"
-import {
-  type BatchTooLarge,
-  Database,
-  EventStore,
-  type EventTooLarge,
-  isUuid,
-  type VersionConflict,
-} from "@chronicle/store"
+import { type BatchTooLarge, type EventTooLarge, isUuid, type VersionConflict } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
 import { type CommandOptions, runCommand } from "./command.ts"
-import { DomainConfig } from "./config.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { sandboxStreamId } from "./queries.ts"
-import { iso, type Page, type Sandbox, toSandbox } from "./rows.ts"
+import { type Page, type Sandbox, toSandbox } from "./rows.ts"
+import { layerServices } from "./services.ts"
 import { loadSession } from "./sessions.ts"
 
 export interface RegisterSandboxInput {
@@ -72,9 +65,7 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
   static readonly layer = Layer.effect(
     Sandboxes,
     Effect.gen(function* () {
-      const db = yield* Database
-      const store = yield* EventStore
-      const config = yield* DomainConfig
+      const { db, store, provide } = yield* layerServices
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
 
@@ -168,23 +159,16 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
       ) {
         yield* loadSession(actor, sessionId)
         const limit = yield* pageLimit(page.limit)
-        const after = yield* decodePageCursor(page.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select ${COLUMNS} from chronicle.sandboxes
+          `select ${COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.sandboxes
             where session_id = $1::uuid and ($2::text is null or status = $2::text)
-              and ($3::timestamptz is null or (created_at, id) > ($3::timestamptz, $4::uuid))
+              and ($3::text is null or (created_at, id) > ($3::text::timestamptz, $4::uuid))
             order by created_at, id limit $5`,
           [sessionId, page.status ?? null, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toSandbox, (r) => [iso(r.created_at), r.id as string])
+        return toPage(rows, limit, toSandbox, (r) => [r.cursor_at as string, r.id as string])
       })
-
-      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
-        effect.pipe(
-          Effect.provideService(Database, db),
-          Effect.provideService(EventStore, store),
-          Effect.provideService(DomainConfig, config),
-        )
 
       return Sandboxes.of({
         register: (a, i) => provide(register(a, i)),

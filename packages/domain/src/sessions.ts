@@ -17,7 +17,6 @@ import {
 import {
   type BatchTooLarge,
   Database,
-  EventStore,
   type EventTooLarge,
   isUuid,
   type RecordedEvent,
@@ -27,8 +26,7 @@ import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { type CommandOptions, type CommandResult, runCommand } from "./command.ts"
-import { DomainConfig } from "./config.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { type LoadedSession, selectSession, sessionStreamId } from "./queries.ts"
 import {
   type Checkpoint,
@@ -39,6 +37,7 @@ import {
   toCheckpoint,
   toSession,
 } from "./rows.ts"
+import { layerServices } from "./services.ts"
 
 /** Read a session as of a checkpoint or a version. */
 export type AsOf = { readonly checkpointId: string } | { readonly version: number }
@@ -239,15 +238,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
   static readonly layer = Layer.effect(
     Sessions,
     Effect.gen(function* () {
-      const db = yield* Database
-      const store = yield* EventStore
-      const config = yield* DomainConfig
-      const provide = <A, E>(effect: Effect.Effect<A, E, Database | EventStore>) =>
-        effect.pipe(
-          Effect.provideService(Database, db),
-          Effect.provideService(EventStore, store),
-          Effect.provideService(DomainConfig, config),
-        )
+      const { db, store, provide } = yield* layerServices
 
       const current = (actor: Actor, id: string) => Effect.map(loadSession(actor, id), (l) => l.session)
 
@@ -339,7 +330,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
 
       const list = Effect.fn("Sessions.list")(function* (actor: Actor, input: ListSessionsInput) {
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["string", "string"] as const)
+        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
         if (input.parentId !== undefined && !isUuid(input.parentId)) {
           return yield* new InvalidCommand({ path: "parentId", reason: "must be a UUID" })
         }
@@ -347,12 +338,13 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
           .query(
             `select s.id::text, s.owner_id::text, s.title, s.status, s.metadata, s.version, s.parent_id::text,
                     s.parent_version, s.external_key, s.message_count, s.revision_count, s.draft_count,
-                    s.hole_count, s.file_count, s.tool_run_count, s.created_at, s.updated_at, s.last_activity_at
+                    s.hole_count, s.file_count, s.tool_run_count, s.created_at, s.updated_at, s.last_activity_at,
+                    ${cursorTime("s.created_at")} as cursor_at
                from chronicle.sessions s
               where ($1::uuid is null or s.owner_id = $1::uuid)
                 and (case when $2::text is null then s.status <> 'deleted' else s.status = $2::text end)
                 and ($3::uuid is null or s.parent_id = $3::uuid)
-                and ($4::timestamptz is null or (s.created_at, s.id) < ($4::timestamptz, $5::uuid))
+                and ($4::text is null or (s.created_at, s.id) < ($4::text::timestamptz, $5::uuid))
               order by s.created_at desc, s.id desc
               limit $6`,
             [
@@ -365,7 +357,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
             ],
           )
           .pipe(Effect.orDie)
-        return toPage(rows, limit, toSession, (r) => [iso(r.created_at), r.id as string])
+        return toPage(rows, limit, toSession, (r) => [r.cursor_at as string, r.id as string])
       })
 
       const update = Effect.fn("Sessions.update")(function* (
