@@ -262,6 +262,51 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
       })
     })
 
+    it("refuses an idempotency key reused for a different kind of command on the same session or job", async () => {
+      const session = await me.sessions.create.mutate({})
+      await me.messages.append.mutate({
+        sessionId: session.id,
+        role: "user",
+        content: "x",
+        idempotencyKey: "k",
+      })
+      await refusal(me.revisions.add.mutate({ sessionId: session.id, ir: {}, idempotencyKey: "k" }), {
+        code: "CONFLICT",
+        tag: "IdempotencyConflict",
+      })
+      await refusal(me.checkpoints.create.mutate({ sessionId: session.id, idempotencyKey: "k" }), {
+        code: "CONFLICT",
+        tag: "IdempotencyConflict",
+      })
+      const job = await me.jobs.create.mutate({ type: "build" })
+      const started = await me.jobs.start.mutate({ id: job.id, idempotencyKey: "j" })
+      expect(await me.jobs.start.mutate({ id: job.id, idempotencyKey: "j" })).toEqual(started)
+      await refusal(me.jobs.complete.mutate({ id: job.id, idempotencyKey: "j" }), {
+        code: "CONFLICT",
+        tag: "IdempotencyConflict",
+      })
+      expect((await me.jobs.get.query({ id: job.id })).state).toBe("running")
+      expect((await me.sessions.get.query({ id: session.id })).version).toBe(2)
+    })
+
+    it("refuses text Postgres cannot store (NUL, lone surrogates), in values and keys, naming the field", async () => {
+      const session = await me.sessions.create.mutate({})
+      await refusal(me.messages.append.mutate({ sessionId: session.id, role: "user", content: "a\u0000b" }), {
+        code: "BAD_REQUEST",
+        tag: "InvalidInput",
+        message: "content contains a NUL character, which Postgres cannot store",
+      })
+      await refusal(me.sessions.update.mutate({ id: session.id, title: "\ud800" }), {
+        code: "BAD_REQUEST",
+        message: "title contains a lone UTF-16 surrogate",
+      })
+      await refusal(me.jobs.create.mutate({ type: "t", input: { "a\u0000": 1 } }), {
+        code: "BAD_REQUEST",
+        message: "input has a key with a NUL character, which Postgres cannot store",
+      })
+      expect((await me.sessions.get.query({ id: session.id })).version).toBe(1)
+    })
+
     it("returns the first result for a retry with the same idempotency key, recording nothing new", async () => {
       const session = await me.sessions.create.mutate({})
       const send = () =>

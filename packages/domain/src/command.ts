@@ -1,6 +1,12 @@
 import { type ChronicleEvent, fromStored, toStored } from "@chronicle/events"
-import { Database, EventStore, type ExpectedVersion, VersionConflict } from "@chronicle/store"
-import { Effect } from "effect"
+import {
+  Database,
+  EventStore,
+  type ExpectedVersion,
+  IdempotencyConflict,
+  VersionConflict,
+} from "@chronicle/store"
+import { Effect, type Result } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import type { Actor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
@@ -46,11 +52,13 @@ const findPriorAttempt = (streamId: string, key: string) =>
         data: unknown
         schema_version: number
         stream_now: number
+        operation: string | null
       }>(
         `with first as (
-           select stream_version as v, coalesce((metadata ->> 'batchSize')::int, 1) as n
+           select stream_version as v, coalesce((metadata ->> 'batchSize')::int, 1) as n,
+                  metadata ->> 'operation' as operation
              from chronicle.events where event_id = $1 and stream_id = $2)
-         select e.stream_version, e.type, e.data, e.schema_version,
+         select e.stream_version, e.type, e.data, e.schema_version, first.operation,
                 (select version from chronicle.streams where stream_id = $2) as stream_now
            from chronicle.events e, first
           where e.stream_id = $2 and e.stream_version >= first.v and e.stream_version < first.v + first.n
@@ -65,7 +73,10 @@ const findPriorAttempt = (streamId: string, key: string) =>
         Effect.orDie,
       ),
     )
-    return { version: Number(rows[0]!.stream_now), events, duplicate: true } satisfies CommandResult
+    return {
+      operation: rows[0]!.operation,
+      result: { version: Number(rows[0]!.stream_now), events, duplicate: true } satisfies CommandResult,
+    }
   })
 
 /**
@@ -74,12 +85,23 @@ const findPriorAttempt = (streamId: string, key: string) =>
  * the new state (up to `conflictRetries` times) — unless the caller pinned `expectedVersion`,
  * in which case the conflict is theirs to handle.
  */
-export const runCommand = <S extends { readonly version: number }, E1, E2, R1, R2>(params: {
+export const runCommand = <
+  S extends { readonly version: number },
+  C extends { readonly type: string },
+  E1,
+  E2,
+  E3,
+  R1,
+  R2,
+>(params: {
   readonly actor: Actor
   readonly streamId: string
   /** Loads the current state; for a stream that must not exist yet, returns version 0. */
   readonly load: Effect.Effect<S, E1, R1>
-  readonly decide: (state: S) => Effect.Effect<ReadonlyArray<ChronicleEvent>, E2, R2>
+  /** The command for this state, with the facts the decider needs looked up. */
+  readonly build: (state: S) => Effect.Effect<C, E2, R2>
+  /** The pure decider. */
+  readonly decide: (command: C, state: S) => Result.Result<ReadonlyArray<ChronicleEvent>, E3>
   readonly options?: CommandOptions | undefined
   /** Owner recorded on the stream if this command creates it. */
   readonly ownerId?: string | undefined
@@ -90,11 +112,21 @@ export const runCommand = <S extends { readonly version: number }, E1, E2, R1, R
     const key = params.options?.idempotencyKey
     const pinned = params.options?.expectedVersion
     for (let attempt = 0; ; attempt++) {
+      const state = yield* params.load
+      const command = yield* params.build(state)
       if (key !== undefined) {
         const prior = yield* findPriorAttempt(params.streamId, key)
-        if (prior) return prior
+        if (prior !== undefined) {
+          // The key names one request: reusing it for another kind of command is a client error.
+          if (prior.operation !== command.type) {
+            return yield* new IdempotencyConflict({
+              streamId: params.streamId,
+              eventIds: prior.result.events.map((_, i) => derivedEventId(params.streamId, key, i)),
+            })
+          }
+          return prior.result
+        }
       }
-      const state = yield* params.load
       if (pinned !== undefined && pinned !== state.version) {
         return yield* new VersionConflict({
           streamId: params.streamId,
@@ -102,10 +134,12 @@ export const runCommand = <S extends { readonly version: number }, E1, E2, R1, R
           actual: state.version,
         })
       }
-      const events = yield* params.decide(state)
+      const events = yield* Effect.fromResult(params.decide(command, state))
       const metadata = {
         actor: actorLabel(params.actor),
-        ...(key !== undefined ? { idempotencyKey: key, batchSize: events.length } : {}),
+        ...(key !== undefined
+          ? { idempotencyKey: key, batchSize: events.length, operation: command.type }
+          : {}),
       }
       const expectedVersion: ExpectedVersion = state.version === 0 ? "no_stream" : state.version
       const appended = yield* store

@@ -18,6 +18,7 @@ import {
   type Database,
   type EventStore,
   type EventTooLarge,
+  type IdempotencyConflict,
   isUuid,
   type VersionConflict,
 } from "@chronicle/store"
@@ -52,6 +53,7 @@ export type JobsError =
   | VersionConflict
   | BatchTooLarge
   | EventTooLarge
+  | IdempotencyConflict
 
 export interface JobsService {
   readonly create: (actor: Actor, input: CreateJobInput) => Effect.Effect<Job, JobsError>
@@ -137,8 +139,8 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
           actor,
           streamId: jobStreamId(id),
           load: Effect.map(load(actor, id), snapshot),
-          decide: (state: JobSnapshot) =>
-            Effect.flatMap(build(state), (command) => Effect.fromResult(decideJob(command, state))),
+          build,
+          decide: decideJob,
           options,
         })
 

@@ -10,7 +10,13 @@ import {
   type SandboxStatus,
   toStored,
 } from "@chronicle/events"
-import { type BatchTooLarge, type EventTooLarge, isUuid, type VersionConflict } from "@chronicle/store"
+import {
+  type BatchTooLarge,
+  type EventTooLarge,
+  type IdempotencyConflict,
+  isUuid,
+  type VersionConflict,
+} from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
@@ -37,6 +43,7 @@ export type SandboxesError =
   | VersionConflict
   | BatchTooLarge
   | EventTooLarge
+  | IdempotencyConflict
 
 export interface SandboxesService {
   readonly register: (actor: Actor, input: RegisterSandboxInput) => Effect.Effect<Sandbox, SandboxesError>
@@ -130,18 +137,14 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
               version: 0,
             }),
           ).pipe(Effect.flatMap((s) => Effect.map(versionOf(id), (version) => ({ ...s, version })))),
-          decide: (state) =>
-            Effect.fromResult(
-              decideSandbox(
-                {
-                  type: "ChangeSandboxStatus",
-                  status: input.status,
-                  reason: input.reason ?? null,
-                  url: input.url ?? null,
-                },
-                state,
-              ),
-            ),
+          build: () =>
+            Effect.succeed({
+              type: "ChangeSandboxStatus" as const,
+              status: input.status,
+              reason: input.reason ?? null,
+              url: input.url ?? null,
+            }),
+          decide: decideSandbox,
           options,
         })
         return yield* get(actor, id)

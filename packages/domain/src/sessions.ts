@@ -18,6 +18,7 @@ import {
   type BatchTooLarge,
   Database,
   type EventTooLarge,
+  type IdempotencyConflict,
   isUuid,
   type RecordedEvent,
   type VersionConflict,
@@ -156,8 +157,8 @@ export const executeSessionCommand = <E, R>(
     actor,
     streamId: sessionStreamId(id),
     load: Effect.map(loadSession(actor, id), snapshotOf),
-    decide: (snapshot: SessionSnapshot) =>
-      Effect.flatMap(build(snapshot), (command) => Effect.fromResult(decideSession(command, snapshot))),
+    build,
+    decide: decideSession,
     options,
   })
 
@@ -232,6 +233,7 @@ export type SessionsError =
   | VersionConflict
   | BatchTooLarge
   | EventTooLarge
+  | IdempotencyConflict
 
 /** Sessions: lifecycle, checkpoints, rollback, fork, as-of reads, timeline, import/export. */
 export class Sessions extends Context.Service<Sessions, SessionsService>()("@chronicle/domain/Sessions") {

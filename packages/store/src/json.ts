@@ -36,6 +36,8 @@ export const findNonJson = (value: unknown, path: string): string | undefined =>
         return `${at} is a ${v.constructor?.name ?? "non-plain object"}, not a plain JSON object`
       }
       for (const [key, child] of Object.entries(v)) {
+        if (key.includes("\u0000")) return `${at} has a key with a NUL character, which Postgres cannot store`
+        if (!key.isWellFormed()) return `${at} has a key with a lone UTF-16 surrogate`
         const problem = walk(child, `${at}.${key}`)
         if (problem) return problem
       }
