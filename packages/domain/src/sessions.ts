@@ -85,6 +85,18 @@ const EXTERNAL_KEY_NAMESPACE = "3f6d2a1c-9b8e-4f7d-a2c5-6e1b0d9f8a47"
 export const sessionIdForKey = (ownerId: string, externalKey: string) =>
   uuidv5(`${ownerId}\u0000${externalKey}`, EXTERNAL_KEY_NAMESPACE)
 
+/** The first event of a new session; its id derives from the external key when there is one. */
+const firstEvent = (ownerId: string, input: CreateSessionInput) => {
+  const externalKey = input.externalKey ?? null
+  return startSession({
+    sessionId: externalKey === null ? uuidv7() : sessionIdForKey(ownerId, externalKey),
+    ownerId,
+    title: input.title ?? null,
+    metadata: input.metadata ?? {},
+    externalKey,
+  })
+}
+
 const notFound = (id: string) => new NotFound({ entity: "session", id })
 
 /** Loads a session the actor may see, or fails with NotFound. */
@@ -268,14 +280,8 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
       const create = Effect.fn("Sessions.create")(function* (actor: Actor, input: CreateSessionInput) {
         const ownerId = yield* ownerFor(actor)
         const key = input.externalKey ?? null
-        const sessionId = key === null ? uuidv7() : sessionIdForKey(ownerId, key)
-        const started = startSession({
-          sessionId,
-          ownerId,
-          title: input.title ?? null,
-          metadata: input.metadata ?? {},
-          externalKey: key,
-        })
+        const started = firstEvent(ownerId, input)
+        const sessionId = started.sessionId
         yield* createStream(actor, ownerId, sessionId, [started]).pipe(
           Effect.catchTag("VersionConflict", () =>
             Effect.fail(
@@ -297,16 +303,10 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         input: CreateSessionInput & { readonly externalKey: string },
       ) {
         const ownerId = yield* ownerFor(actor)
-        const sessionId = sessionIdForKey(ownerId, input.externalKey)
+        const started = firstEvent(ownerId, input)
+        const sessionId = started.sessionId
         const existing = yield* selectSession(sessionId, null)
         if (existing !== undefined) return { session: existing.session, created: false }
-        const started = startSession({
-          sessionId,
-          ownerId,
-          title: input.title ?? null,
-          metadata: input.metadata ?? {},
-          externalKey: input.externalKey,
-        })
         const created = yield* createStream(actor, ownerId, sessionId, [started]).pipe(
           Effect.as(true),
           // Another request created it between our read and our append: it exists now.
@@ -536,14 +536,8 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
       ) {
         const ownerId = yield* ownerFor(actor)
         const key = input.externalKey ?? null
-        const sessionId = key === null ? uuidv7() : sessionIdForKey(ownerId, key)
-        const started = startSession({
-          sessionId,
-          ownerId,
-          title: input.title ?? null,
-          metadata: input.metadata ?? {},
-          externalKey: key,
-        })
+        const started = firstEvent(ownerId, input)
+        const sessionId = started.sessionId
         const snapshot: SessionSnapshot = {
           id: sessionId,
           ownerId,
