@@ -118,6 +118,8 @@ export const runCommand = <
         const prior = yield* findPriorAttempt(params.streamId, key)
         if (prior !== undefined) {
           // The key names one request: reusing it for another kind of command is a client error.
+          // A retry of the same kind returns the first attempt's result, whatever its payload:
+          // the key, not the body, identifies the request (as payment APIs do).
           if (prior.operation !== command.type) {
             return yield* new IdempotencyConflict({
               streamId: params.streamId,
