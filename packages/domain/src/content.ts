@@ -37,6 +37,35 @@ export interface NewMessage {
   readonly metadata?: JsonObject | undefined
 }
 
+export interface RevisionInput {
+  readonly ir: Json
+  readonly note?: string | null
+}
+
+export interface DraftInput {
+  readonly code: string
+  readonly language: string
+  readonly valid: boolean
+  readonly metrics?: JsonObject
+  /** The number of the effective revision the draft came from. */
+  readonly revisionNumber?: number | null
+}
+
+export interface HoleInput {
+  readonly holeId: string
+  readonly value: Json
+  readonly confidence: number
+}
+
+export interface ToolRunInput {
+  readonly tool: string
+  readonly input: Json
+  readonly output?: Json
+  readonly status: ToolRunStatus
+  readonly durationMs?: number | null
+  readonly error?: string | null
+}
+
 export interface ListInput extends PageRequest {
   readonly asOf?: AsOf | undefined
 }
@@ -56,7 +85,7 @@ export interface ContentService {
   readonly addRevision: (
     actor: Actor,
     sessionId: string,
-    input: { readonly ir: Json; readonly note?: string | null },
+    input: RevisionInput,
     options?: CommandOptions,
   ) => Effect.Effect<Revision, SessionsError>
   readonly listRevisions: (
@@ -67,13 +96,7 @@ export interface ContentService {
   readonly recordDraft: (
     actor: Actor,
     sessionId: string,
-    input: {
-      readonly code: string
-      readonly language: string
-      readonly valid: boolean
-      readonly metrics?: JsonObject
-      readonly revisionNumber?: number | null
-    },
+    input: DraftInput,
     options?: CommandOptions,
   ) => Effect.Effect<Draft, SessionsError>
   readonly listDrafts: (
@@ -84,7 +107,7 @@ export interface ContentService {
   readonly resolveHole: (
     actor: Actor,
     sessionId: string,
-    input: { readonly holeId: string; readonly value: Json; readonly confidence: number },
+    input: HoleInput,
     options?: CommandOptions,
   ) => Effect.Effect<HoleResolution, SessionsError>
   readonly listHoles: (
@@ -95,14 +118,7 @@ export interface ContentService {
   readonly recordToolRun: (
     actor: Actor,
     sessionId: string,
-    input: {
-      readonly tool: string
-      readonly input: Json
-      readonly output?: Json
-      readonly status: ToolRunStatus
-      readonly durationMs?: number | null
-      readonly error?: string | null
-    },
+    input: ToolRunInput,
     options?: CommandOptions,
   ) => Effect.Effect<ToolRun, SessionsError>
   readonly listToolRuns: (
@@ -246,7 +262,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       const addRevision = Effect.fn("Content.addRevision")(function* (
         actor: Actor,
         sessionId: string,
-        input: { readonly ir: Json; readonly note?: string | null },
+        input: RevisionInput,
         options?: CommandOptions,
       ) {
         const result = yield* executeSessionCommand(
@@ -276,13 +292,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       const recordDraft = Effect.fn("Content.recordDraft")(function* (
         actor: Actor,
         sessionId: string,
-        input: {
-          readonly code: string
-          readonly language: string
-          readonly valid: boolean
-          readonly metrics?: JsonObject
-          readonly revisionNumber?: number | null
-        },
+        input: DraftInput,
         options?: CommandOptions,
       ) {
         const result = yield* executeSessionCommand(
@@ -308,7 +318,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       const resolveHole = Effect.fn("Content.resolveHole")(function* (
         actor: Actor,
         sessionId: string,
-        input: { readonly holeId: string; readonly value: Json; readonly confidence: number },
+        input: HoleInput,
         options?: CommandOptions,
       ) {
         const result = yield* executeSessionCommand(
@@ -350,14 +360,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       const recordToolRun = Effect.fn("Content.recordToolRun")(function* (
         actor: Actor,
         sessionId: string,
-        input: {
-          readonly tool: string
-          readonly input: Json
-          readonly output?: Json
-          readonly status: ToolRunStatus
-          readonly durationMs?: number | null
-          readonly error?: string | null
-        },
+        input: ToolRunInput,
         options?: CommandOptions,
       ) {
         const result = yield* executeSessionCommand(

@@ -39,6 +39,26 @@ export interface CreateJobInput {
   readonly parentJobId?: string | null | undefined
 }
 
+export interface NewTaskInput {
+  readonly name: string
+  readonly input?: Json
+}
+
+export interface TaskUpdateInput {
+  readonly taskId: string
+  readonly status: TaskStatus
+  readonly output?: Json
+  readonly error?: string | null
+  readonly progress?: number | null
+}
+
+export interface ArtifactInput {
+  readonly fileId: string
+  readonly kind: ArtifactKind
+  /** Default: the file's name. */
+  readonly name?: string
+}
+
 export interface ListJobsInput extends PageRequest {
   readonly sessionId?: string | undefined
   readonly state?: JobState | undefined
@@ -69,26 +89,20 @@ export interface JobsService {
   readonly addTask: (
     actor: Actor,
     id: string,
-    input: { readonly name: string; readonly input?: Json },
+    input: NewTaskInput,
     options?: CommandOptions,
   ) => Effect.Effect<Task, JobsError>
   readonly updateTask: (
     actor: Actor,
     id: string,
-    input: {
-      readonly taskId: string
-      readonly status: TaskStatus
-      readonly output?: Json
-      readonly error?: string | null
-      readonly progress?: number | null
-    },
+    input: TaskUpdateInput,
     options?: CommandOptions,
   ) => Effect.Effect<Task, JobsError>
   readonly listTasks: (actor: Actor, id: string, page: PageRequest) => Effect.Effect<Page<Task>, JobsError>
   readonly recordArtifact: (
     actor: Actor,
     id: string,
-    input: { readonly fileId: string; readonly kind: ArtifactKind; readonly name?: string },
+    input: ArtifactInput,
     options?: CommandOptions,
   ) => Effect.Effect<Artifact, JobsError>
   readonly listArtifacts: (
@@ -224,7 +238,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
       const addTask = Effect.fn("Jobs.addTask")(function* (
         actor: Actor,
         id: string,
-        input: { readonly name: string; readonly input?: Json },
+        input: NewTaskInput,
         options?: CommandOptions,
       ) {
         const result = yield* execute(
@@ -248,13 +262,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
       const updateTask = Effect.fn("Jobs.updateTask")(function* (
         actor: Actor,
         id: string,
-        input: {
-          readonly taskId: string
-          readonly status: TaskStatus
-          readonly output?: Json
-          readonly error?: string | null
-          readonly progress?: number | null
-        },
+        input: TaskUpdateInput,
         options?: CommandOptions,
       ) {
         if (!isUuid(input.taskId)) return yield* new NotFound({ entity: "task", id: input.taskId })
@@ -301,7 +309,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
       const recordArtifact = Effect.fn("Jobs.recordArtifact")(function* (
         actor: Actor,
         id: string,
-        input: { readonly fileId: string; readonly kind: ArtifactKind; readonly name?: string },
+        input: ArtifactInput,
         options?: CommandOptions,
       ) {
         if (!isUuid(input.fileId)) return yield* new NotFound({ entity: "file", id: input.fileId })

@@ -35,6 +35,13 @@ export interface RegisterSandboxInput {
   readonly metadata?: JsonObject | undefined
 }
 
+export interface StatusChangeInput {
+  readonly status: SandboxStatus
+  readonly reason?: string | null
+  /** A new URL; null keeps the one known. */
+  readonly url?: string | null
+}
+
 export type SandboxesError =
   | NotFound
   | Forbidden
@@ -51,7 +58,7 @@ export interface SandboxesService {
   readonly changeStatus: (
     actor: Actor,
     id: string,
-    input: { readonly status: SandboxStatus; readonly reason?: string | null; readonly url?: string | null },
+    input: StatusChangeInput,
     options?: CommandOptions,
   ) => Effect.Effect<Sandbox, SandboxesError>
   readonly list: (
@@ -117,11 +124,7 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
       const changeStatus = Effect.fn("Sandboxes.changeStatus")(function* (
         actor: Actor,
         id: string,
-        input: {
-          readonly status: SandboxStatus
-          readonly reason?: string | null
-          readonly url?: string | null
-        },
+        input: StatusChangeInput,
         options?: CommandOptions,
       ) {
         yield* runCommand({

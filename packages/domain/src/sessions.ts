@@ -382,27 +382,16 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         return yield* current(actor, id)
       })
 
-      const archive = Effect.fn("Sessions.archive")(function* (
-        actor: Actor,
-        id: string,
-        reason?: string | null,
-      ) {
-        yield* executeSessionCommand(actor, id, () =>
-          Effect.succeed<SessionCommand>({ type: "ArchiveSession", reason: reason ?? null }),
-        )
-        return yield* current(actor, id)
-      })
-
-      const remove = Effect.fn("Sessions.delete")(function* (
-        actor: Actor,
-        id: string,
-        reason?: string | null,
-      ) {
-        yield* executeSessionCommand(actor, id, () =>
-          Effect.succeed<SessionCommand>({ type: "DeleteSession", reason: reason ?? null }),
-        )
-        return yield* current(actor, id)
-      })
+      /** Archive or soft-delete: a lifecycle event with an optional reason. */
+      const lifecycle = (type: "ArchiveSession" | "DeleteSession", name: string) =>
+        Effect.fn(name)(function* (actor: Actor, id: string, reason?: string | null) {
+          yield* executeSessionCommand(actor, id, () =>
+            Effect.succeed<SessionCommand>({ type, reason: reason ?? null }),
+          )
+          return yield* current(actor, id)
+        })
+      const archive = lifecycle("ArchiveSession", "Sessions.archive")
+      const remove = lifecycle("DeleteSession", "Sessions.delete")
 
       const rollback = Effect.fn("Sessions.rollback")(function* (
         actor: Actor,

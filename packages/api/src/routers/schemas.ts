@@ -2,26 +2,6 @@
  * Input schemas shared by the domain namespaces. Field limits match the event catalog, so
  * anything that passes here is an event the store accepts.
  */
-import {
-  ArtifactKind,
-  Fraction,
-  IsoTimestamp,
-  Json,
-  JsonObject,
-  MessageRole,
-  MimeType,
-  Name,
-  SandboxStatus,
-  SessionStatus,
-  TaskStatus,
-  Text,
-  Title,
-  ToolRunStatus,
-  Uuid,
-} from "@chronicle/events"
-import { Schema } from "effect"
-import { MAX_BATCH_SIZE, MAX_LIST_LIMIT } from "../limits.ts"
-
 export {
   ArtifactKind,
   Fraction,
@@ -38,7 +18,11 @@ export {
   Title,
   ToolRunStatus,
   Uuid,
-}
+} from "@chronicle/events"
+
+import { IsoTimestamp, JsonObject, MessageRole, Name, Text, Uuid } from "@chronicle/events"
+import { Schema } from "effect"
+import { MAX_BATCH_SIZE, MAX_LIST_LIMIT } from "../limits.ts"
 
 /** A page size: 1 to 500 (default 50). */
 export const Limit = Schema.Int.pipe(
