@@ -98,6 +98,49 @@ export class SqlError extends Schema.TaggedError<SqlError>()("SqlError", {
   }
 }
 
+/**
+ * The database cannot be reached or dropped the connection (stopped, restarting, a backend
+ * terminated, connections exhausted). Nothing is known to have been written by the failed
+ * call; the caller may retry (with the same idempotency key) once it is back.
+ */
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()(
+  "DatabaseUnavailable",
+  {},
+) {
+  override get message(): string {
+    return "The database is unavailable; retry shortly"
+  }
+}
+
+/**
+ * Driver error codes that mean "no database to talk to" rather than "the statement was
+ * wrong": Node's socket errors, postgres.js's connection errors, and the SQLSTATEs of a
+ * server shutting down, starting up or out of connections (class 08 is connection exception).
+ */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01", // admin_shutdown (also pg_terminate_backend)
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now (starting up, shutting down)
+  "53300", // too_many_connections
+])
+
+/** Whether `error` is a database error that means the database is unavailable. */
+export const isDatabaseUnavailable = (error: unknown): boolean =>
+  error instanceof SqlError &&
+  error.code !== undefined &&
+  (UNAVAILABLE_CODES.has(error.code) || error.code.startsWith("08"))
+
 export type AppendError =
   | VersionConflict
   | IdempotencyConflict

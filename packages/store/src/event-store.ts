@@ -1,7 +1,8 @@
-import { Context, Effect, Layer, Option, PubSub, Queue, Schedule, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import { Context, Effect, Layer, Option, PubSub, Queue, Schedule, Scope, Stream } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
 import { type Cursor, decodeCursor, encodeCursor, type LogPosition, START } from "./cursor.ts"
-import { Database } from "./database.ts"
+import { CurrentTransaction, Database } from "./database.ts"
 import {
   type AppendError,
   BatchTooLarge,
@@ -118,6 +119,10 @@ export interface LogPage {
 
 export type SubscribeOptions = Omit<ReadAllOptions, "limit">
 
+/** Events a subscription reads per query, and holds unread at most (besides one page). */
+const SUBSCRIPTION_PAGE = 100
+const SUBSCRIPTION_BUFFER = 32
+
 export interface Head {
   /** The cursor of the newest event every reader can see. */
   readonly cursor: Cursor
@@ -142,6 +147,8 @@ export interface EventStoreOptions {
 }
 
 export const NOTIFY_CHANNEL = "chronicle_events"
+/** How long an append's NOTIFY to other processes waits for more appends to share it. */
+const NOTIFY_COALESCE = "2 millis"
 const DEFAULTS = {
   maxBatchSize: 500,
   maxEventBytes: 1024 * 1024,
@@ -346,25 +353,80 @@ const makeEventStore = (options: EventStoreOptions) =>
         return { category: stream.category, expected, ownerId, rows }
       })
 
+    // ----- wake-ups -----------------------------------------------------------------------
+
+    // Every committed append wakes subscribers, which re-read from their cursor. A sliding
+    // buffer of one coalesces bursts, and a wake-up that arrives while a subscriber is reading
+    // is kept for its next wait, so none is lost.
+    const wakeups = yield* PubSub.sliding<void>(1)
+    const scope = yield* Scope.Scope
+    // Marks this store's own NOTIFYs, which its listener skips (its subscribers are already awake).
+    const instance = randomUUID()
+    const notifying: { state: "idle" | "busy" | "again" } = { state: "idle" }
+    const notifyAgain = () => notifying.state === "again"
+    // One NOTIFY at a time, outside any transaction, a moment after the append so that a
+    // burst of appends shares one; appends that commit meanwhile are covered by one more.
+    // Losing one only delays other processes until their next poll.
+    const notifyOthers: Effect.Effect<void> = Effect.gen(function* () {
+      do {
+        notifying.state = "busy"
+        yield* Effect.sleep(NOTIFY_COALESCE)
+        yield* db
+          .query("select pg_notify($1, $2)", [NOTIFY_CHANNEL, instance])
+          .pipe(Effect.catch((error) => Effect.logDebug("NOTIFY after an append failed", error)))
+      } while (notifyAgain())
+      notifying.state = "idle"
+    })
+    /** After an append this store committed: wake local subscribers now, other processes by NOTIFY. */
+    const announce = Effect.gen(function* () {
+      yield* PubSub.publish(wakeups, undefined)
+      if (notifying.state === "idle") {
+        notifying.state = "busy"
+        yield* Effect.forkIn(notifyOthers, scope)
+      } else {
+        notifying.state = "again"
+      }
+    })
+
     const append = Effect.fn("EventStore.append")(function* (
       streamId: string,
       events: ReadonlyArray<NewEvent>,
       appendOptions: AppendOptions = {},
     ) {
       const { category, expected, ownerId, rows } = yield* validate(streamId, events, appendOptions)
-      const result = yield* db
-        .query<{
-          event_id: string
-          stream_version: number
-          global_position: string
-          transaction_id: string
-          duplicate: boolean
-        }>(
-          `select event_id::text, stream_version, global_position, transaction_id, duplicate
-             from chronicle.append_events($1, $2, $3, $4::text::jsonb, $5::uuid)`,
-          [streamId, category, expectedCode(expected), JSON.stringify(rows), ownerId ?? null],
-        )
-        .pipe(Effect.catchTag("SqlError", (error) => classifyAppendError(error, streamId, expected, rows)))
+      // Inside a caller's transaction the NOTIFY must wait for that commit, so the function
+      // sends it; otherwise this append is its own transaction and is announced after it
+      // commits (see 20261124000900_append_fast_path.sql for why).
+      const ownTransaction = (yield* CurrentTransaction) === undefined
+      const code = expectedCode(expected)
+      const payload = JSON.stringify(rows)
+      // The common case in one statement: the stream exists, the version matches and the ids
+      // are new. Anything else (a new stream, a conflict, a retry) matches no row or fails as
+      // a whole, and the append function decides it. Only outside a caller's transaction,
+      // where a failed statement does not abort anything else.
+      const fast =
+        ownTransaction && code !== 0 && code !== -2
+          ? yield* db
+              .query<AppendRow>(FAST_APPEND, [streamId, code, rows.length, payload])
+              .pipe(
+                Effect.catchTag("SqlError", (error) =>
+                  error.code === "23505" ? Effect.succeed([] as Array<AppendRow>) : Effect.die(error),
+                ),
+              )
+          : []
+      const result =
+        fast.length > 0
+          ? fast
+          : yield* db
+              .query<AppendRow>(
+                `select event_id::text, stream_version, global_position, transaction_id, duplicate
+                   from chronicle.append_events($1, $2, $3, $4::text::jsonb, $5::uuid, $6::boolean)`,
+                [streamId, category, code, payload, ownerId ?? null, !ownTransaction],
+              )
+              .pipe(
+                Effect.catchTag("SqlError", (error) => classifyAppendError(error, streamId, expected, rows)),
+              )
+      if (ownTransaction && !result.every((r) => r.duplicate)) yield* announce
       const appended = result.map((r) => ({
         eventId: r.event_id,
         version: r.stream_version,
@@ -467,13 +529,12 @@ const makeEventStore = (options: EventStoreOptions) =>
 
     // ----- subscriptions ------------------------------------------------------------------
 
-    // Every committed append NOTIFYs; each wake-up makes subscribers re-read from their
-    // cursor. A sliding buffer of one coalesces bursts, and a wake-up that arrives while a
-    // subscriber is reading is kept for its next wait, so none is lost.
-    const wakeups = yield* PubSub.sliding<void>(1)
+    // Appends of other processes (and appends inside transactions) arrive as NOTIFY.
     if (config.listen) {
       yield* db.notifications(NOTIFY_CHANNEL).pipe(
-        Stream.runForEach(() => PubSub.publish(wakeups, undefined)),
+        Stream.runForEach((payload) =>
+          payload === instance ? Effect.void : PubSub.publish(wakeups, undefined),
+        ),
         Effect.tapError((error) =>
           Effect.logWarning(
             `LISTEN ${NOTIFY_CHANNEL} failed; subscriptions fall back to polling until it is back`,
@@ -494,7 +555,9 @@ const makeEventStore = (options: EventStoreOptions) =>
             const types = yield* jsonList("types", subscribeOptions.types)
             const streamIds = yield* jsonList("streamIds", subscribeOptions.streamIds)
             const ownerId = yield* ownerFilter(subscribeOptions.ownerId)
-            const batch = config.maxReadLimit
+            // A follower that stops reading holds at most a page plus the buffer below in
+            // memory; it catches up a page at a time when it reads again.
+            const batch = Math.min(config.maxReadLimit, SUBSCRIPTION_PAGE)
             while (true) {
               // A database that is briefly away must not end a live subscription.
               const events = yield* Effect.suspend(() =>
@@ -514,7 +577,7 @@ const makeEventStore = (options: EventStoreOptions) =>
               }
             }
           }),
-        { bufferSize: 1024, strategy: "suspend" },
+        { bufferSize: SUBSCRIPTION_BUFFER, strategy: "suspend" },
       )
 
     const streamInfo = Effect.fn("EventStore.streamInfo")(function* (streamId: string) {
@@ -575,6 +638,35 @@ const makeEventStore = (options: EventStoreOptions) =>
 
     return EventStore.of({ append, readStream, readAll, subscribe, streamInfo, head })
   })
+
+interface AppendRow {
+  event_id: string
+  stream_version: number
+  global_position: string
+  transaction_id: string
+  duplicate: boolean
+}
+
+/**
+ * The append of an existing stream at the expected version ($2: -1 any, -3 the stream exists,
+ * n ≥ 1 exactly n) of new events ($4, a JSON array of $3), as chronicle.append_events does it:
+ * the UPDATE locks and bumps the stream row (a concurrent append waits, then no longer
+ * matches), the INSERT writes the events in order (the inline projections run in its
+ * trigger). No row back means the function must decide.
+ */
+const FAST_APPEND = `with s as (
+    update chronicle.streams
+       set version = version + $3::int, updated_at = now()
+     where stream_id = $1
+       and ($2::int = -1 or ($2::int = -3 and version > 0) or version = $2::int)
+    returning version - $3::int as base)
+  insert into chronicle.events as e (stream_id, stream_version, event_id, type, schema_version, data, metadata)
+  select $1, s.base + x.ord::integer, (x.elem ->> 'event_id')::uuid, x.elem ->> 'type',
+         coalesce((x.elem ->> 'schema_version')::smallint, 1), x.elem -> 'data',
+         coalesce(x.elem -> 'metadata', '{}'::jsonb)
+    from s, jsonb_array_elements($4::text::jsonb) with ordinality as x(elem, ord)
+   order by x.ord
+  returning e.event_id::text, e.stream_version, e.global_position::text, e.transaction_id::text, false as duplicate`
 
 /** Turns the append function's SQLSTATEs into typed errors; anything else is a defect. */
 const classifyAppendError = (
