@@ -12,16 +12,18 @@ import type {
   PayloadTooLarge,
   UnsupportedMediaType,
 } from "@chronicle/events"
-import type {
-  BatchTooLarge,
-  EventTooLarge,
-  IdempotencyConflict,
-  InvalidAppend,
-  InvalidCursor,
-  InvalidRead,
-  MigrationMismatch,
-  SqlError,
-  VersionConflict,
+import {
+  type BatchTooLarge,
+  DatabaseUnavailable,
+  type EventTooLarge,
+  type IdempotencyConflict,
+  type InvalidAppend,
+  type InvalidCursor,
+  type InvalidRead,
+  isDatabaseUnavailable,
+  type MigrationMismatch,
+  type SqlError,
+  type VersionConflict,
 } from "@chronicle/store"
 import { StandardSchemaV1Error, type TRPC_ERROR_CODE_KEY, TRPCError } from "@trpc/server"
 import { getHTTPStatusCodeFromError } from "@trpc/server/http"
@@ -57,6 +59,7 @@ export type KnownError =
   | EventDecodeError
   | SqlError
   | MigrationMismatch
+  | DatabaseUnavailable
 
 /**
  * Error tag → tRPC code. INTERNAL_SERVER_ERROR marks failures of the service itself (a
@@ -82,6 +85,7 @@ export const ERROR_CODES = {
   EventDecodeError: "INTERNAL_SERVER_ERROR",
   SqlError: "INTERNAL_SERVER_ERROR",
   MigrationMismatch: "INTERNAL_SERVER_ERROR",
+  DatabaseUnavailable: "SERVICE_UNAVAILABLE",
 } as const satisfies { readonly [Tag in KnownError["_tag"]]: TRPC_ERROR_CODE_KEY }
 
 export type KnownErrorTag = keyof typeof ERROR_CODES
@@ -193,13 +197,27 @@ export const toTRPCError = (error: KnownError): TRPCError => {
 }
 
 /**
- * The tRPC error for an effect's failure. A typed failure goes through the table; a
- * defect or any other failure is a 500 whose details stay on the server.
+ * Whether a failure was the database going away: a database error that the store
+ * classifies as unavailable, failed with or died of (the domain turns database errors into
+ * defects). The client gets a 503 to retry, not a 500 to report.
+ */
+const lostTheDatabase = (cause: Cause.Cause<unknown>): boolean =>
+  cause.reasons.some(
+    (reason) =>
+      (Cause.isFailReason(reason) && isDatabaseUnavailable(reason.error)) ||
+      (Cause.isDieReason(reason) && isDatabaseUnavailable(reason.defect)),
+  )
+
+/**
+ * The tRPC error for an effect's failure. A typed failure goes through the table; losing
+ * the database is SERVICE_UNAVAILABLE; a defect or any other failure is a 500 whose details
+ * stay on the server.
  */
 export const causeToTRPCError = (cause: Cause.Cause<unknown>): TRPCError => {
   if (Cause.hasInterruptsOnly(cause)) {
     return new TRPCError({ code: "CLIENT_CLOSED_REQUEST", message: "The request was cancelled" })
   }
+  if (lostTheDatabase(cause)) return toTRPCError(new DatabaseUnavailable())
   const failure = Cause.findErrorOption(cause)
   if (Option.isSome(failure) && isKnownError(failure.value)) return toTRPCError(failure.value)
   return new TRPCError({ code: "INTERNAL_SERVER_ERROR", cause: new UnexpectedFailure(cause) })
@@ -209,9 +227,11 @@ export const causeToTRPCError = (cause: Cause.Cause<unknown>): TRPCError => {
 export const unknownToTRPCError = (error: unknown): TRPCError =>
   error instanceof TRPCError
     ? error
-    : isKnownError(error)
-      ? toTRPCError(error)
-      : new TRPCError({ code: "INTERNAL_SERVER_ERROR", cause: new UnexpectedFailure(Cause.die(error)) })
+    : isDatabaseUnavailable(error)
+      ? toTRPCError(new DatabaseUnavailable())
+      : isKnownError(error)
+        ? toTRPCError(error)
+        : new TRPCError({ code: "INTERNAL_SERVER_ERROR", cause: new UnexpectedFailure(Cause.die(error)) })
 
 export const internalErrorMessage = (requestId: string | null): string =>
   requestId === null

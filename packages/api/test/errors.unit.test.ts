@@ -12,6 +12,7 @@ import {
   BatchTooLarge,
   Database,
   type DatabaseService,
+  DatabaseUnavailable,
   EventStore,
   type EventStoreService,
   EventTooLarge,
@@ -24,18 +25,20 @@ import {
   VersionConflict,
 } from "@chronicle/store"
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch"
-import { Effect, Layer, ManagedRuntime, Option, Schema, Stream } from "effect"
+import { Cause, Effect, Layer, ManagedRuntime, Option, Schema, Stream } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { DEV_OWNER_ID, makeAuthVerifier } from "../src/auth.ts"
 import { type ApiRuntime, type Context, makeCreateContext } from "../src/context.ts"
 import {
   ChronicleError,
+  causeToTRPCError,
   describeError,
   ERROR_CODES,
   type KnownError,
   toTRPCError,
   Unauthenticated,
   UnexpectedFailure,
+  unknownToTRPCError,
 } from "../src/errors.ts"
 import { DEFAULT_LIMITS } from "../src/limits.ts"
 import { appRouter } from "../src/router.ts"
@@ -67,6 +70,7 @@ const samples: ReadonlyArray<KnownError> = [
   new EventDecodeError({ type: "MessageAppended", reason: "role is missing" }),
   new SqlError({ code: "42P01", reason: 'relation "chronicle.streams" does not exist' }),
   new MigrationMismatch({ migration: "20261123000000_event_log.sql", reason: "edited" }),
+  new DatabaseUnavailable(),
 ]
 
 describe("the error table", () => {
@@ -100,6 +104,7 @@ describe("the error table", () => {
       EventDecodeError: "INTERNAL_SERVER_ERROR",
       SqlError: "INTERNAL_SERVER_ERROR",
       MigrationMismatch: "INTERNAL_SERVER_ERROR",
+      DatabaseUnavailable: "SERVICE_UNAVAILABLE",
     })
     const conflict = toTRPCError(new VersionConflict({ streamId: "session-1", expected: 3, actual: 4 }))
     expect(conflict).toBeInstanceOf(ChronicleError)
@@ -119,6 +124,32 @@ describe("the error table", () => {
       tag: "InvalidInput",
       fields: { issues: [{ path: "title", message: "Expected string" }] },
     })
+  })
+
+  it("answers SERVICE_UNAVAILABLE when the database went away, whether failed with or died of", () => {
+    const lost = [
+      new SqlError({ code: "ECONNREFUSED", reason: "connect ECONNREFUSED 127.0.0.1:5432" }),
+      new SqlError({ code: "57P01", reason: "terminating connection due to administrator command" }),
+      new SqlError({ code: "CONNECTION_CLOSED", reason: "write CONNECTION_CLOSED" }),
+      new SqlError({ code: "08006", reason: "connection failure" }),
+    ]
+    for (const error of lost) {
+      for (const cause of [Cause.fail(error), Cause.die(error)]) {
+        const mapped = causeToTRPCError(cause)
+        expect(mapped.code).toBe("SERVICE_UNAVAILABLE")
+        expect(describeError(mapped, "r1")).toEqual({
+          message: "The database is unavailable; retry shortly",
+          requestId: "r1",
+          tag: "DatabaseUnavailable",
+          fields: {},
+        })
+      }
+      expect(unknownToTRPCError(error).code).toBe("SERVICE_UNAVAILABLE")
+    }
+    const broken = new SqlError({ code: "42P01", reason: "relation does not exist" })
+    expect(causeToTRPCError(Cause.die(broken)).code).toBe("INTERNAL_SERVER_ERROR")
+    expect(unknownToTRPCError(broken).code).toBe("INTERNAL_SERVER_ERROR")
+    expect(causeToTRPCError(Cause.die(new Error("boom"))).code).toBe("INTERNAL_SERVER_ERROR")
   })
 
   it("answers internal failures with the request id only, keeping the details for the log", () => {

@@ -1,4 +1,4 @@
-import type { InvalidCommand, NotFound } from "@chronicle/events"
+import { InvalidCommand, type NotFound } from "@chronicle/events"
 import { Database, isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { type Actor, listScope } from "./actor.ts"
@@ -28,6 +28,8 @@ export interface SessionSummary {
   readonly createdAt: string
   readonly lastActivityAt: string
   readonly activeSeconds: number
+  /** The newest effective message, its content cut to 200 characters. */
+  readonly lastMessage: { readonly role: string; readonly preview: string; readonly at: string } | null
 }
 
 export interface UserAnalytics {
@@ -44,6 +46,17 @@ export interface UserAnalytics {
   readonly completedJobs: number
   readonly failedJobs: number
   readonly lastActivityAt: string | null
+  readonly validDrafts: number
+  /** Valid drafts / drafts over effective drafts; null without drafts. */
+  readonly draftValidityRate: number | null
+  readonly jobsByState: {
+    readonly queued: number
+    readonly running: number
+    readonly paused: number
+    readonly completed: number
+    readonly failed: number
+    readonly cancelled: number
+  }
 }
 
 export interface ActivityItem {
@@ -75,8 +88,63 @@ export interface JobStats {
     readonly cancelled: number
   }
   readonly avgProcessingSeconds: number | null
+  /** 95th percentile of started → finished over completed jobs. */
+  readonly p95ProcessingSeconds: number | null
   readonly lastJobAt: string
 }
+
+/** One UTC day of activity (the async `activity` projection): what happened, rollbacks included. */
+export interface DailyActivity {
+  readonly day: string
+  readonly sessionsStarted: number
+  readonly messages: number
+  readonly revisions: number
+  readonly drafts: number
+  readonly validDrafts: number
+  readonly toolRuns: number
+  readonly jobsCreated: number
+  readonly jobsCompleted: number
+  readonly jobsFailed: number
+}
+
+export interface DailyDraftValidation {
+  readonly day: string
+  readonly language: string
+  readonly drafts: number
+  readonly validDrafts: number
+  readonly successRate: number
+}
+
+/** A range of UTC days, inclusive; both ends ISO dates (YYYY-MM-DD). */
+export interface DayRange {
+  readonly from?: string | undefined
+  readonly to?: string | undefined
+}
+
+/** The longest range a daily query may cover. */
+export const MAX_DAYS = 366
+const DAY = /^\d{4}-\d{2}-\d{2}$/
+
+const parseDay = (value: string, path: string) => {
+  const date = new Date(`${value}T00:00:00Z`)
+  return DAY.test(value) && !Number.isNaN(date.getTime()) && date.toISOString().startsWith(value)
+    ? Effect.succeed(date)
+    : Effect.fail(new InvalidCommand({ path, reason: "must be a date as YYYY-MM-DD" }))
+}
+
+/** The range asked for: by default the 30 days up to today (UTC). */
+export const resolveDayRange = Effect.fn("Analytics.resolveDayRange")(function* (range: DayRange) {
+  const day = 86_400_000
+  const to =
+    range.to === undefined ? new Date(Math.floor(Date.now() / day) * day) : yield* parseDay(range.to, "to")
+  const from =
+    range.from === undefined ? new Date(to.getTime() - 29 * day) : yield* parseDay(range.from, "from")
+  if (from.getTime() > to.getTime())
+    return yield* new InvalidCommand({ path: "from", reason: "must not be after `to`" })
+  if ((to.getTime() - from.getTime()) / day + 1 > MAX_DAYS)
+    return yield* new InvalidCommand({ path: "from", reason: `the range may cover at most ${MAX_DAYS} days` })
+  return { from: from.toISOString().slice(0, 10), to: to.toISOString().slice(0, 10) }
+})
 
 type Row = Record<string, unknown>
 const num = (v: unknown) => Number(v ?? 0)
@@ -104,6 +172,14 @@ const toSummary = (r: Row): SessionSummary => ({
   createdAt: iso(r.created_at),
   lastActivityAt: iso(r.last_activity_at),
   activeSeconds: num(r.active_seconds),
+  lastMessage:
+    r.last_message_at === null || r.last_message_at === undefined
+      ? null
+      : {
+          role: r.last_message_role as string,
+          preview: r.last_message_preview as string,
+          at: iso(r.last_message_at),
+        },
 })
 
 export type AnalyticsError = NotFound | InvalidCommand
@@ -125,6 +201,16 @@ export interface AnalyticsService {
     actor: Actor,
   ) => Effect.Effect<ReadonlyArray<DraftValidationStats>, AnalyticsError>
   readonly jobStats: (actor: Actor) => Effect.Effect<ReadonlyArray<JobStats>, AnalyticsError>
+  /** Activity per UTC day, every day of the range (zeros where nothing happened). */
+  readonly daily: (
+    actor: Actor,
+    range: DayRange,
+  ) => Effect.Effect<ReadonlyArray<DailyActivity>, AnalyticsError>
+  /** Draft validation per UTC day and language (days with drafts only). */
+  readonly draftValidationByDay: (
+    actor: Actor,
+    range: DayRange,
+  ) => Effect.Effect<ReadonlyArray<DailyDraftValidation>, AnalyticsError>
 }
 
 /** The analytics views (supabase/migrations/*_analytics_views.sql), limited to what the caller owns. */
@@ -185,6 +271,16 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             completedJobs: num(r.completed_jobs),
             failedJobs: num(r.failed_jobs),
             lastActivityAt: isoOrNull(r.last_activity_at),
+            validDrafts: num(r.valid_drafts),
+            draftValidityRate: numOrNull(r.draft_validity_rate),
+            jobsByState: {
+              queued: num(r.queued_jobs),
+              running: num(r.running_jobs),
+              paused: num(r.paused_jobs),
+              completed: num(r.completed_jobs),
+              failed: num(r.failed_jobs),
+              cancelled: num(r.cancelled_jobs),
+            },
           }),
           (r) => [r.owner_id as string],
         )
@@ -196,20 +292,24 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
       ) {
         if (input.sessionId !== undefined) yield* loadSession(actor, input.sessionId)
         const limit = yield* pageLimit(input.limit)
-        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
+        const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid", "uuid"] as const)
         const rows = yield* query(
-          `select session_id::text, kind, entity_id::text, summary, at, ${cursorTime("at")} as cursor_at
+          `select session_id::text, kind, entity_id::text, summary, at, ${cursorTime("at")} as cursor_at,
+                  coalesce(session_id, '00000000-0000-0000-0000-000000000000')::text as cursor_session
              from chronicle.recent_activity
             where ($1::uuid is null or owner_id = $1::uuid)
               and ($2::uuid is null or session_id = $2::uuid)
-              and ($3::text is null or (at, entity_id) < ($3::text::timestamptz, $4::uuid))
-            order by at desc, entity_id desc limit $5`,
+              and ($3::text is null or (at, entity_id, coalesce(session_id, '00000000-0000-0000-0000-000000000000'))
+                                     < ($3::text::timestamptz, $4::uuid, $6::uuid))
+            order by at desc, entity_id desc, coalesce(session_id, '00000000-0000-0000-0000-000000000000') desc
+            limit $5`,
           [
             listScope(actor),
             input.sessionId !== undefined && isUuid(input.sessionId) ? input.sessionId : null,
             after?.[0] ?? null,
             after?.[1] ?? null,
             limit + 1,
+            after?.[2] ?? null,
           ],
         )
         return toPage(
@@ -222,7 +322,8 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             summary: r.summary as string,
             at: iso(r.at),
           }),
-          (r) => [r.cursor_at as string, r.entity_id as string],
+          // A fork copies its parent's content with the same ids and times: the session breaks the tie.
+          (r) => [r.cursor_at as string, r.entity_id as string, r.cursor_session as string],
         )
       })
 
@@ -249,12 +350,19 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
 
       const jobStats = Effect.fn("Analytics.jobStats")(function* (actor: Actor) {
         const rows = yield* query(
-          `select job_type, sum(jobs) as jobs, sum(queued) as queued, sum(running) as running, sum(paused) as paused,
-                  sum(completed) as completed, sum(failed) as failed, sum(cancelled) as cancelled,
-                  sum(avg_processing_seconds * completed) / nullif(sum(completed) filter (where avg_processing_seconds is not null), 0)
+          `select job_type, count(*) as jobs,
+                  count(*) filter (where state = 'queued') as queued,
+                  count(*) filter (where state = 'running') as running,
+                  count(*) filter (where state = 'paused') as paused,
+                  count(*) filter (where state = 'completed') as completed,
+                  count(*) filter (where state = 'failed') as failed,
+                  count(*) filter (where state = 'cancelled') as cancelled,
+                  avg(extract(epoch from (finished_at - started_at))) filter (where state = 'completed')
                     as avg_processing_seconds,
-                  max(last_job_at) as last_job_at
-             from chronicle.job_stats
+                  percentile_cont(0.95) within group (order by extract(epoch from (finished_at - started_at)))
+                    filter (where state = 'completed') as p95_processing_seconds,
+                  max(created_at) as last_job_at
+             from chronicle.jobs
             where $1::uuid is null or owner_id = $1::uuid
             group by job_type order by job_type`,
           [listScope(actor)],
@@ -272,7 +380,62 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
               cancelled: num(r.cancelled),
             },
             avgProcessingSeconds: numOrNull(r.avg_processing_seconds),
+            p95ProcessingSeconds: numOrNull(r.p95_processing_seconds),
             lastJobAt: iso(r.last_job_at),
+          }),
+        )
+      })
+
+      const daily = Effect.fn("Analytics.daily")(function* (actor: Actor, range: DayRange) {
+        const { from, to } = yield* resolveDayRange(range)
+        const rows = yield* query(
+          `select to_char(d.day, 'YYYY-MM-DD') as day,
+                  coalesce(sum(a.sessions_started), 0) as sessions_started, coalesce(sum(a.messages), 0) as messages,
+                  coalesce(sum(a.revisions), 0) as revisions, coalesce(sum(a.drafts), 0) as drafts,
+                  coalesce(sum(a.valid_drafts), 0) as valid_drafts, coalesce(sum(a.tool_runs), 0) as tool_runs,
+                  coalesce(sum(a.jobs_created), 0) as jobs_created, coalesce(sum(a.jobs_completed), 0) as jobs_completed,
+                  coalesce(sum(a.jobs_failed), 0) as jobs_failed
+             from generate_series($2::date, $3::date, interval '1 day') as d(day)
+             left join chronicle.activity_daily a
+               on a.day = d.day::date and ($1::uuid is null or a.owner_id = $1::uuid)
+            group by d.day order by d.day`,
+          [listScope(actor), from, to],
+        )
+        return rows.map(
+          (r): DailyActivity => ({
+            day: r.day as string,
+            sessionsStarted: num(r.sessions_started),
+            messages: num(r.messages),
+            revisions: num(r.revisions),
+            drafts: num(r.drafts),
+            validDrafts: num(r.valid_drafts),
+            toolRuns: num(r.tool_runs),
+            jobsCreated: num(r.jobs_created),
+            jobsCompleted: num(r.jobs_completed),
+            jobsFailed: num(r.jobs_failed),
+          }),
+        )
+      })
+
+      const draftValidationByDay = Effect.fn("Analytics.draftValidationByDay")(function* (
+        actor: Actor,
+        range: DayRange,
+      ) {
+        const { from, to } = yield* resolveDayRange(range)
+        const rows = yield* query(
+          `select to_char(day, 'YYYY-MM-DD') as day, language, sum(drafts) as drafts, sum(valid_drafts) as valid_drafts
+             from chronicle.activity_daily_drafts
+            where ($1::uuid is null or owner_id = $1::uuid) and day between $2::date and $3::date
+            group by day, language order by day, language`,
+          [listScope(actor), from, to],
+        )
+        return rows.map(
+          (r): DailyDraftValidation => ({
+            day: r.day as string,
+            language: r.language as string,
+            drafts: num(r.drafts),
+            validDrafts: num(r.valid_drafts),
+            successRate: num(r.drafts) === 0 ? 0 : num(r.valid_drafts) / num(r.drafts),
           }),
         )
       })
@@ -285,6 +448,8 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
         recentActivity: (a, i) => provide(recentActivity(a, i)),
         draftValidation: (a) => provide(draftValidation(a)),
         jobStats: (a) => provide(jobStats(a)),
+        daily: (a, r) => provide(daily(a, r)),
+        draftValidationByDay: (a, r) => provide(draftValidationByDay(a, r)),
       })
     }),
   )

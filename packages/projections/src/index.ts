@@ -40,13 +40,14 @@ export type JsonRow = { readonly [column: string]: unknown }
  */
 export const dumpReadModels = Effect.fn("Projections.dumpReadModels")(function* (
   tables: ReadonlyArray<ReadModelTable> = readModelTables,
+  schema = "chronicle",
 ) {
   const db = yield* Database
   const dump: Partial<Record<ReadModelTable, ReadonlyArray<JsonRow>>> = {}
   for (const table of tables) {
     const order = READ_MODEL_TABLES[table].map((c) => `t.${c}`).join(", ")
     const [row] = yield* db.query<{ rows: ReadonlyArray<JsonRow> }>(
-      `select coalesce(jsonb_agg(to_jsonb(t) order by ${order}), '[]'::jsonb) as rows from chronicle.${table} t`,
+      `select coalesce(jsonb_agg(to_jsonb(t) order by ${order}), '[]'::jsonb) as rows from "${schema}".${table} t`,
     )
     dump[table] = row?.rows ?? []
   }

@@ -1,32 +1,186 @@
-import { Database, EventStore, type Head } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
-import { readModelTables, rebuildReadModels } from "./index.ts"
+/**
+ * The projection engine: the registry's state, rebuilds without downtime, point-in-time
+ * snapshots, and the daemon that follows the log for async projections. The heavy lifting is
+ * SQL (supabase/migrations/20261124000000_projection_engine.sql); this module drives it in
+ * batches, reports progress, and decides what to run.
+ */
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import { InvalidCommand, InvalidTransition, NotFound } from "@chronicle/events"
+import {
+  Database,
+  decodeCursor,
+  EventStore,
+  type Head,
+  type InvalidCursor,
+  type SqlError,
+} from "@chronicle/store"
+import { Context, type Duration, Effect, Layer, Schedule } from "effect"
+
+export type ProjectionMode = "inline" | "async"
+export type ProjectionState = "live" | "backfilling" | "rebuilding" | "failed"
+
+export interface ProjectionInfo {
+  readonly name: string
+  readonly version: number
+  /** The version the live tables were built with; null until the first build. */
+  readonly builtVersion: number | null
+  readonly mode: ProjectionMode
+  readonly state: ProjectionState
+  readonly description: string | null
+  readonly tables: ReadonlyArray<{ readonly name: string; readonly rows: number }>
+  /** Async: the cursor of the last applied event. Inline projections are always at the head. */
+  readonly cursor: string | null
+  /** Events committed but not yet applied (0 for inline projections). */
+  readonly lagEvents: number
+  /** Age of the oldest unapplied event, in seconds (0 when caught up). */
+  readonly lagSeconds: number
+  /** Async: the rate of the last batch applied. */
+  readonly eventsPerSecond: number | null
+  readonly lastError: string | null
+}
 
 export interface ProjectionStatus {
   /** The head of the log: the newest cursor every reader can see. */
   readonly head: Head
-  /** How the read models are kept: inline, in the append's transaction, so never behind. */
-  readonly mode: "inline"
-  readonly lag: 0
-  readonly tables: ReadonlyArray<{ readonly name: string; readonly rows: number }>
+  readonly projections: ReadonlyArray<ProjectionInfo>
 }
 
-export interface RebuildReport {
-  readonly events: number
-  readonly milliseconds: number
+export type AsOf =
+  | { readonly cursor: string }
+  | { readonly checkpointId: string }
+  | { readonly timestamp: string }
+
+export type RunState = "running" | "cancelling" | "completed" | "failed" | "cancelled" | "dropped"
+
+export interface Run {
+  readonly id: string
+  readonly kind: "rebuild" | "snapshot"
+  readonly projections: ReadonlyArray<string>
+  readonly label: string | null
+  readonly schema: string
+  readonly asOf: AsOf | null
+  /** The last event a snapshot includes (null for a rebuild, which follows the head). */
+  readonly asOfCursor: string | null
+  readonly state: RunState
+  /** preparing → copying → catching-up → swapping → done. */
+  readonly phase: string
+  readonly eventsDone: number
+  readonly eventsTotal: number
   readonly eventsPerSecond: number
+  readonly etaSeconds: number | null
+  readonly startedAt: string
+  readonly finishedAt: string | null
+  readonly error: string | null
 }
+
+export interface Snapshot {
+  readonly label: string
+  readonly schema: string
+  readonly projections: ReadonlyArray<string>
+  readonly asOf: AsOf | null
+  readonly asOfCursor: string | null
+  readonly events: number
+  readonly createdAt: string
+}
+
+export interface ExecuteOptions {
+  /** Events per batch transaction (default 10,000). */
+  readonly batchSize?: number
+  /** Called after every batch and at the end. */
+  readonly onProgress?: (run: Run) => void
+}
+
+export type RunError = NotFound | InvalidCommand | InvalidTransition
 
 export interface ProjectionsService {
   readonly status: () => Effect.Effect<ProjectionStatus>
+  /** Registers a rebuild of the named projections (default: every one); see `execute`. */
+  readonly startRebuild: (options?: {
+    readonly projections?: ReadonlyArray<string>
+  }) => Effect.Effect<Run, RunError>
+  /** Registers a point-in-time build into `analytics_asof_<label>`; see `execute`. */
+  readonly startSnapshot: (options: {
+    readonly label: string
+    readonly asOf: AsOf
+    readonly projections?: ReadonlyArray<string>
+  }) => Effect.Effect<Run, RunError | InvalidCursor>
+  /** Does the work of a run in the calling fiber, to the end (or until cancelled). */
+  readonly execute: (runId: string, options?: ExecuteOptions) => Effect.Effect<Run, NotFound | SqlError>
+  /** Starts `execute` in the background of this process (the server's scope). */
+  readonly launch: (runId: string) => Effect.Effect<void>
+  readonly cancel: (runId: string) => Effect.Effect<Run, NotFound | InvalidTransition>
+  readonly run: (runId: string) => Effect.Effect<Run, NotFound>
+  readonly runs: (limit?: number) => Effect.Effect<ReadonlyArray<Run>>
+  readonly snapshots: () => Effect.Effect<ReadonlyArray<Snapshot>>
+  readonly dropSnapshot: (label: string) => Effect.Effect<void, NotFound>
   /**
-   * Empties the read models and projects the whole log again in one transaction. Readers
-   * keep seeing the old rows until it commits; appends wait for it.
+   * One step of the daemon: applies what async projections have not seen, resumes orphaned
+   * runs, starts the rebuilds that registered versions need. Returns the events applied.
    */
-  readonly rebuild: () => Effect.Effect<RebuildReport>
+  readonly tick: () => Effect.Effect<number>
 }
 
-/** The built-in read models: their state, and rebuilding them from the log. */
+export const SNAPSHOT_LABEL = /^[a-z][a-z0-9_]{0,39}$/
+
+/** A run whose worker has not reported for this long is taken over by another process. */
+const STALE_SECONDS = 30
+const LEASE_SECONDS = 15
+const ASYNC_BATCH = 2_000
+
+interface RunRow {
+  id: string
+  kind: "rebuild" | "snapshot"
+  projections: Array<string>
+  label: string | null
+  target_schema: string
+  as_of: AsOf | null
+  as_of_cursor: string | null
+  state: RunState
+  phase: string
+  events_done: string
+  events_total: string
+  worker: string | null
+  started_at: string
+  finished_at: string | null
+  error: string | null
+  elapsed: number
+}
+
+const RUN_COLUMNS = `id::text, kind, projections, label, target_schema, as_of,
+  case when bound_xid is null then null else bound_xid::text || ':' || bound_position::text end as as_of_cursor,
+  state, phase, events_done::text, events_total::text, worker,
+  to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
+  to_char(finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at,
+  error, extract(epoch from (coalesce(finished_at, now()) - started_at))::float8 as elapsed`
+
+const toRun = (row: RunRow): Run => {
+  const done = Number(row.events_done)
+  const total = Math.max(Number(row.events_total), done)
+  const rate = row.elapsed > 0 ? done / row.elapsed : 0
+  return {
+    id: row.id,
+    kind: row.kind,
+    projections: row.projections,
+    label: row.label,
+    schema: row.target_schema,
+    asOf: row.as_of,
+    asOfCursor: row.as_of_cursor,
+    state: row.state,
+    phase: row.phase,
+    eventsDone: done,
+    eventsTotal: total,
+    eventsPerSecond: Math.round(rate),
+    etaSeconds: row.state === "running" && rate > 0 ? Math.max(0, Math.round((total - done) / rate)) : null,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    error: row.error,
+  }
+}
+
+const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s)
+
+/** The projection engine. Its layer needs the database and the event store. */
 export class Projections extends Context.Service<Projections, ProjectionsService>()(
   "@chronicle/projections/Projections",
 ) {
@@ -35,33 +189,576 @@ export class Projections extends Context.Service<Projections, ProjectionsService
     Effect.gen(function* () {
       const db = yield* Database
       const store = yield* EventStore
+      const scope = yield* Effect.scope
+      const worker = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+      /** Runs this process is executing, so the daemon does not start them twice. */
+      const active = new Set<string>()
+
+      const q = <Row>(text: string, params: ReadonlyArray<unknown> = []) =>
+        db.query<Row>(text, params).pipe(Effect.orDie)
+
+      // On a clean shutdown, hand the async projections' leases back at once.
+      yield* Effect.addFinalizer(() =>
+        db
+          .query(
+            "update chronicle.projections set lease_owner = null, lease_expires_at = null where lease_owner = $1",
+            [worker],
+          )
+          .pipe(Effect.ignore),
+      )
+
       const status = Effect.fn("Projections.status")(function* () {
         const head = yield* store.head()
-        const [row] = yield* db
-          .query<{ counts: Record<string, number> }>(
-            `select jsonb_build_object(${readModelTables
-              .map((t) => `'${t}', (select count(*) from chronicle.${t})`)
-              .join(", ")}) as counts`,
+        const rows = yield* q<{
+          name: string
+          version: number
+          built_version: number | null
+          mode: ProjectionMode
+          state: ProjectionState
+          description: string | null
+          tables: Array<string>
+          cursor: string | null
+          events_per_second: number | null
+          last_error: string | null
+        }>(
+          `select name, version, built_version, mode, state, description, tables,
+                  case when cursor_xid is null then null else cursor_xid::text || ':' || cursor_position::text end as cursor,
+                  events_per_second, last_error
+             from chronicle.projections order by name`,
+        )
+        const projections: Array<ProjectionInfo> = []
+        for (const p of rows) {
+          const counts = yield* q<{ name: string; rows: string | null }>(
+            "select name, rows::text from chronicle.projection_table_rows($1::text[])",
+            [p.tables],
+          )
+          let lagEvents = 0
+          let lagSeconds = 0
+          if (p.mode === "async") {
+            const [lag] = yield* q<{ events: string; seconds: number | null }>(
+              `select count(*)::text as events,
+                      extract(epoch from (now() - min(e.recorded_at)))::float8 as seconds
+                 from chronicle.events e, chronicle.projections p
+                where p.name = $1
+                  and (e.transaction_id, e.global_position) > (coalesce(p.cursor_xid, '0'::xid8), coalesce(p.cursor_position, 0))`,
+              [p.name],
+            )
+            lagEvents = Number(lag?.events ?? 0)
+            lagSeconds = lagEvents === 0 ? 0 : Math.max(0, Math.round((lag?.seconds ?? 0) * 1000) / 1000)
+          }
+          projections.push({
+            name: p.name,
+            version: p.version,
+            builtVersion: p.built_version,
+            mode: p.mode,
+            state: p.state,
+            description: p.description,
+            tables: counts.map((c) => ({ name: c.name, rows: Number(c.rows ?? 0) })),
+            cursor: p.mode === "inline" ? head.cursor : p.cursor,
+            lagEvents,
+            lagSeconds,
+            eventsPerSecond: p.events_per_second === null ? null : Math.round(p.events_per_second),
+            lastError: p.last_error,
+          })
+        }
+        return { head, projections }
+      })
+
+      /** The named projections, each known; or every one. */
+      const resolveNames = Effect.fn("Projections.resolveNames")(function* (
+        names: ReadonlyArray<string> | undefined,
+      ) {
+        const known = (yield* q<{ name: string }>(
+          "select name from chronicle.projections order by name",
+        )).map((r) => r.name)
+        if (names === undefined || names.length === 0) return known
+        const unknown = names.find((n) => !known.includes(n))
+        if (unknown !== undefined)
+          return yield* new NotFound({ entity: "projection", id: `${unknown} (known: ${known.join(", ")})` })
+        return [...new Set(names)]
+      })
+
+      const getRun = Effect.fn("Projections.run")(function* (runId: string) {
+        if (!isUuid(runId)) return yield* new NotFound({ entity: "projection run", id: runId })
+        const [row] = yield* q<RunRow>(`select ${RUN_COLUMNS} from chronicle.projection_runs where id = $1`, [
+          runId,
+        ])
+        if (row === undefined) return yield* new NotFound({ entity: "projection run", id: runId })
+        return toRun(row)
+      })
+
+      /** Refuses a run over a projection another unfinished run is building. */
+      const ensureFree = Effect.fn("Projections.ensureFree")(function* (
+        kind: "rebuild" | "snapshot",
+        names: ReadonlyArray<string>,
+      ) {
+        if (kind === "snapshot") return
+        const [busy] = yield* q<{ id: string; projections: Array<string> }>(
+          `select id::text, projections from chronicle.projection_runs
+            where kind = 'rebuild' and state in ('running', 'cancelling') and projections && $1::text[]
+            limit 1`,
+          [names],
+        )
+        if (busy !== undefined)
+          return yield* new InvalidTransition({
+            entity: "projection",
+            id: names.filter((n) => busy.projections.includes(n)).join(", "),
+            state: "rebuilding",
+            action: "rebuild",
+            reason: `run ${busy.id} is already rebuilding it`,
+          })
+      })
+
+      const countEvents = (bound: { xid: string; position: string } | null) =>
+        q<{ n: string }>(
+          bound === null
+            ? "select count(*)::text as n from chronicle.events"
+            : "select count(*)::text as n from chronicle.events where (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)",
+          bound === null ? [] : [bound.xid, bound.position],
+        ).pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)))
+
+      const insertRun = (run: {
+        id: string
+        kind: "rebuild" | "snapshot"
+        names: ReadonlyArray<string>
+        label: string | null
+        schema: string
+        asOf: AsOf | null
+        bound: { xid: string; position: string } | null
+        total: number
+      }) =>
+        q(
+          `insert into chronicle.projection_runs
+             (id, kind, projections, label, target_schema, as_of, bound_xid, bound_position, state, events_total)
+           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::text::xid8, $8::bigint, 'running', $9)`,
+          [
+            run.id,
+            run.kind,
+            run.names,
+            run.label,
+            run.schema,
+            run.asOf === null ? null : JSON.stringify(run.asOf),
+            run.bound?.xid ?? null,
+            run.bound?.position ?? null,
+            run.total,
+          ],
+        )
+
+      const startRebuild = Effect.fn("Projections.startRebuild")(function* (
+        options: { readonly projections?: ReadonlyArray<string> } = {},
+      ) {
+        const names = yield* resolveNames(options.projections)
+        const id = randomUUID()
+        yield* db
+          .transaction(
+            Effect.gen(function* () {
+              // One registrar at a time, so two callers cannot both pass the check below.
+              yield* q("select pg_advisory_xact_lock(hashtext('chronicle.projection_runs'))")
+              yield* ensureFree("rebuild", names)
+              yield* insertRun({
+                id,
+                kind: "rebuild",
+                names,
+                label: null,
+                schema: `chronicle_build_${id.replaceAll("-", "").slice(0, 16)}`,
+                asOf: null,
+                bound: null,
+                total: yield* countEvents(null),
+              })
+              yield* q(
+                `update chronicle.projections
+                    set state = case when built_version is null then 'backfilling' else 'rebuilding' end,
+                        updated_at = now()
+                  where name = any ($1::text[])`,
+                [names],
+              )
+            }),
+          )
+          .pipe(Effect.catchTag("SqlError", Effect.die))
+        return yield* getRun(id)
+      })
+
+      /** The last event (in reader order) that an as-of selector designates. */
+      const resolveAsOf = Effect.fn("Projections.resolveAsOf")(function* (asOf: AsOf) {
+        const last = (where: string, params: ReadonlyArray<unknown>) =>
+          q<{ xid: string; position: string }>(
+            `select transaction_id::text as xid, global_position::text as position from chronicle.events
+              where ${where} and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              order by transaction_id desc, global_position desc limit 1`,
+            params,
+          ).pipe(Effect.map((rows) => rows[0] ?? { xid: "0", position: "0" }))
+        if ("cursor" in asOf) {
+          const position = yield* decodeCursor(asOf.cursor)
+          return { xid: position.transactionId.toString(), position: position.globalPosition.toString() }
+        }
+        if ("checkpointId" in asOf) {
+          if (!isUuid(asOf.checkpointId))
+            return yield* new NotFound({ entity: "checkpoint", id: asOf.checkpointId })
+          const [row] = yield* q<{ cursor: string }>(
+            "select cursor from chronicle.checkpoints where id = $1",
+            [asOf.checkpointId],
+          )
+          if (row === undefined) return yield* new NotFound({ entity: "checkpoint", id: asOf.checkpointId })
+          const position = yield* decodeCursor(row.cursor)
+          return { xid: position.transactionId.toString(), position: position.globalPosition.toString() }
+        }
+        const at = new Date(asOf.timestamp)
+        if (Number.isNaN(at.getTime()))
+          return yield* new InvalidCommand({
+            path: "asOf.timestamp",
+            reason: "must be an ISO-8601 timestamp",
+          })
+        return yield* last("recorded_at <= $1::timestamptz", [at.toISOString()])
+      })
+
+      const startSnapshot = Effect.fn("Projections.startSnapshot")(function* (options: {
+        readonly label: string
+        readonly asOf: AsOf
+        readonly projections?: ReadonlyArray<string>
+      }) {
+        if (!SNAPSHOT_LABEL.test(options.label))
+          return yield* new InvalidCommand({
+            path: "label",
+            reason: "must start with a lower-case letter and hold only a-z, 0-9 and _ (at most 40)",
+          })
+        const names = yield* resolveNames(options.projections)
+        const bound = yield* resolveAsOf(options.asOf)
+        const id = randomUUID()
+        yield* db
+          .transaction(
+            Effect.gen(function* () {
+              yield* q("select pg_advisory_xact_lock(hashtext('chronicle.projection_runs'))")
+              const [taken] = yield* q<{ id: string }>(
+                `select id::text from chronicle.projection_runs
+                  where kind = 'snapshot' and label = $1 and state in ('running', 'cancelling', 'completed')`,
+                [options.label],
+              )
+              if (taken !== undefined)
+                return yield* new InvalidTransition({
+                  entity: "snapshot",
+                  id: options.label,
+                  state: "exists",
+                  action: "create",
+                  reason: "a snapshot with this label exists; drop it first or choose another label",
+                })
+              yield* insertRun({
+                id,
+                kind: "snapshot",
+                names,
+                label: options.label,
+                schema: `analytics_asof_${options.label}`,
+                asOf: options.asOf,
+                bound,
+                total: yield* countEvents(bound),
+              })
+            }),
+          )
+          .pipe(Effect.catchTag("SqlError", Effect.die))
+        return yield* getRun(id)
+      })
+
+      /** Takes the run for this worker unless a live worker holds it. */
+      const claim = (runId: string) =>
+        q<{ id: string }>(
+          `update chronicle.projection_runs
+              set worker = $2, heartbeat_at = now(), updated_at = now()
+            where id = $1 and state in ('running', 'cancelling')
+              and (worker is null or worker = $2 or heartbeat_at < now() - make_interval(secs => $3))
+            returning id::text`,
+          [runId, worker, STALE_SECONDS],
+        ).pipe(Effect.map((rows) => rows.length === 1))
+
+      /** Ends a cancelled run: its schema goes, the projections keep their live tables. */
+      const finishCancel = (runId: string) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              const [row] = yield* q<{ target_schema: string; kind: string; projections: Array<string> }>(
+                `update chronicle.projection_runs
+                    set state = 'cancelled', phase = 'cancelled', finished_at = now(), updated_at = now()
+                  where id = $1 and state in ('running', 'cancelling')
+                  returning target_schema, kind, projections`,
+                [runId],
+              )
+              if (row === undefined) return
+              yield* db.exec(`drop schema if exists "${row.target_schema}" cascade`).pipe(Effect.orDie)
+              if (row.kind === "rebuild")
+                yield* q(
+                  `update chronicle.projections
+                      set state = case when built_version is null then 'backfilling'
+                                       when built_version < version then 'rebuilding' else 'live' end,
+                          updated_at = now()
+                    where name = any ($1::text[])`,
+                  [row.projections],
+                )
+            }),
           )
           .pipe(Effect.orDie)
-        return {
-          head,
-          mode: "inline" as const,
-          lag: 0 as const,
-          tables: readModelTables.map((name) => ({ name, rows: Number(row?.counts[name] ?? 0) })),
-        }
+
+      const execute = Effect.fn("Projections.execute")(
+        function* (runId: string, options: ExecuteOptions = {}) {
+          const batchSize = options.batchSize ?? 10_000
+          const report = (run: Run) => Effect.sync(() => options.onProgress?.(run))
+          let run = yield* getRun(runId)
+          if (run.state !== "running" && run.state !== "cancelling") return run
+          if (!(yield* claim(runId))) return run
+          active.add(runId)
+          return yield* Effect.gen(function* () {
+            if (run.state === "cancelling") {
+              yield* finishCancel(runId)
+              return yield* getRun(runId)
+            }
+            yield* q("select chronicle.prepare_projection_build($1)", [runId])
+            let batches = 0
+            while (true) {
+              const [step] = yield* q<{ applied: number; caught_up: boolean; state: string }>(
+                "select * from chronicle.projection_build_batch($1, $2, $3)",
+                [runId, worker, batchSize],
+              )
+              batches++
+              if (step === undefined || step.state === "cancelling") {
+                yield* finishCancel(runId)
+                break
+              }
+              if (step.state !== "running") break
+              if (run.kind === "rebuild" && batches % 20 === 0) {
+                // The head moves while we build: re-estimate what is left.
+                yield* q(
+                  `update chronicle.projection_runs r
+                    set events_total = r.events_done + (
+                      select count(*) from chronicle.events e
+                       where (e.transaction_id, e.global_position) > (coalesce(r.cursor_xid, '0'::xid8), coalesce(r.cursor_position, 0)))
+                  where r.id = $1`,
+                  [runId],
+                )
+              }
+              run = yield* getRun(runId)
+              yield* report(run)
+              if (!step.caught_up) continue
+              if (run.kind === "snapshot") {
+                yield* q("select chronicle.finish_projection_snapshot($1, $2)", [runId, worker])
+                break
+              }
+              yield* q(
+                "update chronicle.projection_runs set phase = 'swapping', updated_at = now() where id = $1",
+                [runId],
+              )
+              // The swap waits for appends in flight; on a lock timeout it goes back to
+              // catching up and tries again.
+              const swapped = yield* db
+                .query("select chronicle.finish_projection_rebuild($1, $2)", [runId, worker])
+                .pipe(
+                  Effect.as(true),
+                  Effect.catchTag("SqlError", (error) =>
+                    error.code === "55P03" || error.code === "40P01"
+                      ? q("update chronicle.projection_runs set phase = 'catching-up' where id = $1", [
+                          runId,
+                        ]).pipe(Effect.as(false))
+                      : Effect.fail(error),
+                  ),
+                )
+              if (swapped) {
+                yield* q("analyze chronicle.events").pipe(Effect.ignore)
+                break
+              }
+            }
+            run = yield* getRun(runId)
+            yield* report(run)
+            return run
+          }).pipe(Effect.ensuring(Effect.sync(() => active.delete(runId))))
+        },
+        (effect, runId) =>
+          effect.pipe(
+            Effect.tapError((error) =>
+              error._tag === "SqlError"
+                ? q(
+                    `update chronicle.projection_runs set state = 'failed', error = $2, finished_at = now(), updated_at = now()
+                    where id = $1 and state = 'running'`,
+                    [runId, error.message],
+                  ).pipe(
+                    Effect.andThen(
+                      q(
+                        `update chronicle.projections p set state = 'failed', last_error = $2, updated_at = now()
+                         from chronicle.projection_runs r
+                        where r.id = $1 and p.name = any (r.projections) and r.kind = 'rebuild'`,
+                        [runId, error.message],
+                      ),
+                    ),
+                  )
+                : Effect.void,
+            ),
+          ),
+      )
+
+      const launch = (runId: string) =>
+        execute(runId).pipe(
+          Effect.catchCause((cause) => Effect.logWarning("projection run failed", { runId }, cause)),
+          Effect.forkIn(scope),
+          Effect.asVoid,
+        )
+
+      const cancel = Effect.fn("Projections.cancel")(function* (runId: string) {
+        const run = yield* getRun(runId)
+        if (run.state !== "running" && run.state !== "cancelling")
+          return yield* new InvalidTransition({
+            entity: "projection run",
+            id: runId,
+            state: run.state,
+            action: "cancel",
+            reason: "only a running run can be cancelled",
+          })
+        yield* q(
+          "update chronicle.projection_runs set state = 'cancelling', updated_at = now() where id = $1",
+          [runId],
+        )
+        // Nobody is working on it (the process that was died): end it here.
+        if (!active.has(runId) && (yield* claim(runId))) yield* finishCancel(runId)
+        return yield* getRun(runId)
       })
-      const rebuild = Effect.fn("Projections.rebuild")(function* () {
-        const started = performance.now()
-        const events = yield* rebuildReadModels().pipe(Effect.provideService(Database, db), Effect.orDie)
-        const milliseconds = Math.round(performance.now() - started)
-        return {
-          events,
-          milliseconds,
-          eventsPerSecond: milliseconds === 0 ? events : Math.round((events * 1000) / milliseconds),
-        }
+
+      const runs = Effect.fn("Projections.runs")(function* (limit = 50) {
+        const rows = yield* q<RunRow>(
+          `select ${RUN_COLUMNS} from chronicle.projection_runs order by started_at desc limit $1`,
+          [Math.max(1, Math.min(limit, 500))],
+        )
+        return rows.map(toRun)
       })
-      return Projections.of({ status, rebuild })
+
+      const snapshots = Effect.fn("Projections.snapshots")(function* () {
+        const rows = yield* q<RunRow>(
+          `select ${RUN_COLUMNS} from chronicle.projection_runs
+            where kind = 'snapshot' and state = 'completed' order by started_at desc`,
+        )
+        return rows.map(
+          (row): Snapshot => ({
+            label: row.label ?? "",
+            schema: row.target_schema,
+            projections: row.projections,
+            asOf: row.as_of,
+            asOfCursor: row.as_of_cursor,
+            events: Number(row.events_done),
+            createdAt: row.finished_at ?? row.started_at,
+          }),
+        )
+      })
+
+      const dropSnapshot = Effect.fn("Projections.dropSnapshot")(function* (label: string) {
+        const [row] = yield* q<{ id: string; target_schema: string }>(
+          `select id::text, target_schema from chronicle.projection_runs
+            where kind = 'snapshot' and label = $1 and state = 'completed'`,
+          [label],
+        )
+        if (row === undefined) return yield* new NotFound({ entity: "snapshot", id: label })
+        yield* db
+          .transaction(
+            Effect.gen(function* () {
+              yield* db.exec(`drop schema if exists "${row.target_schema}" cascade`)
+              yield* q(
+                "update chronicle.projection_runs set state = 'dropped', updated_at = now() where id = $1",
+                [row.id],
+              )
+            }),
+          )
+          .pipe(Effect.orDie)
+      })
+
+      const tick = Effect.fn("Projections.tick")(function* () {
+        let applied = 0
+        const asyncNames = yield* q<{ name: string }>(
+          "select name from chronicle.projections where mode = 'async' and built_version is not null order by name",
+        )
+        for (const { name } of asyncNames) {
+          for (let i = 0; i < 50; i++) {
+            const result = yield* db
+              .query<{ applied: number; held: boolean; caught_up: boolean }>(
+                "select * from chronicle.projection_async_batch($1, $2, $3, $4)",
+                [name, worker, ASYNC_BATCH, LEASE_SECONDS],
+              )
+              .pipe(
+                Effect.map((rows) => rows[0]),
+                Effect.catchTag("SqlError", (error) =>
+                  q(
+                    "update chronicle.projections set state = 'failed', last_error = $2, updated_at = now() where name = $1",
+                    [name, error.message],
+                  ).pipe(
+                    Effect.andThen(
+                      Effect.logWarning("async projection failed; will retry", {
+                        projection: name,
+                        error: error.message,
+                      }),
+                    ),
+                    Effect.as(undefined),
+                  ),
+                ),
+              )
+            if (result === undefined || !result.held) break
+            applied += result.applied
+            if (result.caught_up) break
+          }
+        }
+        // Runs whose worker died, and the builds that registered versions need.
+        const orphans = yield* q<{ id: string }>(
+          `select id::text from chronicle.projection_runs
+            where state in ('running', 'cancelling')
+              and (worker is null or heartbeat_at < now() - make_interval(secs => $1))
+            order by started_at`,
+          [STALE_SECONDS],
+        )
+        for (const { id } of orphans) if (!active.has(id)) yield* launch(id)
+        const needed = yield* q<{ name: string }>(
+          `select p.name from chronicle.projections p
+            where p.built_version is distinct from p.version
+              and not exists (select 1 from chronicle.projection_runs r
+                               where r.kind = 'rebuild' and r.state in ('running', 'cancelling') and p.name = any (r.projections))
+              and coalesce((select r.state from chronicle.projection_runs r
+                             where r.kind = 'rebuild' and p.name = any (r.projections)
+                             order by r.started_at desc limit 1), '') <> 'cancelled'
+            order by p.name`,
+        )
+        if (needed.length > 0) {
+          const run = yield* startRebuild({ projections: needed.map((n) => n.name) }).pipe(
+            Effect.catch(() => Effect.succeed(undefined)),
+          )
+          if (run !== undefined) {
+            yield* Effect.logInfo("rebuilding projections whose registered version is not built", {
+              projections: run.projections,
+              runId: run.id,
+            })
+            yield* launch(run.id)
+          }
+        }
+        return applied
+      })
+
+      return Projections.of({
+        status,
+        startRebuild,
+        startSnapshot,
+        execute,
+        launch,
+        cancel,
+        run: getRun,
+        runs,
+        snapshots,
+        dropSnapshot,
+        tick,
+      })
     }),
   )
+
+  /**
+   * The daemon: follows the log for async projections, resumes runs whose worker died and
+   * starts the builds registered versions need. Runs until its scope closes.
+   */
+  static readonly daemon = (options: { readonly interval?: Duration.Input } = {}) =>
+    Layer.effectDiscard(
+      Effect.gen(function* () {
+        const projections = yield* Projections
+        yield* projections.tick().pipe(
+          Effect.catchCause((cause) => Effect.logWarning("projection daemon step failed; will retry", cause)),
+          Effect.repeat(Schedule.spaced(options.interval ?? "500 millis")),
+          Effect.forkScoped,
+        )
+      }),
+    )
 }

@@ -5,8 +5,20 @@
  */
 import { randomUUID } from "node:crypto"
 import type { ChronicleEvent, JsonObject } from "@chronicle/events"
+import { EventStore } from "@chronicle/store"
+import { Effect } from "effect"
 import fc from "fast-check"
-import { currentState, ev, type Harness, type SessionState, sessionStream } from "./support.ts"
+import {
+  currentState,
+  ev,
+  fileStream,
+  type Harness,
+  jobStream,
+  type SessionState,
+  sandboxStream,
+  sessionStream,
+  sha,
+} from "./support.ts"
 
 export type Op =
   | { readonly kind: "message"; readonly role: "user" | "assistant" }
@@ -141,4 +153,70 @@ export const forkSession = async (h: Harness, parent: PlayedSession, at: number)
     }),
   ])
   return { childId, asOf }
+}
+
+/** A log with every kind of stream and content: random session histories, forks, jobs, files, sandboxes. */
+export const fillLog = async (h: Harness) => {
+  const histories = fc.sample(historyArb, { numRuns: 6, seed: 20261123 })
+  const sessions = await Promise.all(histories.map((ops) => playSession(h, ops)))
+  for (const [i, parent] of sessions.entries()) {
+    const { childId } = await forkSession(h, parent, 1 + (i % parent.version))
+    if (i % 2 === 0)
+      await h.append(`session-${childId}`, [ev.message(99, "after the fork"), ev.rolledBack(1)])
+  }
+
+  const appendEach = async (streamId: string, events: ReadonlyArray<ChronicleEvent>) => {
+    for (const event of events) await h.append(streamId, [event])
+  }
+  // One session with every kind of content, whatever the random histories held.
+  const everything = randomUUID()
+  const file = randomUUID()
+  const started = await h.append(`session-${everything}`, [ev.started(everything, randomUUID())])
+  await appendEach(`session-${everything}`, [
+    ev.message(1, "m"),
+    ev.revision(1),
+    ev.draft({ revisionNumber: 1 }),
+    ev.hole("h", 0.5),
+    ev.attach(file),
+    ev.detach(file),
+    ev.toolRun(),
+    ev.checkpoint(1, started.events[0]!.cursor),
+    ev.rolledBack(2),
+  ])
+  for (const [i, session] of sessions.slice(0, 3).entries()) {
+    const jobId = randomUUID()
+    const taskId = randomUUID()
+    await appendEach(jobStream(jobId), [
+      ev.jobCreated(jobId, session.owner, { sessionId: i === 2 ? null : session.id }),
+      { type: "JobStarted", worker: "w" },
+      { type: "TaskAdded", taskId, name: "step", input: {} },
+      { type: "JobProgressed", progress: 0.5, message: "half" },
+      ev.taskUpdated(taskId, { status: "completed", output: { ok: true }, progress: 1 }),
+      i === 1
+        ? { type: "JobFailed", error: "boom", details: { at: "step" } }
+        : { type: "JobCompleted", output: [i] },
+      ev.artifact(),
+    ])
+    const fileId = randomUUID()
+    await h.append(fileStream(fileId), [ev.fileUploaded(fileId, session.owner, { sha256: sha(String(i)) })])
+    const sandboxId = randomUUID()
+    await appendEach(sandboxStream(sandboxId), [
+      ev.sandboxRegistered(sandboxId, session.id, session.owner),
+      { type: "SandboxStatusChanged", status: "running", reason: null, url: "https://sbx.example" },
+      ...(i === 0
+        ? []
+        : [{ type: "SandboxStatusChanged", status: "stopped", reason: null, url: null } as const]),
+    ])
+  }
+  const archived = sessions[0]!
+  await h.append(`session-${archived.id}`, [ev.archived()])
+  await h.run(
+    Effect.flatMap(EventStore, (s) =>
+      Effect.all([
+        s.append(`session-${randomUUID()}`, [{ type: "MessageAppended", data: { n: 1 } }]),
+        s.append(`session-${archived.id}`, [{ type: "Annotated", data: { note: "kept in the log only" } }]),
+        s.append(`thread-${randomUUID()}`, [{ type: "Other", data: {} }]),
+      ]),
+    ),
+  )
 }
