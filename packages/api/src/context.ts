@@ -3,7 +3,16 @@
  * shared `ManagedRuntime` (built by the server from the app layer) runs every effect, and
  * every failure leaves through the one error table (errors.ts).
  */
-import type { Analytics, Content, Files, Jobs, Retention, Sandboxes, Sessions } from "@chronicle/domain"
+import type {
+  Analytics,
+  Content,
+  Files,
+  Graphs,
+  Jobs,
+  Retention,
+  Sandboxes,
+  Sessions,
+} from "@chronicle/domain"
 import type { Projections } from "@chronicle/projections"
 import type { Database, EventStore } from "@chronicle/store"
 import { TRPCError } from "@trpc/server"
@@ -23,6 +32,7 @@ export type ApiServices =
   | Sandboxes
   | Retention
   | Analytics
+  | Graphs
   | Projections
 
 /** The one runtime the server builds from the app layer and shares across requests. */

@@ -8,6 +8,7 @@ import {
 } from "./routers/content.ts"
 import { eventsRouter } from "./routers/events.ts"
 import { artifactsRouter, filesRouter } from "./routers/files.ts"
+import { graphsRouter } from "./routers/graphs.ts"
 import { healthProcedure } from "./routers/health.ts"
 import { jobsRouter } from "./routers/jobs.ts"
 import { sandboxesRouter } from "./routers/sandboxes.ts"
@@ -32,6 +33,7 @@ export const appRouter = router({
   projections: projectionsRouter,
   analytics: analyticsRouter,
   imports: importsRouter,
+  graphs: graphsRouter,
 })
 
 export type AppRouter = typeof appRouter

@@ -2,6 +2,7 @@ import { Layer } from "effect"
 import { Analytics } from "./analytics.ts"
 import { Content } from "./content.ts"
 import { Files } from "./files.ts"
+import { Graphs } from "./graphs.ts"
 import { Jobs } from "./jobs.ts"
 import { Retention } from "./retention.ts"
 import { Sandboxes } from "./sandboxes.ts"
@@ -16,4 +17,5 @@ export const DomainLayer = Layer.mergeAll(
   Sandboxes.layer,
   Retention.layer,
   Analytics.layer,
+  Graphs.layer,
 )

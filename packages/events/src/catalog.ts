@@ -8,11 +8,13 @@
  * - `job-<id>`      a background job, its tasks and the artifacts it produced (JobEvent)
  * - `file-<id>`     a stored file: name, MIME type, size and the SHA-256 of its bytes (FileEvent)
  * - `sandbox-<id>`  a remote execution sandbox attached to a session (SandboxEvent)
+ * - `graph-<id>`    an agent graph's thread: its checkpoints and pending writes (GraphEvent, graph.ts)
  *
  * Field conventions: ids are lower-case UUIDs; optional values are `null`, never absent,
  * so that a stored event always has the same keys; timestamps are ISO-8601 strings.
  */
 import { Schema } from "effect"
+import { GraphEvent } from "./graph.ts"
 import {
   ArtifactKind,
   Fraction,
@@ -338,6 +340,7 @@ export const ChronicleEvent = Schema.Union([
   ...JobEvent.members,
   ...FileEvent.members,
   ...SandboxEvent.members,
+  ...GraphEvent.members,
 ]).pipe(Schema.toTaggedUnion("type"))
 export type ChronicleEvent = typeof ChronicleEvent.Type
 export type EventType = ChronicleEvent["type"]
@@ -357,5 +360,5 @@ export const isContentEvent = (type: string): boolean =>
   (CONTENT_EVENT_TYPES as ReadonlyArray<string>).includes(type)
 
 /** Stream categories (the part of a stream id before the UUID). */
-export const STREAM_CATEGORIES = ["session", "job", "file", "sandbox"] as const
+export const STREAM_CATEGORIES = ["session", "job", "file", "sandbox", "graph"] as const
 export type StreamCategory = (typeof STREAM_CATEGORIES)[number]

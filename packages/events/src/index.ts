@@ -1,6 +1,7 @@
 export * from "./catalog.ts"
 export * from "./codec.ts"
 export * from "./errors.ts"
+export * from "./graph.ts"
 export * from "./job.ts"
 export * from "./primitives.ts"
 export type { RecordedEvent } from "./recorded.ts"

@@ -1,0 +1,1 @@
+export { ChronicleChatStore, type ChronicleChatStoreOptions } from "./chat-store.ts"

@@ -1,0 +1,179 @@
+/**
+ * ChronicleChatStore against the real server (embedded database and Postgres) through the real
+ * client, with the AI SDK's own types and validation; and the documented route pattern
+ * (`consumeStream()` + `onFinish` → `saveChat`) with a scripted model, no network.
+ */
+import { randomUUID } from "node:crypto"
+import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import { convertToModelMessages, simulateReadableStream, streamText, type UIMessage } from "ai"
+import { MockLanguageModelV4 } from "ai/test"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { z } from "zod"
+import { ChronicleChatStore } from "../src/index.ts"
+
+const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+
+const text = (id: string, role: UIMessage["role"], value: string): UIMessage => ({
+  id,
+  role,
+  parts: [{ type: "text", text: value }],
+})
+
+/** A model that streams one scripted answer. */
+const answering = (answer: string) =>
+  new MockLanguageModelV4({
+    doStream: async () => ({
+      stream: simulateReadableStream({
+        chunks: [
+          { type: "text-start" as const, id: "t1" },
+          ...answer.split(" ").map((word, i) => ({
+            type: "text-delta" as const,
+            id: "t1",
+            delta: i === 0 ? word : ` ${word}`,
+          })),
+          { type: "text-end" as const, id: "t1" },
+          {
+            type: "finish" as const,
+            finishReason: { unified: "stop" as const, raw: "stop" },
+            usage: {
+              inputTokens: { total: 3, noCache: 3, cacheRead: undefined, cacheWrite: undefined },
+              outputTokens: { total: 5, text: 5, reasoning: undefined },
+            },
+          },
+        ],
+      }),
+    }),
+  })
+
+describe.each(testDatabases(env))("ChronicleChatStore ($name)", (database) => {
+  let server: TestServer
+  let store: ChronicleChatStore
+  beforeAll(async () => {
+    server = await startTestServer(database)
+    const token = await server.authority.hs256Token({ sub: randomUUID() })
+    store = new ChronicleChatStore({ client: clientFor(server.server.url, token) })
+  })
+  afterAll(async () => {
+    await server?.close()
+  })
+
+  const eventTypes = async (chatId: string) => {
+    const session = await store.session(chatId)
+    const page = await store.client.events.readStream.query({ streamId: `session-${session.id}` })
+    return page.items.map((e) => e.type)
+  }
+
+  it("loads what it saved; re-saving the same messages records nothing", async () => {
+    const chatId = await store.createChat()
+    expect(await store.loadChat(chatId)).toEqual([])
+    const messages: Array<UIMessage> = [
+      text("m1", "user", "Plan a CLI"),
+      {
+        id: "m2",
+        role: "assistant",
+        metadata: { model: "scripted" },
+        parts: [
+          { type: "step-start" },
+          { type: "reasoning", text: "think", state: "done" },
+          { type: "text", text: "Here is a plan.", state: "done" },
+        ],
+      },
+    ]
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 2, replaced: 0 })
+    expect(await store.loadChat(chatId)).toEqual(messages)
+    const before = await eventTypes(chatId)
+
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 0, replaced: 0 })
+    expect(await store.saveChat({ id: chatId, messages: structuredClone(messages) })).toEqual({
+      appended: 0,
+      replaced: 0,
+    })
+    expect(await eventTypes(chatId)).toEqual(before)
+
+    // A longer list appends only what is new.
+    const more = [...messages, text("m3", "user", "Shorter, please")]
+    expect(await store.saveChat({ chatId, messages: more })).toEqual({ appended: 1, replaced: 0 })
+    expect(await store.loadChat(chatId)).toEqual(more)
+  })
+
+  it("replaces a regenerated answer by a rollback, keeping the old one in the log", async () => {
+    const chatId = await store.createChat()
+    const question = text("q", "user", "Name a colour")
+    await store.saveChat({ chatId, messages: [question, text("a1", "assistant", "Red")] })
+    expect(await store.saveChat({ chatId, messages: [question, text("a2", "assistant", "Blue")] })).toEqual({
+      appended: 1,
+      replaced: 1,
+    })
+    expect(await store.loadChat(chatId)).toEqual([question, text("a2", "assistant", "Blue")])
+    expect(await eventTypes(chatId)).toEqual([
+      "SessionStarted",
+      "MessageAppended",
+      "MessageAppended",
+      "SessionRolledBack",
+      "MessageAppended",
+    ])
+  })
+
+  it("gives a message sent without an id one on save", async () => {
+    const chatId = await store.createChat()
+    await store.saveChat({ chatId, messages: [text("", "user", "hello")] })
+    const [loaded] = await store.loadChat(chatId)
+    expect(loaded?.id).toMatch(/^[0-9a-f-]{36}$/)
+    // The stored id now identifies it: saving what was loaded records nothing.
+    expect(await store.saveChat({ chatId, messages: [loaded!] })).toEqual({ appended: 0, replaced: 0 })
+  })
+
+  it("validates on load: metadata that breaks the app's schema is refused", async () => {
+    const strict = new ChronicleChatStore({
+      client: store.client,
+      validation: { metadataSchema: z.object({ model: z.string() }) },
+    })
+    const chatId = await store.createChat()
+    await store.saveChat({
+      chatId,
+      messages: [
+        { id: "x", role: "assistant", metadata: { model: 42 }, parts: [{ type: "text", text: "hi" }] },
+      ],
+    })
+    await expect(strict.loadChat(chatId)).rejects.toThrow()
+    expect(await store.loadChat(chatId)).toHaveLength(1)
+  })
+
+  it("persists a streamed answer with onFinish + consumeStream(), with a server-assigned id", async () => {
+    const chatId = await store.createChat()
+    await store.saveChat({ chatId, messages: [text("u1", "user", "Hi")] })
+
+    // The route handler of the README, with a scripted model.
+    const post = async (incoming: UIMessage) => {
+      const messages = [...(await store.loadChat(chatId)), incoming]
+      const result = streamText({
+        model: answering("Hello there, how can I help?"),
+        messages: await convertToModelMessages(messages),
+      })
+      result.consumeStream() // no await: the model's stream runs to its end whatever the client does
+      let finished!: (saving: Promise<unknown>) => void
+      const saved = new Promise<unknown>((resolve) => {
+        finished = resolve
+      })
+      const response = result.toUIMessageStreamResponse({
+        originalMessages: messages,
+        generateMessageId: store.generateMessageId,
+        onFinish: ({ messages }) => finished(store.saveChat({ chatId, messages })),
+      })
+      return { response, saved }
+    }
+
+    const { response, saved } = await post(text("u2", "user", "Anyone there?"))
+    const body = await response.text() // what the browser's useChat reads
+    expect(body).toContain("Hello")
+    await saved
+
+    const chat = await store.loadChat(chatId)
+    expect(chat.map((m) => [m.role, m.parts.filter((p) => p.type === "text").map((p) => p.text)])).toEqual([
+      ["user", ["Hi"]],
+      ["user", ["Anyone there?"]],
+      ["assistant", ["Hello there, how can I help?"]],
+    ])
+    expect(chat[2]!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/)
+  })
+})

@@ -1,0 +1,1 @@
+export { ChronicleSaver, type ChronicleSaverOptions } from "./saver.ts"

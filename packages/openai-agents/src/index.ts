@@ -1,0 +1,1 @@
+export { ChronicleSession, type ChronicleSessionOptions, messageOf } from "./session.ts"

@@ -1,0 +1,198 @@
+import { randomUUID } from "node:crypto"
+import {
+  type ChronicleClient,
+  type ChronicleClientOptions,
+  createChronicleClient,
+  isChronicleError,
+  type RouterOutputs,
+} from "@chronicle/client"
+import type { AgentInputItem, Session } from "@openai/agents-core"
+
+type Message = RouterOutputs["messages"]["list"]["items"][number]
+type Role = "user" | "assistant" | "system" | "tool"
+
+/** Largest page of messages one request reads, and largest batch one append writes. */
+const PAGE = 500
+/** Attempts of an append that failed before the server answered (the same idempotency key each time). */
+const APPEND_ATTEMPTS = 3
+/** Attempts of a pop or clear that lost a race with another writer. */
+const CONFLICT_ATTEMPTS = 5
+
+export type ChronicleSessionOptions = ({ readonly client: ChronicleClient } | ChronicleClientOptions) & {
+  /**
+   * The conversation's key, unique per owner: the Chronicle session is found or created by it
+   * (`sessions.ensure`), so the same key reaches the same history from any process.
+   * Default: a new random key.
+   */
+  readonly key?: string | undefined
+  /** Title of the Chronicle session when it is created. */
+  readonly title?: string | undefined
+}
+
+const textOf = (content: unknown): string => {
+  if (typeof content === "string") return content
+  if (!Array.isArray(content)) return ""
+  return content
+    .map((part) =>
+      typeof part === "object" && part !== null && "text" in part && typeof part.text === "string"
+        ? part.text
+        : typeof part === "object" && part !== null && "refusal" in part && typeof part.refusal === "string"
+          ? part.refusal
+          : "",
+    )
+    .join("")
+}
+
+/** How an item reads as a Chronicle message: a role and a readable text. The item itself is in the metadata. */
+export const messageOf = (item: AgentInputItem): { role: Role; content: string } => {
+  const it = item as { type?: string; role?: string; content?: unknown; name?: string; arguments?: string }
+  if (it.role === "user" || it.role === "assistant" || it.role === "system") {
+    return { role: it.role, content: textOf(it.content) }
+  }
+  switch (it.type) {
+    case "function_call":
+      return { role: "assistant", content: `${it.name ?? "tool"}(${it.arguments ?? ""})` }
+    case "function_call_result": {
+      const output = (item as { output?: unknown }).output
+      const text =
+        typeof output === "string"
+          ? output
+          : typeof output === "object" && output !== null && "text" in output
+            ? String(output.text)
+            : JSON.stringify(output ?? null)
+      return { role: "tool", content: text }
+    }
+    default:
+      return { role: "assistant", content: "" }
+  }
+}
+
+/**
+ * An OpenAI Agents SDK `Session` kept in Chronicle. Each item is a message of a Chronicle
+ * session whose metadata holds the item's full JSON (`metadata.item`), so history reloads
+ * exactly as the SDK wrote it. `popItem` and `clearSession` are rollbacks: events that revert
+ * the session's content; the log keeps everything, and the session can still be read as of
+ * any earlier version, or forked from one.
+ *
+ *   const session = new ChronicleSession({ url, token, key: "support-ticket-4711" })
+ *   await run(agent, "Where is my order?", { session })
+ */
+export class ChronicleSession implements Session {
+  readonly client: ChronicleClient
+  readonly key: string
+  private readonly title: string | undefined
+  private sessionId: Promise<string> | undefined
+
+  constructor(options: ChronicleSessionOptions = { url: "http://127.0.0.1:4000" }) {
+    this.client = "client" in options ? options.client : createChronicleClient(options)
+    this.key = options.key ?? randomUUID()
+    this.title = options.title
+  }
+
+  /** The Chronicle session's id, found or created by key on first use. */
+  getSessionId(): Promise<string> {
+    this.sessionId ??= this.client.sessions.ensure
+      .mutate({ externalKey: this.key, ...(this.title === undefined ? {} : { title: this.title }) })
+      .then((r) => r.session.id)
+      .catch((error: unknown) => {
+        this.sessionId = undefined
+        throw error
+      })
+    return this.sessionId
+  }
+
+  private async messages(): Promise<{ readonly items: ReadonlyArray<Message>; readonly version: number }> {
+    const sessionId = await this.getSessionId()
+    // The version first: a message appended while we page cannot make the rollback below it stale.
+    const { version } = await this.client.sessions.get.query({ id: sessionId })
+    const items: Array<Message> = []
+    let cursor: string | null = null
+    do {
+      const page: RouterOutputs["messages"]["list"] = await this.client.messages.list.query({
+        sessionId,
+        asOf: { version },
+        limit: PAGE,
+        cursor,
+      })
+      items.push(...page.items)
+      cursor = page.nextCursor
+    } while (cursor !== null)
+    return { items, version }
+  }
+
+  private static itemOf(message: Message): AgentInputItem {
+    return (message.metadata as { item: AgentInputItem }).item
+  }
+
+  async getItems(limit?: number): Promise<Array<AgentInputItem>> {
+    const { items } = await this.messages()
+    const wanted = limit === undefined ? items : limit <= 0 ? [] : items.slice(-limit)
+    return wanted.map(ChronicleSession.itemOf)
+  }
+
+  async addItems(items: Array<AgentInputItem>): Promise<void> {
+    if (items.length === 0) return
+    const sessionId = await this.getSessionId()
+    for (let start = 0; start < items.length; start += PAGE) {
+      const batch = items.slice(start, start + PAGE)
+      const messages = batch.map((item) => ({
+        ...messageOf(item),
+        metadata: { item: JSON.parse(JSON.stringify(item)) as Record<string, never> },
+      }))
+      // One key per batch: a retry after a lost response records nothing twice.
+      const idempotencyKey = randomUUID()
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.client.messages.appendMany.mutate({ sessionId, messages, idempotencyKey })
+          break
+        } catch (error) {
+          if (isChronicleError(error) && error.data !== undefined) throw error
+          if (attempt >= APPEND_ATTEMPTS) throw error
+        }
+      }
+    }
+  }
+
+  /**
+   * Rolls the session back to the version `to` picks (nothing when it picks none), expecting
+   * the session not to have moved since it was read; another writer's append makes it read
+   * and decide again.
+   */
+  private async rollBack(
+    to: (
+      items: ReadonlyArray<Message>,
+    ) => { readonly toVersion: number; readonly item?: Message } | undefined,
+  ) {
+    const sessionId = await this.getSessionId()
+    for (let attempt = 1; ; attempt++) {
+      const { items, version } = await this.messages()
+      const target = to(items)
+      if (target === undefined) return undefined
+      try {
+        await this.client.sessions.rollback.mutate({
+          id: sessionId,
+          toVersion: target.toVersion,
+          expectedVersion: version,
+        })
+        return target.item
+      } catch (error) {
+        const conflict = isChronicleError(error) && error.data?.code === "CONFLICT"
+        if (!conflict || attempt >= CONFLICT_ATTEMPTS) throw error
+      }
+    }
+  }
+
+  async popItem(): Promise<AgentInputItem | undefined> {
+    // The version before the last item's: exactly that item is reverted.
+    const popped = await this.rollBack((items) => {
+      const last = items.at(-1)
+      return last === undefined ? undefined : { toVersion: last.version - 1, item: last }
+    })
+    return popped === undefined ? undefined : ChronicleSession.itemOf(popped)
+  }
+
+  async clearSession(): Promise<void> {
+    // Version 1 is the session's start: no item is effective as of it.
+    await this.rollBack((items) => (items.length === 0 ? undefined : { toVersion: 1 }))
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * ChronicleSession against the real server (embedded database and Postgres) through the real
+ * client, typed with the SDK's own types; and an agent loop with a scripted model (no network)
+ * that persists its history and reloads it in a new session object.
+ */
+import { randomUUID } from "node:crypto"
+import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import {
+  Agent,
+  type AgentInputItem,
+  type Model,
+  type ModelRequest,
+  type ModelResponse,
+  Runner,
+  type Session,
+  tool,
+  Usage,
+} from "@openai/agents"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { z } from "zod"
+import { ChronicleSession } from "../src/index.ts"
+
+const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+
+const user = (text: string): AgentInputItem => ({ role: "user", content: text })
+const assistant = (text: string): AgentInputItem => ({
+  role: "assistant",
+  status: "completed",
+  content: [{ type: "output_text", text }],
+})
+
+/** A model that answers from a script and records what it was sent. */
+class ScriptedModel implements Model {
+  readonly requests: Array<ModelRequest> = []
+  private readonly script: Array<(request: ModelRequest) => ModelResponse["output"]>
+  constructor(script: Array<(request: ModelRequest) => ModelResponse["output"]>) {
+    this.script = script
+  }
+  async getResponse(request: ModelRequest): Promise<ModelResponse> {
+    this.requests.push(request)
+    const next = this.script.shift()
+    if (next === undefined) throw new Error("the script has no more turns")
+    return { usage: new Usage(), output: next(request), responseId: randomUUID() }
+  }
+  // biome-ignore lint/correctness/useYield: the runner here never streams
+  async *getStreamedResponse(): AsyncIterable<never> {
+    throw new Error("not scripted")
+  }
+}
+
+describe.each(testDatabases(env))("ChronicleSession ($name)", (database) => {
+  let server: TestServer
+  let token: string
+  beforeAll(async () => {
+    server = await startTestServer(database)
+    token = await server.authority.hs256Token({ sub: randomUUID() })
+  })
+  afterAll(async () => {
+    await server?.close()
+  })
+
+  const session = (key: string = randomUUID()) =>
+    new ChronicleSession({ client: clientFor(server.server.url, token), key, title: "support" })
+
+  it("finds the same Chronicle session by key from any instance", async () => {
+    const key = randomUUID()
+    const a: Session = session(key)
+    const id = await a.getSessionId()
+    expect(id).toMatch(/^[0-9a-f-]{36}$/)
+    expect(await session(key).getSessionId()).toBe(id)
+    expect(await session().getSessionId()).not.toBe(id)
+  })
+
+  it("stores items with their full JSON and returns the most recent ones in order", async () => {
+    const s = session()
+    const call: AgentInputItem = {
+      type: "function_call",
+      callId: "call_1",
+      name: "lookup",
+      arguments: '{"order":"4711"}',
+      status: "completed",
+      providerData: { nested: { deep: [1, 2, 3] } },
+    }
+    const result: AgentInputItem = {
+      type: "function_call_result",
+      callId: "call_1",
+      name: "lookup",
+      status: "completed",
+      output: { type: "text", text: "shipped" },
+    }
+    const items = [user("Where is 4711?"), call, result, assistant("It shipped.")]
+    await s.addItems(items)
+    expect(await s.getItems()).toEqual(items)
+    expect(await s.getItems(2)).toEqual(items.slice(2))
+    expect(await s.getItems(10)).toEqual(items)
+    expect(await s.getItems(0)).toEqual([])
+
+    // The items are messages: readable text, the item in the metadata.
+    const page = await s.client.messages.list.query({ sessionId: await s.getSessionId() })
+    expect(page.items.map((m) => [m.role, m.content])).toEqual([
+      ["user", "Where is 4711?"],
+      ["assistant", 'lookup({"order":"4711"})'],
+      ["tool", "shipped"],
+      ["assistant", "It shipped."],
+    ])
+    expect(page.items[1]!.metadata).toEqual({ item: call })
+  })
+
+  it("pops the latest item and clears the session as rollbacks, keeping the history in the log", async () => {
+    const s = session()
+    const sessionId = await s.getSessionId()
+    expect(await s.popItem()).toBeUndefined()
+    await s.addItems([user("one"), assistant("two"), user("three")])
+    expect(await s.popItem()).toEqual(user("three"))
+    expect(await s.getItems()).toEqual([user("one"), assistant("two")])
+    await s.addItems([user("four")])
+    expect(await s.getItems()).toEqual([user("one"), assistant("two"), user("four")])
+    expect(await s.popItem()).toEqual(user("four"))
+
+    await s.clearSession()
+    expect(await s.getItems()).toEqual([])
+    expect(await s.popItem()).toBeUndefined()
+    await s.addItems([user("again")])
+    expect(await s.getItems()).toEqual([user("again")])
+
+    // Nothing was deleted: every item is in the log, and the rollbacks are events.
+    const stream = await s.client.events.readStream.query({ streamId: `session-${sessionId}` })
+    expect(stream.items.map((e) => e.type)).toEqual([
+      "SessionStarted",
+      "MessageAppended",
+      "MessageAppended",
+      "MessageAppended",
+      "SessionRolledBack",
+      "MessageAppended",
+      "SessionRolledBack",
+      "SessionRolledBack",
+      "MessageAppended",
+    ])
+    // …and the session reads as it was before the clear.
+    const before = await s.client.messages.list.query({ sessionId, asOf: { version: 6 } })
+    expect(before.items.map((m) => m.content)).toEqual(["one", "two", "four"])
+  })
+
+  it("persists an agent loop's history (a tool call included) and reloads it in a new session object", async () => {
+    const key = `conversation-${randomUUID()}`
+    const lookup = tool({
+      name: "lookup_order",
+      description: "Where an order is",
+      parameters: z.object({ order: z.string() }),
+      execute: async ({ order }) => `order ${order} shipped on Monday`,
+    })
+    const model = new ScriptedModel([
+      () => [
+        {
+          type: "function_call",
+          callId: "call_42",
+          name: "lookup_order",
+          arguments: JSON.stringify({ order: "4711" }),
+          status: "completed",
+        },
+      ],
+      () => [
+        {
+          type: "message",
+          role: "assistant",
+          status: "completed",
+          id: "msg_1",
+          content: [{ type: "output_text", text: "Your order shipped on Monday." }],
+        },
+      ],
+      () => [
+        {
+          type: "message",
+          role: "assistant",
+          status: "completed",
+          id: "msg_2",
+          content: [{ type: "output_text", text: "You asked about order 4711." }],
+        },
+      ],
+    ])
+    const runner = new Runner({ modelProvider: { getModel: () => model }, tracingDisabled: true })
+    const agent = new Agent({ name: "support", instructions: "Help with orders.", tools: [lookup] })
+
+    const first = await runner.run(agent, "Where is order 4711?", { session: session(key) })
+    expect(first.finalOutput).toBe("Your order shipped on Monday.")
+
+    // A new session object (a new process, say) reloads the whole history by key.
+    const reloaded = session(key)
+    const history = await reloaded.getItems()
+    expect(history.map((i) => ("type" in i ? i.type : undefined) ?? "message")).toEqual([
+      "message",
+      "function_call",
+      "function_call_result",
+      "message",
+    ])
+    expect(history[0]).toMatchObject({ role: "user", content: "Where is order 4711?" })
+    expect(history[2]).toMatchObject({ callId: "call_42", output: { text: "order 4711 shipped on Monday" } })
+
+    // The next turn sends that history to the model, then appends to it.
+    const second = await runner.run(agent, "What did I ask?", { session: reloaded })
+    expect(second.finalOutput).toBe("You asked about order 4711.")
+    const sent = model.requests.at(-1)!.input as Array<AgentInputItem>
+    expect(sent.slice(0, 4)).toEqual(history)
+    expect(sent.at(-1)).toMatchObject({ role: "user", content: "What did I ask?" })
+    expect(await session(key).getItems()).toHaveLength(6)
+  })
+})

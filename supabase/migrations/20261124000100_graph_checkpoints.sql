@@ -1,0 +1,192 @@
+-- Chronicle: agent-graph threads (LangGraph checkpoints) as events, and their read model.
+--
+-- A thread is the stream 'graph-<uuid>', the uuid derived from (owner, thread id). Its events
+-- (packages/events/src/graph.ts): GraphThreadStarted, GraphCheckpointSaved, GraphWritesSaved,
+-- GraphThreadDeleted. Values the graph framework serialized travel as { type, data: base64 }
+-- and are kept as such: the service never interprets them.
+--
+-- The handler writes unqualified table names: the projection engine points search_path at
+-- chronicle for live projection and at a shadow schema during a rebuild.
+
+create table chronicle.graph_threads (
+  id          uuid primary key,
+  owner_id    uuid not null,
+  thread_id   text not null,
+  version     integer not null,
+  -- How many times the thread was deleted; its rows before the last deletion are gone.
+  deletions   integer not null default 0,
+  created_at  timestamptz not null,
+  updated_at  timestamptz not null
+);
+
+create unique index graph_threads_owner_thread_idx on chronicle.graph_threads (owner_id, thread_id);
+
+create table chronicle.graph_checkpoints (
+  graph_id             uuid not null,
+  checkpoint_ns        text not null,
+  checkpoint_id        text collate "C" not null,
+  owner_id             uuid not null,
+  thread_id            text not null,
+  parent_checkpoint_id text,
+  checkpoint_type      text not null,
+  checkpoint           text not null,
+  metadata             jsonb not null,
+  channel_versions     jsonb not null,
+  -- The stream version of the event that saved it.
+  version              integer not null,
+  created_at           timestamptz not null,
+  primary key (graph_id, checkpoint_ns, checkpoint_id)
+);
+
+-- list() without a thread: an owner's checkpoints, newest id first.
+create index graph_checkpoints_owner_idx on chronicle.graph_checkpoints (owner_id, checkpoint_id desc);
+
+create table chronicle.graph_blobs (
+  graph_id      uuid not null,
+  checkpoint_ns text not null,
+  channel       text not null,
+  version       text not null,
+  type          text not null,
+  data          text not null,
+  primary key (graph_id, checkpoint_ns, channel, version)
+);
+
+create table chronicle.graph_writes (
+  graph_id      uuid not null,
+  checkpoint_ns text not null,
+  checkpoint_id text not null,
+  task_id       text not null,
+  idx           integer not null,
+  task_path     text not null,
+  channel       text not null,
+  type          text not null,
+  data          text not null,
+  version       integer not null,
+  primary key (graph_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);
+
+do $$
+declare
+  r text;
+  t text;
+begin
+  foreach r in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_roles where rolname = r) then
+      foreach t in array array['graph_threads', 'graph_checkpoints', 'graph_blobs', 'graph_writes'] loop
+        execute format('revoke insert, update, delete, truncate on chronicle.%I from %I', t, r);
+      end loop;
+    end if;
+  end loop;
+end
+$$;
+
+-- Direct readers through Supabase see their own threads only (as in *_row_level_security.sql).
+do $$
+declare
+  t text;
+begin
+  if to_regprocedure('auth.uid()') is null then
+    return;
+  end if;
+  foreach t in array array['graph_threads', 'graph_checkpoints'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format('create policy %I on chronicle.%I for select using (owner_id = auth.uid())',
+                   t || '_owner_reads', t);
+  end loop;
+  foreach t in array array['graph_blobs', 'graph_writes'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format(
+      'create policy %I on chronicle.%I for select using (
+         exists (select 1 from chronicle.graph_threads g where g.id = graph_id and g.owner_id = auth.uid()))',
+      t || '_owner_reads', t);
+  end loop;
+  foreach t in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_roles where rolname = t) then
+      execute format('grant select on chronicle.graph_threads, chronicle.graph_checkpoints, chronicle.graph_blobs,
+                      chronicle.graph_writes to %I', t);
+    end if;
+  end loop;
+end
+$$;
+
+-- Folds one event of a graph-<uuid> stream into the tables above. Idempotent per event: a
+-- rebuild replays the log through it and reproduces the same rows.
+create function chronicle.project_graph(e chronicle.events) returns void
+language plpgsql as $$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  d jsonb := e.data;
+  v_owner uuid;
+  v_thread text;
+begin
+  if e.type = 'GraphThreadStarted' then
+    insert into graph_threads (id, owner_id, thread_id, version, created_at, updated_at)
+    values (v_id, (d ->> 'ownerId')::uuid, d ->> 'threadId', e.stream_version, e.recorded_at, e.recorded_at)
+    on conflict (id) do nothing;
+    return;
+  end if;
+
+  update graph_threads t
+     set version = e.stream_version,
+         updated_at = e.recorded_at,
+         deletions = t.deletions + (case when e.type = 'GraphThreadDeleted' then 1 else 0 end)
+   where t.id = v_id
+  returning t.owner_id, t.thread_id into v_owner, v_thread;
+  if v_owner is null then
+    return; -- a stream that did not start with GraphThreadStarted has no read model
+  end if;
+
+  case e.type
+    when 'GraphCheckpointSaved' then
+      insert into graph_checkpoints
+        (graph_id, checkpoint_ns, checkpoint_id, owner_id, thread_id, parent_checkpoint_id, checkpoint_type,
+         checkpoint, metadata, channel_versions, version, created_at)
+      values (v_id, d ->> 'checkpointNs', d ->> 'checkpointId', v_owner, v_thread, d ->> 'parentCheckpointId',
+              d -> 'checkpoint' ->> 'type', d -> 'checkpoint' ->> 'data', d -> 'metadata', d -> 'channelVersions',
+              e.stream_version, e.recorded_at)
+      on conflict (graph_id, checkpoint_ns, checkpoint_id) do update
+        set parent_checkpoint_id = excluded.parent_checkpoint_id,
+            checkpoint_type = excluded.checkpoint_type,
+            checkpoint = excluded.checkpoint,
+            metadata = excluded.metadata,
+            channel_versions = excluded.channel_versions,
+            version = excluded.version;
+      -- A channel's value at a version never changes: the first one stored stays.
+      insert into graph_blobs (graph_id, checkpoint_ns, channel, version, type, data)
+      select v_id, d ->> 'checkpointNs', b ->> 'channel', b ->> 'version', b -> 'value' ->> 'type',
+             b -> 'value' ->> 'data'
+        from jsonb_array_elements(d -> 'blobs') b
+      on conflict do nothing;
+    when 'GraphWritesSaved' then
+      insert into graph_writes
+        (graph_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, data, version)
+      select v_id, d ->> 'checkpointNs', d ->> 'checkpointId', d ->> 'taskId', (w ->> 'idx')::integer,
+             d ->> 'taskPath', w ->> 'channel', w -> 'value' ->> 'type', w -> 'value' ->> 'data', e.stream_version
+        from jsonb_array_elements(d -> 'writes') w
+      -- A regular write is stored once; a special one (error, interrupt, resume…) replaces its predecessor.
+      on conflict (graph_id, checkpoint_ns, checkpoint_id, task_id, idx) do update
+        set task_path = excluded.task_path,
+            channel = excluded.channel,
+            type = excluded.type,
+            data = excluded.data,
+            version = excluded.version
+        where excluded.idx < 0;
+    when 'GraphThreadDeleted' then
+      delete from graph_checkpoints where graph_id = v_id;
+      delete from graph_blobs where graph_id = v_id;
+      delete from graph_writes where graph_id = v_id;
+    else
+      null; -- a type with no read model only advanced the thread's version
+  end case;
+end
+$$;
+
+select chronicle.register_projection(
+  p_name => 'graph',
+  p_version => 1,
+  p_mode => 'inline',
+  p_handler => 'chronicle.project_graph',
+  p_tables => array['graph_threads', 'graph_checkpoints', 'graph_blobs', 'graph_writes'],
+  p_stream_categories => array['graph'],
+  p_description => 'LangGraph threads: checkpoints, channel values and pending writes, per owner and thread'
+);
