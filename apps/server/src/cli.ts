@@ -1,42 +1,103 @@
 #!/usr/bin/env node
 import { open } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import { Projections } from "@chronicle/projections"
-import { type Database, EventStore } from "@chronicle/store"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
+import { type Database, EventStore, isUuid } from "@chronicle/store"
+import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
 import { ConfigError, databaseConfig, serverConfig } from "./config.ts"
 import { describeDatabase, storeLayer } from "./database.ts"
+import { ProgressPrinter } from "./progress.ts"
 import { serve } from "./serve.ts"
-import { exportSession, importEvents, TransferError } from "./transfer.ts"
+import { exportLog, exportSession, importEvents, TransferError } from "./transfer.ts"
+
+const COMMANDS = {
+  serve: {
+    usage: "serve",
+    summary: "run the service (what `pnpm start` runs)",
+    help: "Runs the HTTP API (tRPC) and the projection daemon. Configuration comes from the environment (PORT, HOST, DATABASE_URL, …; see the README).",
+  },
+  migrate: {
+    usage: "migrate",
+    summary: "apply pending migrations and exit",
+    help: "Applies the migrations in supabase/migrations that the database has not seen, in one transaction.",
+  },
+  status: {
+    usage: "status",
+    summary: "the database, the head of the log, and every projection (state, rows, lag)",
+    help: "Prints where the data lives, the head of the log, and for each projection its version, mode, state, row count and lag behind the head.",
+  },
+  rebuild: {
+    usage: "rebuild <name…|--all> [--as-of <cursor|checkpoint-id|time>] [--label <label>] [--batch-size <n>]",
+    summary: "rebuild projections without downtime, or build a point-in-time snapshot",
+    help: `Rebuilds the named projections (or --all) into shadow tables while the service keeps
+serving and appending, then swaps them in within one short transaction. Progress is shown
+live (events done/total, events/s, ETA). Ctrl-C cancels: the live tables stay as they were.
+
+With --as-of, builds the projections as they were at a log cursor (such as 812:1044), a
+checkpoint (its id) or a time (ISO-8601) into the schema analytics_asof_<label> instead;
+--label names it (default: asof_<yyyymmdd_hhmmss> of now). See \`chronicle snapshots\`.`,
+  },
+  snapshots: {
+    usage: "snapshots [--drop <label>]",
+    summary: "list point-in-time snapshots, or drop one",
+    help: "Lists the analytics snapshots built by `rebuild --as-of` (label, schema, as-of, events); --drop removes one.",
+  },
+  export: {
+    usage: "export [session-id] [--out <file>]",
+    summary: "write the whole log, or one session (with its fork ancestors), as NDJSON",
+    help: "Streams events as NDJSON, one per line, in the order readers see them. Without a session id, the whole log. Without --out, to stdout.",
+  },
+  import: {
+    usage: "import [--in <file>]",
+    summary: "append events written by `export`, keeping ids, versions and times; re-running is a no-op",
+    help: "Reads NDJSON written by `chronicle export` (from stdin without --in) into the configured database. Events keep their ids, versions and recorded_at, so the read models come out the same. Importing the same file twice writes nothing the second time.",
+  },
+} as const
+
+type Command = keyof typeof COMMANDS
 
 const USAGE = `Usage: chronicle <command> [options]
 
 Commands:
-  serve                          run the service (what \`pnpm start\` runs)
-  migrate                        apply pending migrations and exit
-  status                         print where the data lives and the head of the log
-  rebuild                        rebuild every read model from the log
-  export <session-id> [--out F]  write the session's events (and its fork ancestors') as NDJSON
-  import [--in F]                append events exported by \`export\`; importing twice is a no-op
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.usage.split(" ")[0]!.padEnd(11)} ${c.summary}`)
+  .join("\n")}
 
-Without --out / --in, export writes to stdout and import reads stdin.
-Configuration (DATABASE_URL, …) is read from the environment; see the README.`
+\`chronicle <command> --help\` explains one command. Configuration (DATABASE_URL, …) is read
+from the environment; see the README.`
 
-const usageError = (message: string) => {
-  console.error(`chronicle: ${message}\n\n${USAGE}`)
+const usageError = (message: string, command?: Command) => {
+  console.error(
+    `chronicle: ${message}\n\n${command === undefined ? USAGE : `Usage: chronicle ${COMMANDS[command].usage}`}`,
+  )
   return 2
 }
 
-/** The store on the configured database, migrated; with the projections for `rebuild`. */
+type Services = EventStore | Projections | Database
+
+/** The store on the configured database, migrated, with the projection engine. */
 const withStore = async <A>(
-  effect: Effect.Effect<A, unknown, EventStore | Projections | Database>,
+  effect: Effect.Effect<A, unknown, Services>,
+  interruptible = false,
 ): Promise<A> => {
   const config = databaseConfig()
   const runtime = ManagedRuntime.make(
     Projections.layer.pipe(Layer.provideMerge(storeLayer(config)), Layer.orDie),
   )
   try {
-    return await runtime.runPromise(effect)
+    if (!interruptible) return await runtime.runPromise(effect)
+    // Ctrl-C interrupts the effect (which cleans up) instead of killing the process.
+    const fiber = runtime.runFork(effect)
+    const onSignal = () => {
+      console.error("\nchronicle: interrupted; stopping…")
+      runtime.runFork(Fiber.interrupt(fiber))
+    }
+    process.once("SIGINT", onSignal)
+    try {
+      return await runtime.runPromise(Fiber.join(fiber))
+    } finally {
+      process.off("SIGINT", onSignal)
+    }
   } finally {
     await runtime.dispose()
   }
@@ -55,71 +116,192 @@ const openFile = async (path: string, mode: "r" | "w") => {
   }
 }
 
+const printStatus = (status: ProjectionStatus) => {
+  const rows = status.projections.map((p) => [
+    p.name,
+    p.mode,
+    p.builtVersion === p.version ? `v${p.version}` : `v${p.version} (built v${p.builtVersion ?? "–"})`,
+    p.state,
+    p.tables.reduce((n, t) => n + t.rows, 0).toLocaleString("en-US"),
+    p.mode === "inline" ? "0 (inline)" : `${p.lagEvents.toLocaleString("en-US")} events, ${p.lagSeconds}s`,
+    p.lastError ?? "",
+  ])
+  const header = ["projection", "mode", "version", "state", "rows", "lag", "last error"]
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd()
+  console.log(line(header))
+  for (const r of rows) console.log(line(r))
+}
+
+/** `--as-of` as a cursor, a checkpoint id or a time. */
+const parseAsOf = (value: string): AsOf | string => {
+  if (/^\d+:\d+$/.test(value)) return { cursor: value }
+  if (isUuid(value)) return { checkpointId: value }
+  if (!Number.isNaN(Date.parse(value))) return { timestamp: new Date(value).toISOString() }
+  return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 812:1044), a checkpoint id nor an ISO-8601 time`
+}
+
+const defaultLabel = () =>
+  `asof_${new Date().toISOString().replace(/[-:]/g, "").replace("T", "_").slice(0, 15)}`
+
+const OPTIONS = {
+  out: { type: "string" },
+  in: { type: "string" },
+  all: { type: "boolean" },
+  "as-of": { type: "string" },
+  label: { type: "string" },
+  "batch-size": { type: "string" },
+  drop: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const
+
+const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
+  serve: [],
+  migrate: [],
+  status: [],
+  rebuild: ["all", "as-of", "label", "batch-size"],
+  snapshots: ["drop"],
+  export: ["out"],
+  import: ["in"],
+}
+
 const main = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const [command, ...rest] = argv
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+  const [name, ...rest] = argv
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     console.log(USAGE)
-    return command === undefined ? 2 : 0
+    return name === undefined ? 2 : 0
   }
-  let parsed: ReturnType<
-    typeof parseArgs<{ options: { out: { type: "string" }; in: { type: "string" } }; allowPositionals: true }>
-  >
+  if (!(name in COMMANDS)) return usageError(`unknown command ${JSON.stringify(name)}`)
+  const command = name as Command
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>
   try {
-    parsed = parseArgs({
-      args: [...rest],
-      options: { out: { type: "string" }, in: { type: "string" } },
-      allowPositionals: true,
-    })
+    parsed = parseArgs({ args: [...rest], options: OPTIONS, allowPositionals: true })
   } catch (error) {
-    return usageError(`${command}: ${(error as Error).message}`)
+    return usageError(`${command}: ${(error as Error).message}`, command)
   }
   const { values, positionals } = parsed
-  const expect = (positional: number, options: ReadonlyArray<"out" | "in">) => {
-    if (positionals.length > positional)
-      return `${command}: unexpected argument ${JSON.stringify(positionals[positional])}`
-    const extra = (["out", "in"] as const).find((o) => values[o] !== undefined && !options.includes(o))
-    return extra === undefined ? undefined : `${command}: --${extra} is not an option of this command`
+  if (values.help) {
+    console.log(`Usage: chronicle ${COMMANDS[command].usage}\n\n${COMMANDS[command].help}`)
+    return 0
   }
+  const extra = (Object.keys(values) as Array<keyof typeof OPTIONS>).find(
+    (o) => o !== "help" && !ALLOWED[command].includes(o),
+  )
+  if (extra !== undefined)
+    return usageError(`${command}: --${extra} is not an option of this command`, command)
+  const maxPositionals = command === "rebuild" ? Number.POSITIVE_INFINITY : command === "export" ? 1 : 0
+  if (positionals.length > maxPositionals)
+    return usageError(
+      `${command}: unexpected argument ${JSON.stringify(positionals[maxPositionals])}`,
+      command,
+    )
+
   switch (command) {
-    case "serve": {
-      const problem = expect(0, [])
-      return problem ? usageError(problem) : serve(serverConfig())
-    }
-    case "migrate":
-    case "status": {
-      const problem = expect(0, [])
-      if (problem) return usageError(problem)
+    case "serve":
+      return serve(serverConfig())
+    case "migrate": {
       const head = await withStore(Effect.flatMap(EventStore, (store) => store.head()))
       console.log(
-        `${describeDatabase(databaseConfig())}: migrations applied; head at position ${head.globalPosition} (cursor ${head.cursor})`,
+        `${describeDatabase(databaseConfig())}: migrations applied; head at position ${head.globalPosition}`,
       )
+      return 0
+    }
+    case "status": {
+      const status = await withStore(Effect.flatMap(Projections, (p) => p.status()))
+      console.log(`${describeDatabase(databaseConfig())}`)
+      console.log(`head: position ${status.head.globalPosition} (cursor ${status.head.cursor})\n`)
+      printStatus(status)
       return 0
     }
     case "rebuild": {
-      const problem = expect(0, [])
-      if (problem) return usageError(problem)
-      console.error(`Rebuilding the read models of ${describeDatabase(databaseConfig())} from the log…`)
-      const report = await withStore(Effect.flatMap(Projections, (p) => p.rebuild()))
-      console.log(
-        `Rebuilt from ${report.events} events in ${report.milliseconds} ms (${report.eventsPerSecond} events/s)`,
+      if (values.all && positionals.length > 0)
+        return usageError("rebuild: name projections or give --all, not both", command)
+      if (!values.all && positionals.length === 0)
+        return usageError("rebuild: name the projections to rebuild, or give --all", command)
+      const batchSize = values["batch-size"] === undefined ? undefined : Number(values["batch-size"])
+      if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= 100_000))
+        return usageError("rebuild: --batch-size must be a whole number from 1 to 100000", command)
+      if (values.label !== undefined && values["as-of"] === undefined)
+        return usageError("rebuild: --label names a snapshot; it needs --as-of", command)
+      const asOf = values["as-of"] === undefined ? undefined : parseAsOf(values["as-of"])
+      if (typeof asOf === "string") return usageError(`rebuild: ${asOf}`, command)
+      const projections = values.all ? undefined : positionals
+      const printer = new ProgressPrinter(process.stderr)
+      const run: Run = await withStore(
+        Effect.gen(function* () {
+          const engine = yield* Projections
+          const started =
+            asOf === undefined
+              ? yield* engine.startRebuild(projections === undefined ? {} : { projections })
+              : yield* engine.startSnapshot({
+                  label: values.label ?? defaultLabel(),
+                  asOf,
+                  ...(projections === undefined ? {} : { projections }),
+                })
+          console.error(
+            `${started.kind === "rebuild" ? "Rebuilding" : `Building snapshot ${started.label} of`} ${started.projections.join(", ")} in ${describeDatabase(databaseConfig())} (run ${started.id})`,
+          )
+          return yield* engine
+            .execute(started.id, {
+              ...(batchSize === undefined ? {} : { batchSize }),
+              onProgress: (r) => printer.update(r),
+            })
+            .pipe(
+              Effect.onInterrupt(() =>
+                engine.cancel(started.id).pipe(Effect.andThen(engine.execute(started.id)), Effect.ignore),
+              ),
+            )
+        }),
+        true,
       )
+      printer.done(run)
+      if (run.state === "completed") {
+        console.log(
+          run.kind === "rebuild"
+            ? `Rebuilt ${run.projections.join(", ")} from ${run.eventsDone} events (${run.eventsPerSecond} events/s); the new tables are live`
+            : `Snapshot ${run.label} holds ${run.projections.join(", ")} as of ${run.asOfCursor} (${run.eventsDone} events) in schema ${run.schema}`,
+        )
+        return 0
+      }
+      console.error(`chronicle: run ${run.id} ended ${run.state}${run.error ? `: ${run.error}` : ""}`)
+      return 1
+    }
+    case "snapshots": {
+      const drop = values.drop
+      if (drop !== undefined) {
+        await withStore(Effect.flatMap(Projections, (p) => p.dropSnapshot(drop)))
+        console.log(`Dropped snapshot ${drop}`)
+        return 0
+      }
+      const list = await withStore(Effect.flatMap(Projections, (p) => p.snapshots()))
+      if (list.length === 0)
+        console.log("No snapshots. Build one with `chronicle rebuild --all --as-of <…>`.")
+      for (const s of list)
+        console.log(
+          `${s.label}  schema ${s.schema}  as of ${s.asOfCursor} ${JSON.stringify(s.asOf)}  ${s.events} events  ${s.projections.join(",")}  ${s.createdAt}`,
+        )
       return 0
     }
     case "export": {
-      const problem = expect(1, ["out"])
-      if (problem) return usageError(problem)
       const sessionId = positionals[0]
-      if (sessionId === undefined) return usageError("export: name the session id to export")
       const file = values.out === undefined ? undefined : await openFile(values.out, "w")
       const out = file?.createWriteStream() ?? process.stdout
-      const report = await withStore(exportSession(sessionId, out))
+      const report = await withStore(
+        sessionId === undefined
+          ? exportLog(out).pipe(Effect.map((r) => `Exported ${r.events} event(s) of the whole log`))
+          : exportSession(sessionId, out).pipe(
+              Effect.map((r) => `Exported ${r.events} event(s) of ${r.sessions} session stream(s)`),
+            ),
+      )
       if (file !== undefined) await new Promise<void>((resolve) => out.end(resolve))
-      console.error(`Exported ${report.events} event(s) of ${report.sessions} session stream(s)`)
+      console.error(report)
       return 0
     }
     case "import": {
-      const problem = expect(0, ["in"])
-      if (problem) return usageError(problem)
       const input =
         values.in === undefined ? process.stdin : (await openFile(values.in, "r")).createReadStream()
       const report = await withStore(importEvents(input, (line) => console.error(`  ${line}`)))
@@ -128,8 +310,6 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       )
       return 0
     }
-    default:
-      return usageError(`unknown command ${JSON.stringify(command)}`)
   }
 }
 
@@ -147,7 +327,7 @@ main(process.argv.slice(2)).then(
         `chronicle: cannot listen on ${address}:${port} (${code === "EADDRINUSE" ? "the port is in use" : "permission denied"}); choose another with PORT=…`,
       )
     } else if (typeof error === "object" && error !== null && "_tag" in error && error instanceof Error) {
-      // A typed failure at start-up (the database cannot be opened, a migration was edited…).
+      // A typed failure (the database cannot be opened, an unknown projection…).
       console.error(`chronicle: ${error.message}`)
     } else console.error(error)
     process.exitCode = 1

@@ -55,7 +55,10 @@ export const storeLayer = (
   )
 }
 
-/** Every service the API runs on: the store, the domain, the projections, and the retention sweep. */
+/**
+ * Every service the API runs on: the store, the domain, the projections with their daemon
+ * (async projections, resumed and registered rebuilds), and the retention sweep.
+ */
 export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, unknown>) => {
   const domainConfig = Layer.succeed(DomainConfig, {
     ...defaultDomainConfig,
@@ -64,7 +67,7 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
     sessionTtlHours: config.sessionTtlHours,
   })
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
-  return retentionSweep(config.sessionTtlHours).pipe(
+  return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(
     Layer.provideMerge(domain),
     Layer.provideMerge(storeLayer(config.database, database)),
   )

@@ -16,15 +16,40 @@ import {
   toTRPCError,
   UnexpectedFailure,
 } from "@chronicle/api"
-import { PayloadTooLarge } from "@chronicle/events"
+import { InvalidCommand, PayloadTooLarge } from "@chronicle/events"
 import { Database } from "@chronicle/store"
 import { TRPCError } from "@trpc/server"
 import { createHTTPHandler } from "@trpc/server/adapters/standalone"
 import { Cause, Effect } from "effect"
+import { makeStudioHandler, STUDIO_PATH } from "./studio.ts"
 
 export const REQUEST_ID_HEADER = "x-request-id"
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 const HEALTH_TIMEOUT = "2 seconds"
+/** Deeper JSON than this is refused before parsing: a parser's recursion would overflow the stack. */
+export const MAX_JSON_DEPTH = 512
+
+/** Whether JSON text nests arrays and objects deeper than `limit` (strings are skipped). */
+export const nestsDeeperThan = (text: string, limit: number): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92)
+        i++ // a backslash escapes the next character
+      else if (c === 34) inString = false
+    } else if (c === 34)
+      inString = true // [ { ] } are 91 123 93 125
+    else if (c === 91 || c === 123) {
+      if (++depth > limit) return true
+    } else if (c === 93 || c === 125) depth--
+  }
+  return false
+}
+
+const tooDeep = () =>
+  new InvalidCommand({ path: "input", reason: `The input nests deeper than ${MAX_JSON_DEPTH} levels` })
 
 export interface HttpOptions {
   readonly runtime: ApiRuntime
@@ -85,7 +110,12 @@ const readBody = (
     }
     const onEnd = () => {
       stop()
-      ;(req as IncomingMessage & { body?: string }).body = Buffer.concat(chunks).toString("utf8")
+      const body = Buffer.concat(chunks).toString("utf8")
+      if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+        sendJson(res, 400, errorResponseBody(toTRPCError(tooDeep()), requestId))
+        return resolve(false)
+      }
+      ;(req as IncomingMessage & { body?: string }).body = body
       resolve(true)
     }
     const onError = (error: Error) => {
@@ -127,6 +157,8 @@ export const makeRequestListener = (options: HttpOptions) => {
     },
   })
 
+  const studio = makeStudioHandler()
+
   const healthz = async (res: ServerResponse) => {
     const reachable = await runtime.runPromise(
       Effect.flatMap(Database, (db) => db.query("select 1")).pipe(
@@ -166,9 +198,17 @@ export const makeRequestListener = (options: HttpOptions) => {
 
     const handle = async () => {
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) return healthz(res)
+      if (path === STUDIO_PATH || path.startsWith(`${STUDIO_PATH}/`)) return studio(req, res, path)
       if (path === "/trpc" || path.startsWith("/trpc/")) {
         if (req.method !== "GET" && req.method !== "HEAD") {
           if (!(await readBody(req, res, limits.maxBodyBytes, requestId))) return
+        } else if (
+          nestsDeeperThan(
+            new URL(req.url ?? "/", "http://localhost").searchParams.get("input") ?? "",
+            MAX_JSON_DEPTH,
+          )
+        ) {
+          return sendJson(res, 400, errorResponseBody(toTRPCError(tooDeep()), requestId))
         }
         return trpc(req, res)
       }

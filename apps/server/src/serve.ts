@@ -59,6 +59,20 @@ export const startServer = async (
     })
     listener(req, res)
   })
+  // Node answers a request line or headers over its limit (or unparseable HTTP) with a bare
+  // status; say why, in the shape of every other error.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    if (error.code === "ECONNRESET" || !socket.writable) return void socket.destroy()
+    const tooLarge = error.code === "HPE_HEADER_OVERFLOW"
+    const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"
+    const message = tooLarge
+      ? "The URL and headers are over 16 KiB: send a smaller query input, or split the batch"
+      : "The request is not valid HTTP"
+    const body = JSON.stringify({ error: { message, data: { httpStatus: tooLarge ? 431 : 400 } } })
+    socket.end(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    )
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject)

@@ -1,10 +1,11 @@
 /**
- * `chronicle export` and `chronicle import`: a session's streams as NDJSON, one event per line,
- * so a session can be archived or moved to another database and brought back verbatim.
+ * `chronicle export` and `chronicle import`: the log (or one session's streams) as NDJSON, one
+ * event per line in reader order, so it can be archived or moved to another database (the
+ * embedded default → Supabase) and brought back verbatim: same ids, versions and recorded_at.
  */
 import { createInterface } from "node:readline"
 import type { Readable, Writable } from "node:stream"
-import { Database, EventStore, isUuid, type RecordedEvent } from "@chronicle/store"
+import { Database, isUuid } from "@chronicle/store"
 import { Effect } from "effect"
 
 /** One line of an export. */
@@ -16,7 +17,10 @@ export interface ExportedEvent {
   readonly schemaVersion: number
   readonly data: unknown
   readonly metadata: Record<string, unknown>
+  /** ISO-8601 with microseconds, as the database holds it. */
   readonly recordedAt: string
+  /** The stream's owner, when it has one. */
+  readonly ownerId?: string | null
 }
 
 export class TransferError extends Error {
@@ -31,6 +35,67 @@ const write = (out: Writable, line: string) =>
       }),
   )
 
+const PAGE = 1_000
+
+interface EventRow {
+  stream_id: string
+  stream_version: number
+  event_id: string
+  type: string
+  schema_version: number
+  data: unknown
+  metadata: Record<string, unknown>
+  recorded_at: string
+  owner_id: string | null
+  xid: string
+  position: string
+}
+
+const EVENT_COLUMNS = `e.stream_id, e.stream_version, e.event_id::text, e.type, e.schema_version, e.data, e.metadata,
+  to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
+  s.owner_id::text, e.transaction_id::text as xid, e.global_position::text as position`
+
+const toLine = (e: EventRow): ExportedEvent => ({
+  streamId: e.stream_id,
+  version: e.stream_version,
+  eventId: e.event_id,
+  type: e.type,
+  schemaVersion: e.schema_version,
+  data: e.data,
+  metadata: e.metadata,
+  recordedAt: e.recorded_at,
+  ownerId: e.owner_id,
+})
+
+/**
+ * Writes every event of the log in reader order (the order the projections saw), streamed a
+ * page at a time. Returns the count.
+ */
+export const exportLog = (out: Writable, onProgress?: (events: number) => void) =>
+  Effect.gen(function* () {
+    const db = yield* Database
+    let after = { xid: "0", position: "0" }
+    let count = 0
+    while (true) {
+      const rows = yield* db
+        .query<EventRow>(
+          `select ${EVENT_COLUMNS} from chronicle.events e join chronicle.streams s using (stream_id)
+            where (e.transaction_id, e.global_position) > ($1::text::xid8, $2::bigint)
+              and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            order by e.transaction_id, e.global_position limit ${PAGE}`,
+          [after.xid, after.position],
+        )
+        .pipe(Effect.orDie)
+      for (const row of rows) yield* write(out, JSON.stringify(toLine(row)))
+      count += rows.length
+      onProgress?.(count)
+      const last = rows.at(-1)
+      if (last === undefined || rows.length < PAGE) break
+      after = { xid: last.xid, position: last.position }
+    }
+    return { events: count }
+  })
+
 /**
  * Writes the session's events, preceded by its fork ancestors' (a fork copies its parent's
  * content as of the fork point, so an import needs the parent first). Returns the count.
@@ -39,7 +104,6 @@ export const exportSession = (sessionId: string, out: Writable) =>
   Effect.gen(function* () {
     if (!isUuid(sessionId))
       return yield* Effect.fail(new TransferError(`${sessionId} is not a session id (a UUID)`))
-    const store = yield* EventStore
     const db = yield* Database
     // The chain of parents, oldest first.
     const chain: Array<string> = []
@@ -58,25 +122,17 @@ export const exportSession = (sessionId: string, out: Writable) =>
     }
     let count = 0
     for (const id of chain) {
-      for (let from: number | undefined = 1; from !== undefined; ) {
-        const page: { events: ReadonlyArray<RecordedEvent>; nextVersion: number | undefined } = yield* store
-          .readStream(`session-${id}`, { fromVersion: from })
+      for (let from = 1; ; from += PAGE) {
+        const rows = yield* db
+          .query<EventRow>(
+            `select ${EVENT_COLUMNS} from chronicle.events e join chronicle.streams s using (stream_id)
+              where e.stream_id = $1 and e.stream_version >= $2 order by e.stream_version limit ${PAGE}`,
+            [`session-${id}`, from],
+          )
           .pipe(Effect.orDie)
-        for (const e of page.events) {
-          const line: ExportedEvent = {
-            streamId: e.streamId,
-            version: e.version,
-            eventId: e.eventId,
-            type: e.type,
-            schemaVersion: e.schemaVersion,
-            data: e.data,
-            metadata: e.metadata,
-            recordedAt: e.recordedAt.toISOString(),
-          }
-          yield* write(out, JSON.stringify(line))
-          count++
-        }
-        from = page.nextVersion
+        for (const row of rows) yield* write(out, JSON.stringify(toLine(row)))
+        count += rows.length
+        if (rows.length < PAGE) break
       }
     }
     return { sessions: chain.length, events: count }
@@ -91,13 +147,18 @@ const parseLine = (line: string, n: number): ExportedEvent => {
   }
   const e = value as Partial<ExportedEvent>
   for (const [field, ok] of [
-    ["streamId", typeof e.streamId === "string"],
-    ["version", Number.isInteger(e.version)],
-    ["eventId", typeof e.eventId === "string"],
+    ["streamId", typeof e.streamId === "string" && /^[a-z][a-z0-9_]{0,62}-[0-9a-f-]{36}$/.test(e.streamId)],
+    ["version", Number.isInteger(e.version) && (e.version ?? 0) >= 1],
+    ["eventId", typeof e.eventId === "string" && isUuid(e.eventId)],
     ["type", typeof e.type === "string"],
     ["schemaVersion", Number.isInteger(e.schemaVersion)],
     ["data", e.data !== undefined],
-    ["metadata", typeof e.metadata === "object" && e.metadata !== null],
+    ["metadata", typeof e.metadata === "object" && e.metadata !== null && !Array.isArray(e.metadata)],
+    ["recordedAt", typeof e.recordedAt === "string" && !Number.isNaN(Date.parse(e.recordedAt))],
+    [
+      "ownerId",
+      e.ownerId === undefined || e.ownerId === null || (typeof e.ownerId === "string" && isUuid(e.ownerId)),
+    ],
   ] as const) {
     if (!ok) throw new TransferError(`line ${n}: "${field}" is missing or of the wrong type`)
   }
@@ -105,62 +166,82 @@ const parseLine = (line: string, n: number): ExportedEvent => {
 }
 
 /**
- * Appends exported events, stream by stream, keeping their ids and versions. Importing the
- * same file twice writes nothing the second time; a stream that already holds different
- * events is refused. `onProgress` hears about each stream.
+ * Appends exported events in file order, keeping their ids, versions and recorded_at.
+ * Consecutive events of one stream go in one transaction (up to 500). Importing the same
+ * file twice writes nothing the second time; a stream that already holds different events is
+ * refused. `onProgress` hears how far it got.
  */
 export const importEvents = (input: Readable, onProgress: (line: string) => void) =>
   Effect.gen(function* () {
-    const store = yield* EventStore
-    const lines: Array<ExportedEvent> = []
+    const db = yield* Database
     const reader = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })
-    let n = 0
-    const read = yield* Effect.tryPromise({
-      try: async () => {
-        for await (const line of reader) {
-          n++
-          if (line.trim() === "") continue
-          lines.push(parseLine(line, n))
-        }
-        return lines
-      },
-      catch: (error) => (error instanceof TransferError ? error : new TransferError(String(error))),
-    })
-    const streams = new Map<string, Array<ExportedEvent>>()
-    for (const e of read) streams.set(e.streamId, [...(streams.get(e.streamId) ?? []), e])
+    const iterator = reader[Symbol.asyncIterator]()
+    const streams = new Set<string>()
     let written = 0
     let skipped = 0
-    for (const [streamId, events] of streams) {
-      events.sort((a, b) => a.version - b.version)
-      const first = events[0]!
-      const ownerId = (first.data as { ownerId?: unknown }).ownerId
-      for (let i = 0; i < events.length; i += 500) {
-        const chunk = events.slice(i, i + 500)
-        const start = chunk[0]!.version
-        const result = yield* store
-          .append(
-            streamId,
-            chunk.map((e) => ({
-              eventId: e.eventId,
-              type: e.type,
-              schemaVersion: e.schemaVersion,
-              data: e.data,
-              metadata: { ...e.metadata, originalRecordedAt: e.recordedAt },
-            })),
-            {
-              expectedVersion: start === 1 ? "no_stream" : start - 1,
-              ...(i === 0 && typeof ownerId === "string" ? { ownerId } : {}),
-            },
-          )
-          .pipe(
-            Effect.mapError(
-              (error) => new TransferError(`${streamId} (versions ${start}…): ${error.message}`),
+    let n = 0
+    let batch: Array<ExportedEvent> = []
+    let reported = Date.now()
+
+    const flush = Effect.gen(function* () {
+      const first = batch[0]
+      if (first === undefined) return
+      const events = batch
+      batch = []
+      const ownerId =
+        first.ownerId ??
+        (typeof (first.data as { ownerId?: unknown })?.ownerId === "string"
+          ? (first.data as { ownerId: string }).ownerId
+          : null)
+      const [result] = yield* db
+        .query<{ written: number; skipped: number }>(
+          "select * from chronicle.import_events($1, $2::text::jsonb, $3::uuid)",
+          [
+            first.streamId,
+            JSON.stringify(
+              events.map((e) => ({
+                version: e.version,
+                event_id: e.eventId,
+                type: e.type,
+                schema_version: e.schemaVersion,
+                data: e.data,
+                metadata: e.metadata,
+                recorded_at: e.recordedAt,
+              })),
             ),
-          )
-        if (result.duplicate) skipped += chunk.length
-        else written += chunk.length
+            ownerId,
+          ],
+        )
+        .pipe(
+          Effect.mapError(
+            (error) => new TransferError(`${first.streamId} (versions ${first.version}…): ${error.reason}`),
+          ),
+        )
+      written += result?.written ?? 0
+      skipped += result?.skipped ?? 0
+      streams.add(first.streamId)
+      if (Date.now() - reported > 1_000) {
+        reported = Date.now()
+        onProgress(`${written + skipped} event(s) so far (${written} written, ${skipped} already present)`)
       }
-      onProgress(`${streamId}: ${events.length} event(s)`)
+    })
+
+    while (true) {
+      const next = yield* Effect.tryPromise({
+        try: () => iterator.next(),
+        catch: (error) => new TransferError(`cannot read the input: ${String(error)}`),
+      })
+      if (next.done) break
+      n++
+      if (next.value.trim() === "") continue
+      const event = yield* Effect.try({
+        try: () => parseLine(next.value, n),
+        catch: (error) => (error instanceof TransferError ? error : new TransferError(String(error))),
+      })
+      const last = batch.at(-1)
+      if (last !== undefined && (last.streamId !== event.streamId || batch.length >= 500)) yield* flush
+      batch.push(event)
     }
+    yield* flush
     return { streams: streams.size, written, skipped }
   })

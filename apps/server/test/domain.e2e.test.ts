@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto"
 import type { ChronicleClient } from "@chronicle/client"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest"
 import {
   allPages,
   type Callers,
@@ -1263,6 +1263,7 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
         lastActivityAt: iso,
       })
       expect(summary.items[0]!.avgHoleConfidence).toBeCloseTo(0.7)
+      expect(summary.items[0]!.lastMessage).toEqual({ role: "assistant", preview: "a", at: iso })
       expect((await client.analytics.sessionSummary.query()).items.map((x) => x.sessionId)).toEqual([s.id])
 
       expect(await client.analytics.users.query()).toEqual({
@@ -1281,6 +1282,9 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
             completedJobs: 1,
             failedJobs: 1,
             lastActivityAt: iso,
+            validDrafts: 1,
+            draftValidityRate: 0.5,
+            jobsByState: { queued: 0, running: 0, paused: 0, completed: 1, failed: 1, cancelled: 0 },
           },
         ],
         nextCursor: null,
@@ -1314,9 +1318,64 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
           jobs: 2,
           byState: { queued: 0, running: 0, paused: 0, completed: 1, failed: 1, cancelled: 0 },
           avgProcessingSeconds: expect.any(Number),
+          p95ProcessingSeconds: expect.any(Number),
           lastJobAt: iso,
         },
       ])
+      // Activity per day comes from the async projection: the daemon catches up within moments, but
+      // in batches — wait for the whole day, not for its first events.
+      const today = new Date().toISOString().slice(0, 10)
+      await vi.waitFor(
+        async () =>
+          expect(await client.analytics.daily.query({ from: today, to: today })).toEqual([
+            {
+              day: today,
+              sessionsStarted: 1,
+              messages: 2,
+              revisions: 1,
+              drafts: 2,
+              validDrafts: 1,
+              toolRuns: 1,
+              jobsCreated: 2,
+              jobsCompleted: 1,
+              jobsFailed: 1,
+            },
+          ]),
+        { timeout: 30_000, interval: 50 },
+      )
+      expect(await client.analytics.draftValidationByDay.query({ from: today, to: today })).toEqual([
+        { day: today, language: "ts", drafts: 2, validDrafts: 1, successRate: 0.5 },
+      ])
+      expect((await client.analytics.daily.query()).length).toBe(30)
+      await refusal(client.analytics.daily.query({ from: "2026-02-30" }), {
+        code: "BAD_REQUEST",
+        message: "from: must be a date as YYYY-MM-DD",
+      })
+      await refusal(client.analytics.daily.query({ from: "2020-01-01", to: "2026-01-01" }), {
+        code: "BAD_REQUEST",
+        message: "from: the range may cover at most 366 days",
+      })
+    })
+
+    it("pages the activity feed across a fork, whose copies share ids and times with the parent's", async () => {
+      const { client } = await freshUser()
+      const s = await client.sessions.create.mutate({ title: "parent" })
+      await client.messages.appendMany.mutate({
+        sessionId: s.id,
+        messages: [
+          { role: "user", content: "q" },
+          { role: "assistant", content: "a" },
+        ],
+      })
+      await client.toolRuns.record.mutate({ sessionId: s.id, tool: "t", input: {}, status: "succeeded" })
+      await client.sessions.fork.mutate({ id: s.id, atVersion: 4 })
+      const whole = await client.analytics.recentActivity.query({ limit: 500 })
+      expect(whole.items).toHaveLength(6)
+      const paged = await allPages((cursor) =>
+        client.analytics.recentActivity.query({ limit: 1, ...(cursor ? { cursor } : {}) }),
+      )
+      expect(paged.items).toEqual(whole.items)
+      noDuplicates(paged.items.map((a) => `${a.entityId}/${a.sessionId}`))
     })
 
     it("reports the read models' status and rebuilds them for the service role only, changing no read", async () => {
@@ -1327,12 +1386,15 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
       const before = await me.sessions.get.query({ id: s.id })
 
       const status = await c.asService.projections.status.query()
-      expect(status).toMatchObject({
-        head: { cursor: expect.stringMatching(/^\d+:\d+$/) },
+      expect(status.head.cursor).toMatch(/^\d+:\d+$/)
+      const sessions = status.projections.find((p) => p.name === "sessions")
+      expect(sessions).toMatchObject({
         mode: "inline",
-        lag: 0,
+        state: "live",
+        lagEvents: 0,
+        cursor: status.head.cursor,
       })
-      expect(status.tables.find((x) => x.name === "sessions")?.rows).toBeGreaterThan(0)
+      expect(sessions?.tables.find((x) => x.name === "sessions")?.rows).toBeGreaterThan(0)
       await refusal(me.projections.status.query(), {
         code: "FORBIDDEN",
         tag: "Forbidden",
@@ -1343,9 +1405,14 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
         tag: "Forbidden",
         message: "Only the service role may rebuild the read models: it covers every owner's data",
       })
-      const report = await c.asService.projections.rebuild.mutate()
-      expect(report.events).toBeGreaterThanOrEqual(4)
-      expect(report.milliseconds).toBeGreaterThanOrEqual(0)
+      const { runId } = await c.asService.projections.rebuild.mutate()
+      let run = await c.asService.projections.run.query({ runId })
+      while (run.state === "running") {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        run = await c.asService.projections.run.query({ runId })
+      }
+      expect(run).toMatchObject({ state: "completed", kind: "rebuild" })
+      expect(run.eventsDone).toBeGreaterThanOrEqual(4)
       expect(await me.sessions.get.query({ id: s.id })).toEqual(before)
       expect((await me.messages.list.query({ sessionId: s.id })).items.map((m) => m.content)).toEqual(["x"])
     })

@@ -31,7 +31,9 @@ describe("chronicle export, import and rebuild", () => {
   })
   afterAll(() => rm(dir, { recursive: true, force: true }))
 
-  it("refuses a second process on a data directory in use, releases it on shutdown, and names a bad id", async () => {
+  it("refuses a second process on a data directory in use, releases it on shutdown, and names a bad id", {
+    timeout: 240_000,
+  }, async () => {
     const source = { CHRONICLE_DATA_DIR: join(dir, "source") }
     const server = spawn(process.execPath, [CLI, "serve"], {
       env: { ...process.env, ...NO_AUTH, ...source, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
@@ -54,13 +56,15 @@ describe("chronicle export, import and rebuild", () => {
     }
     const free = await cli(["status"], source)
     expect(free.code).toBe(0)
-    expect(free.stdout).toContain("migrations applied")
+    expect(free.stdout).toContain("head: position")
     const bad = await cli(["export", "not-a-uuid"], source)
     expect(bad.code).toBe(1)
     expect(bad.stderr.trim()).toBe("chronicle: not-a-uuid is not a session id (a UUID)")
   })
 
-  it("round-trips through NDJSON: export, import twice (the second writes nothing), rebuild", async () => {
+  it("round-trips through NDJSON: export, import twice (the second writes nothing), rebuild", {
+    timeout: 240_000,
+  }, async () => {
     const source = { CHRONICLE_DATA_DIR: join(dir, "rt-source") }
     const target = { CHRONICLE_DATA_DIR: join(dir, "rt-target") }
     const server = spawn(process.execPath, [CLI, "serve"], {
@@ -115,11 +119,15 @@ describe("chronicle export, import and rebuild", () => {
     expect(first.stderr).toContain("Imported 2 stream(s): 6 event(s) written, 0 already present")
     const again = await cli(["import", "--in", file], target)
     expect(again.stderr).toContain("Imported 2 stream(s): 0 event(s) written, 6 already present")
-    const rebuilt = await cli(["rebuild"], target)
+    const rebuilt = await cli(["rebuild", "--all"], target)
     expect(rebuilt.code).toBe(0)
-    expect(rebuilt.stdout).toMatch(/^Rebuilt from 6 events in \d+ ms \(\d+ events\/s\)/)
+    expect(rebuilt.stdout).toMatch(
+      /^Rebuilt activity, .*sessions from 6 events \(\d+ events\/s\); the new tables are live/,
+    )
+    expect(rebuilt.stderr).toMatch(/\[#{24}\] 100% {2}6\/6 events/)
     const status = await cli(["status"], target)
-    expect(status.stdout).toMatch(/head at position 6 /)
+    expect(status.stdout).toMatch(/head: position 6 /)
+    expect(status.stdout).toMatch(/^sessions +inline +v1 +live +\d+ +0 \(inline\)/m)
 
     const missing = await cli(["import", "--in", join(dir, "nope.ndjson")], target)
     expect(missing.code).toBe(1)
