@@ -1,0 +1,300 @@
+/**
+ * The sessions list: filtered by status on the server; by text and creation date here, by
+ * walking the server's pages (newest first) until a page of matches is found; by owner for
+ * the service role (it acts for that owner).
+ */
+import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from "react"
+import { type ChronicleClient, type Session, useApi } from "../api.ts"
+import { Link, navigate, setQuery, useRoute } from "../router.tsx"
+import { Empty, ErrorMessage, ShortId, StateBadge, Time } from "../ui.tsx"
+
+const PAGE_SIZE = 20
+const SCAN_PAGE = 200
+/** How many server pages one "next" may walk through looking for matches. */
+const MAX_SCAN_PAGES = 25
+const STATUSES = ["active", "archived", "expired", "deleted"] as const
+type Status = (typeof STATUSES)[number]
+
+interface Filters {
+  readonly q: string
+  readonly status: Status | ""
+  readonly owner: string
+  readonly from: string
+  readonly to: string
+}
+
+const matches = (session: Session, f: Filters) => {
+  const q = f.q.trim().toLowerCase()
+  if (q !== "") {
+    const haystack = [session.title ?? "", session.id, session.externalKey ?? ""].join(" ").toLowerCase()
+    if (!haystack.includes(q)) return false
+  }
+  const created = session.createdAt.slice(0, 10)
+  if (f.from !== "" && created < f.from) return false
+  if (f.to !== "" && created > f.to) return false
+  return true
+}
+
+interface Listing {
+  readonly pages: ReadonlyArray<ReadonlyArray<Session>>
+  readonly index: number
+  readonly done: boolean
+  readonly loading: boolean
+  readonly error: unknown
+}
+
+const useSessionPages = (client: ChronicleClient, filters: Filters) => {
+  const [listing, setListing] = useState<Listing>({
+    pages: [],
+    index: 0,
+    done: false,
+    loading: true,
+    error: null,
+  })
+  const scan = useRef<{ cursor: string | null | undefined; buffer: Array<Session>; generation: number }>({
+    cursor: undefined,
+    buffer: [],
+    generation: 0,
+  })
+
+  const fill = useCallback(
+    async (generation: number) => {
+      const s = scan.current
+      let walked = 0
+      while (s.buffer.length < PAGE_SIZE && s.cursor !== null && walked < MAX_SCAN_PAGES) {
+        const page = await client.sessions.list.query({
+          limit: SCAN_PAGE,
+          ...(s.cursor === undefined ? {} : { cursor: s.cursor }),
+          ...(filters.status === "" ? {} : { status: filters.status }),
+        })
+        if (generation !== s.generation) return
+        walked++
+        s.buffer.push(...page.items.filter((session) => matches(session, filters)))
+        const oldest = page.items.at(-1)
+        // Newest first: once past the start date, nothing further can match.
+        const pastFrom =
+          filters.from !== "" && oldest !== undefined && oldest.createdAt.slice(0, 10) < filters.from
+        s.cursor = pastFrom ? null : page.nextCursor
+      }
+      const next = s.buffer.splice(0, PAGE_SIZE)
+      setListing((l) => ({
+        pages: [...l.pages, next],
+        index: l.pages.length,
+        done: s.cursor === null && s.buffer.length === 0,
+        loading: false,
+        error: null,
+      }))
+    },
+    [client, filters],
+  )
+
+  useEffect(() => {
+    const generation = ++scan.current.generation
+    scan.current.cursor = undefined
+    scan.current.buffer = []
+    setListing({ pages: [], index: 0, done: false, loading: true, error: null })
+    fill(generation).catch((error: unknown) => setListing((l) => ({ ...l, loading: false, error })))
+  }, [fill])
+
+  const next = () => {
+    if (listing.index + 1 < listing.pages.length) {
+      setListing((l) => ({ ...l, index: l.index + 1 }))
+      return
+    }
+    setListing((l) => ({ ...l, loading: true }))
+    const generation = scan.current.generation
+    fill(generation).catch((error: unknown) => setListing((l) => ({ ...l, loading: false, error })))
+  }
+  const previous = () => setListing((l) => ({ ...l, index: Math.max(0, l.index - 1) }))
+  return { listing, next, previous }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export const SessionsPage = () => {
+  const api = useApi()
+  const { query } = useRoute()
+  const filters: Filters = {
+    q: query.get("q") ?? "",
+    status: (STATUSES as ReadonlyArray<string>).includes(query.get("status") ?? "")
+      ? (query.get("status") as Status)
+      : "",
+    owner: query.get("owner") ?? "",
+    from: query.get("from") ?? "",
+    to: query.get("to") ?? "",
+  }
+  const ownerValid = filters.owner === "" || UUID.test(filters.owner)
+  const service = api.identity.kind === "service"
+  const client = useMemo(
+    () => (service && filters.owner !== "" && ownerValid ? api.actingFor(filters.owner) : api.client),
+    [api, service, filters.owner, ownerValid],
+  )
+  const key = JSON.stringify(filters)
+  // One object per distinct set of filters, so the listing restarts only when one changes.
+  const stable = useMemo(() => filters, [key])
+  const { listing, next, previous } = useSessionPages(client, stable)
+  const page = listing.pages[listing.index] ?? []
+  const hasNext = listing.index + 1 < listing.pages.length || !listing.done
+
+  return (
+    <section>
+      <div className="page-head">
+        <h1>Sessions</h1>
+        <NewSession />
+      </div>
+      <form className="filters" aria-label="Filter the sessions" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search
+          <input
+            type="search"
+            placeholder="title, id or external key"
+            value={filters.q}
+            onChange={(e) => setQuery({ q: e.target.value })}
+          />
+        </label>
+        <label>
+          Status
+          <select value={filters.status} onChange={(e) => setQuery({ status: e.target.value })}>
+            <option value="">any</option>
+            {STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Created from
+          <input type="date" value={filters.from} onChange={(e) => setQuery({ from: e.target.value })} />
+        </label>
+        <label>
+          to
+          <input type="date" value={filters.to} onChange={(e) => setQuery({ to: e.target.value })} />
+        </label>
+        {service ? (
+          <label>
+            Owner
+            <input
+              placeholder="any owner (user id)"
+              value={filters.owner}
+              aria-invalid={!ownerValid}
+              onChange={(e) => setQuery({ owner: e.target.value.trim() })}
+            />
+          </label>
+        ) : null}
+      </form>
+      {ownerValid ? null : <p className="error">The owner must be a user id (a UUID).</p>}
+      <ErrorMessage error={listing.error} title="Could not list the sessions" />
+      <div className="table-wrap">
+        <table className="sessions">
+          <caption className="visually-hidden">Sessions, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">Title</th>
+              <th scope="col">Status</th>
+              <th scope="col" className="num">
+                Messages
+              </th>
+              <th scope="col" className="num hide-narrow">
+                Drafts
+              </th>
+              <th scope="col" className="num hide-narrow">
+                Tool runs
+              </th>
+              <th scope="col" className="num hide-narrow">
+                Files
+              </th>
+              <th scope="col">Last activity</th>
+              <th scope="col" className="hide-narrow">
+                Created
+              </th>
+              {service ? (
+                <th scope="col" className="hide-narrow">
+                  Owner
+                </th>
+              ) : null}
+            </tr>
+          </thead>
+          <tbody>
+            {page.map((s) => (
+              <tr key={s.id}>
+                <td>
+                  <Link to={`/sessions/${s.id}`}>{s.title ?? <em>untitled</em>}</Link>{" "}
+                  {s.parentId === null ? null : <span className="muted small">fork</span>}
+                  <div className="muted small">
+                    <ShortId id={s.id} /> · v{s.version}
+                  </div>
+                </td>
+                <td>
+                  <StateBadge state={s.status} />
+                </td>
+                <td className="num">{s.counts.messages}</td>
+                <td className="num hide-narrow">{s.counts.drafts}</td>
+                <td className="num hide-narrow">{s.counts.toolRuns}</td>
+                <td className="num hide-narrow">{s.counts.files}</td>
+                <td>
+                  <Time iso={s.lastActivityAt} />
+                </td>
+                <td className="hide-narrow">
+                  <Time iso={s.createdAt} />
+                </td>
+                {service ? (
+                  <td className="hide-narrow">
+                    <ShortId id={s.ownerId} />
+                  </td>
+                ) : null}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {!listing.loading && page.length === 0 && listing.error === null ? (
+        <Empty>No session matches.</Empty>
+      ) : null}
+      <nav className="pager" aria-label="Pages">
+        <button type="button" onClick={previous} disabled={listing.index === 0 || listing.loading}>
+          ← Previous
+        </button>
+        <span aria-live="polite">{listing.loading ? "Loading…" : `Page ${listing.index + 1}`}</span>
+        <button type="button" onClick={next} disabled={!hasNext || listing.loading}>
+          Next →
+        </button>
+      </nav>
+    </section>
+  )
+}
+
+const NewSession = () => {
+  const { client } = useApi()
+  const [title, setTitle] = useState("")
+  const [error, setError] = useState<unknown>(null)
+  const [busy, setBusy] = useState(false)
+  const submit = async (event: FormEvent) => {
+    event.preventDefault()
+    setBusy(true)
+    try {
+      const session = await client.sessions.create.mutate(title.trim() === "" ? {} : { title: title.trim() })
+      navigate(`/sessions/${session.id}`)
+    } catch (e) {
+      setError(e)
+      setBusy(false)
+    }
+  }
+  return (
+    <form className="inline" onSubmit={submit}>
+      <label className="visually-hidden" htmlFor="new-session-title">
+        New session title
+      </label>
+      <input
+        id="new-session-title"
+        placeholder="New session title"
+        value={title}
+        onChange={(e) => setTitle(e.target.value)}
+      />
+      <button type="submit" disabled={busy}>
+        New session
+      </button>
+      <ErrorMessage error={error} title="Not created" />
+    </form>
+  )
+}

@@ -1,0 +1,163 @@
+/** Small shared pieces: errors, badges, progress bars, times, JSON, a confirmation dialog. */
+import { type ReactNode, useEffect, useId, useRef } from "react"
+import { describeError } from "./api.ts"
+import type { Connection } from "./hooks.ts"
+
+export const ErrorMessage = ({ error, title }: { error: unknown; title?: string }) => {
+  if (error === null || error === undefined) return null
+  const { message, detail } = describeError(error)
+  return (
+    <div className="error" role="alert">
+      <strong>{title ?? "Something went wrong"}:</strong> {message}
+      {detail === null ? null : <div className="muted small">{detail}</div>}
+    </div>
+  )
+}
+
+export const Badge = ({ tone, children }: { tone?: string; children: ReactNode }) => (
+  <span className={`badge ${tone ?? ""}`}>{children}</span>
+)
+
+const STATE_TONES: Record<string, string> = {
+  active: "ok",
+  live: "ok",
+  completed: "ok",
+  succeeded: "ok",
+  running: "info",
+  backfilling: "info",
+  rebuilding: "info",
+  queued: "neutral",
+  paused: "warn",
+  archived: "neutral",
+  expired: "warn",
+  cancelled: "neutral",
+  deleted: "bad",
+  failed: "bad",
+}
+
+export const StateBadge = ({ state }: { state: string }) => (
+  <Badge tone={STATE_TONES[state] ?? "neutral"}>{state}</Badge>
+)
+
+export const ProgressBar = ({ value, label }: { value: number | null; label: string }) => {
+  const percent = value === null ? 0 : Math.round(Math.min(1, Math.max(0, value)) * 100)
+  return (
+    <div className="progress">
+      <div
+        className="progress-track"
+        role="progressbar"
+        aria-label={label}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={percent}
+      >
+        <div className="progress-fill" style={{ width: `${percent}%` }} />
+      </div>
+      <span className="progress-text">{value === null ? "–" : `${percent}%`}</span>
+    </div>
+  )
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" })
+const UNITS: ReadonlyArray<[Intl.RelativeTimeFormatUnit, number]> = [
+  ["year", 365 * 24 * 3600],
+  ["month", 30 * 24 * 3600],
+  ["day", 24 * 3600],
+  ["hour", 3600],
+  ["minute", 60],
+  ["second", 1],
+]
+
+export const ago = (iso: string) => {
+  const seconds = (new Date(iso).getTime() - Date.now()) / 1000
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size || unit === "second")
+      return relative.format(Math.round(seconds / size), unit)
+  }
+  return iso
+}
+
+export const Time = ({ iso }: { iso: string | null }) =>
+  iso === null ? (
+    <span className="muted">–</span>
+  ) : (
+    <time dateTime={iso} title={new Date(iso).toLocaleString()}>
+      {ago(iso)}
+    </time>
+  )
+
+export const Json = ({ value }: { value: unknown }) => (
+  <pre className="json">{value === undefined ? "" : JSON.stringify(value, null, 2)}</pre>
+)
+
+export const ShortId = ({ id }: { id: string }) => (
+  <code title={id} className="id">
+    {id.slice(0, 8)}
+  </code>
+)
+
+export const ConnectionBadge = ({ connection }: { connection: Connection }) => (
+  <span className={`connection ${connection}`} role="status" aria-live="polite">
+    <span className="dot" aria-hidden="true" />
+    {connection === "live" ? "live" : connection}
+  </span>
+)
+
+export const Empty = ({ children }: { children: ReactNode }) => <p className="empty">{children}</p>
+
+/**
+ * A modal confirmation (the native <dialog>: focus moves in, Escape cancels). `body` says
+ * what will change.
+ */
+export const ConfirmDialog = ({
+  open,
+  title,
+  children,
+  confirmLabel,
+  busy,
+  error,
+  onConfirm,
+  onCancel,
+}: {
+  open: boolean
+  title: string
+  children: ReactNode
+  confirmLabel: string
+  busy?: boolean
+  error?: unknown
+  onConfirm: () => void
+  onCancel: () => void
+}) => {
+  const ref = useRef<HTMLDialogElement>(null)
+  const titleId = useId()
+  useEffect(() => {
+    const dialog = ref.current
+    if (dialog === null) return
+    if (open && !dialog.open) dialog.showModal()
+    if (!open && dialog.open) dialog.close()
+  }, [open])
+  return (
+    <dialog
+      ref={ref}
+      aria-labelledby={titleId}
+      onCancel={(event) => {
+        event.preventDefault()
+        onCancel()
+      }}
+    >
+      <h2 id={titleId}>{title}</h2>
+      <div className="dialog-body">{children}</div>
+      <ErrorMessage error={error} title="Not done" />
+      <div className="actions">
+        <button type="button" onClick={onCancel} disabled={busy}>
+          Cancel
+        </button>
+        <button type="button" className="primary" onClick={onConfirm} disabled={busy}>
+          {busy ? "Working…" : confirmLabel}
+        </button>
+      </div>
+    </dialog>
+  )
+}
+
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
