@@ -10,7 +10,7 @@ export default defineConfig({
   test: {
     // Decides whether the Postgres matrix runs and builds one migrated embedded-database template per run.
     globalSetup: [fileURLToPath(import.meta.resolve("@chronicle/store/vitest-global-setup"))],
-    testTimeout: 60_000,
+    testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,

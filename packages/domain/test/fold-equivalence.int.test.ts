@@ -397,5 +397,6 @@ describe.each(testDatabases(env))("read models equal the fold of the log on $nam
       }),
       { numRuns: database.name === "pglite" ? 12 : 20 },
     )
-  })
+    // A hang guard, not a speed claim: 20 random sequences take ≈15–30 s, more on a busy machine.
+  }, 240_000)
 })
