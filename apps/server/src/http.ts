@@ -21,7 +21,8 @@ import { Database } from "@chronicle/store"
 import { TRPCError } from "@trpc/server"
 import { createHTTPHandler } from "@trpc/server/adapters/standalone"
 import { Cause, Effect } from "effect"
-import { makeStudioHandler, STUDIO_PATH } from "./studio.ts"
+import { requestUrl } from "./request-url.ts"
+import { makeStudioHandler, redirectsToStudio, redirectToStudio, STUDIO_PATH } from "./studio.ts"
 
 export const REQUEST_ID_HEADER = "x-request-id"
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -180,7 +181,8 @@ export const makeRequestListener = (options: HttpOptions) => {
     req.headers[REQUEST_ID_HEADER] = requestId
     res.setHeader(REQUEST_ID_HEADER, requestId)
     const started = performance.now()
-    const path = new URL(req.url ?? "/", "http://localhost").pathname
+    const url = requestUrl(req)
+    const path = url?.pathname ?? (req.url ?? "").slice(0, 200)
     res.once("close", () => {
       log(
         Effect.logInfo("request").pipe(
@@ -197,17 +199,14 @@ export const makeRequestListener = (options: HttpOptions) => {
     })
 
     const handle = async () => {
+      if (url === null) return sendJson(res, 400, { error: "Malformed request target", requestId })
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) return healthz(res)
       if (path === STUDIO_PATH || path.startsWith(`${STUDIO_PATH}/`)) return studio(req, res, path)
+      if (redirectsToStudio(req, path)) return redirectToStudio(req, res)
       if (path === "/trpc" || path.startsWith("/trpc/")) {
         if (req.method !== "GET" && req.method !== "HEAD") {
           if (!(await readBody(req, res, limits.maxBodyBytes, requestId))) return
-        } else if (
-          nestsDeeperThan(
-            new URL(req.url ?? "/", "http://localhost").searchParams.get("input") ?? "",
-            MAX_JSON_DEPTH,
-          )
-        ) {
+        } else if (nestsDeeperThan(url.searchParams.get("input") ?? "", MAX_JSON_DEPTH)) {
           return sendJson(res, 400, errorResponseBody(toTRPCError(tooDeep()), requestId))
         }
         return trpc(req, res)

@@ -10,6 +10,7 @@ import { stat } from "node:fs/promises"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { extname, join, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
+import { requestUrl } from "./request-url.ts"
 
 export const STUDIO_PATH = "/studio"
 
@@ -78,6 +79,28 @@ const plain = (res: ServerResponse, status: number, text: string, headers: Recor
     .end(text)
 }
 
+/** Whether an Accept header lists text/html (with a non-zero quality): a browser navigating. */
+const acceptsHtml = (accept: string | undefined) =>
+  (accept ?? "").split(",").some((range) => {
+    const [type, ...params] = range.split(";").map((part) => part.trim().toLowerCase())
+    const q = params.find((p) => p.startsWith("q="))
+    return type === "text/html" && (q === undefined || Number(q.slice(2)) > 0)
+  })
+
+/**
+ * A browser opening the server's root (a GET of exactly `/` that accepts HTML) is sent to the
+ * studio with a 302, keeping the query; any other client gets what `/` answered before (the
+ * 404 naming the API), so scripts and probes see no change.
+ */
+export const redirectsToStudio = (req: IncomingMessage, pathname: string) =>
+  pathname === "/" && req.method === "GET" && acceptsHtml(req.headers.accept)
+
+export const redirectToStudio = (req: IncomingMessage, res: ServerResponse) => {
+  const search = requestUrl(req)?.search ?? ""
+  // The answer depends on Accept, so a cache must not hand it to an API client.
+  res.writeHead(302, { location: `${STUDIO_PATH}/${search}`, vary: "accept" }).end()
+}
+
 /**
  * A handler for paths at or below /studio. Answers 503 with how to build it when the
  * studio has not been built.
@@ -92,7 +115,7 @@ export const makeStudioHandler = (dir: string = defaultStudioDir) => {
     }
     // Relative URLs in the page resolve against /studio/, so the bare path redirects there.
     if (pathname === STUDIO_PATH) {
-      const search = new URL(req.url ?? "/", "http://localhost").search
+      const search = requestUrl(req)?.search ?? ""
       res.writeHead(308, { location: `${STUDIO_PATH}/${search}` }).end()
       return
     }

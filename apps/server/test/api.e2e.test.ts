@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto"
+import { request } from "node:http"
 import type { ChronicleClient, EventView } from "@chronicle/client"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import {
@@ -86,6 +87,17 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
     const generated = await fetch(`${url}/healthz`)
     expect(generated.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     expect((await fetch(`${url}/elsewhere`)).status).toBe(404)
+  })
+
+  it("reads a target starting with // as a path on this server, and keeps serving", async () => {
+    // `new URL("//", base)` throws and `new URL("//host/x", base)` names another host: neither
+    // may take the server down or route the request elsewhere.
+    for (const target of ["//", "//evil.example/healthz", "//evil.example/trpc/health"]) {
+      const answer = await rawGet(url, target)
+      expect(answer.status, target).toBe(404)
+      expect(JSON.parse(answer.body).error, target).toContain(`No route for GET ${target}`)
+    }
+    expect((await rawGet(url, "/healthz")).status).toBe(200)
   })
 
   it("reads a stream page by page to the end, with ISO timestamps and cursors", async () => {
@@ -376,3 +388,19 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
     expect((await asAlice.events.readStream.query({ streamId })).items).toHaveLength(1)
   })
 })
+
+/** A GET with the target exactly as given (fetch would normalise it). */
+const rawGet = (base: string, target: string) =>
+  new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const { hostname, port } = new URL(base)
+    request({ host: hostname, port, path: target, method: "GET" }, (res) => {
+      let body = ""
+      res.setEncoding("utf8")
+      res.on("data", (chunk: string) => {
+        body += chunk
+      })
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+      .on("error", reject)
+      .end()
+  })

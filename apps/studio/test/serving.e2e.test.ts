@@ -11,10 +11,10 @@ const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pglite
 const embedded = testDatabases(env).find((d) => d.name === "pglite")!
 
 /** A raw request, so paths reach the server exactly as written (fetch would normalise `..`). */
-const raw = (url: string, path: string, method = "GET") =>
+const raw = (url: string, path: string, method = "GET", headers: Record<string, string> = {}) =>
   new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>(
     (resolve, reject) => {
-      const req = request(`${url}${path}`, { method }, (res) => {
+      const req = request(`${url}${path}`, { method, headers }, (res) => {
         const chunks: Array<Buffer> = []
         res.on("data", (c: Buffer) => chunks.push(c))
         res.on("end", () =>
@@ -52,6 +52,33 @@ describe("the server serves the studio", () => {
     const res = await raw(t.server.url, "/studio?x=1")
     expect(res.status).toBe(308)
     expect(res.headers.location).toBe("/studio/?x=1")
+  })
+
+  it("sends a browser opening / to the studio, and leaves / as it was for other clients", async () => {
+    const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    const res = await raw(t.server.url, "/", "GET", { accept: browser })
+    expect(res.status).toBe(302)
+    expect(res.headers.location).toBe("/studio/")
+    expect(res.headers.vary).toBe("accept")
+    expect((await raw(t.server.url, "/?x=1", "GET", { accept: browser })).headers.location).toBe(
+      "/studio/?x=1",
+    )
+
+    // Not a browser navigating: no Accept, JSON only, HTML refused, another method, another path.
+    for (const [method, path, accept] of [
+      ["GET", "/", undefined],
+      ["GET", "/", "application/json"],
+      ["GET", "/", "*/*"],
+      ["GET", "/", "text/html;q=0"],
+      ["HEAD", "/", browser],
+      ["POST", "/", browser],
+      ["GET", "/index.html", browser],
+    ] as const) {
+      const other = await raw(t.server.url, path, method, accept === undefined ? {} : { accept })
+      expect(other.status, `${method} ${path} ${accept}`).toBe(404)
+      expect(other.headers.location).toBeUndefined()
+      if (method !== "HEAD") expect(other.body).toContain("the API is at /trpc")
+    }
   })
 
   it("answers the studio's own routes with the page, so they can be reloaded", async () => {

@@ -167,6 +167,19 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
     await expect.poll(() => rows.first().textContent()).toContain("Plan a word-count CLI")
     // Counts come from the list itself.
     expect(await rows.first().locator("td.num").first().textContent()).toBe("3")
+    // Creation dates, whole UTC days, filtered by the server too.
+    const day = seeded.main.createdAt.slice(0, 10)
+    const before = new Date(Date.parse(`${day}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10)
+    await page.getByLabel("Created from").fill(day)
+    await page.getByLabel("to", { exact: true }).fill(day)
+    await expect.poll(() => rows.count(), WAIT).toBe(1)
+    await page.getByLabel("to", { exact: true }).fill(before)
+    // A start after the end is pointed out on the page, not sent.
+    await expect.poll(() => page.getByText("date is after the “to” date").count(), WAIT).toBe(1)
+    expect(await rows.count()).toBe(0)
+    await page.getByLabel("Created from").fill("")
+    await expect.poll(() => page.getByText("No session matches.").count(), WAIT).toBe(1)
+    expect(page.url()).toContain(`to=${before}`)
   })
 
   it("opens a session, takes a checkpoint, appends, rolls back (the branch greyed) and forks", async () => {
@@ -223,6 +236,44 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
     await expect.poll(() => page.locator("h1").textContent(), WAIT).toBe("Word count, take two")
     expect(await page.locator(".facts").textContent()).toContain("Forked from")
     await expect.poll(() => page.locator(".message").count(), WAIT).toBe(3)
+  })
+
+  it("moves the version slider back to show an earlier state, and to the end to show the current one", async () => {
+    const session = await api.sessions.create.mutate({ title: "Slider walk" })
+    for (const content of ["first", "second", "third"]) {
+      await api.messages.append.mutate({ sessionId: session.id, role: "user", content })
+    }
+    const page = await open(`/sessions/${session.id}`)
+    const messages = page.locator(".message")
+    const slider = page.getByRole("slider")
+    const output = page.locator(".asof .slider output")
+    await expect.poll(() => messages.count(), WAIT).toBe(3)
+    expect(await output.textContent()).toBe("v4/4")
+
+    // By keyboard, as a person would: one step back is v3 (two messages), another is v2.
+    await slider.focus()
+    await page.keyboard.press("ArrowLeft")
+    await expect.poll(() => output.textContent(), WAIT).toBe("v3/4")
+    await expect
+      .poll(() => messages.allInnerTexts(), WAIT)
+      .toEqual([expect.stringContaining("first"), expect.stringContaining("second")])
+    await expect.poll(() => page.locator(".asof-note").textContent(), WAIT).toContain("v3")
+    expect(page.url()).toContain("at=v%3A3")
+    await slider.focus()
+    await page.keyboard.press("ArrowLeft")
+    await expect.poll(() => output.textContent(), WAIT).toBe("v2/4")
+    await expect.poll(() => messages.allInnerTexts(), WAIT).toEqual([expect.stringContaining("first")])
+    expect(await page.getByLabel("View as of").inputValue()).toBe("v:2")
+
+    // To the end: the current state again, and the page no longer reads as of a version.
+    await slider.focus()
+    await page.keyboard.press("End")
+    await expect.poll(() => output.textContent(), WAIT).toBe("v4/4")
+    await expect.poll(() => messages.count(), WAIT).toBe(3)
+    expect(await messages.last().textContent()).toContain("third")
+    await expect.poll(() => page.locator(".asof-note").count(), WAIT).toBe(0)
+    expect(await page.getByLabel("View as of").inputValue()).toBe("")
+    expect(page.url()).not.toContain("at=")
   })
 
   it("shows new events live, on the session page and in the activity feed", async () => {
@@ -307,6 +358,34 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
       .poll(() => page.locator('[aria-label="Current run"] .badge').textContent(), WAIT)
       .toBe("completed")
     await screenshot(page, "projections")
+  })
+
+  it("takes an as-of snapshot from the Projections page, lists it, and drops it", async () => {
+    const label = `studio_${Date.now().toString(36)}`
+    const page = await open("/projections")
+    await page.locator("tr[data-projection]").first().waitFor(WAIT)
+    const form = page.getByRole("form", { name: "Take a snapshot" })
+    await form.getByLabel("Label").fill(label)
+    await form.getByRole("button", { name: "Take snapshot" }).click()
+    const watcher = page.locator('[aria-label="Current run"]')
+    await expect.poll(() => watcher.textContent(), WAIT).toContain(`Snapshot “${label}”`)
+    await expect.poll(() => watcher.locator(".badge").textContent(), { timeout: 60_000 }).toBe("completed")
+
+    const card = page
+      .getByRole("list", { name: "Snapshots" })
+      .getByRole("listitem")
+      .filter({ hasText: label })
+    await card.waitFor(WAIT)
+    expect(await card.textContent()).toContain(`analytics_asof_${label}`)
+    expect((await api.projections.snapshots.query()).map((s) => s.label)).toContain(label)
+    await screenshot(page, "snapshots")
+
+    await card.getByRole("button", { name: `Drop snapshot ${label}` }).click()
+    const dialog = page.getByRole("dialog")
+    await expect.poll(() => dialog.textContent(), WAIT).toContain(`Drop the snapshot “${label}”?`)
+    await dialog.getByRole("button", { name: "Drop", exact: true }).click()
+    await expect.poll(() => card.count(), WAIT).toBe(0)
+    expect((await api.projections.snapshots.query()).map((s) => s.label)).not.toContain(label)
   })
 
   it("draws the analytics charts", async () => {

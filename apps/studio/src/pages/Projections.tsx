@@ -261,7 +261,7 @@ const Snapshots = ({ onStarted }: { onStarted: (runId: string) => void }) => {
       <ErrorMessage error={error} title="Snapshot not started" />
       <ErrorMessage error={snapshots.error} title="No snapshots" />
       {snapshots.data?.length === 0 ? <Empty>No snapshots.</Empty> : null}
-      <ul className="cards">
+      <ul className="cards" aria-label="Snapshots">
         {(snapshots.data ?? []).map((s) => (
           <li key={s.label} className="card">
             <div className="card-head">

@@ -1,7 +1,6 @@
 /**
- * The sessions list: filtered by status on the server; by text and creation date here, by
- * walking the server's pages (newest first) until a page of matches is found; by owner for
- * the service role (it acts for that owner).
+ * The sessions list, filtered on the server (status, text, creation date) and paged with its
+ * cursor; by owner for the service role (it acts for that owner).
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from "react"
 import { type ChronicleClient, type Session, useApi } from "../api.ts"
@@ -9,9 +8,8 @@ import { Link, navigate, setQuery, useRoute } from "../router.tsx"
 import { Empty, ErrorMessage, ShortId, StateBadge, Time } from "../ui.tsx"
 
 const PAGE_SIZE = 20
-const SCAN_PAGE = 200
-/** How many server pages one "next" may walk through looking for matches. */
-const MAX_SCAN_PAGES = 25
+/** The longest search the server takes (once trimmed). */
+const MAX_SEARCH = 200
 const STATUSES = ["active", "archived", "expired", "deleted"] as const
 type Status = (typeof STATUSES)[number]
 
@@ -23,87 +21,72 @@ interface Filters {
   readonly to: string
 }
 
-const matches = (session: Session, f: Filters) => {
-  const q = f.q.trim().toLowerCase()
-  if (q !== "") {
-    const haystack = [session.title ?? "", session.id, session.externalKey ?? ""].join(" ").toLowerCase()
-    if (!haystack.includes(q)) return false
+/** The filters as `sessions.list` takes them; empty ones are left out. */
+const listInput = (f: Filters) => {
+  const search = f.q.trim().slice(0, MAX_SEARCH)
+  return {
+    ...(f.status === "" ? {} : { status: f.status }),
+    ...(search === "" ? {} : { search }),
+    ...(f.from === "" ? {} : { createdFrom: f.from }),
+    ...(f.to === "" ? {} : { createdTo: f.to }),
   }
-  const created = session.createdAt.slice(0, 10)
-  if (f.from !== "" && created < f.from) return false
-  if (f.to !== "" && created > f.to) return false
-  return true
+}
+
+interface Loaded {
+  readonly items: ReadonlyArray<Session>
+  readonly nextCursor: string | null
 }
 
 interface Listing {
-  readonly pages: ReadonlyArray<ReadonlyArray<Session>>
+  readonly pages: ReadonlyArray<Loaded>
   readonly index: number
-  readonly done: boolean
   readonly loading: boolean
   readonly error: unknown
 }
 
-const useSessionPages = (client: ChronicleClient, filters: Filters) => {
-  const [listing, setListing] = useState<Listing>({
-    pages: [],
-    index: 0,
-    done: false,
-    loading: true,
-    error: null,
-  })
-  const scan = useRef<{ cursor: string | null | undefined; buffer: Array<Session>; generation: number }>({
-    cursor: undefined,
-    buffer: [],
-    generation: 0,
-  })
+/** Pages of the sessions the filters select; none are asked for while `enabled` is false. */
+const useSessionPages = (client: ChronicleClient, filters: Filters, enabled: boolean) => {
+  const [listing, setListing] = useState<Listing>({ pages: [], index: 0, loading: true, error: null })
+  // Each change of filters starts a new generation; answers to an older one are dropped.
+  const generation = useRef(0)
 
-  const fill = useCallback(
-    async (generation: number) => {
-      const s = scan.current
-      let walked = 0
-      while (s.buffer.length < PAGE_SIZE && s.cursor !== null && walked < MAX_SCAN_PAGES) {
-        const page = await client.sessions.list.query({
-          limit: SCAN_PAGE,
-          ...(s.cursor === undefined ? {} : { cursor: s.cursor }),
-          ...(filters.status === "" ? {} : { status: filters.status }),
-        })
-        if (generation !== s.generation) return
-        walked++
-        s.buffer.push(...page.items.filter((session) => matches(session, filters)))
-        const oldest = page.items.at(-1)
-        // Newest first: once past the start date, nothing further can match.
-        const pastFrom =
-          filters.from !== "" && oldest !== undefined && oldest.createdAt.slice(0, 10) < filters.from
-        s.cursor = pastFrom ? null : page.nextCursor
-      }
-      const next = s.buffer.splice(0, PAGE_SIZE)
+  const load = useCallback(
+    async (current: number, cursor: string | null) => {
+      const page = await client.sessions.list.query({
+        limit: PAGE_SIZE,
+        ...listInput(filters),
+        ...(cursor === null ? {} : { cursor }),
+      })
+      if (current !== generation.current) return
       setListing((l) => ({
-        pages: [...l.pages, next],
+        pages: [...l.pages, { items: page.items, nextCursor: page.nextCursor }],
         index: l.pages.length,
-        done: s.cursor === null && s.buffer.length === 0,
         loading: false,
         error: null,
       }))
     },
     [client, filters],
   )
+  const failed = (current: number) => (error: unknown) => {
+    if (current === generation.current) setListing((l) => ({ ...l, loading: false, error }))
+  }
 
   useEffect(() => {
-    const generation = ++scan.current.generation
-    scan.current.cursor = undefined
-    scan.current.buffer = []
-    setListing({ pages: [], index: 0, done: false, loading: true, error: null })
-    fill(generation).catch((error: unknown) => setListing((l) => ({ ...l, loading: false, error })))
-  }, [fill])
+    const current = ++generation.current
+    setListing({ pages: [], index: 0, loading: enabled, error: null })
+    if (enabled) load(current, null).catch(failed(current))
+  }, [load, enabled])
 
   const next = () => {
     if (listing.index + 1 < listing.pages.length) {
       setListing((l) => ({ ...l, index: l.index + 1 }))
       return
     }
+    const cursor = listing.pages[listing.index]?.nextCursor ?? null
+    if (cursor === null) return
     setListing((l) => ({ ...l, loading: true }))
-    const generation = scan.current.generation
-    fill(generation).catch((error: unknown) => setListing((l) => ({ ...l, loading: false, error })))
+    const current = generation.current
+    load(current, cursor).catch(failed(current))
   }
   const previous = () => setListing((l) => ({ ...l, index: Math.max(0, l.index - 1) }))
   return { listing, next, previous }
@@ -124,6 +107,7 @@ export const SessionsPage = () => {
     to: query.get("to") ?? "",
   }
   const ownerValid = filters.owner === "" || UUID.test(filters.owner)
+  const datesValid = filters.from === "" || filters.to === "" || filters.from <= filters.to
   const service = api.identity.kind === "service"
   const client = useMemo(
     () => (service && filters.owner !== "" && ownerValid ? api.actingFor(filters.owner) : api.client),
@@ -132,9 +116,10 @@ export const SessionsPage = () => {
   const key = JSON.stringify(filters)
   // One object per distinct set of filters, so the listing restarts only when one changes.
   const stable = useMemo(() => filters, [key])
-  const { listing, next, previous } = useSessionPages(client, stable)
-  const page = listing.pages[listing.index] ?? []
-  const hasNext = listing.index + 1 < listing.pages.length || !listing.done
+  const { listing, next, previous } = useSessionPages(client, stable, datesValid)
+  const page = listing.pages[listing.index]?.items ?? []
+  const hasNext =
+    listing.index + 1 < listing.pages.length || (listing.pages[listing.index]?.nextCursor ?? null) !== null
 
   return (
     <section>
@@ -148,6 +133,7 @@ export const SessionsPage = () => {
           <input
             type="search"
             placeholder="title, id or external key"
+            maxLength={MAX_SEARCH}
             value={filters.q}
             onChange={(e) => setQuery({ q: e.target.value })}
           />
@@ -184,6 +170,7 @@ export const SessionsPage = () => {
         ) : null}
       </form>
       {ownerValid ? null : <p className="error">The owner must be a user id (a UUID).</p>}
+      {datesValid ? null : <p className="error">The “Created from” date is after the “to” date.</p>}
       <ErrorMessage error={listing.error} title="Could not list the sessions" />
       <div className="table-wrap">
         <table className="sessions">
@@ -248,7 +235,7 @@ export const SessionsPage = () => {
           </tbody>
         </table>
       </div>
-      {!listing.loading && page.length === 0 && listing.error === null ? (
+      {datesValid && !listing.loading && page.length === 0 && listing.error === null ? (
         <Empty>No session matches.</Empty>
       ) : null}
       <nav className="pager" aria-label="Pages">

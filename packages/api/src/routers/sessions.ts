@@ -26,6 +26,34 @@ export const CreateSessionInput = Schema.Struct({
   externalKey: Schema.optional(Schema.NullOr(ExternalKey)),
 })
 
+/** Text to find in a session's title or external key, or at the start of its id: 1 to 200 characters once trimmed. */
+const SessionSearch = Schema.Trim.pipe(
+  Schema.check(
+    Schema.isMinLength(1, { message: "must hold at least one character besides spaces" }),
+    Schema.isMaxLength(200),
+  ),
+)
+
+/** An ISO date (a whole UTC day) or an ISO timestamp; the domain checks that it names a real day. */
+const DateOrTimestamp = Schema.String.pipe(
+  Schema.check(
+    Schema.isPattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2}))?$/, {
+      message: "must be an ISO date (2026-11-24) or an ISO timestamp with a time zone (2026-11-24T10:00:00Z)",
+    }),
+  ),
+)
+
+export const ListSessionsInput = Schema.Struct({
+  ...Page,
+  status: Schema.optional(SessionStatus),
+  parentId: Schema.optional(Uuid),
+  search: Schema.optional(SessionSearch),
+  /** Created at or after this date (from its start, UTC) or instant. */
+  createdFrom: Schema.optional(DateOrTimestamp),
+  /** Created at or before this date (the whole day, UTC) or instant. */
+  createdTo: Schema.optional(DateOrTimestamp),
+})
+
 export const sessionsRouter = router({
   create: authedProcedure
     .input(input(Schema.UndefinedOr(CreateSessionInput)))
@@ -60,14 +88,9 @@ export const sessionsRouter = router({
       ctx.run(Effect.flatMap(Sessions, (s) => s.get(actorOf(ctx.principal), input.id, input.asOf))),
     ),
 
+  /** Newest first; filtered by status, parent, text and creation date. */
   list: authedProcedure
-    .input(
-      input(
-        Schema.UndefinedOr(
-          Schema.Struct({ ...Page, status: Schema.optional(SessionStatus), parentId: Schema.optional(Uuid) }),
-        ),
-      ),
-    )
+    .input(input(Schema.UndefinedOr(ListSessionsInput)))
     .query(({ ctx, input }) =>
       ctx.run(Effect.flatMap(Sessions, (s) => s.list(actorOf(ctx.principal), input ?? {}))),
     ),

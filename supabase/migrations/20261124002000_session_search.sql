@@ -1,0 +1,16 @@
+-- sessions.list walks an owner's sessions newest first, keyed by (created_at, id), with
+-- optional filters on status, parent, text and creation date. Without this index an owner's
+-- list read and sorted all of that owner's rows for every page.
+--
+-- Measured on Postgres 15 with 300,000 sessions (one owner holding 200,000), 21 rows a page:
+--   no filter                 273 ms → 0.4 ms
+--   a one-day created range   194 ms → 0.1 ms (an index range on created_at)
+--   text found in 1 row in 50 316 ms → 6 ms   (stops once the page is full)
+--   text found nowhere        243 ms → 260 ms (still reads every row of the owner)
+--
+-- The text search is a substring match (`lower(title) like '%…%'`), which a b-tree cannot
+-- serve: a trigram index would, but pg_trgm is not available on the embedded database, so
+-- a search that matches little reads the owner's sessions in full. The index costs one more
+-- entry per session event (the projection updates the session's row on every event, and
+-- updated_at is already indexed, so those updates are not HOT anyway).
+create index sessions_owner_created_idx on chronicle.sessions (owner_id, created_at desc, id desc);
