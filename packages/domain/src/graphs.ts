@@ -4,17 +4,31 @@
  * a thread id names one stream per owner, and another owner's thread of the same name is a
  * different stream. Checkpoints, pending writes and deletions are events; reads are indexed
  * queries over the `graph_*` read model.
+ *
+ * Puts are safe to repeat. With an `idempotencyKey` the key names the request: the event's id
+ * is derived from it, and a retry returns the first attempt's answer. Without one, a put the
+ * thread already holds exactly records nothing; the event id is then derived from the put's
+ * content and the stream version it was decided at, so identical puts racing each other are
+ * recorded once by the store.
  */
+import { createHash } from "node:crypto"
 import {
   type ChronicleEvent,
   type Forbidden,
+  fromStored,
   type GraphThreadStarted,
   InvalidCommand,
   type JsonObject,
   type SerializedValue,
   toStored,
 } from "@chronicle/events"
-import { type BatchTooLarge, type EventTooLarge, type ExpectedVersion, isUuid } from "@chronicle/store"
+import {
+  type BatchTooLarge,
+  type EventTooLarge,
+  type ExpectedVersion,
+  IdempotencyConflict,
+  isUuid,
+} from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import { type Actor, ownerFor } from "./actor.ts"
@@ -27,6 +41,36 @@ const GRAPH_THREAD_NAMESPACE = "c4a7e2d9-5b13-4f6e-8a2d-7e9b1c3f5a60"
 export const graphIdForThread = (ownerId: string, threadId: string) =>
   uuidv5(`${ownerId}\u0000${threadId}`, GRAPH_THREAD_NAMESPACE)
 export const graphStreamId = (graphId: string) => `graph-${graphId}`
+
+// Ids of put events: from the caller's idempotency key, or from the put's content and the
+// stream version it was decided at (two fixed, random UUIDs).
+const PUT_KEY_NAMESPACE = "0d6f3b8e-2a47-4c19-b5e0-9c8a1f7d3e24"
+const PUT_CONTENT_NAMESPACE = "e5b2c9a1-7d34-4f8e-a6c0-3b1d8e2f9a57"
+const keyedEventId = (streamId: string, key: string) => uuidv5(`${streamId}\u0000${key}`, PUT_KEY_NAMESPACE)
+const contentEventId = (streamId: string, data: unknown, streamVersion: number) =>
+  uuidv5(
+    `${streamId}\u0000${streamVersion}\u0000${createHash("sha256").update(canonicalJson(data)).digest("hex")}`,
+    PUT_CONTENT_NAMESPACE,
+  )
+
+/** JSON with object keys sorted, so equal values digest alike whatever order their keys came in. */
+const canonicalJson = (value: unknown): string =>
+  Array.isArray(value)
+    ? `[${value.map(canonicalJson).join(",")}]`
+    : typeof value === "object" && value !== null
+      ? `{${Object.keys(value)
+          .sort()
+          .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+          .join(",")}}`
+      : JSON.stringify(value)
+
+export interface GraphPutOptions {
+  /**
+   * Names the request: a retry with the same key returns the first attempt's answer and
+   * records nothing, whatever its payload; the same key on the other kind of put is a conflict.
+   */
+  readonly idempotencyKey?: string | undefined
+}
 
 export interface ChannelBlobView {
   readonly channel: string
@@ -105,16 +149,20 @@ export interface ListCheckpointsInput {
   readonly limit?: number | undefined
 }
 
-export type GraphsError = InvalidCommand | Forbidden | BatchTooLarge | EventTooLarge
+export type GraphsError = InvalidCommand | Forbidden | BatchTooLarge | EventTooLarge | IdempotencyConflict
 
 export interface GraphsService {
+  /** Saves a checkpoint; one the thread already holds exactly records nothing (see GraphPutOptions). */
   readonly putCheckpoint: (
     actor: Actor,
     input: PutCheckpointInput,
+    options?: GraphPutOptions,
   ) => Effect.Effect<CheckpointRef, GraphsError>
+  /** Saves a task's writes; writes the thread already holds exactly record nothing. */
   readonly putWrites: (
     actor: Actor,
     input: PutWritesInput,
+    options?: GraphPutOptions,
   ) => Effect.Effect<{ readonly version: number }, GraphsError>
   /** The checkpoint with this id, or the thread's latest in the namespace; null when there is none. */
   readonly getTuple: (
@@ -214,44 +262,128 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
       /**
        * Appends to a thread's stream, starting it when it has no events yet. Starting races
        * are settled by the store: the loser's "no stream" append conflicts, and it appends
-       * again to the stream that now exists.
+       * again to the stream that now exists. `put` is the last event, with its id when the
+       * caller derived one (the thread's start always gets a fresh id).
        */
-      const appendToThread = (actor: Actor, threadId: string, events: ReadonlyArray<ChronicleEvent>) =>
+      const appendToThread = (
+        actor: Actor,
+        threadId: string,
+        put: { readonly event: ChronicleEvent; readonly eventId?: string | undefined },
+        extraMetadata: { readonly idempotencyKey?: string } = {},
+      ) =>
         Effect.gen(function* () {
           const ownerId = yield* ownerFor(actor)
           const graphId = graphIdForThread(ownerId, threadId)
           const streamId = graphStreamId(graphId)
-          const metadata = { actor: actorLabel(actor) }
+          const metadata = { actor: actorLabel(actor), ...extraMetadata }
           const started: typeof GraphThreadStarted.Type = {
             type: "GraphThreadStarted",
             graphId,
             ownerId,
             threadId,
           }
-          const append = (batch: ReadonlyArray<ChronicleEvent>, expectedVersion: ExpectedVersion) =>
-            store.append(
-              streamId,
-              batch.map((e) => ({ ...toStored(e), metadata })),
-              { expectedVersion, ownerId },
-            )
+          const last = {
+            ...toStored(put.event),
+            metadata,
+            ...(put.eventId === undefined ? {} : { eventId: put.eventId }),
+          }
+          const append = (withStart: boolean, expectedVersion: ExpectedVersion) =>
+            store.append(streamId, withStart ? [{ ...toStored(started), metadata }, last] : [last], {
+              expectedVersion,
+              ownerId,
+            })
           const exists = yield* query("select 1 from chronicle.streams where stream_id = $1", [streamId])
           const result = yield* (
-            exists.length > 0 ? append(events, "stream_exists") : append([started, ...events], "no_stream")
+            exists.length > 0 ? append(false, "stream_exists") : append(true, "no_stream")
           ).pipe(
-            Effect.catchTag("VersionConflict", () => append(events, "stream_exists")),
-            // Events built here are valid and carry fresh ids: a refusal is a bug.
-            Effect.catchTags({
-              InvalidAppend: Effect.die,
-              IdempotencyConflict: Effect.die,
-              VersionConflict: Effect.die,
-            }),
+            Effect.catchTag("VersionConflict", () => append(false, "stream_exists")),
+            // Events built here are valid: a refusal is a bug. An id already used by another
+            // append is the caller's to settle (only derived ids can be).
+            Effect.catchTags({ InvalidAppend: Effect.die, VersionConflict: Effect.die }),
           )
           return { graphId, version: result.version }
+        })
+
+      /** The recorded event a key names in this stream, decoded; undefined when there is none. */
+      const findKeyed = (streamId: string, eventId: string) =>
+        Effect.gen(function* () {
+          const rows = yield* query(
+            `select type, data, schema_version, stream_version from chronicle.events
+              where event_id = $1::uuid and stream_id = $2`,
+            [eventId, streamId],
+          )
+          const row = rows[0]
+          if (row === undefined) return undefined
+          const event = yield* fromStored({
+            type: row.type as string,
+            data: row.data,
+            schemaVersion: Number(row.schema_version),
+          }).pipe(Effect.orDie)
+          return { event, version: Number(row.stream_version) }
+        })
+
+      /**
+       * Records one put, once. With a key, a recorded event under it is the answer (another
+       * kind of put under it is a conflict). Without one, `held` answers when the thread
+       * already holds the put exactly, and the event id comes from the content and the stream
+       * version, so identical puts decided at the same version are one event. An id taken by
+       * a racing put is settled by deciding again: the winner's event is then found.
+       */
+      const recordPut = <A>(params: {
+        readonly actor: Actor
+        readonly threadId: string
+        readonly event: ChronicleEvent
+        readonly key: string | undefined
+        readonly held: (graphId: string, data: unknown) => Effect.Effect<A | undefined>
+        readonly answer: (recorded: { readonly event: ChronicleEvent; readonly version: number }) => A
+      }) =>
+        Effect.gen(function* () {
+          const ownerId = yield* ownerFor(params.actor)
+          const graphId = graphIdForThread(ownerId, params.threadId)
+          const streamId = graphStreamId(graphId)
+          const data = toStored(params.event).data
+          for (let attempt = 0; ; attempt++) {
+            const stream = yield* query("select version from chronicle.streams where stream_id = $1", [
+              streamId,
+            ])
+            const streamVersion = stream[0] === undefined ? 0 : Number(stream[0].version)
+            let eventId: string
+            if (params.key !== undefined) {
+              eventId = keyedEventId(streamId, params.key)
+              const prior = yield* findKeyed(streamId, eventId)
+              if (prior !== undefined) {
+                if (prior.event.type !== params.event.type) {
+                  return yield* new IdempotencyConflict({ streamId, eventIds: [eventId] })
+                }
+                return params.answer(prior)
+              }
+            } else {
+              if (streamVersion > 0) {
+                const held = yield* params.held(graphId, data)
+                if (held !== undefined) return held
+              }
+              eventId = contentEventId(streamId, data, streamVersion)
+            }
+            const appended = yield* appendToThread(
+              params.actor,
+              params.threadId,
+              { event: params.event, eventId },
+              params.key === undefined ? {} : { idempotencyKey: params.key },
+            ).pipe(
+              Effect.map((result) => ({ result }) as const),
+              Effect.catchTag("IdempotencyConflict", (conflict) =>
+                attempt < 3 ? Effect.succeed({ retry: true } as const) : Effect.fail(conflict),
+              ),
+            )
+            if ("retry" in appended) continue
+            return params.answer({ event: params.event, version: appended.result.version })
+          }
         })
 
       const putCheckpoint = Effect.fn("Graphs.putCheckpoint")(function* (
         actor: Actor,
         input: PutCheckpointInput,
+        options?: GraphPutOptions,
       ) {
         for (const blob of input.blobs) {
           if (input.channelVersions[blob.channel] === undefined) {
@@ -261,8 +393,16 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             })
           }
         }
-        yield* appendToThread(actor, input.threadId, [
-          {
+        const asked: CheckpointRef = {
+          threadId: input.threadId,
+          checkpointNs: input.checkpointNs,
+          checkpointId: input.checkpointId,
+        }
+        return yield* recordPut({
+          actor,
+          threadId: input.threadId,
+          key: options?.idempotencyKey,
+          event: {
             type: "GraphCheckpointSaved",
             checkpointNs: input.checkpointNs,
             checkpointId: input.checkpointId,
@@ -272,17 +412,48 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             channelVersions: input.channelVersions,
             blobs: input.blobs,
           },
-        ])
-        return {
-          threadId: input.threadId,
-          checkpointNs: input.checkpointNs,
-          checkpointId: input.checkpointId,
-        } satisfies CheckpointRef
+          // Held: the checkpoint row is as given, and so is every value it brings (the
+          // comparison mirrors what project_graph stores).
+          held: (graphId, data) =>
+            query(
+              `select 1 from chronicle.graph_checkpoints c, (select $2::text::jsonb as d) p
+                where c.graph_id = $1::uuid
+                  and c.checkpoint_ns = p.d ->> 'checkpointNs' and c.checkpoint_id = p.d ->> 'checkpointId'
+                  and c.parent_checkpoint_id is not distinct from p.d ->> 'parentCheckpointId'
+                  and c.checkpoint_type = p.d -> 'checkpoint' ->> 'type'
+                  and c.checkpoint = p.d -> 'checkpoint' ->> 'data'
+                  and c.metadata = p.d -> 'metadata' and c.channel_versions = p.d -> 'channelVersions'
+                  and not exists (
+                    select 1 from jsonb_array_elements(p.d -> 'blobs') b
+                     where not exists (
+                       select 1 from chronicle.graph_blobs g
+                        where g.graph_id = c.graph_id and g.checkpoint_ns = c.checkpoint_ns
+                          and g.channel = b ->> 'channel' and g.version = b ->> 'version'
+                          and g.type = b -> 'value' ->> 'type' and g.data = b -> 'value' ->> 'data'))`,
+              [graphId, JSON.stringify(data)],
+            ).pipe(Effect.map((rows) => (rows.length > 0 ? asked : undefined))),
+          // A retry under a key names the checkpoint its first attempt saved.
+          answer: ({ event }) =>
+            event.type === "GraphCheckpointSaved"
+              ? {
+                  threadId: input.threadId,
+                  checkpointNs: event.checkpointNs,
+                  checkpointId: event.checkpointId,
+                }
+              : asked,
+        })
       })
 
-      const putWrites = Effect.fn("Graphs.putWrites")(function* (actor: Actor, input: PutWritesInput) {
-        const { version } = yield* appendToThread(actor, input.threadId, [
-          {
+      const putWrites = Effect.fn("Graphs.putWrites")(function* (
+        actor: Actor,
+        input: PutWritesInput,
+        options?: GraphPutOptions,
+      ) {
+        return yield* recordPut({
+          actor,
+          threadId: input.threadId,
+          key: options?.idempotencyKey,
+          event: {
             type: "GraphWritesSaved",
             checkpointNs: input.checkpointNs,
             checkpointId: input.checkpointId,
@@ -290,8 +461,27 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             taskPath: input.taskPath,
             writes: input.writes,
           },
-        ])
-        return { version }
+          // Held: every write is stored as given; the answer is the version that stored them.
+          held: (graphId, data) =>
+            query(
+              `select max(w.version) as version, count(*) = jsonb_array_length(p.d -> 'writes') as held
+                 from (select $2::text::jsonb as d) p
+                 cross join lateral jsonb_array_elements(p.d -> 'writes') x
+                 join chronicle.graph_writes w
+                   on w.graph_id = $1::uuid and w.checkpoint_ns = p.d ->> 'checkpointNs'
+                  and w.checkpoint_id = p.d ->> 'checkpointId' and w.task_id = p.d ->> 'taskId'
+                  and w.idx = (x ->> 'idx')::integer and w.task_path = p.d ->> 'taskPath'
+                  and w.channel = x ->> 'channel' and w.type = x -> 'value' ->> 'type'
+                  and w.data = x -> 'value' ->> 'data'
+                group by p.d`,
+              [graphId, JSON.stringify(data)],
+            ).pipe(
+              Effect.map((rows) =>
+                rows[0]?.held === true ? { version: Number(rows[0].version) } : undefined,
+              ),
+            ),
+          answer: ({ version }) => ({ version }),
+        })
       })
 
       const getTuple = Effect.fn("Graphs.getTuple")(function* (
@@ -366,13 +556,16 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         )
         // Nothing to delete: record nothing, so deleting twice is one event.
         if (rows[0]?.live !== true) return { deleted: false }
-        yield* appendToThread(actor, threadId, [{ type: "GraphThreadDeleted" }])
+        yield* appendToThread(actor, threadId, { event: { type: "GraphThreadDeleted" } }).pipe(
+          // The event gets a fresh id: no other append can have used it.
+          Effect.catchTag("IdempotencyConflict", Effect.die),
+        )
         return { deleted: true }
       })
 
       return Graphs.of({
-        putCheckpoint: (a, i) => provide(putCheckpoint(a, i)),
-        putWrites: (a, i) => provide(putWrites(a, i)),
+        putCheckpoint: (a, i, o) => provide(putCheckpoint(a, i, o)),
+        putWrites: (a, i, o) => provide(putWrites(a, i, o)),
         getTuple: (a, i) => provide(getTuple(a, i)),
         list: (a, i) => provide(list(a, i)),
         deleteThread: (a, t) => provide(deleteThread(a, t)),

@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto"
 import {
   type ChronicleClient,
   type ChronicleClientOptions,
   createChronicleClient,
+  isChronicleError,
   type RouterOutputs,
 } from "@chronicle/client"
 import type { RunnableConfig } from "@langchain/core/runnables"
@@ -31,6 +33,24 @@ const EMPTY = "empty"
 const WRITES_PER_CALL = 500
 /** How many checkpoints one `list` request asks for at most. */
 const PAGE_SIZE = 100
+/** Attempts of a write that failed before the server answered. */
+const WRITE_ATTEMPTS = 3
+
+/**
+ * Sends a write, and sends it again when the request failed before the server answered (a
+ * lost response included). Only for writes that are safe to repeat: puts carry one idempotency
+ * key over all their attempts, and deleting a deleted thread records nothing.
+ */
+const resent = async <A>(send: () => Promise<A>): Promise<A> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send()
+    } catch (error) {
+      if (isChronicleError(error) && error.data !== undefined) throw error
+      if (attempt >= WRITE_ATTEMPTS) throw error
+    }
+  }
+}
 
 export type ChronicleSaverOptions = ({ readonly client: ChronicleClient } | ChronicleClientOptions) & {
   /** The serializer for checkpoints, channel values and writes; default LangGraph's JsonPlusSerializer. */
@@ -53,6 +73,8 @@ const threadIdOf = (config: RunnableConfig): string | undefined => {
  * `deleteThread` is an event on the thread's `graph-<id>` stream, so a thread's whole history
  * stays in the log, and the server's read model answers `getTuple` and `list`. It talks to the
  * server through the typed client only, so it runs in any app that can reach the service.
+ * A write whose response is lost is sent again, and recorded once (each put carries an
+ * idempotency key).
  *
  *   const checkpointer = new ChronicleSaver({ url: "http://127.0.0.1:4000", token })
  *   const graph = workflow.compile({ checkpointer })
@@ -208,7 +230,7 @@ export class ChronicleSaver extends BaseCheckpointSaver {
             : { type: EMPTY, data: "" },
       })),
     )
-    await this.client.graphs.putCheckpoint.mutate({
+    const put = {
       threadId,
       checkpointNs,
       checkpointId: checkpoint.id,
@@ -219,7 +241,9 @@ export class ChronicleSaver extends BaseCheckpointSaver {
         Object.entries(checkpoint.channel_versions).map(([channel, version]) => [channel, String(version)]),
       ),
       blobs,
-    })
+    }
+    const idempotencyKey = randomUUID()
+    await resent(() => this.client.graphs.putCheckpoint.mutate({ ...put, idempotencyKey }))
     return {
       configurable: { thread_id: threadId, checkpoint_ns: checkpointNs, checkpoint_id: checkpoint.id },
     }
@@ -244,18 +268,20 @@ export class ChronicleSaver extends BaseCheckpointSaver {
       })),
     )
     for (let start = 0; start < stored.length; start += WRITES_PER_CALL) {
-      await this.client.graphs.putWrites.mutate({
+      const put = {
         threadId,
         checkpointNs: config.configurable?.checkpoint_ns ?? "",
         checkpointId,
         taskId,
         taskPath: taskPath ?? "",
         writes: stored.slice(start, start + WRITES_PER_CALL),
-      })
+      }
+      const idempotencyKey = randomUUID()
+      await resent(() => this.client.graphs.putWrites.mutate({ ...put, idempotencyKey }))
     }
   }
 
   override async deleteThread(threadId: string): Promise<void> {
-    await this.client.graphs.deleteThread.mutate({ threadId: String(threadId) })
+    await resent(() => this.client.graphs.deleteThread.mutate({ threadId: String(threadId) }))
   }
 }

@@ -3,6 +3,9 @@
  * id names one thread per owner; values arrive as the graph's serializer wrote them
  * (`{ type, data: base64 }`) and come back byte for byte. Every call acts for an owner: a
  * user for themselves, the service role for the owner it names (`x-chronicle-owner`).
+ *
+ * The two puts are safe to retry: with an `idempotencyKey` a retry returns the first
+ * attempt's answer; without one, a put the thread already holds exactly records nothing.
  */
 import { Graphs } from "@chronicle/domain"
 import {
@@ -17,7 +20,7 @@ import { Effect, Schema } from "effect"
 import { MAX_BATCH_SIZE } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf } from "./actor.ts"
-import { JsonObject, Name, Page, Text } from "./schemas.ts"
+import { CommandOptions, JsonObject, Name, Page, Text } from "./schemas.ts"
 
 const input = Schema.toStandardSchemaV1
 
@@ -37,11 +40,14 @@ export const graphsRouter = router({
           metadata: JsonObject,
           channelVersions: Schema.Record(Schema.String, ChannelVersion),
           blobs: Schema.Array(ChannelBlob),
+          idempotencyKey: CommandOptions.idempotencyKey,
         }),
       ),
     )
-    .mutation(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Graphs, (g) => g.putCheckpoint(actorOf(ctx.principal), input))),
+    .mutation(({ ctx, input: { idempotencyKey, ...put } }) =>
+      ctx.run(
+        Effect.flatMap(Graphs, (g) => g.putCheckpoint(actorOf(ctx.principal), put, { idempotencyKey })),
+      ),
     ),
 
   /** Saves a task's writes against a checkpoint. */
@@ -55,11 +61,12 @@ export const graphsRouter = router({
           taskId: Name(500),
           taskPath: Text(2000),
           writes: Schema.Array(PendingWrite).pipe(Schema.check(Schema.isMaxLength(MAX_BATCH_SIZE))),
+          idempotencyKey: CommandOptions.idempotencyKey,
         }),
       ),
     )
-    .mutation(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Graphs, (g) => g.putWrites(actorOf(ctx.principal), input))),
+    .mutation(({ ctx, input: { idempotencyKey, ...put } }) =>
+      ctx.run(Effect.flatMap(Graphs, (g) => g.putWrites(actorOf(ctx.principal), put, { idempotencyKey }))),
     ),
 
   /** A checkpoint by id, or the thread's latest in the namespace; null when there is none. */
