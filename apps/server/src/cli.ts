@@ -27,11 +27,16 @@ const COMMANDS = {
     help: "Prints where the data lives, the head of the log, and for each projection its version, mode, state, row count and lag behind the head.",
   },
   rebuild: {
-    usage: "rebuild <name…|--all> [--as-of <cursor|checkpoint-id|time>] [--label <label>] [--batch-size <n>]",
+    usage:
+      "rebuild <name…|--all> [--from-snapshot <label> | --as-of <cursor|checkpoint-id|time> [--label <label>]] [--batch-size <n>]",
     summary: "rebuild projections without downtime, or build a point-in-time snapshot",
     help: `Rebuilds the named projections (or --all) into shadow tables while the service keeps
 serving and appending, then swaps them in within one short transaction. Progress is shown
 live (events done/total, events/s, ETA). Ctrl-C cancels: the live tables stay as they were.
+
+With --from-snapshot, the shadow tables start as a copy of that snapshot's (it must hold the
+named projections, built with their current versions), and only the events after it are
+replayed before the swap.
 
 With --as-of, builds the projections as they were at a log cursor (such as 812:1044), a
 checkpoint (its id) or a time (ISO-8601) into the schema analytics_asof_<label> instead;
@@ -154,6 +159,7 @@ const OPTIONS = {
   all: { type: "boolean" },
   "as-of": { type: "string" },
   label: { type: "string" },
+  "from-snapshot": { type: "string" },
   "batch-size": { type: "string" },
   drop: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -163,7 +169,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   serve: [],
   migrate: [],
   status: [],
-  rebuild: ["all", "as-of", "label", "batch-size"],
+  rebuild: ["all", "as-of", "label", "from-snapshot", "batch-size"],
   snapshots: ["drop"],
   export: ["out"],
   import: ["in"],
@@ -227,6 +233,12 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         return usageError("rebuild: --batch-size must be a whole number from 1 to 100000", command)
       if (values.label !== undefined && values["as-of"] === undefined)
         return usageError("rebuild: --label names a snapshot; it needs --as-of", command)
+      const fromSnapshot = values["from-snapshot"]
+      if (fromSnapshot !== undefined && values["as-of"] !== undefined)
+        return usageError(
+          "rebuild: --from-snapshot rebuilds the live tables, --as-of builds a snapshot; give one of them",
+          command,
+        )
       const asOf = values["as-of"] === undefined ? undefined : parseAsOf(values["as-of"])
       if (typeof asOf === "string") return usageError(`rebuild: ${asOf}`, command)
       const projections = values.all ? undefined : positionals
@@ -236,14 +248,17 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           const engine = yield* Projections
           const started =
             asOf === undefined
-              ? yield* engine.startRebuild(projections === undefined ? {} : { projections })
+              ? yield* engine.startRebuild({
+                  ...(projections === undefined ? {} : { projections }),
+                  ...(fromSnapshot === undefined ? {} : { fromSnapshot }),
+                })
               : yield* engine.startSnapshot({
                   label: values.label ?? defaultLabel(),
                   asOf,
                   ...(projections === undefined ? {} : { projections }),
                 })
           console.error(
-            `${started.kind === "rebuild" ? "Rebuilding" : `Building snapshot ${started.label} of`} ${started.projections.join(", ")} in ${describeDatabase(databaseConfig())} (run ${started.id})`,
+            `${started.kind === "rebuild" ? "Rebuilding" : `Building snapshot ${started.label} of`} ${started.projections.join(", ")} in ${describeDatabase(databaseConfig())}${started.fromSnapshot === null ? "" : ` from snapshot ${started.fromSnapshot} (${started.eventsSeeded} events)`} (run ${started.id})`,
           )
           return yield* engine
             .execute(started.id, {
@@ -262,7 +277,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       if (run.state === "completed") {
         console.log(
           run.kind === "rebuild"
-            ? `Rebuilt ${run.projections.join(", ")} from ${run.eventsDone} events (${run.eventsPerSecond} events/s); the new tables are live`
+            ? run.fromSnapshot === null
+              ? `Rebuilt ${run.projections.join(", ")} from ${run.eventsDone} events (${run.eventsPerSecond} events/s); the new tables are live`
+              : `Rebuilt ${run.projections.join(", ")} from snapshot ${run.fromSnapshot} (${run.eventsSeeded} events) and ${run.eventsDone - run.eventsSeeded} events after it (${run.eventsPerSecond} events/s); the new tables are live`
             : `Snapshot ${run.label} holds ${run.projections.join(", ")} as of ${run.asOfCursor} (${run.eventsDone} events) in schema ${run.schema}`,
         )
         return 0

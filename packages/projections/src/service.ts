@@ -62,6 +62,10 @@ export interface Run {
   readonly asOf: AsOf | null
   /** The last event a snapshot includes (null for a rebuild, which follows the head). */
   readonly asOfCursor: string | null
+  /** A rebuild seeded from a snapshot: its label (null for one from the start of the log). */
+  readonly fromSnapshot: string | null
+  /** Events the seed snapshot already held; counted in `eventsDone`, not in the rate. */
+  readonly eventsSeeded: number
   readonly state: RunState
   /** preparing → copying → catching-up → swapping → done. */
   readonly phase: string
@@ -81,6 +85,8 @@ export interface Snapshot {
   readonly asOf: AsOf | null
   readonly asOfCursor: string | null
   readonly events: number
+  /** The version of each projection it was built with (null: made before they were recorded). */
+  readonly versions: { readonly [projection: string]: number } | null
   readonly createdAt: string
 }
 
@@ -95,9 +101,14 @@ export type RunError = NotFound | InvalidCommand | InvalidTransition
 
 export interface ProjectionsService {
   readonly status: () => Effect.Effect<ProjectionStatus>
-  /** Registers a rebuild of the named projections (default: every one); see `execute`. */
+  /**
+   * Registers a rebuild of the named projections (default: every one); see `execute`. With
+   * `fromSnapshot`, the shadow tables start as a copy of that completed snapshot's and only
+   * the events after its bound are replayed.
+   */
   readonly startRebuild: (options?: {
     readonly projections?: ReadonlyArray<string>
+    readonly fromSnapshot?: string
   }) => Effect.Effect<Run, RunError>
   /** Registers a point-in-time build into `analytics_asof_<label>`; see `execute`. */
   readonly startSnapshot: (options: {
@@ -113,7 +124,8 @@ export interface ProjectionsService {
   readonly run: (runId: string) => Effect.Effect<Run, NotFound>
   readonly runs: (limit?: number) => Effect.Effect<ReadonlyArray<Run>>
   readonly snapshots: () => Effect.Effect<ReadonlyArray<Snapshot>>
-  readonly dropSnapshot: (label: string) => Effect.Effect<void, NotFound>
+  /** Drops a snapshot (refused while a rebuild has yet to copy from it). */
+  readonly dropSnapshot: (label: string) => Effect.Effect<void, NotFound | InvalidTransition>
   /**
    * One step of the daemon: applies what async projections have not seen, resumes orphaned
    * runs, starts the rebuilds that registered versions need. Returns the events applied.
@@ -122,6 +134,13 @@ export interface ProjectionsService {
 }
 
 export const SNAPSHOT_LABEL = /^[a-z][a-z0-9_]{0,39}$/
+
+/** What a rebuild from a snapshot starts with: the snapshot's run, its bound, its events. */
+interface SnapshotSeed {
+  readonly runId: string
+  readonly bound: { readonly xid: string; readonly position: string }
+  readonly events: number
+}
 
 /** A run whose worker has not reported for this long is taken over by another process. */
 const STALE_SECONDS = 30
@@ -136,6 +155,9 @@ interface RunRow {
   target_schema: string
   as_of: AsOf | null
   as_of_cursor: string | null
+  from_snapshot: string | null
+  events_seeded: string
+  versions: Record<string, number> | null
   state: RunState
   phase: string
   events_done: string
@@ -147,17 +169,21 @@ interface RunRow {
   elapsed: number
 }
 
-const RUN_COLUMNS = `id::text, kind, projections, label, target_schema, as_of,
-  case when bound_xid is null then null else bound_xid::text || ':' || bound_position::text end as as_of_cursor,
-  state, phase, events_done::text, events_total::text, worker,
-  to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
-  to_char(finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at,
-  error, extract(epoch from (coalesce(finished_at, now()) - started_at))::float8 as elapsed`
+/** A run's columns; the table is aliased `r`. */
+const RUN_COLUMNS = `r.id::text, r.kind, r.projections, r.label, r.target_schema, r.as_of,
+  case when r.bound_xid is null then null else r.bound_xid::text || ':' || r.bound_position::text end as as_of_cursor,
+  (select s.label from chronicle.projection_runs s where s.id = r.source_run) as from_snapshot,
+  r.events_seeded::text, r.versions, r.state, r.phase, r.events_done::text, r.events_total::text, r.worker,
+  to_char(r.started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
+  to_char(r.finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at,
+  r.error, extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as elapsed`
 
 const toRun = (row: RunRow): Run => {
   const done = Number(row.events_done)
+  const seeded = Number(row.events_seeded)
   const total = Math.max(Number(row.events_total), done)
-  const rate = row.elapsed > 0 ? done / row.elapsed : 0
+  // The rate counts what this run applied: a seed copied from a snapshot is not replayed.
+  const rate = row.elapsed > 0 ? (done - seeded) / row.elapsed : 0
   return {
     id: row.id,
     kind: row.kind,
@@ -166,6 +192,8 @@ const toRun = (row: RunRow): Run => {
     schema: row.target_schema,
     asOf: row.as_of,
     asOfCursor: row.as_of_cursor,
+    fromSnapshot: row.from_snapshot,
+    eventsSeeded: seeded,
     state: row.state,
     phase: row.phase,
     eventsDone: done,
@@ -280,9 +308,10 @@ export class Projections extends Context.Service<Projections, ProjectionsService
 
       const getRun = Effect.fn("Projections.run")(function* (runId: string) {
         if (!isUuid(runId)) return yield* new NotFound({ entity: "projection run", id: runId })
-        const [row] = yield* q<RunRow>(`select ${RUN_COLUMNS} from chronicle.projection_runs where id = $1`, [
-          runId,
-        ])
+        const [row] = yield* q<RunRow>(
+          `select ${RUN_COLUMNS} from chronicle.projection_runs r where r.id = $1`,
+          [runId],
+        )
         if (row === undefined) return yield* new NotFound({ entity: "projection run", id: runId })
         return toRun(row)
       })
@@ -326,11 +355,19 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         asOf: AsOf | null
         bound: { xid: string; position: string } | null
         total: number
+        seed: SnapshotSeed | null
       }) =>
         q(
+          // A snapshot records the versions it is built with; a seeded rebuild starts at its
+          // seed's bound, with the seed's events done.
           `insert into chronicle.projection_runs
-             (id, kind, projections, label, target_schema, as_of, bound_xid, bound_position, state, events_total)
-           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::text::xid8, $8::bigint, 'running', $9)`,
+             (id, kind, projections, label, target_schema, as_of, bound_xid, bound_position, state, events_total,
+              versions, source_run, cursor_xid, cursor_position, events_done, events_seeded)
+           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::text::xid8, $8::bigint, 'running', $9,
+                   case when $2 = 'snapshot'
+                        then (select jsonb_object_agg(p.name, p.version) from chronicle.projections p
+                               where p.name = any ($3::text[])) end,
+                   $10::uuid, $11::text::xid8, $12::bigint, $13, $13)`,
           [
             run.id,
             run.kind,
@@ -341,20 +378,108 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             run.bound?.xid ?? null,
             run.bound?.position ?? null,
             run.total,
+            run.seed?.runId ?? null,
+            run.seed?.bound.xid ?? null,
+            run.seed?.bound.position ?? null,
+            run.seed?.events ?? 0,
           ],
         )
 
+      /**
+       * The completed snapshot `label`, if it can seed a rebuild of `names`: it holds each of
+       * them, built with the version registered now, its tables match the live ones, and it
+       * holds every event up to its bound. Called under the registrars' lock.
+       */
+      const seedOf = Effect.fn("Projections.seedOf")(function* (label: string, names: ReadonlyArray<string>) {
+        const [snapshot] = yield* q<{
+          id: string
+          state: RunState
+          projections: Array<string>
+          versions: Record<string, number> | null
+          target_schema: string
+          xid: string | null
+          position: string | null
+          events_done: string
+        }>(
+          `select id::text, state, projections, versions, target_schema, bound_xid::text as xid,
+                  bound_position::text as position, events_done::text
+             from chronicle.projection_runs
+            where kind = 'snapshot' and label = $1
+            order by state = 'completed' desc, started_at desc
+            limit 1`,
+          [label],
+        )
+        if (snapshot === undefined || snapshot.state === "dropped")
+          return yield* new NotFound({ entity: "snapshot", id: label })
+        const refuse = (state: string, reason: string) =>
+          new InvalidTransition({ entity: "snapshot", id: label, state, action: "rebuild from", reason })
+        if (snapshot.state === "running" || snapshot.state === "cancelling")
+          return yield* refuse(
+            "building",
+            `it is still being built (run ${snapshot.id}); rebuild from it once it has completed`,
+          )
+        if (snapshot.state !== "completed")
+          return yield* refuse(
+            snapshot.state,
+            `it never completed (run ${snapshot.id}); build it again, or rebuild from the log`,
+          )
+        const missing = names.filter((n) => !snapshot.projections.includes(n))
+        if (missing.length > 0)
+          return yield* new InvalidCommand({
+            path: "fromSnapshot",
+            reason: `snapshot ${label} holds ${snapshot.projections.join(", ")}, not ${missing.join(", ")}; name only projections it holds, or rebuild the others from the log`,
+          })
+        if (snapshot.versions === null)
+          return yield* refuse(
+            "versions unknown",
+            "it was built before snapshots recorded the versions of their projections; rebuild from the log",
+          )
+        const current = yield* q<{ name: string; version: number }>(
+          "select name, version from chronicle.projections where name = any ($1::text[]) order by name",
+          [names],
+        )
+        const stale = current.filter((p) => snapshot.versions![p.name] !== p.version)
+        if (stale.length > 0)
+          return yield* refuse(
+            `built with ${stale.map((p) => `${p.name} v${snapshot.versions![p.name] ?? "?"}`).join(", ")}`,
+            `${stale.map((p) => `${p.name} is now at v${p.version}`).join(", ")}; rebuild from the log, or from a snapshot built since`,
+          )
+        const [mismatch] = yield* q<{ tables: Array<string> }>(
+          `select chronicle.projection_tables_mismatch($1, array(
+             select unnest(p.tables) from chronicle.projections p where p.name = any ($2::text[]))) as tables`,
+          [snapshot.target_schema, names],
+        )
+        if ((mismatch?.tables.length ?? 0) > 0)
+          return yield* refuse(
+            "tables differ",
+            `its copy of ${mismatch!.tables.join(", ")} in ${snapshot.target_schema} is missing or differs from the live definition; rebuild from the log`,
+          )
+        const bound = { xid: snapshot.xid ?? "0", position: snapshot.position ?? "0" }
+        const events = yield* countEvents(bound)
+        // A snapshot only misses events if its as-of cursor was ahead of the commit-safe
+        // watermark: events that committed later, below its bound. Its cursor would skip them.
+        if (events !== Number(snapshot.events_done))
+          return yield* refuse(
+            "incomplete",
+            `${events - Number(snapshot.events_done)} event(s) at or before its as-of cursor committed after it was built; rebuild from the log`,
+          )
+        return { runId: snapshot.id, bound, events } satisfies SnapshotSeed
+      })
+
       const startRebuild = Effect.fn("Projections.startRebuild")(function* (
-        options: { readonly projections?: ReadonlyArray<string> } = {},
+        options: { readonly projections?: ReadonlyArray<string>; readonly fromSnapshot?: string } = {},
       ) {
         const names = yield* resolveNames(options.projections)
         const id = randomUUID()
         yield* db
           .transaction(
             Effect.gen(function* () {
-              // One registrar at a time, so two callers cannot both pass the check below.
+              // One registrar at a time, so two callers cannot both pass the checks below (nor
+              // a snapshot be dropped between them and the insert).
               yield* q("select pg_advisory_xact_lock(hashtext('chronicle.projection_runs'))")
               yield* ensureFree("rebuild", names)
+              const seed =
+                options.fromSnapshot === undefined ? null : yield* seedOf(options.fromSnapshot, names)
               yield* insertRun({
                 id,
                 kind: "rebuild",
@@ -364,6 +489,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                 asOf: null,
                 bound: null,
                 total: yield* countEvents(null),
+                seed,
               })
               yield* q(
                 `update chronicle.projections
@@ -450,6 +576,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                 asOf: options.asOf,
                 bound,
                 total: yield* countEvents(bound),
+                seed: null,
               })
             }),
           )
@@ -618,7 +745,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
 
       const runs = Effect.fn("Projections.runs")(function* (limit = 50) {
         const rows = yield* q<RunRow>(
-          `select ${RUN_COLUMNS} from chronicle.projection_runs order by started_at desc limit $1`,
+          `select ${RUN_COLUMNS} from chronicle.projection_runs r order by r.started_at desc limit $1`,
           [Math.max(1, Math.min(limit, 500))],
         )
         return rows.map(toRun)
@@ -626,8 +753,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
 
       const snapshots = Effect.fn("Projections.snapshots")(function* () {
         const rows = yield* q<RunRow>(
-          `select ${RUN_COLUMNS} from chronicle.projection_runs
-            where kind = 'snapshot' and state = 'completed' order by started_at desc`,
+          `select ${RUN_COLUMNS} from chronicle.projection_runs r
+            where r.kind = 'snapshot' and r.state = 'completed' order by r.started_at desc`,
         )
         return rows.map(
           (row): Snapshot => ({
@@ -637,6 +764,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             asOf: row.as_of,
             asOfCursor: row.as_of_cursor,
             events: Number(row.events_done),
+            versions: row.versions,
             createdAt: row.finished_at ?? row.started_at,
           }),
         )
@@ -652,6 +780,21 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         yield* db
           .transaction(
             Effect.gen(function* () {
+              yield* q("select pg_advisory_xact_lock(hashtext('chronicle.projection_runs'))")
+              const [reader] = yield* q<{ id: string }>(
+                `select id::text from chronicle.projection_runs
+                  where source_run = $1 and state in ('running', 'cancelling') and seeded_at is null
+                  limit 1`,
+                [row.id],
+              )
+              if (reader !== undefined)
+                return yield* new InvalidTransition({
+                  entity: "snapshot",
+                  id: label,
+                  state: "in use",
+                  action: "drop",
+                  reason: `rebuild run ${reader.id} has not copied it yet; drop it once that run is past preparing, or cancel the run`,
+                })
               yield* db.exec(`drop schema if exists "${row.target_schema}" cascade`)
               yield* q(
                 "update chronicle.projection_runs set state = 'dropped', updated_at = now() where id = $1",
@@ -659,7 +802,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
               )
             }),
           )
-          .pipe(Effect.orDie)
+          .pipe(Effect.catchTag("SqlError", Effect.die))
       })
 
       const tick = Effect.fn("Projections.tick")(function* () {

@@ -100,17 +100,32 @@ export const projectionsRouter = router({
   ),
   /**
    * Starts a rebuild without downtime of the named projections (default: all) in the
-   * background; follow it with `run`.
+   * background; follow it with `run`. `fromSnapshot` seeds it with a completed snapshot's
+   * tables (built with the current versions) and replays only the events after it.
    */
   rebuild: authedProcedure
-    .input(input(Schema.UndefinedOr(Schema.Struct({ projections: Schema.optional(ProjectionNames) }))))
+    .input(
+      input(
+        Schema.UndefinedOr(
+          Schema.Struct({
+            projections: Schema.optional(ProjectionNames),
+            fromSnapshot: Schema.optional(Label),
+          }),
+        ),
+      ),
+    )
     .mutation(({ ctx, input }) =>
       ctx.run(
         withProjections(ctx.principal, "rebuild the read models", (p) =>
-          p.startRebuild(input?.projections === undefined ? {} : { projections: input.projections }).pipe(
-            Effect.tap((run) => p.launch(run.id)),
-            Effect.map((run) => ({ runId: run.id, run })),
-          ),
+          p
+            .startRebuild({
+              ...(input?.projections === undefined ? {} : { projections: input.projections }),
+              ...(input?.fromSnapshot === undefined ? {} : { fromSnapshot: input.fromSnapshot }),
+            })
+            .pipe(
+              Effect.tap((run) => p.launch(run.id)),
+              Effect.map((run) => ({ runId: run.id, run })),
+            ),
         ),
       ),
     ),
