@@ -1,52 +1,17 @@
-/**
- * `chronicle rebuild`, `snapshots`, `export` and `import` as a user runs them, on Postgres:
- * a rebuild of a 100k-event log with its live progress output, a point-in-time snapshot, and
- * a whole-log move to an empty database whose read models come out equal.
- */
-import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { dumpReadModels } from "@chronicle/projections"
 import { Database } from "@chronicle/store"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { cli, withDatabase } from "./cli-support.ts"
 import { callers, startTestServer, type TestServer } from "./support.ts"
 
-const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
-const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "" }
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
-
-/** Runs the CLI to completion, collecting its output; never throws. */
-const cli = (args: ReadonlyArray<string>, databaseUrl: string) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...NO_AUTH, DATABASE_URL: databaseUrl },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk
-    })
-    child.on("exit", (code) => resolve({ code: code ?? 1, stdout, stderr }))
-  })
-
-const withDatabase = async <A>(url: string, f: Effect.Effect<A, unknown, Database>) => {
-  const runtime = ManagedRuntime.make(Database.layerPostgres({ url, prepare: true }).pipe(Layer.orDie))
-  try {
-    return await runtime.runPromise(f)
-  } finally {
-    await runtime.dispose()
-  }
-}
 
 /** Every read model, without the one column that names positions in this database's own log. */
 const readModels = (url: string) =>

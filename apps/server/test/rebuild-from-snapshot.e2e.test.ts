@@ -1,17 +1,10 @@
-/**
- * A rebuild seeded from a snapshot, as clients start it: `projections.rebuild` with
- * `fromSnapshot` over HTTP (service role), and `chronicle rebuild … --from-snapshot` on
- * Postgres. Both end with the read models a rebuild from the log makes, and refuse a snapshot
- * that cannot stand for the log with an error that says why.
- */
-import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import { fileURLToPath } from "node:url"
 import { dumpReadModels } from "@chronicle/projections"
 import { Database } from "@chronicle/store"
 import { createPostgresDatabase } from "@chronicle/store/testing"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest"
+import { cli, withDatabase } from "./cli-support.ts"
 import {
   type Callers,
   callers,
@@ -120,36 +113,6 @@ describe.each(testDatabases(env))("projections.rebuild from a snapshot, on $name
     )
   })
 })
-
-const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
-const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "" }
-
-/** Runs the CLI to completion, collecting its output; never throws. */
-const cli = (args: ReadonlyArray<string>, databaseUrl: string) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...NO_AUTH, DATABASE_URL: databaseUrl },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk
-    })
-    child.on("exit", (code) => resolve({ code: code ?? 1, stdout, stderr }))
-  })
-
-const withDatabase = async <A>(url: string, f: Effect.Effect<A, unknown, Database>) => {
-  const runtime = ManagedRuntime.make(Database.layerPostgres({ url, prepare: true }).pipe(Layer.orDie))
-  try {
-    return await runtime.runPromise(f)
-  } finally {
-    await runtime.dispose()
-  }
-}
 
 /** `sessions` sessions of a start and 99 messages each (two appends), and a job for every fifth. */
 const fill = (url: string, sessions: number) =>

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto"
 import {
+  allPages,
   type ChronicleClient,
   type ChronicleClientOptions,
   createChronicleClient,
@@ -75,20 +76,10 @@ export class ChronicleChatStore {
     return session
   }
 
-  private async stored(sessionId: string, version: number): Promise<Array<Message>> {
-    const items: Array<Message> = []
-    let cursor: string | null = null
-    do {
-      const page: RouterOutputs["messages"]["list"] = await this.client.messages.list.query({
-        sessionId,
-        asOf: { version },
-        limit: PAGE,
-        cursor,
-      })
-      items.push(...page.items)
-      cursor = page.nextCursor
-    } while (cursor !== null)
-    return items
+  private stored(sessionId: string, version: number): Promise<Array<Message>> {
+    return allPages((cursor) =>
+      this.client.messages.list.query({ sessionId, asOf: { version }, limit: PAGE, cursor }),
+    )
   }
 
   /** The chat's messages, validated with `validateUIMessages`; [] for a chat with none. */

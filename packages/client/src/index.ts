@@ -130,3 +130,36 @@ export const createChronicleClient = (options: ChronicleClientOptions): Chronicl
 /** Whether `error` came from the service (as opposed to, say, the network). */
 export const isChronicleError = (error: unknown): error is ChronicleClientError =>
   error instanceof TRPCClientError
+
+/**
+ * Sends a request again when it failed before the service answered (a lost response
+ * included), up to `attempts` times in all; an answer from the service, an error one included,
+ * is final. Only for requests that are safe to repeat: a write carrying one idempotency key
+ * over all its attempts, or one that records nothing the second time.
+ */
+export const resend = async <A>(send: () => Promise<A>, attempts = 3): Promise<A> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send()
+    } catch (error) {
+      if (isChronicleError(error) && error.data !== undefined) throw error
+      if (attempt >= attempts) throw error
+    }
+  }
+}
+
+/** Every item of a paged list, page by page from the first to the last. */
+export const allPages = async <T>(
+  page: (
+    cursor: string | null,
+  ) => Promise<{ readonly items: ReadonlyArray<T>; readonly nextCursor: string | null }>,
+): Promise<Array<T>> => {
+  const items: Array<T> = []
+  let cursor: string | null = null
+  do {
+    const next: { readonly items: ReadonlyArray<T>; readonly nextCursor: string | null } = await page(cursor)
+    items.push(...next.items)
+    cursor = next.nextCursor
+  } while (cursor !== null)
+  return items
+}

@@ -3,8 +3,8 @@ import {
   type ChronicleClient,
   type ChronicleClientOptions,
   createChronicleClient,
-  isChronicleError,
   type RouterOutputs,
+  resend,
 } from "@chronicle/client"
 import type { RunnableConfig } from "@langchain/core/runnables"
 import {
@@ -33,25 +33,6 @@ const EMPTY = "empty"
 const WRITES_PER_CALL = 500
 /** How many checkpoints one `list` request asks for at most. */
 const PAGE_SIZE = 100
-/** Attempts of a write that failed before the server answered. */
-const WRITE_ATTEMPTS = 3
-
-/**
- * Sends a write, and sends it again when the request failed before the server answered (a
- * lost response included). Only for writes that are safe to repeat: puts carry one idempotency
- * key over all their attempts, and deleting a deleted thread records nothing.
- */
-const resent = async <A>(send: () => Promise<A>): Promise<A> => {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await send()
-    } catch (error) {
-      if (isChronicleError(error) && error.data !== undefined) throw error
-      if (attempt >= WRITE_ATTEMPTS) throw error
-    }
-  }
-}
-
 export type ChronicleSaverOptions = ({ readonly client: ChronicleClient } | ChronicleClientOptions) & {
   /** The serializer for checkpoints, channel values and writes; default LangGraph's JsonPlusSerializer. */
   readonly serde?: SerializerProtocol | undefined
@@ -243,7 +224,7 @@ export class ChronicleSaver extends BaseCheckpointSaver {
       blobs,
     }
     const idempotencyKey = randomUUID()
-    await resent(() => this.client.graphs.putCheckpoint.mutate({ ...put, idempotencyKey }))
+    await resend(() => this.client.graphs.putCheckpoint.mutate({ ...put, idempotencyKey }))
     return {
       configurable: { thread_id: threadId, checkpoint_ns: checkpointNs, checkpoint_id: checkpoint.id },
     }
@@ -277,11 +258,11 @@ export class ChronicleSaver extends BaseCheckpointSaver {
         writes: stored.slice(start, start + WRITES_PER_CALL),
       }
       const idempotencyKey = randomUUID()
-      await resent(() => this.client.graphs.putWrites.mutate({ ...put, idempotencyKey }))
+      await resend(() => this.client.graphs.putWrites.mutate({ ...put, idempotencyKey }))
     }
   }
 
   override async deleteThread(threadId: string): Promise<void> {
-    await resent(() => this.client.graphs.deleteThread.mutate({ threadId: String(threadId) }))
+    await resend(() => this.client.graphs.deleteThread.mutate({ threadId: String(threadId) }))
   }
 }

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto"
 import {
+  allPages,
   type ChronicleClient,
   type ChronicleClientOptions,
   createChronicleClient,
   isChronicleError,
   type RouterOutputs,
+  resend,
 } from "@chronicle/client"
 import type { AgentInputItem, Session } from "@openai/agents-core"
 
@@ -13,8 +15,6 @@ type Role = "user" | "assistant" | "system" | "tool"
 
 /** Largest page of messages one request reads, and largest batch one append writes. */
 const PAGE = 500
-/** Attempts of an append that failed before the server answered (the same idempotency key each time). */
-const APPEND_ATTEMPTS = 3
 /** Attempts of a pop or clear that lost a race with another writer. */
 const CONFLICT_ATTEMPTS = 5
 
@@ -105,18 +105,9 @@ export class ChronicleSession implements Session {
     const sessionId = await this.getSessionId()
     // The version first: a message appended while we page cannot make the rollback below it stale.
     const { version } = await this.client.sessions.get.query({ id: sessionId })
-    const items: Array<Message> = []
-    let cursor: string | null = null
-    do {
-      const page: RouterOutputs["messages"]["list"] = await this.client.messages.list.query({
-        sessionId,
-        asOf: { version },
-        limit: PAGE,
-        cursor,
-      })
-      items.push(...page.items)
-      cursor = page.nextCursor
-    } while (cursor !== null)
+    const items = await allPages((cursor) =>
+      this.client.messages.list.query({ sessionId, asOf: { version }, limit: PAGE, cursor }),
+    )
     return { items, version }
   }
 
@@ -141,15 +132,7 @@ export class ChronicleSession implements Session {
       }))
       // One key per batch: a retry after a lost response records nothing twice.
       const idempotencyKey = randomUUID()
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.client.messages.appendMany.mutate({ sessionId, messages, idempotencyKey })
-          break
-        } catch (error) {
-          if (isChronicleError(error) && error.data !== undefined) throw error
-          if (attempt >= APPEND_ATTEMPTS) throw error
-        }
-      }
+      await resend(() => this.client.messages.appendMany.mutate({ sessionId, messages, idempotencyKey }))
     }
   }
 

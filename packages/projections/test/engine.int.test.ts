@@ -5,76 +5,14 @@
  * a new registered version that rebuilds itself.
  */
 import { randomUUID } from "node:crypto"
-import { Database, EventStore } from "@chronicle/store"
+import { EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { dumpReadModels, Projections, type ProjectionsService, type Run } from "../src/index.ts"
+import { dumpReadModels, Projections, type Run } from "../src/index.ts"
+import { activityFromLog, activityTable, engineOf, scratchFold } from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
-
-/** A projection engine of its own (its own worker id) over the harness's database. */
-const engineOf = async (h: Harness) => {
-  const [db, store] = await h.run(Effect.all([Database, EventStore]))
-  const runtime = ManagedRuntime.make(
-    Projections.layer.pipe(
-      Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
-    ),
-  )
-  const run = <A, E>(f: (p: ProjectionsService) => Effect.Effect<A, E>) =>
-    runtime.runPromise(Effect.flatMap(Projections, f))
-  return { runtime, run, dispose: () => runtime.dispose() }
-}
-
-/** The built-in read models as a from-scratch fold of the whole log would make them. */
-const scratchFold = (h: Harness) =>
-  h.run(
-    Effect.gen(function* () {
-      const db = yield* Database
-      // Rebuilt in a transaction that is then rolled back: the live tables stay as they are.
-      let dump: Effect.Success<ReturnType<typeof dumpAll>> | undefined
-      yield* db
-        .transaction(
-          Effect.gen(function* () {
-            yield* db.query("select chronicle.rebuild_read_models()")
-            dump = yield* dumpReadModels()
-            return yield* Effect.fail("roll back" as const)
-          }),
-        )
-        .pipe(Effect.ignore)
-      return dump!
-    }),
-  )
-const dumpAll = () => dumpReadModels()
-
-/** What the async `activity` projection must hold, computed straight from the log. */
-const activityFromLog = (h: Harness) =>
-  h.query<Record<string, unknown>>(
-    `with owners as (
-       select stream_id, (data ->> 'ownerId')::uuid as owner_id
-         from chronicle.events
-        where stream_version = 1 and type in ('SessionStarted', 'SessionForked', 'JobCreated'))
-     select o.owner_id::text, to_char((e.recorded_at at time zone 'UTC')::date, 'YYYY-MM-DD') as day,
-            (count(*) filter (where e.type in ('SessionStarted', 'SessionForked')))::int as sessions_started,
-            (count(*) filter (where e.type = 'MessageAppended'))::int as messages,
-            (count(*) filter (where e.type = 'RevisionAdded'))::int as revisions,
-            (count(*) filter (where e.type = 'DraftRecorded'))::int as drafts,
-            (count(*) filter (where e.type = 'DraftRecorded' and (e.data ->> 'valid')::boolean))::int as valid_drafts,
-            (count(*) filter (where e.type = 'ToolRunRecorded'))::int as tool_runs,
-            (count(*) filter (where e.type = 'JobCreated'))::int as jobs_created,
-            (count(*) filter (where e.type = 'JobCompleted'))::int as jobs_completed,
-            (count(*) filter (where e.type = 'JobFailed'))::int as jobs_failed
-       from chronicle.events e join owners o using (stream_id)
-      where e.type in ('SessionStarted', 'SessionForked', 'MessageAppended', 'RevisionAdded', 'DraftRecorded',
-                       'ToolRunRecorded', 'JobCreated', 'JobCompleted', 'JobFailed')
-      group by 1, 2 order by 1, 2`,
-  )
-const activityTable = (h: Harness, schema = "chronicle") =>
-  h.query<Record<string, unknown>>(
-    `select owner_id::text, to_char(day, 'YYYY-MM-DD') as day, sessions_started, messages, revisions, drafts,
-            valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
-       from "${schema}".activity_daily order by 1, 2`,
-  )
 
 const waitFor = async <A>(read: () => Promise<A>, done: (a: A) => boolean, what: string): Promise<A> => {
   for (let i = 0; i < 2_000; i++) {
@@ -171,7 +109,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
     expect(reads).toBeGreaterThan(0)
     expect(anomalies).toEqual([])
     // The swapped-in tables equal a from-scratch fold of the whole log, appends included.
-    expect(await h.run(dumpAll())).toEqual(await scratchFold(h))
+    expect(await h.run(dumpReadModels())).toEqual(await scratchFold(h))
     // No shadow or retired schema is left behind; the projections are live at their version.
     expect(await h.query("select nspname from pg_namespace where nspname like 'chronicle\\_%'")).toEqual([])
     expect(
@@ -229,7 +167,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
     await second.dispose()
     const events = await h.one<{ n: number }>("select count(*)::int as n from chronicle.events")
     expect(done).toMatchObject({ state: "completed", eventsDone: events.n })
-    expect(await h.run(dumpAll())).toEqual(await scratchFold(h))
+    expect(await h.run(dumpReadModels())).toEqual(await scratchFold(h))
     expect(await activityTable(h)).toEqual(await activityFromLog(h))
   })
 
@@ -273,7 +211,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
   it("builds a point-in-time snapshot equal to the read models at that cursor, lists and drops it", async () => {
     const engine = await engineOf(h)
     const head = await h.run(Effect.flatMap(EventStore, (s) => s.head()))
-    const expected = await h.run(dumpAll())
+    const expected = await h.run(dumpReadModels())
     // History moves on: content, a rollback.
     await h.append(sessionStream(sessions[0]!), [
       ev.message(5_000, "after the snapshot point"),
@@ -316,7 +254,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
 
   it("cancels a rebuild: the live tables stay, the shadow goes", async () => {
     const engine = await engineOf(h)
-    const before = await h.run(dumpAll())
+    const before = await h.run(dumpReadModels())
     const started = await engine.run((p) => p.startRebuild({ projections: ["sessions"] }))
     const conflict = await engine.run((p) => Effect.flip(p.startRebuild({ projections: ["sessions"] })))
     expect(conflict._tag).toBe("InvalidTransition")
@@ -334,7 +272,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
     await engine.dispose()
     expect(run.state).toBe("cancelled")
     expect(run.eventsDone).toBeLessThan(run.eventsTotal)
-    expect(await h.run(dumpAll())).toEqual(before)
+    expect(await h.run(dumpReadModels())).toEqual(before)
     expect(await h.query("select nspname from pg_namespace where nspname like 'chronicle\\_%'")).toEqual([])
     expect(await h.one("select state from chronicle.projections where name = 'sessions'")).toEqual({
       state: "live",

@@ -6,75 +6,14 @@
  * missing a projection, built with another version (or before versions were recorded).
  */
 import { randomUUID } from "node:crypto"
-import { Database, EventStore } from "@chronicle/store"
+import { EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
-import { dumpReadModels, Projections, type ProjectionsService, type Run } from "../src/index.ts"
+import { dumpReadModels, Projections, type Run } from "../src/index.ts"
+import { activityFromLog, activityTable, engineOf, scratchFold } from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
-
-/** A projection engine of its own (its own worker id) over the harness's database. */
-const engineOf = async (h: Harness) => {
-  const [db, store] = await h.run(Effect.all([Database, EventStore]))
-  const runtime = ManagedRuntime.make(
-    Projections.layer.pipe(
-      Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
-    ),
-  )
-  const run = <A, E>(f: (p: ProjectionsService) => Effect.Effect<A, E>) =>
-    runtime.runPromise(Effect.flatMap(Projections, f))
-  const refusal = <A, E>(f: (p: ProjectionsService) => Effect.Effect<A, E>) => run((p) => Effect.flip(f(p)))
-  return { runtime, run, refusal, dispose: () => runtime.dispose() }
-}
-
-/** The built-in read models as a stop-the-world fold of the whole log makes them (rolled back). */
-const scratchFold = (h: Harness) =>
-  h.run(
-    Effect.gen(function* () {
-      const db = yield* Database
-      let dump: Effect.Success<ReturnType<typeof dumpReadModels>> | undefined
-      yield* db
-        .transaction(
-          Effect.gen(function* () {
-            yield* db.query("select chronicle.rebuild_read_models()")
-            dump = yield* dumpReadModels()
-            return yield* Effect.fail("roll back" as const)
-          }),
-        )
-        .pipe(Effect.ignore)
-      return dump!
-    }),
-  )
-
-/** What the async `activity` projection must hold, computed straight from the log. */
-const activityFromLog = (h: Harness) =>
-  h.query<Record<string, unknown>>(
-    `with owners as (
-       select stream_id, (data ->> 'ownerId')::uuid as owner_id
-         from chronicle.events
-        where stream_version = 1 and type in ('SessionStarted', 'SessionForked', 'JobCreated'))
-     select o.owner_id::text, to_char((e.recorded_at at time zone 'UTC')::date, 'YYYY-MM-DD') as day,
-            (count(*) filter (where e.type in ('SessionStarted', 'SessionForked')))::int as sessions_started,
-            (count(*) filter (where e.type = 'MessageAppended'))::int as messages,
-            (count(*) filter (where e.type = 'RevisionAdded'))::int as revisions,
-            (count(*) filter (where e.type = 'DraftRecorded'))::int as drafts,
-            (count(*) filter (where e.type = 'DraftRecorded' and (e.data ->> 'valid')::boolean))::int as valid_drafts,
-            (count(*) filter (where e.type = 'ToolRunRecorded'))::int as tool_runs,
-            (count(*) filter (where e.type = 'JobCreated'))::int as jobs_created,
-            (count(*) filter (where e.type = 'JobCompleted'))::int as jobs_completed,
-            (count(*) filter (where e.type = 'JobFailed'))::int as jobs_failed
-       from chronicle.events e join owners o using (stream_id)
-      where e.type in ('SessionStarted', 'SessionForked', 'MessageAppended', 'RevisionAdded', 'DraftRecorded',
-                       'ToolRunRecorded', 'JobCreated', 'JobCompleted', 'JobFailed')
-      group by 1, 2 order by 1, 2`,
-  )
-const activityTable = (h: Harness) =>
-  h.query<Record<string, unknown>>(
-    `select owner_id::text, to_char(day, 'YYYY-MM-DD') as day, sessions_started, messages, revisions, drafts,
-            valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
-       from chronicle.activity_daily order by 1, 2`,
-  )
 
 /** Appends messages and drafts to `sessions` until stopped; returns how many events it appended. */
 const writer = (h: Harness, sessions: ReadonlyArray<string>) => {

@@ -8,12 +8,11 @@
  */
 import { randomUUID } from "node:crypto"
 import type { ChronicleEvent } from "@chronicle/events"
-import { Database, EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Projections, type ProjectionsService } from "../src/index.ts"
+import { engineOf } from "./engine-support.ts"
 import { env, type Harness, makeHarness } from "./support.ts"
 
 /** The graph tables with the columns that order their rows (their keys). */
@@ -35,19 +34,6 @@ const dumpGraph = async (h: Harness) => {
     dump[table] = row?.rows
   }
   return dump
-}
-
-/** A projection engine over the harness's database. */
-const engineOf = async (h: Harness) => {
-  const [db, store] = await h.run(Effect.all([Database, EventStore]))
-  const runtime = ManagedRuntime.make(
-    Projections.layer.pipe(
-      Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
-    ),
-  )
-  const run = <A, E>(f: (p: ProjectionsService) => Effect.Effect<A, E>) =>
-    runtime.runPromise(Effect.flatMap(Projections, f))
-  return { run, dispose: () => runtime.dispose() }
 }
 
 const serialized = (text: string) => ({ type: "json", data: Buffer.from(text).toString("base64") })

@@ -1,0 +1,38 @@
+/**
+ * Shared by the CLI tests that run `chronicle` against a Postgres database: the command run to
+ * completion as a child process, and a short-lived connection for the test's own reads.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Database } from "@chronicle/store"
+import { type Effect, Layer, ManagedRuntime } from "effect"
+
+const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
+const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "" }
+
+/** Runs the CLI to completion, collecting its output; never throws. */
+export const cli = (args: ReadonlyArray<string>, databaseUrl: string) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...NO_AUTH, DATABASE_URL: databaseUrl },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk
+    })
+    child.on("exit", (code) => resolve({ code: code ?? 1, stdout, stderr }))
+  })
+
+export const withDatabase = async <A>(url: string, f: Effect.Effect<A, unknown, Database>) => {
+  const runtime = ManagedRuntime.make(Database.layerPostgres({ url, prepare: true }).pipe(Layer.orDie))
+  try {
+    return await runtime.runPromise(f)
+  } finally {
+    await runtime.dispose()
+  }
+}
