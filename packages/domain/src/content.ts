@@ -11,7 +11,7 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import type { Actor } from "./actor.ts"
 import type { CommandOptions, CommandResult } from "./command.ts"
-import { decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import { decodePageCursor, type PageOrder, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
 import {
   type AttachedFile,
@@ -70,6 +70,11 @@ export interface ListInput extends PageRequest {
   readonly asOf?: AsOf | undefined
 }
 
+export interface MessageListInput extends ListInput {
+  /** `asc` (default): oldest first; `desc`: newest first, to read the end of a conversation. */
+  readonly order?: PageOrder | undefined
+}
+
 export interface ContentService {
   readonly appendMessages: (
     actor: Actor,
@@ -80,7 +85,7 @@ export interface ContentService {
   readonly listMessages: (
     actor: Actor,
     sessionId: string,
-    input: ListInput,
+    input: MessageListInput,
   ) => Effect.Effect<Page<Message>, SessionsError>
   readonly addRevision: (
     actor: Actor,
@@ -162,7 +167,8 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       /**
        * Rows of `table` visible in the session now or as of a version, ordered and paged by
        * `keys`: a number (seq, number) or a version and an id (rows a fork copied all share
-       * version 1; their UUIDv7 ids keep them in recording order).
+       * version 1; their UUIDv7 ids keep them in recording order). `desc` walks the same keys
+       * backwards, newest first.
        */
       const listVisible = <A>(
         actor: Actor,
@@ -175,31 +181,38 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           /** Tool runs are never reverted: as of X they are those recorded at or before X. */
           readonly neverReverted?: boolean
           readonly holeId?: string | undefined
+          /** Only for lists that take an `order`; the others list oldest first. */
+          readonly order?: PageOrder | undefined
         },
       ) =>
         Effect.gen(function* () {
           yield* loadSession(actor, sessionId)
           const asOf = yield* resolveAsOf(actor, sessionId, input.asOf)
           const limit = yield* pageLimit(input.limit)
+          const order = spec.order ?? "asc"
           const [k1, k2] = spec.keys
           const after =
             k2 === undefined
-              ? yield* decodePageCursor(input.cursor, ["number"] as const)
-              : yield* decodePageCursor(input.cursor, ["number", "uuid"] as const)
+              ? yield* decodePageCursor(input.cursor, ["number"] as const, spec.order)
+              : yield* decodePageCursor(input.cursor, ["number", "uuid"] as const, spec.order)
           const visible = spec.neverReverted
             ? "($2::int is null or t.version <= $2::int)"
-            : `${EFFECTIVE} @> t.version`
+            : "s.effective @> t.version"
+          const [beyond, direction] = order === "desc" ? ["<", " desc"] : [">", ""]
           const afterClause =
             k2 === undefined
-              ? `($3::int is null or t.${k1} > $3::int) and $4::text is null`
-              : `($3::int is null or (t.${k1}, t.${k2}) > ($3::int, $4::uuid))`
+              ? `($3::int is null or t.${k1} ${beyond} $3::int) and $4::text is null`
+              : `($3::int is null or (t.${k1}, t.${k2}) ${beyond} ($3::int, $4::uuid))`
           const rows = yield* query(
+            // The effective set once per query (`offset 0` keeps the planner from inlining it
+            // into a call per row: as of a version, that was a refold per message).
             `select t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""}
-               from chronicle.sessions s
+               from (select s.id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
+                       from chronicle.sessions s where s.id = $1::uuid offset 0) s
                join chronicle.${spec.table} t on t.session_id = s.id
-              where s.id = $1::uuid and ${visible} and ${afterClause}
+              where ${visible} and ${afterClause}
                 ${spec.holeId === undefined ? "" : "and t.hole_id = $6::text"}
-              order by t.${k1}${k2 ? `, t.${k2}` : ""}
+              order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
               limit $5`,
             [
               sessionId,
@@ -210,8 +223,12 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               ...(spec.holeId === undefined ? [] : [spec.holeId]),
             ],
           )
-          return toPage(rows, limit, spec.map, (r) =>
-            k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])],
+          return toPage(
+            rows,
+            limit,
+            spec.map,
+            (r) => (k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])]),
+            order,
           )
         })
 
@@ -492,6 +509,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "messages",
               keys: ["seq"],
               map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
+              order: i.order ?? "asc",
             }),
           ),
         addRevision: (a, s, i, o) => provide(addRevision(a, s, i, o)),

@@ -20,9 +20,17 @@ export const pageLimit = (limit: number | undefined) =>
           new InvalidCommand({ path: "limit", reason: `must be a whole number from 1 to ${MAX_LIMIT}` }),
         )
 
+/**
+ * Which end a list starts from. A cursor remembers it: a newest-first (`desc`) cursor is its
+ * key behind a `"desc"` marker, so each order's cursors continue only a listing in that order.
+ */
+export type PageOrder = "asc" | "desc"
+
+const DESC = "desc"
+
 /** Cursors are opaque to clients: base64url of a small JSON array. */
-export const encodePageCursor = (key: ReadonlyArray<string | number>): string =>
-  Buffer.from(JSON.stringify(key)).toString("base64url")
+export const encodePageCursor = (key: ReadonlyArray<string | number>, order: PageOrder = "asc"): string =>
+  Buffer.from(JSON.stringify(order === "desc" ? [DESC, ...key] : key)).toString("base64url")
 
 /**
  * The kinds of value a cursor key holds: a version, seq or number (a Postgres integer), a
@@ -45,9 +53,15 @@ const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
   }
 }
 
+/**
+ * The key a cursor holds, checked against `shape`. A list that takes an `order` passes it: a
+ * cursor handed out in the other order is then refused saying so. For any other list, a
+ * newest-first cursor is simply not one it handed out.
+ */
 export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
   cursor: string | null | undefined,
   shape: K,
+  order?: PageOrder,
 ): Effect.Effect<
   { -readonly [I in keyof K]: K[I] extends "number" ? number : string } | null,
   InvalidCommand
@@ -55,13 +69,22 @@ export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
   if (cursor === null || cursor === undefined) return Effect.succeed(null)
   const invalid = new InvalidCommand({ path: "cursor", reason: "is not a cursor this list handed out" })
   try {
-    const key = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown
-    if (
-      !Array.isArray(key) ||
-      key.length !== shape.length ||
-      key.some((v, i) => !isKeyOfKind(v, shape[i]!))
-    ) {
+    const decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown
+    if (!Array.isArray(decoded)) return Effect.fail(invalid)
+    const handedOutBy: PageOrder = decoded[0] === DESC ? "desc" : "asc"
+    const key = handedOutBy === "desc" ? decoded.slice(1) : decoded
+    if (key.length !== shape.length || key.some((v, i) => !isKeyOfKind(v, shape[i]!))) {
       return Effect.fail(invalid)
+    }
+    if (handedOutBy !== (order ?? "asc")) {
+      if (order === undefined) return Effect.fail(invalid)
+      // Following it would restart the listing from the wrong end: refused, never a wrong page.
+      return Effect.fail(
+        new InvalidCommand({
+          path: "cursor",
+          reason: `was handed out by a listing in ${handedOutBy} order; continue it with order "${handedOutBy}"`,
+        }),
+      )
     }
     return Effect.succeed(key as never)
   } catch {
@@ -84,11 +107,12 @@ export const toPage = <Row, A>(
   limit: number,
   map: (row: Row) => A,
   keyOf: (row: Row) => ReadonlyArray<string | number>,
+  order: PageOrder = "asc",
 ) => {
   const items = rows.slice(0, limit)
   const last = items.at(-1)
   return {
     items: items.map(map),
-    nextCursor: rows.length > limit && last !== undefined ? encodePageCursor(keyOf(last)) : null,
+    nextCursor: rows.length > limit && last !== undefined ? encodePageCursor(keyOf(last), order) : null,
   }
 }

@@ -101,14 +101,38 @@ export class ChronicleSession implements Session {
     return this.sessionId
   }
 
-  private async messages(): Promise<{ readonly items: ReadonlyArray<Message>; readonly version: number }> {
+  /**
+   * The session's effective messages, oldest first, with the version they were read as of:
+   * all of them, or only the last `last`, read newest first (`order: "desc"`) page by page
+   * until there are enough, so the cost follows `last`, not the conversation's length.
+   */
+  private async messages(
+    last?: number,
+  ): Promise<{ readonly items: ReadonlyArray<Message>; readonly version: number }> {
     const sessionId = await this.getSessionId()
     // The version first: a message appended while we page cannot make the rollback below it stale.
     const { version } = await this.client.sessions.get.query({ id: sessionId })
-    const items = await allPages((cursor) =>
-      this.client.messages.list.query({ sessionId, asOf: { version }, limit: PAGE, cursor }),
-    )
-    return { items, version }
+    if (last === undefined) {
+      const items = await allPages((cursor) =>
+        this.client.messages.list.query({ sessionId, asOf: { version }, limit: PAGE, cursor }),
+      )
+      return { items, version }
+    }
+    const newestFirst: Array<Message> = []
+    let cursor: string | null = null
+    do {
+      const page: { readonly items: ReadonlyArray<Message>; readonly nextCursor: string | null } =
+        await this.client.messages.list.query({
+          sessionId,
+          asOf: { version },
+          order: "desc",
+          limit: Math.min(PAGE, last - newestFirst.length),
+          cursor,
+        })
+      newestFirst.push(...page.items)
+      cursor = page.nextCursor
+    } while (cursor !== null && newestFirst.length < last)
+    return { items: newestFirst.reverse(), version }
   }
 
   private static itemOf(message: Message): AgentInputItem {
@@ -116,9 +140,11 @@ export class ChronicleSession implements Session {
   }
 
   async getItems(limit?: number): Promise<Array<AgentInputItem>> {
-    const { items } = await this.messages()
-    const wanted = limit === undefined ? items : limit <= 0 ? [] : items.slice(-limit)
-    return wanted.map(ChronicleSession.itemOf)
+    if (limit !== undefined && limit <= 0) return []
+    const { items } = await this.messages(
+      limit === undefined || !Number.isFinite(limit) ? undefined : Math.floor(limit),
+    )
+    return items.map(ChronicleSession.itemOf)
   }
 
   async addItems(items: Array<AgentInputItem>): Promise<void> {
@@ -137,19 +163,18 @@ export class ChronicleSession implements Session {
   }
 
   /**
-   * Rolls the session back to the version `to` picks (nothing when it picks none), expecting
-   * the session not to have moved since it was read; another writer's append makes it read
-   * and decide again.
+   * Rolls the session back to the version `to` picks from the last item (nothing when it
+   * picks none), expecting the session not to have moved since it was read; another writer's
+   * append makes it read and decide again.
    */
   private async rollBack(
-    to: (
-      items: ReadonlyArray<Message>,
-    ) => { readonly toVersion: number; readonly item?: Message } | undefined,
+    to: (last: Message | undefined) => { readonly toVersion: number; readonly item?: Message } | undefined,
   ) {
     const sessionId = await this.getSessionId()
     for (let attempt = 1; ; attempt++) {
-      const { items, version } = await this.messages()
-      const target = to(items)
+      // Both moves need only the last item (whether there is one, and its version).
+      const { items, version } = await this.messages(1)
+      const target = to(items.at(-1))
       if (target === undefined) return undefined
       try {
         await this.client.sessions.rollback.mutate({
@@ -167,15 +192,14 @@ export class ChronicleSession implements Session {
 
   async popItem(): Promise<AgentInputItem | undefined> {
     // The version before the last item's: exactly that item is reverted.
-    const popped = await this.rollBack((items) => {
-      const last = items.at(-1)
-      return last === undefined ? undefined : { toVersion: last.version - 1, item: last }
-    })
+    const popped = await this.rollBack((last) =>
+      last === undefined ? undefined : { toVersion: last.version - 1, item: last },
+    )
     return popped === undefined ? undefined : ChronicleSession.itemOf(popped)
   }
 
   async clearSession(): Promise<void> {
     // Version 1 is the session's start: no item is effective as of it.
-    await this.rollBack((items) => (items.length === 0 ? undefined : { toVersion: 1 }))
+    await this.rollBack((last) => (last === undefined ? undefined : { toVersion: 1 }))
   }
 }

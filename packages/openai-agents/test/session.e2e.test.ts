@@ -4,6 +4,7 @@
  * that persists its history and reloads it in a new session object.
  */
 import { randomUUID } from "node:crypto"
+import { createChronicleClient } from "@chronicle/client"
 import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
 import {
   Agent,
@@ -104,6 +105,49 @@ describe.each(testDatabases(env))("ChronicleSession ($name)", (database) => {
       ["assistant", "It shipped."],
     ])
     expect(page.items[1]!.metadata).toEqual({ item: call })
+  })
+
+  it("reads the last items of a conversation longer than a page without reading every page", async () => {
+    // Every procedure the client calls, one entry per call (a batched request carries several).
+    const calls: Array<string> = []
+    const counting: typeof fetch = (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input))
+      calls.push(...url.pathname.replace(/^\/trpc\//, "").split(","))
+      return fetch(input, init)
+    }
+    const s = new ChronicleSession({
+      client: createChronicleClient({ url: server.server.url, token, fetch: counting }),
+    })
+    // More items than one request reads (500), so a full read takes two pages.
+    const items = Array.from({ length: 503 }, (_, i) => (i % 2 === 0 ? user(`q${i}`) : assistant(`a${i}`)))
+    await s.addItems(items)
+    const lists = async (read: () => Promise<unknown>) => {
+      calls.length = 0
+      const result = await read()
+      return { result, lists: calls.filter((c) => c === "messages.list").length }
+    }
+
+    const all = await lists(() => s.getItems())
+    expect(all).toEqual({ result: items, lists: 2 })
+    for (const [limit, pages] of [
+      [1, 1],
+      [3, 1],
+      [500, 1],
+      [501, 2],
+      [503, 2],
+      [1_000, 2],
+    ] as const) {
+      expect(await lists(() => s.getItems(limit)), `getItems(${limit})`).toEqual({
+        result: items.slice(-limit),
+        lists: pages,
+      })
+    }
+    expect(await lists(() => s.getItems(0))).toEqual({ result: [], lists: 0 })
+
+    // Popping reads only the last item too, and what is left reads the same way.
+    expect(await lists(() => s.popItem())).toEqual({ result: items.at(-1), lists: 1 })
+    expect(await s.getItems(2)).toEqual(items.slice(-3, -1))
+    expect(await s.getItems()).toEqual(items.slice(0, -1))
   })
 
   it("pops the latest item and clears the session as rollbacks, keeping the history in the log", async () => {

@@ -78,8 +78,19 @@ export const messagesRouter = router({
       ),
     ),
 
+  /**
+   * `order: "desc"` lists newest first, to read the end of a conversation without paging
+   * through all of it; its cursors continue only a `desc` listing (and `asc` cursors an `asc` one).
+   */
   list: authedProcedure
-    .input(input(ListInput))
+    .input(
+      input(
+        Schema.Struct({
+          ...ListInput.fields,
+          order: Schema.optional(Schema.Literals(["asc", "desc"])),
+        }),
+      ),
+    )
     .query(({ ctx, input }) =>
       ctx.run(Effect.flatMap(Content, (c) => c.listMessages(actorOf(ctx.principal), input.sessionId, input))),
     ),
