@@ -73,6 +73,26 @@ describe("the database's own defences (a private cluster with Supabase's roles)"
       await c.artifacts.record.mutate({ jobId: job.id, fileId: file.id, kind: "output" })
       await c.jobs.complete.mutate({ id: job.id, output: secret })
       await c.sandboxes.register.mutate({ sessionId: session.id, provider: "e2b", externalId: secret })
+      // A LangGraph thread: a checkpoint with a channel value, and a task's pending writes.
+      const serialized = { type: "json", data: Buffer.from(JSON.stringify({ secret })).toString("base64") }
+      await c.graphs.putCheckpoint.mutate({
+        threadId: secret,
+        checkpointNs: "",
+        checkpointId: "checkpoint-1",
+        parentCheckpointId: null,
+        checkpoint: serialized,
+        metadata: { secret },
+        channelVersions: { messages: "1.5" },
+        blobs: [{ channel: "messages", version: "1.5", value: serialized }],
+      })
+      await c.graphs.putWrites.mutate({
+        threadId: secret,
+        checkpointNs: "",
+        checkpointId: "checkpoint-1",
+        taskId: secret,
+        taskPath: "",
+        writes: [{ idx: 0, channel: "messages", value: serialized }],
+      })
       if (owner === bob) bobIds.push(session.id, file.id, job.id, fork.id, checkpoint.id)
     }
     sql = postgres(url, { max: 1, onnotice: () => {} })
@@ -202,6 +222,8 @@ describe("the database's own defences (a private cluster with Supabase's roles)"
     }
     expect(leaks).toEqual([])
     expect(visibleToAlice).toBeGreaterThan(0)
+    // The graph tables hold both users' rows, so their policies were really put to the test.
+    expect(emptyTables.filter((name) => name.startsWith("graph_"))).toEqual([])
     // And the views over them read with the caller's rights.
     const views = await sql<Array<{ name: string }>>`
       select table_name as name from information_schema.views where table_schema = 'chronicle' order by 1`
