@@ -6,7 +6,7 @@
 import { Database, EventStore } from "@chronicle/store"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { dumpReadModels, Projections, type ProjectionsService } from "../src/index.ts"
-import type { Harness } from "./support.ts"
+import { ev, type Harness, sessionStream } from "./support.ts"
 
 /** A projection engine of its own (its own worker id) over the harness's database. */
 export const engineOf = async (h: Harness) => {
@@ -73,3 +73,29 @@ export const activityTable = (h: Harness, schema = "chronicle") =>
             valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
        from "${schema}".activity_daily order by 1, 2`,
   )
+
+/**
+ * Appends a message and a draft at a time to `sessions`, round robin, until stopped; `stop()`
+ * resolves to how many events it appended. Message numbers start at `firstSeq`.
+ */
+export const writer = (h: Harness, sessions: ReadonlyArray<string>, firstSeq: number) => {
+  let stop = false
+  let appended = 0
+  const done = (async () => {
+    for (let i = 0; !stop; i++) {
+      const id = sessions[i % sessions.length]!
+      await h.append(sessionStream(id), [
+        ev.message(firstSeq + i, `live ${i}`),
+        ev.draft({ valid: i % 3 === 0 }),
+      ])
+      appended += 2
+    }
+    return appended
+  })()
+  return {
+    stop: () => {
+      stop = true
+      return done
+    },
+  }
+}

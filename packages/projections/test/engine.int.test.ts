@@ -10,7 +10,7 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { dumpReadModels, Projections, type Run } from "../src/index.ts"
-import { activityFromLog, activityTable, engineOf, scratchFold } from "./engine-support.ts"
+import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
 
@@ -21,29 +21,6 @@ const waitFor = async <A>(read: () => Promise<A>, done: (a: A) => boolean, what:
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   throw new Error(`timed out waiting for ${what}`)
-}
-
-/** Appends messages to `sessions` until stopped; returns how many it appended. */
-const writer = (h: Harness, sessions: ReadonlyArray<string>) => {
-  let stop = false
-  let appended = 0
-  const done = (async () => {
-    for (let i = 0; !stop; i++) {
-      const id = sessions[i % sessions.length]!
-      await h.append(sessionStream(id), [
-        ev.message(1_000 + i, `live ${i}`),
-        ev.draft({ valid: i % 3 === 0 }),
-      ])
-      appended += 2
-    }
-    return appended
-  })()
-  return {
-    stop: () => {
-      stop = true
-      return done
-    },
-  }
 }
 
 describe.each(testDatabases(env))("the projection engine on $name", (database) => {
@@ -84,7 +61,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
         if (row!.counted !== row!.stored) anomalies.push(`counters ${row!.stored} ≠ rows ${row!.counted}`)
       }
     })()
-    const writing = writer(h, sessions)
+    const writing = writer(h, sessions, 1_000)
 
     const progress: Array<Run> = []
     const run = await engine.run((p) =>
@@ -174,7 +151,7 @@ describe.each(testDatabases(env))("the projection engine on $name", (database) =
   it("lets one daemon at a time apply an async projection, and two of them never double-apply", async () => {
     const a = await engineOf(h)
     const b = await engineOf(h)
-    const writing = writer(h, sessions)
+    const writing = writer(h, sessions, 1_000)
     const ticks = (engine: typeof a) =>
       (async () => {
         let applied = 0

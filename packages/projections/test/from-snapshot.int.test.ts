@@ -11,32 +11,9 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { dumpReadModels, Projections, type Run } from "../src/index.ts"
-import { activityFromLog, activityTable, engineOf, scratchFold } from "./engine-support.ts"
+import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
-
-/** Appends messages and drafts to `sessions` until stopped; returns how many events it appended. */
-const writer = (h: Harness, sessions: ReadonlyArray<string>) => {
-  let stop = false
-  let appended = 0
-  const done = (async () => {
-    for (let i = 0; !stop; i++) {
-      const id = sessions[i % sessions.length]!
-      await h.append(sessionStream(id), [
-        ev.message(2_000 + i, `live ${i}`),
-        ev.draft({ valid: i % 3 === 0 }),
-      ])
-      appended += 2
-    }
-    return appended
-  })()
-  return {
-    stop: () => {
-      stop = true
-      return done
-    },
-  }
-}
 
 const eventCount = (h: Harness) => h.one<{ n: number }>("select count(*)::int as n from chronicle.events")
 
@@ -112,7 +89,7 @@ describe.each(testDatabases(env))("rebuilding from a snapshot on $name", (databa
       eventsDone: snapshot.eventsDone,
       eventsTotal: (await eventCount(h)).n,
     })
-    const writing = writer(h, sessions)
+    const writing = writer(h, sessions, 2_000)
     const progress: Array<Run> = []
     const run = await engine.run((p) =>
       p.execute(started.id, { batchSize: 10, onProgress: (r) => progress.push(r) }),
