@@ -127,7 +127,8 @@ const printStatus = (status: ProjectionStatus) => {
     p.mode,
     p.builtVersion === p.version ? `v${p.version}` : `v${p.version} (built v${p.builtVersion ?? "–"})`,
     p.state,
-    p.tables.reduce((n, t) => n + t.rows, 0).toLocaleString("en-US"),
+    // "~": a table this large is counted from the planner's statistics, not row by row.
+    `${p.tables.some((t) => t.estimated) ? "~" : ""}${p.tables.reduce((n, t) => n + t.rows, 0).toLocaleString("en-US")}`,
     p.mode === "inline" ? "0 (inline)" : `${p.lagEvents.toLocaleString("en-US")} events, ${p.lagSeconds}s`,
     p.lastError ?? "",
   ])

@@ -28,7 +28,15 @@ export interface ProjectionInfo {
   readonly mode: ProjectionMode
   readonly state: ProjectionState
   readonly description: string | null
-  readonly tables: ReadonlyArray<{ readonly name: string; readonly rows: number }>
+  /**
+   * Each table's rows: counted exactly, or — for a table the planner's statistics put at
+   * 100,000 rows or more — read from those statistics (`estimated`), so status stays cheap.
+   */
+  readonly tables: ReadonlyArray<{
+    readonly name: string
+    readonly rows: number
+    readonly estimated: boolean
+  }>
   /** Async: the cursor of the last applied event. Inline projections are always at the head. */
   readonly cursor: string | null
   /** Events committed but not yet applied (0 for inline projections). */
@@ -256,8 +264,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         )
         const projections: Array<ProjectionInfo> = []
         for (const p of rows) {
-          const counts = yield* q<{ name: string; rows: string | null }>(
-            "select name, rows::text from chronicle.projection_table_rows($1::text[])",
+          const counts = yield* q<{ name: string; rows: string | null; estimated: boolean }>(
+            "select name, rows::text, estimated from chronicle.projection_table_rows($1::text[])",
             [p.tables],
           )
           let lagEvents = 0
@@ -281,7 +289,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             mode: p.mode,
             state: p.state,
             description: p.description,
-            tables: counts.map((c) => ({ name: c.name, rows: Number(c.rows ?? 0) })),
+            tables: counts.map((c) => ({ name: c.name, rows: Number(c.rows ?? 0), estimated: c.estimated })),
             cursor: p.mode === "inline" ? head.cursor : p.cursor,
             lagEvents,
             lagSeconds,

@@ -187,4 +187,28 @@ describe.each(testDatabases(env))("the Projections service on $name", (database)
       lagEvents: 0,
     })
   })
+
+  it("counts tables exactly below 100,000 rows and reads larger ones from the planner's statistics", async () => {
+    const service = Effect.provide(Projections, Projections.layer)
+    const status = await h.run(Effect.flatMap(service, (p) => p.status()))
+    expect(status.projections.flatMap((p) => p.tables).filter((t) => t.estimated)).toEqual([])
+    // The threshold lowered to one row: a table ANALYZE has seen is then reported from
+    // pg_class.reltuples, which for a table this small is its exact size.
+    await h.query("analyze chronicle.messages")
+    const { n } = await h.one<{ n: number }>("select count(*)::int as n from chronicle.messages")
+    expect(n).toBeGreaterThan(1)
+    const counted = (threshold: number) =>
+      h.query<{ name: string; rows: string; estimated: boolean }>(
+        "select name, rows::text, estimated from chronicle.projection_table_rows(array['messages', 'no_such_table'], $1)",
+        [threshold],
+      )
+    expect(await counted(1)).toEqual([
+      { name: "messages", rows: String(n), estimated: true },
+      { name: "no_such_table", rows: null, estimated: false },
+    ])
+    expect(await counted(n + 1)).toEqual([
+      { name: "messages", rows: String(n), estimated: false },
+      { name: "no_such_table", rows: null, estimated: false },
+    ])
+  })
 })

@@ -115,8 +115,9 @@ export const ProjectionsPage = () => {
                 <td className="num hide-narrow">{fmt(p.eventsPerSecond)}</td>
                 <td
                   className="num hide-narrow"
-                  title={p.tables.map((t) => `${t.name}: ${t.rows}`).join("\n")}
+                  title={p.tables.map((t) => `${t.name}: ${t.estimated ? "≈" : ""}${t.rows}`).join("\n")}
                 >
+                  {p.tables.some((t) => t.estimated) ? "≈" : ""}
                   {fmt(p.tables.reduce((sum, t) => sum + t.rows, 0))}
                 </td>
                 <td className="hide-narrow">
