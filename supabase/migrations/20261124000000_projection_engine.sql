@@ -660,7 +660,12 @@ $$;
 -- Finishes a rebuild: stops appends for a moment when an inline projection is among the
 -- rebuilt ones, applies the events that arrived since the last batch, swaps the shadow tables
 -- in, and marks the projections live at the new version. One transaction: readers see either
--- the old tables or the new ones.
+-- the old tables or the new ones. The new tables keep what the old ones had: row-level security,
+-- policies, grants, dependent views, index names, replica identity, and membership of every
+-- publication that listed them (with its column list and row filter; Postgres 15 and later, the
+-- same membership on 14). A publication lists tables by oid, so without that Supabase Realtime's
+-- supabase_realtime feed would go silent after a rebuild. Adding a table to a publication needs
+-- to own it: a rebuild run by a role that does not own one fails and leaves the live tables.
 create function chronicle.finish_projection_rebuild(p_run uuid, p_worker text) returns bigint
 language plpgsql as $$
 declare
@@ -681,6 +686,11 @@ declare
   v_new regclass;
   g record;
   v_renames jsonb := '[]'::jsonb;
+  v_identity "char";
+  v_identity_index text;
+  v_publications jsonb;
+  -- Publications' column lists and row filters (pg_publication_rel.prattrs, prqual) exist from 15 on.
+  v_publication_details boolean := current_setting('server_version_num')::integer >= 150000;
 begin
   select * into r from chronicle.projection_runs x where x.id = p_run for update;
   if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'rebuild' then
@@ -786,6 +796,50 @@ begin
            = regexp_replace(pg_get_indexdef(ni.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
     loop
       v_renames := v_renames || jsonb_build_object('old', g.old_name, 'new', g.new_index);
+    end loop;
+
+    -- Replica identity (what logical decoding, so Supabase Realtime, sends of an updated or
+    -- deleted row): the same setting; USING INDEX names the new copy of the old index, which
+    -- takes the old one's name below. Set before the publications, whose row filters and
+    -- column lists are checked against it.
+    v_identity := (select relreplident from pg_class where oid = v_old);
+    if v_identity = 'f' then
+      execute format('alter table %s replica identity full', v_new);
+    elsif v_identity = 'n' then
+      execute format('alter table %s replica identity nothing', v_new);
+    elsif v_identity = 'i' then
+      select quote_ident(n.relname) into v_identity_index
+        from pg_index oi
+        join pg_index ni on ni.indrelid = v_new
+        join pg_class n on n.oid = ni.indexrelid
+       where oi.indrelid = v_old and oi.indisreplident
+         and regexp_replace(pg_get_indexdef(oi.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
+           = regexp_replace(pg_get_indexdef(ni.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1');
+      execute format('alter table %s replica identity using index %s', v_new, v_identity_index);
+    end if;
+
+    -- The publications that list the old table (Supabase Realtime's supabase_realtime, a
+    -- logical replication feed) list the new one, with the same column list and row filter.
+    -- FOR ALL TABLES and FOR TABLES IN SCHEMA chronicle publications cover it already.
+    if v_publication_details then
+      select coalesce(jsonb_agg(jsonb_build_object(
+               'publication', pub.pubname,
+               'columns', (select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+                             from pg_attribute a where a.attrelid = pr.prrelid and a.attnum = any (pr.prattrs)),
+               'filter', pg_get_expr(pr.prqual, pr.prrelid)) order by pub.pubname), '[]'::jsonb)
+        into v_publications
+        from pg_publication_rel pr join pg_publication pub on pub.oid = pr.prpubid
+       where pr.prrelid = v_old;
+    else
+      select coalesce(jsonb_agg(jsonb_build_object('publication', pub.pubname) order by pub.pubname), '[]'::jsonb)
+        into v_publications
+        from pg_publication_rel pr join pg_publication pub on pub.oid = pr.prpubid
+       where pr.prrelid = v_old;
+    end if;
+    for v_item in select * from jsonb_array_elements(v_publications) loop
+      execute format('alter publication %I add table %s%s%s', v_item ->> 'publication', v_new,
+                     case when v_item ->> 'columns' is null then '' else ' (' || (v_item ->> 'columns') || ')' end,
+                     case when v_item ->> 'filter' is null then '' else ' where (' || (v_item ->> 'filter') || ')' end);
     end loop;
   end loop;
 
