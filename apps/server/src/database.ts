@@ -41,11 +41,18 @@ export const storeLayer = (
   const migrated = Layer.effectDiscard(
     migrate().pipe(
       Effect.tap((report) =>
-        report.applied.length > 0
-          ? Effect.sync(() =>
-              console.log(`Applied ${report.applied.length} migration(s): ${report.applied.join(", ")}`),
+        Effect.sync(() => {
+          if (report.converted !== undefined)
+            console.log(`Converted the migration ledger: ${report.converted}.`)
+          if (report.adopted.length > 0) {
+            console.log(
+              `Recorded ${report.adopted.length} migration(s) that supabase db push applied: ${report.adopted.join(", ")}`,
             )
-          : Effect.void,
+          }
+          if (report.applied.length > 0) {
+            console.log(`Applied ${report.applied.length} migration(s): ${report.applied.join(", ")}`)
+          }
+        }),
       ),
     ),
   )

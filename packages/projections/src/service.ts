@@ -1,7 +1,7 @@
 /**
  * The projection engine: the registry's state, rebuilds without downtime, point-in-time
  * snapshots, and the daemon that follows the log for async projections. The heavy lifting is
- * SQL (supabase/migrations/20261124000000_projection_engine.sql); this module drives it in
+ * SQL (supabase/schemas/02_projection_engine.sql); this module drives it in
  * batches, reports progress, and decides what to run.
  */
 import { randomUUID } from "node:crypto"
