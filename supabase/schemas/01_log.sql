@@ -23,10 +23,11 @@ create table chronicle.streams (
 create index streams_owner_idx on chronicle.streams (owner_id, stream_type, updated_at desc);
 
 create table chronicle.events (
+  -- Unique and increasing in insert order; within a stream, in version order (a stream's
+  -- events are inserted while its row is locked). Not the log's order (see chronicle.event_seq).
   global_position bigint generated always as identity primary key,
-  -- The id of the writing transaction. Readers of the whole log only read events whose
-  -- transaction is older than every transaction still running, so an event that commits
-  -- late can never be skipped (identity values are handed out at insert, not at commit).
+  -- The id of the writing transaction: how the sequencer finds the events of transactions
+  -- that committed since its last pass. Meaningful on this server only.
   transaction_id  xid8 not null default pg_current_xact_id(),
   stream_id       text not null references chronicle.streams (stream_id),
   stream_version  integer not null check (stream_version > 0),
@@ -39,9 +40,8 @@ create table chronicle.events (
   unique (stream_id, stream_version)
 );
 
--- The resume order of readers of the whole log.
+-- The sequencer's lookups: the events of given transactions, of transactions after a horizon.
 create index events_tx_position_idx on chronicle.events (transaction_id, global_position);
-create index events_type_tx_position_idx on chronicle.events (type, transaction_id, global_position);
 
 -- Guarantee 1: the log is append-only. Rows can be neither changed nor removed.
 create function chronicle.reject_event_mutation() returns trigger
@@ -78,14 +78,18 @@ $$;
 
 -- ----- the append ---------------------------------------------------------------------------
 
--- The append path (guarantees 2, 3 and 5): one call checks the expected version, detects a
--- retried batch, inserts the events, bumps the stream and notifies followers.
+-- The append (guarantees 2, 3 and 5): one call checks the expected version, detects a retried
+-- batch, bumps the stream and inserts the events; the inline projections run in the insert's
+-- trigger (02_projection_engine.sql), in the same transaction. Nothing is announced here: the
+-- sequencer gives the committed events their place in the log's order and notifies followers
+-- once per batch (below).
 --
 -- p_expected_version: >= 0 exact version (0 = the stream has no events yet),
 --                     -1 any, -2 the stream must not exist, -3 the stream must exist.
 -- p_events: a JSON array of {event_id, type, schema_version, data, metadata}.
 --
--- Failures raise with a Chronicle SQLSTATE so the whole transaction rolls back:
+-- Failures raise with a Chronicle SQLSTATE so the whole transaction rolls back (a batch is
+-- all or nothing):
 --   CH409 version conflict   (detail: {"expected": ..., "actual": ...})
 --   CH410 idempotency clash  (detail: {"event_ids": [...]})
 create function chronicle.append_events(
@@ -93,20 +97,18 @@ create function chronicle.append_events(
   p_stream_type text,
   p_expected_version integer,
   p_events jsonb,
-  p_owner_id uuid,
-  p_notify boolean
+  p_owner_id uuid default null
 ) returns table (
   event_id uuid,
   stream_version integer,
-  global_position text,
-  transaction_id text,
+  global_position bigint,
+  recorded_at timestamptz,
   duplicate boolean
 )
 language plpgsql as $$
 declare
   v_count integer := jsonb_array_length(p_events);
   v_current integer;
-  v_existed boolean;
   v_known integer;
   v_same boolean;
   v_offsets integer;
@@ -115,8 +117,9 @@ begin
     raise exception 'an append needs at least one event' using errcode = '22023';
   end if;
 
-  -- Lock the stream row; create it first when it is missing (concurrent creators wait for
-  -- each other in the insert, then both lock).
+  -- The stream's row, locked: appends to one stream are serialised here. The fast path is an
+  -- existing stream; the general path creates it first (concurrent creators wait for each
+  -- other in the insert, then both lock).
   select s.version into v_current
     from chronicle.streams s
    where s.stream_id = p_stream_id
@@ -130,10 +133,10 @@ begin
      where s.stream_id = p_stream_id
        for update;
   end if;
-  v_existed := v_current > 0;
 
-  -- Idempotency before the version check, as before; the detailed analysis only when some
-  -- event id is already known.
+  -- A retry comes before the version check: an append that succeeded must return its original
+  -- result even though the stream has moved on since. One index probe per event id; the full
+  -- analysis only when one of them is already in the log.
   if exists (
     select 1 from chronicle.events e
      where e.event_id in (select (x ->> 'event_id')::uuid from jsonb_array_elements(p_events) x)
@@ -146,9 +149,10 @@ begin
     from jsonb_array_elements(p_events) with ordinality as x(elem, ord)
     join chronicle.events e on e.event_id = (x.elem ->> 'event_id')::uuid;
 
+    -- The same events, in the same order, consecutive in this stream: a retry.
     if v_known = v_count and v_same and v_offsets = 1 then
       return query
-        select e.event_id, e.stream_version, e.global_position::text, e.transaction_id::text, true
+        select e.event_id, e.stream_version, e.global_position, e.recorded_at, true
         from chronicle.events e
         join jsonb_array_elements(p_events) with ordinality as x(elem, ord)
           on e.event_id = (x.elem ->> 'event_id')::uuid
@@ -165,8 +169,8 @@ begin
   end if;
 
   if (p_expected_version >= 0 and v_current <> p_expected_version)
-     or (p_expected_version = -2 and v_existed)
-     or (p_expected_version = -3 and not v_existed) then
+     or (p_expected_version = -2 and v_current > 0)
+     or (p_expected_version = -3 and v_current = 0) then
     raise exception 'stream % is at version %, expected %', p_stream_id, v_current,
         case p_expected_version when -2 then 'no stream' when -3 then 'an existing stream'
              else p_expected_version::text end
@@ -187,41 +191,192 @@ begin
            coalesce(x.elem -> 'metadata', '{}'::jsonb)
     from jsonb_array_elements(p_events) with ordinality as x(elem, ord)
     order by x.ord
-    returning e.event_id, e.stream_version, e.global_position::text, e.transaction_id::text, false;
-
-  if p_notify then
-    -- Delivered at commit; followers re-read from their cursor, so the payload is a hint.
-    perform pg_notify('chronicle_events', p_stream_id);
-  end if;
+    returning e.event_id, e.stream_version, e.global_position, e.recorded_at, false;
 end
 $$;
 
--- The five-argument entry point notifies at commit (a caller's own transaction).
-create function chronicle.append_events(
-  p_stream_id text,
-  p_stream_type text,
-  p_expected_version integer,
-  p_events jsonb,
-  p_owner_id uuid default null
-) returns table (
-  event_id uuid,
-  stream_version integer,
-  global_position text,
-  transaction_id text,
-  duplicate boolean
-)
-language plpgsql as $$
+-- ----- the log's order: the sequencer ---------------------------------------------------------
+--
+-- Identity values are handed out at insert and transaction ids at first write: neither is the
+-- order in which events commit (a transaction can take position 10, stay open while 11
+-- commits, and commit later), and transaction ids mean nothing on another server. So the log
+-- has an order of its own, assigned after commit and stored as data: chronicle.event_seq
+-- gives each committed event a dense, gap-free, increasing seq. Every reader of the whole log
+-- (the store's readAll and subscribe, the async projections, builds, snapshots, export) reads
+-- by seq and resumes after a seq, and a dump restored elsewhere keeps it.
+--
+-- chronicle.sequence_events() assigns them in passes, each pinned to a snapshot (its xmax
+-- and in-progress transaction ids): a pass takes exactly the events of the transactions that
+-- had finished at its snapshot and had not at the previous pass's, in global_position order.
+-- Within a stream global_position is version order, and a stream's previous version committed
+-- before the next one could be written, so it is in the same pass or an earlier one: no
+-- reader ever sees a stream out of version order. A transaction still running, in this
+-- database or any other, holds back only its own events.
+
+create table chronicle.event_seq (
+  seq             bigint primary key,
+  global_position bigint not null unique
+);
+
+create table chronicle.sequencer (
+  id               boolean primary key default true check (id),
+  last_seq         bigint not null default 0,
+  -- The snapshot of the last complete pass: the transactions in progress then (horizon_xip)
+  -- or begun after it (>= horizon_xmax) are those whose events it has yet to sequence.
+  horizon_xmax     xid8 not null,
+  horizon_xip      xid8[] not null default '{}',
+  -- A pass that takes more than one batch: its snapshot, and how far it got.
+  pass_xmax        xid8,
+  pass_xip         xid8[],
+  pass_position    bigint,
+  -- The server those transaction ids belong to (pg_control_system(); null where it cannot be
+  -- read). Restored into another server, the next pass takes every event not yet sequenced.
+  system_id        bigint,
+  -- One process sequences at a time: the store's sequencer holds this lease while it runs.
+  lease_owner      text,
+  lease_expires_at timestamptz,
+  sequenced_at     timestamptz,
+  updated_at       timestamptz not null default now()
+);
+
+-- This server's identity, or null where the role may not read it.
+create function chronicle.system_identifier() returns bigint
+language plpgsql stable as $$
 begin
-  return query
-    select * from chronicle.append_events(p_stream_id, p_stream_type, p_expected_version, p_events,
-                                          p_owner_id, true);
+  return (select system_identifier from pg_control_system());
+exception when others then
+  return null;
 end
 $$;
+
+-- Whether the sequencer has work: events committed and not yet sequenced, a pass under way,
+-- or transaction ids from another server. Read-only, for the sequencer's idle polls.
+create function chronicle.sequencer_pending() returns boolean
+language sql stable as $$
+  select st.pass_xmax is not null
+      or st.system_id is distinct from coalesce(chronicle.system_identifier(), st.system_id)
+      or pg_snapshot_xmax(pg_current_snapshot()) < coalesce(st.pass_xmax, st.horizon_xmax)
+      or exists (
+           select 1 from chronicle.events e
+            where (e.transaction_id >= st.horizon_xmax or e.transaction_id = any (st.horizon_xip))
+              and pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot())
+              and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position))
+    from chronicle.sequencer st
+$$;
+
+-- Sequences the next batch (at most p_limit events; null: the rest of the pass) and returns how
+-- many it did, the last seq, whether more are waiting, and whether this call began its pass
+-- (so its snapshot is later than the call). One caller at a time: the sequencer's row is
+-- locked. A batch that sequenced anything notifies `chronicle_events` (payload p_origin) at its
+-- commit: followers re-read from their cursors, once per batch rather than once per append.
+create function chronicle.sequence_events(p_limit integer default 10000, p_origin text default null)
+returns table (sequenced integer, last_seq bigint, more boolean, fresh boolean)
+language plpgsql as $$
+declare
+  st chronicle.sequencer;
+  v_now pg_snapshot;
+  v_system bigint := chronicle.system_identifier();
+  v_count integer;
+  v_last_position bigint;
+  v_fresh boolean;
+begin
+  select * into st from chronicle.sequencer for update;
+  v_now := pg_current_snapshot();
+
+  if (v_system is not null and st.system_id is not null and v_system <> st.system_id)
+     or pg_snapshot_xmax(v_now) < coalesce(st.pass_xmax, st.horizon_xmax) then
+    -- Restored into another server: the horizon's transaction ids mean nothing here. Every
+    -- event not yet sequenced, in global position order, in one statement (one snapshot),
+    -- which becomes the new horizon.
+    with snap as (select pg_current_snapshot() as s),
+    batch as (
+      insert into chronicle.event_seq (seq, global_position)
+      select st.last_seq + row_number() over (order by e.global_position), e.global_position
+        from chronicle.events e
+       where not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)
+      returning seq)
+    update chronicle.sequencer x
+       set last_seq = coalesce((select max(b.seq) from batch b), x.last_seq),
+           horizon_xmax = pg_snapshot_xmax(snap.s),
+           horizon_xip = array(select pg_snapshot_xip(snap.s)),
+           pass_xmax = null,
+           pass_xip = null,
+           pass_position = null,
+           system_id = v_system,
+           sequenced_at = now(),
+           updated_at = now()
+      from snap
+    returning x.last_seq - st.last_seq, x.last_seq into v_count, st.last_seq;
+    if v_count > 0 then
+      perform pg_notify('chronicle_events', coalesce(p_origin, ''));
+    end if;
+    return query select v_count, st.last_seq, false, true;
+    return;
+  end if;
+
+  v_fresh := st.pass_xmax is null;
+  if v_fresh then
+    st.pass_xmax := pg_snapshot_xmax(v_now);
+    st.pass_xip := array(select pg_snapshot_xip(v_now));
+    st.pass_position := 0;
+  end if;
+
+  -- The pass's events: transactions finished at its snapshot and not at the horizon's.
+  with batch as (
+    select e.global_position
+      from chronicle.events e
+     where (e.transaction_id >= st.horizon_xmax or e.transaction_id = any (st.horizon_xip))
+       and e.transaction_id < st.pass_xmax and e.transaction_id <> all (st.pass_xip)
+       and e.global_position > st.pass_position
+       and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)
+     order by e.global_position
+     limit p_limit),
+  inserted as (
+    insert into chronicle.event_seq (seq, global_position)
+    select st.last_seq + row_number() over (order by b.global_position), b.global_position
+      from batch b
+    returning global_position)
+  select count(*)::integer, max(i.global_position) into v_count, v_last_position from inserted i;
+
+  if p_limit is null or v_count < p_limit then
+    -- The pass is complete: its snapshot is the new horizon.
+    update chronicle.sequencer x
+       set last_seq = st.last_seq + v_count,
+           horizon_xmax = st.pass_xmax,
+           horizon_xip = st.pass_xip,
+           pass_xmax = null,
+           pass_xip = null,
+           pass_position = null,
+           system_id = coalesce(v_system, x.system_id),
+           sequenced_at = case when v_count > 0 then now() else x.sequenced_at end,
+           updated_at = now();
+  else
+    update chronicle.sequencer x
+       set last_seq = st.last_seq + v_count,
+           pass_xmax = st.pass_xmax,
+           pass_xip = st.pass_xip,
+           pass_position = v_last_position,
+           sequenced_at = now(),
+           updated_at = now();
+  end if;
+  if v_count > 0 then
+    -- Followers re-read from their cursor: the payload only says who sequenced.
+    perform pg_notify('chronicle_events', coalesce(p_origin, ''));
+  end if;
+  return query select v_count, st.last_seq + v_count, coalesce(v_count >= p_limit, false), v_fresh;
+end
+$$;
+
+-- A new database starts with its horizon now; sequence_events() takes it from there.
+insert into chronicle.sequencer (horizon_xmax, horizon_xip, system_id)
+select pg_snapshot_xmax(s), array(select pg_snapshot_xip(s)), chronicle.system_identifier()
+  from pg_current_snapshot() s;
 
 -- ----- import: history brought over verbatim ----------------------------------------------
 
 -- Appends exported events to a stream keeping their ids, versions and recorded_at, so the
--- projections in the target database build the same rows. Importing the same events again
+-- projections in the target database build the same rows (and the sequencer orders them as
+-- they are imported: an export imported whole into an empty database keeps every seq). Importing the same events again
 -- writes nothing. The versions must continue the stream (CH409 otherwise); ids used by other
 -- events are refused (CH410). Only `chronicle import` calls it: the API appends through
 -- chronicle.append_events, which stamps recorded_at itself.
@@ -280,7 +435,6 @@ begin
     from jsonb_array_elements(p_events) with ordinality x(elem, ord)
    order by x.ord;
   update chronicle.streams s set version = v_current + v_count, updated_at = now() where s.stream_id = p_stream_id;
-  perform pg_notify('chronicle_events', p_stream_id);
   return query select v_count, 0;
 end
 $$;

@@ -37,9 +37,7 @@ create table chronicle.projections (
   stream_categories text[],
   description       text,
   state             text not null check (state in ('live', 'backfilling', 'rebuilding', 'failed')),
-  -- Async projections: the cursor of the last applied event, and how they are doing.
-  cursor_xid        xid8,
-  cursor_position   bigint,
+  -- Async projections: how they are doing (their cursor is cursor_seq, below).
   events_applied    bigint not null default 0,
   events_per_second double precision,
   last_event_at     timestamptz,
@@ -49,7 +47,9 @@ create table chronicle.projections (
   lease_expires_at  timestamptz,
   last_error        text,
   registered_at     timestamptz not null default now(),
-  updated_at        timestamptz not null default now()
+  updated_at        timestamptz not null default now(),
+  -- Async projections: the seq of the last event applied (chronicle.event_seq).
+  cursor_seq        bigint
 );
 
 create table chronicle.projection_runs (
@@ -59,15 +59,11 @@ create table chronicle.projection_runs (
   -- Snapshots: the label, and the schema (analytics_asof_<label>) they are built into.
   label           text,
   target_schema   text not null,
-  -- What the caller asked for ({"cursor": …} | {"checkpointId": …} | {"timestamp": …}) and the
-  -- last event it resolved to (inclusive); null for a rebuild, which follows the head.
+  -- What the caller asked for ({"cursor": …} | {"checkpointId": …} | {"timestamp": …}); the seq
+  -- it resolved to is bound_seq.
   as_of           jsonb,
-  bound_xid       xid8,
-  bound_position  bigint,
   state           text not null check (state in ('running', 'cancelling', 'completed', 'failed', 'cancelled', 'dropped')),
   phase           text not null default 'preparing',
-  cursor_xid      xid8,
-  cursor_position bigint,
   events_done     bigint not null default 0,
   events_total    bigint not null default 0,
   worker          text,
@@ -82,7 +78,12 @@ create table chronicle.projection_runs (
   -- when they were copied into the shadow schema (null until then).
   source_run      uuid,
   events_seeded   bigint not null default 0,
-  seeded_at       timestamptz
+  seeded_at       timestamptz,
+  -- The seq of the last event the run includes (inclusive); null for a rebuild, which
+  -- follows the head. A snapshot made before the log had seqs has none.
+  bound_seq       bigint,
+  -- The seq of the last event applied.
+  cursor_seq      bigint
 );
 
 create index projection_runs_started_idx on chronicle.projection_runs (started_at desc);
@@ -435,8 +436,7 @@ begin
 end
 $$;
 
--- Applies the next events (at most p_limit, in reader order, below the safe watermark and
--- the run's bound) into the run's schema, set-wise where it can (above), and moves its cursor,
+-- Applies the next events (at most p_limit, in the log's order, up to the run's bound) into the run's schema, set-wise where it can (above), and moves its cursor,
 -- in one transaction. Only the worker holding the run may apply; the cursor is read under the
 -- run's row lock, so an event is never applied twice, even by two workers.
 create function chronicle.projection_build_batch(p_run uuid, p_worker text, p_limit integer)
@@ -446,7 +446,7 @@ declare
   r chronicle.projection_runs;
   v_batch chronicle.events[];
   n integer;
-  v_last chronicle.events;
+  v_last_seq bigint;
 begin
   select * into r from chronicle.projection_runs x where x.id = p_run for update;
   if not found then
@@ -456,23 +456,22 @@ begin
     return query select 0, true, r.state;
     return;
   end if;
-  v_batch := array(
-    select ev from chronicle.events ev
-     where (ev.transaction_id, ev.global_position) > (coalesce(r.cursor_xid, '0'::xid8), coalesce(r.cursor_position, 0))
-       and ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-       and (r.bound_xid is null or (ev.transaction_id, ev.global_position) <= (r.bound_xid, r.bound_position))
-     order by ev.transaction_id, ev.global_position
-     limit p_limit);
+  select array_agg(ev order by q.seq), max(q.seq)
+    into v_batch, v_last_seq
+    from (select q.seq, q.global_position from chronicle.event_seq q
+           where q.seq > coalesce(r.cursor_seq, 0) and (r.bound_seq is null or q.seq <= r.bound_seq)
+           order by q.seq
+           limit p_limit) q
+    join chronicle.events ev on ev.global_position = q.global_position;
+  v_batch := coalesce(v_batch, '{}');
   n := cardinality(v_batch);
   if n > 0 then
     perform set_config('search_path', r.target_schema, true);
     perform chronicle.project_batch(v_batch, r.projections);
     perform set_config('search_path', 'chronicle', true);
-    v_last := v_batch[n];
   end if;
   update chronicle.projection_runs x
-     set cursor_xid = coalesce(v_last.transaction_id, x.cursor_xid),
-         cursor_position = coalesce(v_last.global_position, x.cursor_position),
+     set cursor_seq = coalesce(v_last_seq, x.cursor_seq),
          events_done = x.events_done + n,
          events_total = greatest(x.events_total, x.events_done + n),
          phase = case when n < p_limit and x.phase = 'copying' then 'catching-up' else x.phase end,
@@ -499,9 +498,8 @@ declare
   e chronicle.events;
   n bigint := 0;
   v_inline boolean;
-  v_xmin xid8;
-  v_last_xid xid8;
-  v_last_position bigint;
+  v_next record;
+  v_last_seq bigint;
   v_retired text := 'chronicle_retired_' || replace(p_run::text, '-', '');
   v_tables text[];
   v_views record;
@@ -530,24 +528,25 @@ begin
   -- Give up quickly rather than queue readers behind us; the caller retries.
   perform set_config('lock_timeout', '2s', true);
   if v_inline then
-    -- No append can be in flight after this, so every event is visible and complete.
+    -- No append can be in flight after this, so every event is committed; sequencing them
+    -- all here puts every event the live tables hold before the swap in the log's order.
     lock table chronicle.events in share row exclusive mode;
+    while chronicle.sequencer_pending() loop
+      perform chronicle.sequence_events(null);
+    end loop;
   end if;
-  v_xmin := case when v_inline then null else pg_snapshot_xmin(pg_current_snapshot()) end;
 
   perform set_config('search_path', r.target_schema, true);
-  v_last_xid := r.cursor_xid;
-  v_last_position := r.cursor_position;
-  for e in
-    select * from chronicle.events ev
-     where (ev.transaction_id, ev.global_position) > (coalesce(r.cursor_xid, '0'::xid8), coalesce(r.cursor_position, 0))
-       and (v_xmin is null or ev.transaction_id < v_xmin)
-     order by ev.transaction_id, ev.global_position
+  v_last_seq := r.cursor_seq;
+  for v_next in
+    select ev as event, q.seq from chronicle.event_seq q
+      join chronicle.events ev on ev.global_position = q.global_position
+     where q.seq > coalesce(r.cursor_seq, 0)
+     order by q.seq
   loop
-    perform chronicle.project_selected(e, r.projections);
+    perform chronicle.project_selected(v_next.event, r.projections);
     n := n + 1;
-    v_last_xid := e.transaction_id;
-    v_last_position := e.global_position;
+    v_last_seq := v_next.seq;
   end loop;
 
   -- From here on every name is schema-qualified, and view definitions come out qualified.
@@ -690,15 +689,13 @@ begin
      set built_version = p.version,
          state = 'live',
          last_error = null,
-         cursor_xid = case when p.mode = 'async' then v_last_xid else p.cursor_xid end,
-         cursor_position = case when p.mode = 'async' then v_last_position else p.cursor_position end,
+         cursor_seq = case when p.mode = 'async' then v_last_seq else p.cursor_seq end,
          updated_at = now()
    where p.name = any (r.projections);
   update chronicle.projection_runs x
      set state = 'completed',
          phase = 'done',
-         cursor_xid = v_last_xid,
-         cursor_position = v_last_position,
+         cursor_seq = v_last_seq,
          events_done = x.events_done + n,
          events_total = x.events_done + n,
          finished_at = now(),
@@ -757,8 +754,8 @@ $$;
 
 -- ----- the async daemon's step --------------------------------------------------------------
 
--- Applies the next batch of an async projection, if this worker holds (or can take) its
--- lease. Rows and cursor move in one transaction; the cursor is read under the projection's
+-- Applies the next batch of an async projection (in the log's order, after its cursor), if
+-- this worker holds (or can take) its lease. Rows and cursor move in one transaction; the cursor is read under the projection's
 -- row lock, so two daemons never both apply an event.
 create function chronicle.projection_async_batch(p_name text, p_worker text, p_limit integer, p_lease_seconds integer)
 returns table (applied integer, held boolean, caught_up boolean)
@@ -767,8 +764,9 @@ declare
   p chronicle.projections;
   e chronicle.events;
   n integer := 0;
-  v_xmin xid8;
-  v_last chronicle.events;
+  v_next record;
+  v_last_seq bigint;
+  v_last_at timestamptz;
   v_started timestamptz := clock_timestamp();
 begin
   select * into p from chronicle.projections x where x.name = p_name for update;
@@ -788,24 +786,22 @@ begin
     return;
   end if;
   perform set_config('search_path', 'chronicle', true);
-  v_xmin := pg_snapshot_xmin(pg_current_snapshot());
-  for e in
-    select * from chronicle.events ev
-     where (ev.transaction_id, ev.global_position) > (coalesce(p.cursor_xid, '0'::xid8), coalesce(p.cursor_position, 0))
-       and ev.transaction_id < v_xmin
-     order by ev.transaction_id, ev.global_position
-     limit p_limit
+  for v_next in
+    select ev as event, q.seq
+      from (select * from chronicle.event_seq q0 where q0.seq > coalesce(p.cursor_seq, 0) order by q0.seq limit p_limit) q
+      join chronicle.events ev on ev.global_position = q.global_position
+     order by q.seq
   loop
-    perform chronicle.project_selected(e, array[p_name]);
+    perform chronicle.project_selected(v_next.event, array[p_name]);
     n := n + 1;
-    v_last := e;
+    v_last_seq := v_next.seq;
+    v_last_at := (v_next.event).recorded_at;
   end loop;
   if n > 0 then
     update chronicle.projections x
-       set cursor_xid = v_last.transaction_id,
-           cursor_position = v_last.global_position,
+       set cursor_seq = v_last_seq,
            events_applied = x.events_applied + n,
-           last_event_at = v_last.recorded_at,
+           last_event_at = v_last_at,
            last_applied_at = now(),
            events_per_second = n / greatest(extract(epoch from clock_timestamp() - v_started), 0.000001),
            state = 'live',

@@ -322,10 +322,13 @@ language sql immutable strict as $$
   select substr(p_stream_id, strpos(p_stream_id, '-') + 1)::uuid
 $$;
 
--- The log cursor of an event, as the store hands it out: '<transaction id>:<global position>'.
+-- Where an event is, as the read models record it (sessions.head_cursor, checkpoints.cursor):
+-- its global position. Informational: the log's order is chronicle.event_seq, which an inline
+-- projection runs too early to know. Rows written before the log had that order hold
+-- '<transaction id>:<global position>'.
 create function chronicle.event_cursor(e chronicle.events) returns text
 language sql immutable as $$
-  select e.transaction_id::text || ':' || e.global_position::text
+  select e.global_position::text
 $$;
 
 -- E(p_at) of a session, walking the rollback chain backwards (docs/DOMAIN.md):

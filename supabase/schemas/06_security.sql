@@ -65,6 +65,12 @@ begin
     exists (select 1 from chronicle.streams s
              where s.stream_id = events.stream_id and s.owner_id = (select auth.uid())));
 
+  -- The log's order: the places of the events the user may read.
+  alter table chronicle.event_seq enable row level security;
+  create policy event_seq_owner_reads on chronicle.event_seq for select using (
+    exists (select 1 from chronicle.events e join chronicle.streams s on s.stream_id = e.stream_id
+             where e.global_position = event_seq.global_position and s.owner_id = (select auth.uid())));
+
   -- Blobs: the bytes of files the user owns.
   alter table chronicle.blobs enable row level security;
   create policy blobs_owner_reads on chronicle.blobs for select using (
@@ -83,6 +89,7 @@ begin
                         chronicle.graph_checkpoints, chronicle.graph_blobs, chronicle.graph_writes,
                         chronicle.session_summary, chronicle.user_analytics, chronicle.recent_activity,
                         chronicle.draft_validation_stats, chronicle.job_stats to %I', t);
+      execute format('grant select on chronicle.event_seq to %I', t);
       if to_regclass('chronicle.schema_migrations') is not null then
         execute format('grant select on chronicle.schema_migrations to %I', t);
       end if;

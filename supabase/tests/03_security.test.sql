@@ -3,12 +3,12 @@
 -- cannot write the log. Needs auth.uid() (Supabase's, or the shim `pnpm test` installs).
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(9);
+select plan(10);
 
 select is(
   (select count(*) from pg_class c
     where c.relnamespace = 'chronicle'::regnamespace and c.relkind = 'r'
-      and c.relname not in ('schema_migrations', 'projections', 'projection_runs')
+      and c.relname not in ('schema_migrations', 'projections', 'projection_runs', 'sequencer')
       and not c.relrowsecurity),
   0::bigint, 'every table of the log and the read models has row-level security');
 select is(
@@ -32,6 +32,12 @@ select chronicle.append_events(
                ('00000000-0000-4000-8000-0000000000d2'::uuid, '00000000-0000-4000-8000-0000000000b1'::uuid, 'bob'))
        as s(id, owner, title);
 
+-- Their places in the log's order, as the sequencer gives them once this transaction commits.
+insert into chronicle.event_seq (seq, global_position)
+select (select last_seq from chronicle.sequencer) + row_number() over (order by e.global_position), e.global_position
+  from chronicle.events e
+ where not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position);
+
 -- A reader like Supabase's `authenticated` role: a role of this transaction only, named at
 -- random so that concurrent runs on one server do not meet.
 do $$
@@ -53,6 +59,7 @@ select results_eq('select content from chronicle.messages', $$ values ('alice'::
                   'only its own messages');
 select is((select count(*) from chronicle.events), 2::bigint, 'only its own events');
 select is((select count(*) from chronicle.streams), 1::bigint, 'only its own streams');
+select is((select count(*) from chronicle.event_seq), 2::bigint, 'only its own events'' places in the log''s order');
 select is((select count(*) from chronicle.session_summary), 1::bigint,
           'the analytics views apply the same rules (security invoker)');
 select throws_ok(

@@ -65,7 +65,7 @@ export const eventually = async <A>(
 // ----- a private PostgreSQL cluster -------------------------------------------------------
 
 /** The newest installed PostgreSQL's programs (Debian's layout), unless CHRONICLE_PG_BIN says. */
-const PG_BIN =
+export const PG_BIN =
   process.env.CHRONICLE_PG_BIN ??
   (() => {
     const versions = existsSync("/usr/lib/postgresql")

@@ -145,10 +145,10 @@ const printStatus = (status: ProjectionStatus) => {
 
 /** `--as-of` as a cursor, a checkpoint id or a time. */
 const parseAsOf = (value: string): AsOf | string => {
-  if (/^\d+:\d+$/.test(value)) return { cursor: value }
+  if (/^\d+$/.test(value)) return { cursor: value }
   if (isUuid(value)) return { checkpointId: value }
   if (!Number.isNaN(Date.parse(value))) return { timestamp: new Date(value).toISOString() }
-  return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 812:1044), a checkpoint id nor an ISO-8601 time`
+  return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 1044, from \`chronicle status\`), a checkpoint id nor an ISO-8601 time`
 }
 
 const defaultLabel = () =>

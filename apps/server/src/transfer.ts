@@ -5,7 +5,7 @@
  */
 import { createInterface } from "node:readline"
 import type { Readable, Writable } from "node:stream"
-import { Database, isUuid } from "@chronicle/store"
+import { Database, EventStore, isUuid } from "@chronicle/store"
 import { Effect } from "effect"
 
 /** One line of an export. */
@@ -47,13 +47,12 @@ interface EventRow {
   metadata: Record<string, unknown>
   recorded_at: string
   owner_id: string | null
-  xid: string
-  position: string
+  seq: string | null
 }
 
 const EVENT_COLUMNS = `e.stream_id, e.stream_version, e.event_id::text, e.type, e.schema_version, e.data, e.metadata,
   to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
-  s.owner_id::text, e.transaction_id::text as xid, e.global_position::text as position`
+  s.owner_id::text, q.seq::text as seq`
 
 const toLine = (e: EventRow): ExportedEvent => ({
   streamId: e.stream_id,
@@ -68,22 +67,24 @@ const toLine = (e: EventRow): ExportedEvent => ({
 })
 
 /**
- * Writes every event of the log in reader order (the order the projections saw), streamed a
+ * Writes every event of the log in its order (seq: the order the projections saw), streamed a
  * page at a time. Returns the count.
  */
 export const exportLog = (out: Writable, onProgress?: (events: number) => void) =>
   Effect.gen(function* () {
     const db = yield* Database
-    let after = { xid: "0", position: "0" }
+    yield* Effect.flatMap(EventStore, (store) => store.sequenced())
+    let after = "0"
     let count = 0
     while (true) {
       const rows = yield* db
         .query<EventRow>(
-          `select ${EVENT_COLUMNS} from chronicle.events e join chronicle.streams s using (stream_id)
-            where (e.transaction_id, e.global_position) > ($1::text::xid8, $2::bigint)
-              and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            order by e.transaction_id, e.global_position limit ${PAGE}`,
-          [after.xid, after.position],
+          `select ${EVENT_COLUMNS} from chronicle.event_seq q
+             join chronicle.events e on e.global_position = q.global_position
+             join chronicle.streams s using (stream_id)
+            where q.seq > $1::bigint
+            order by q.seq limit ${PAGE}`,
+          [after],
         )
         .pipe(Effect.orDie)
       for (const row of rows) yield* write(out, JSON.stringify(toLine(row)))
@@ -91,7 +92,7 @@ export const exportLog = (out: Writable, onProgress?: (events: number) => void) 
       onProgress?.(count)
       const last = rows.at(-1)
       if (last === undefined || rows.length < PAGE) break
-      after = { xid: last.xid, position: last.position }
+      after = last.seq ?? after
     }
     return { events: count }
   })
@@ -126,6 +127,7 @@ export const exportSession = (sessionId: string, out: Writable) =>
         const rows = yield* db
           .query<EventRow>(
             `select ${EVENT_COLUMNS} from chronicle.events e join chronicle.streams s using (stream_id)
+               left join chronicle.event_seq q on q.global_position = e.global_position
               where e.stream_id = $1 and e.stream_version >= $2 order by e.stream_version limit ${PAGE}`,
             [`session-${id}`, from],
           )

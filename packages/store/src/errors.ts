@@ -61,9 +61,11 @@ export class EventTooLarge extends Schema.TaggedError<EventTooLarge>()("EventToo
 /** A read cursor that this store did not hand out. */
 export class InvalidCursor extends Schema.TaggedError<InvalidCursor>()("InvalidCursor", {
   cursor: Schema.String,
+  /** Why, when there is more to say than that the store did not hand it out. */
+  reason: Schema.optional(Schema.String),
 }) {
   override get message(): string {
-    return `Cursor ${JSON.stringify(this.cursor)} is not a cursor handed out by this store`
+    return `Cursor ${JSON.stringify(this.cursor)} ${this.reason ?? "is not a cursor handed out by this store"}`
   }
 }
 

@@ -45,8 +45,12 @@ export const EventView = Schema.Struct({
   metadata: Schema.JsonObject,
   /** Position in the whole log, in insert order (not commit order). */
   globalPosition: Schema.Number,
-  /** Resume a log reader (`readAll`, `subscribe`) strictly after this event. Opaque. */
-  cursor: Schema.String,
+  /**
+   * The event's place in the log's order: resume a log reader (`readAll`, `subscribe`)
+   * strictly after it. Opaque. Null only in `readStream`, for an event that committed a moment
+   * ago and is not in the log's order yet.
+   */
+  cursor: Schema.NullOr(Schema.String),
   /** ISO-8601. */
   recordedAt: Schema.String,
 })
@@ -148,7 +152,7 @@ export const readStream = Effect.fn("events.readStream")(function* (
   } satisfies ReadStreamOutput
 })
 
-/** The whole log in commit-safe order, limited to the streams the principal sees. */
+/** The whole log in its order (seq), limited to the streams the principal sees. */
 export const readAll = Effect.fn("events.readAll")(function* (
   principal: Principal,
   input: typeof ReadAllInput.Type,
@@ -205,7 +209,8 @@ export const eventsRouter = router({
     .subscription(async function* ({ ctx, input, signal }) {
       const events = await ctx.run(follow(ctx.principal, input ?? {}))
       for await (const event of ctx.stream(events, signal)) {
-        yield tracked(event.cursor, event)
+        // A log reader's events are all in the log's order.
+        yield tracked(event.cursor ?? "", event)
       }
     }),
 })

@@ -174,6 +174,12 @@ export const draftMigration = (from: Catalog, to: Catalog): MigrationDraft => {
       if (d.right === undefined) statements.push(`drop function ${name};`)
       else statements.push(`${d.right.trimEnd()};`)
     } else if (kind === "index") {
+      // A primary key's or unique constraint's index comes and goes with its constraint.
+      const indexName = name.slice(name.lastIndexOf(".") + 1)
+      const backsConstraint = [...from.keys(), ...to.keys()].some(
+        (k) => k.startsWith("constraint ") && k.endsWith(`.${indexName}`),
+      )
+      if (backsConstraint) continue
       if (d.left !== undefined) statements.push(`drop index ${name};`)
       if (d.right !== undefined) statements.push(`${d.right};`)
     } else if (kind === "view" && name.startsWith("definition ")) {
