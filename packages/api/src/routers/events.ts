@@ -2,7 +2,7 @@
  * `events.*`: the raw log, for clients that follow or audit it. Reads are limited to the
  * streams the caller may see (ownership, auth.ts).
  */
-import { NotFound, Uuid } from "@chronicle/events"
+import { Json, JsonObject, NotFound, Uuid } from "@chronicle/events"
 import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEvent } from "@chronicle/store"
 import { tracked } from "@trpc/server"
 import { Effect, Option, Schema, Stream } from "effect"
@@ -41,8 +41,8 @@ export const EventView = Schema.Struct({
   version: Schema.Number,
   type: Schema.String,
   schemaVersion: Schema.Number,
-  data: Schema.Json,
-  metadata: Schema.JsonObject,
+  data: Json,
+  metadata: JsonObject,
   /** Position in the whole log, in insert order (not commit order). */
   globalPosition: Schema.Number,
   /** Resume a log reader (`readAll`, `subscribe`) strictly after this event. Opaque. */
