@@ -9,6 +9,7 @@ import { Effect, Option, Schema, Stream } from "effect"
 import { canRead, listScope, type Principal } from "../auth.ts"
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
+import { input } from "./schemas.ts"
 
 // ----- schemas --------------------------------------------------------------------------
 
@@ -193,19 +194,21 @@ export const follow = Effect.fn("events.follow")(function* (
 
 export const eventsRouter = router({
   readStream: authedProcedure
-    .input(Schema.toStandardSchemaV1(ReadStreamInput))
+    .input(input(ReadStreamInput))
     .query(({ ctx, input }) => ctx.run(readStream(ctx.principal, input))),
 
   readAll: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(ReadAllInput)))
+    .input(input(Schema.UndefinedOr(ReadAllInput)))
     .query(({ ctx, input }) => ctx.run(readAll(ctx.principal, input ?? {}))),
 
-  subscribe: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(SubscribeInput)))
-    .subscription(async function* ({ ctx, input, signal }) {
-      const events = await ctx.run(follow(ctx.principal, input ?? {}))
-      for await (const event of ctx.stream(events, signal)) {
-        yield tracked(event.cursor, event)
-      }
-    }),
+  subscribe: authedProcedure.input(input(Schema.UndefinedOr(SubscribeInput))).subscription(async function* ({
+    ctx,
+    input,
+    signal,
+  }) {
+    const events = await ctx.run(follow(ctx.principal, input ?? {}))
+    for await (const event of ctx.stream(events, signal)) {
+      yield tracked(event.cursor, event)
+    }
+  }),
 })
