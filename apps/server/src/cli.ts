@@ -4,10 +4,12 @@ import { parseArgs } from "node:util"
 import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
 import { type Database, EventStore, isUuid } from "@chronicle/store"
 import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
+import serverPackage from "../package.json" with { type: "json" }
 import { ConfigError, databaseConfig, serverConfig } from "./config.ts"
 import { describeDatabase, storeLayer } from "./database.ts"
 import { ProgressPrinter } from "./progress.ts"
 import { serve } from "./serve.ts"
+import { mintUserToken, parseDuration } from "./token.ts"
 import { exportLog, exportSession, importEvents, TransferError } from "./transfer.ts"
 
 const COMMANDS = {
@@ -52,6 +54,15 @@ checkpoint (its id) or a time (ISO-8601) into the schema analytics_asof_<label> 
     summary: "write the whole log, or one session (with its fork ancestors), as NDJSON",
     help: "Streams events as NDJSON, one per line, in the order readers see them. Without a session id, the whole log. Without --out, to stdout.",
   },
+  token: {
+    usage: "token --user <uuid> [--expires <30m|12h|7d|seconds>]",
+    summary: "mint a user access token for development, from SUPABASE_JWT_SECRET",
+    help: `Prints an access token for the user --user (a UUID), signed with the configured project
+JWT secret as Supabase Auth signs one, so the server accepts it as that user: send it as
+Authorization: Bearer <token>, or pass it as the client's \`token\`. It expires after --expires
+(default 1h). Needs SUPABASE_URL and SUPABASE_JWT_SECRET, as the server does; in dev mode (no
+auth configured) no token is needed.`,
+  },
   import: {
     usage: "import [--in <file>]",
     summary: "append events written by `export`, keeping ids, versions and times; re-running is a no-op",
@@ -68,7 +79,7 @@ ${Object.values(COMMANDS)
   .map((c) => `  ${c.usage.split(" ")[0]!.padEnd(11)} ${c.summary}`)
   .join("\n")}
 
-\`chronicle <command> --help\` explains one command. Configuration (DATABASE_URL, …) is read
+\`chronicle <command> --help\` explains one command; \`chronicle --version\` prints the version. Configuration (DATABASE_URL, …) is read
 from the environment; see the README.`
 
 const usageError = (message: string, command?: Command) => {
@@ -163,6 +174,8 @@ const OPTIONS = {
   "from-snapshot": { type: "string" },
   "batch-size": { type: "string" },
   drop: { type: "string" },
+  user: { type: "string" },
+  expires: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -174,6 +187,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   snapshots: ["drop"],
   export: ["out"],
   import: ["in"],
+  token: ["user", "expires"],
 }
 
 const main = async (argv: ReadonlyArray<string>): Promise<number> => {
@@ -181,6 +195,10 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     console.log(USAGE)
     return name === undefined ? 2 : 0
+  }
+  if (name === "--version" || name === "-v" || name === "version") {
+    console.log(`chronicle ${serverPackage.version}`)
+    return 0
   }
   if (!(name in COMMANDS)) return usageError(`unknown command ${JSON.stringify(name)}`)
   const command = name as Command
@@ -317,6 +335,17 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       )
       if (file !== undefined) await new Promise<void>((resolve) => out.end(resolve))
       console.error(report)
+      return 0
+    }
+    case "token": {
+      if (values.user === undefined) return usageError("token: --user <uuid> names the user", command)
+      const expires = parseDuration(values.expires ?? "1h")
+      if (expires === null)
+        return usageError(
+          `token: --expires must be a duration such as 30m, 12h or 7d (at most a year), got ${JSON.stringify(values.expires)}`,
+          command,
+        )
+      console.log(await mintUserToken(values.user, expires))
       return 0
     }
     case "import": {

@@ -8,7 +8,11 @@ import type { DatabaseConfig, ServerConfig } from "./config.ts"
 
 const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =>
   config.kind === "postgres"
-    ? Database.layerPostgres({ url: config.url, prepare: config.prepare })
+    ? Database.layerPostgres({
+        url: config.url,
+        prepare: config.prepare,
+        pipeline: config.pooler !== "transaction",
+      })
     : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
 
 /** A printable, secret-free description of the configured database. */
@@ -17,7 +21,7 @@ export const describeDatabase = (config: DatabaseConfig): string =>
     ? `embedded database in ${config.dataDir}`
     : config.kind === "memory"
       ? "embedded database in memory"
-      : `Postgres at ${redactUrl(config.url)}`
+      : `Postgres at ${redactUrl(config.url)}${config.pooler === "none" ? "" : ` through a ${config.pooler}-mode pooler`}`
 
 /**
  * The database the configuration names, migrated, with the event store on it. `database`
@@ -56,10 +60,12 @@ export const storeLayer = (
       ),
     ),
   )
-  return EventStore.layer({ listen: config.kind !== "postgres" || config.listen }).pipe(
-    Layer.provideMerge(migrated),
-    Layer.provideMerge(Layer.unwrap(announce.pipe(Effect.as(database)))),
-  )
+  return EventStore.layer({
+    listen: config.kind !== "postgres" || config.listen,
+    ...(config.kind === "postgres" && config.sequencerPollMs !== undefined
+      ? { sequencer: { pollIntervalMs: config.sequencerPollMs } }
+      : {}),
+  }).pipe(Layer.provideMerge(migrated), Layer.provideMerge(Layer.unwrap(announce.pipe(Effect.as(database)))))
 }
 
 /**

@@ -192,6 +192,39 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
     })
   })
 
+  it("refuses an unknown input field with its path, so a misspelt option is never silently ignored", async () => {
+    const session = await asAlice.sessions.create.mutate({ title: "typos" })
+    await asAlice.messages.append.mutate({ sessionId: session.id, role: "user", content: "one" })
+    const typo = await failure(
+      asAlice.messages.append.mutate({
+        sessionId: session.id,
+        role: "user",
+        content: "two",
+        // A stale version under a misspelt key: refused, never appended unchecked.
+        ...({ expectedVerison: 0 } as object),
+      }),
+    )
+    expect(typo.data).toMatchObject({
+      code: "BAD_REQUEST",
+      tag: "InvalidInput",
+      fields: { issues: [{ path: "expectedVerison" }] },
+    })
+    expect(typo.message).toMatch(/^expectedVerison: /)
+    expect((await asAlice.messages.list.query({ sessionId: session.id })).items).toHaveLength(1)
+    // Nested objects and the optional inputs of queries too.
+    const nested = await failure(
+      asAlice.sessions.get.query({ id: session.id, asOf: { version: 1, ...({ extra: 1 } as object) } }),
+    )
+    expect(nested.data?.code).toBe("BAD_REQUEST")
+    const issues = (nested.data?.fields ?? { issues: [] }) as { issues: Array<{ path: string }> }
+    expect(issues.issues).toContainEqual({
+      path: "asOf.extra",
+      message: "Expected no excess property",
+    })
+    const list = await failure(asAlice.sessions.list.query({ limit: 5, ...({ staus: "active" } as object) }))
+    expect(list.data).toMatchObject({ code: "BAD_REQUEST", fields: { issues: [{ path: "staus" }] } })
+  })
+
   it("enforces ownership and tokens on events.readStream: A, B, service role, no token, expired, forged", async () => {
     const streamId = newSessionStream()
     await seed(t.server, streamId, events(2), alice)

@@ -169,7 +169,7 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
     const t: TestServer = await startTestServer({
       name: "postgres",
       prepare: async () => ({
-        database: { kind: "postgres", url: sourceUrl, prepare: true, listen: true },
+        database: { kind: "postgres", url: sourceUrl, prepare: true, listen: true, pooler: "none" },
         drop: async () => {},
       }),
     })

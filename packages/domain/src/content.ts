@@ -1,11 +1,5 @@
-import {
-  type Json,
-  type JsonObject,
-  type MessageRole,
-  NotFound,
-  type SessionCommand,
-  type ToolRunStatus,
-} from "@chronicle/events"
+import { NotFound, type SessionCommand } from "@chronicle/events"
+import type { Json, JsonObject, MessageRole, ToolRunStatus } from "@chronicle/events/types"
 import { isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"

@@ -1,5 +1,4 @@
 import {
-  type ArtifactKind,
   createJob,
   decideJob,
   type Forbidden,
@@ -7,12 +6,10 @@ import {
   type InvalidTransition,
   type JobCommand,
   type JobSnapshot,
-  type JobState,
-  type Json,
   NotFound,
-  type TaskStatus,
   toStored,
 } from "@chronicle/events"
+import type { ArtifactKind, JobState, Json, TaskStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   type Database,

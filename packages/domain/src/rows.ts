@@ -12,7 +12,7 @@ import type {
   SessionStatus,
   TaskStatus,
   ToolRunStatus,
-} from "@chronicle/events"
+} from "@chronicle/events/types"
 
 export interface Counts {
   readonly messages: number

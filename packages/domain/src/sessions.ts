@@ -6,14 +6,13 @@ import {
   forkSession,
   InvalidCommand,
   InvalidTransition,
-  type JsonObject,
   NotFound,
   type SessionCommand,
   type SessionSnapshot,
-  type SessionStatus,
   startSession,
   toStored,
 } from "@chronicle/events"
+import type { JsonObject, SessionStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   Database,

@@ -2,13 +2,14 @@
  * `events.*`: the raw log, for clients that follow or audit it. Reads are limited to the
  * streams the caller may see (ownership, auth.ts).
  */
-import { NotFound, Uuid } from "@chronicle/events"
+import { Json, JsonObject, NotFound, Uuid } from "@chronicle/events"
 import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEvent } from "@chronicle/store"
 import { tracked } from "@trpc/server"
 import { Effect, Option, Schema, Stream } from "effect"
 import { canRead, listScope, type Principal } from "../auth.ts"
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
+import { input } from "./schemas.ts"
 
 // ----- schemas --------------------------------------------------------------------------
 
@@ -41,8 +42,8 @@ export const EventView = Schema.Struct({
   version: Schema.Number,
   type: Schema.String,
   schemaVersion: Schema.Number,
-  data: Schema.Json,
-  metadata: Schema.JsonObject,
+  data: Json,
+  metadata: JsonObject,
   /** Position in the whole log, in insert order (not commit order). */
   globalPosition: Schema.Number,
   /**
@@ -197,20 +198,22 @@ export const follow = Effect.fn("events.follow")(function* (
 
 export const eventsRouter = router({
   readStream: authedProcedure
-    .input(Schema.toStandardSchemaV1(ReadStreamInput))
+    .input(input(ReadStreamInput))
     .query(({ ctx, input }) => ctx.run(readStream(ctx.principal, input))),
 
   readAll: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(ReadAllInput)))
+    .input(input(Schema.UndefinedOr(ReadAllInput)))
     .query(({ ctx, input }) => ctx.run(readAll(ctx.principal, input ?? {}))),
 
-  subscribe: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(SubscribeInput)))
-    .subscription(async function* ({ ctx, input, signal }) {
-      const events = await ctx.run(follow(ctx.principal, input ?? {}))
-      for await (const event of ctx.stream(events, signal)) {
-        // A log reader's events are all in the log's order.
-        yield tracked(event.cursor ?? "", event)
-      }
-    }),
+  subscribe: authedProcedure.input(input(Schema.UndefinedOr(SubscribeInput))).subscription(async function* ({
+    ctx,
+    input,
+    signal,
+  }) {
+    const events = await ctx.run(follow(ctx.principal, input ?? {}))
+    for await (const event of ctx.stream(events, signal)) {
+      // A log reader's events are all in the log's order.
+      yield tracked(event.cursor ?? "", event)
+    }
+  }),
 })
