@@ -18,9 +18,12 @@ create table chronicle.streams (
   owner_id    uuid,
   created_at  timestamptz not null default now(),
   updated_at  timestamptz not null default now()
-);
+)
+-- Every append updates its stream's row: room on the page, and no indexed column among those
+-- it changes (version, updated_at), keep that update HOT (no index entries, no bloat).
+with (fillfactor = 80);
 
-create index streams_owner_idx on chronicle.streams (owner_id, stream_type, updated_at desc);
+create index streams_owner_idx on chronicle.streams (owner_id, stream_type);
 
 create table chronicle.events (
   -- Unique and increasing in insert order; within a stream, in version order (a stream's
@@ -192,6 +195,48 @@ begin
     from jsonb_array_elements(p_events) with ordinality as x(elem, ord)
     order by x.ord
     returning e.event_id, e.stream_version, e.global_position, e.recorded_at, false;
+end
+$$;
+
+-- Appends of different callers in one transaction (the store's group commit): each one as
+-- chronicle.append_events makes it, in a subtransaction of its own, so a refused or failing
+-- append (a version conflict, say) rolls back alone and is reported with its SQLSTATE while the
+-- others commit, sharing one commit and one WAL flush. p_appends: a JSON array of
+-- {stream_id, stream_type, expected_version, events, owner_id}; a row per event appended, or
+-- one row carrying the error of an append that was not (its index in p_appends is `append`).
+create function chronicle.append_group(p_appends jsonb)
+returns table (
+  append integer,
+  event_id uuid,
+  stream_version integer,
+  global_position bigint,
+  recorded_at timestamptz,
+  duplicate boolean,
+  error_code text,
+  error_message text,
+  error_detail text
+)
+language plpgsql as $$
+declare
+  a record;
+  v_code text;
+  v_message text;
+  v_detail text;
+begin
+  for a in select x.elem, (x.ord - 1)::integer as i from jsonb_array_elements(p_appends) with ordinality x(elem, ord) loop
+    begin
+      return query
+        select a.i, r.event_id, r.stream_version, r.global_position, r.recorded_at, r.duplicate,
+               null::text, null::text, null::text
+          from chronicle.append_events(a.elem ->> 'stream_id', a.elem ->> 'stream_type',
+                                       (a.elem ->> 'expected_version')::integer, a.elem -> 'events',
+                                       (a.elem ->> 'owner_id')::uuid) r;
+    exception when others then
+      get stacked diagnostics v_code = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
+      return query select a.i, null::uuid, null::integer, null::bigint, null::timestamptz, null::boolean,
+                          v_code, v_message, v_detail;
+    end;
+  end loop;
 end
 $$;
 

@@ -45,14 +45,16 @@ create table chronicle.sessions (
   archived_at      timestamptz,
   deleted_at       timestamptz,
   expired_at       timestamptz
-);
+)
+-- Every event of a session updates its row (version, effective set, head, times, counters):
+-- room on the page, and none of those columns indexed, keep that update HOT. (So there is no
+-- index on updated_at or last_activity_at: the retention sweep, which runs every ten minutes
+-- when a TTL is set, reads the active sessions' rows instead.)
+with (fillfactor = 80);
 
-create index sessions_owner_status_updated_idx on chronicle.sessions (owner_id, status, updated_at desc);
 create unique index sessions_owner_external_key_idx on chronicle.sessions (owner_id, external_key)
   where external_key is not null;
 create index sessions_parent_idx on chronicle.sessions (parent_id, parent_version) where parent_id is not null;
--- The retention sweep looks for active sessions idle since before a cut-off.
-create index sessions_active_idle_idx on chronicle.sessions (last_activity_at) where status = 'active';
 -- sessions.list walks an owner's sessions newest first, keyed by (created_at, id).
 create index sessions_owner_created_idx on chronicle.sessions (owner_id, created_at desc, id desc);
 

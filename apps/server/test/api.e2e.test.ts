@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { request } from "node:http"
-import type { ChronicleClient, EventView } from "@chronicle/client"
+import { type ChronicleClient, createChronicleClient, type EventView } from "@chronicle/client"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import {
   clientFor,
@@ -87,6 +87,33 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
     const generated = await fetch(`${url}/healthz`)
     expect(generated.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     expect((await fetch(`${url}/elsewhere`)).status).toBe(404)
+  })
+
+  it("sends a call made alone at once, on its own, and calls made together in one request", async () => {
+    const sent: Array<string> = []
+    const counting = createChronicleClient({
+      url,
+      token: await t.authority.hs256Token({ sub: alice }),
+      fetch: (input, init) => {
+        sent.push(String(input))
+        return fetch(input, init)
+      },
+    })
+    const session = await counting.sessions.create.mutate({ title: "links" })
+    expect(sent).toHaveLength(1)
+    expect(sent[0]).not.toContain("batch=1")
+    sent.length = 0
+    const [a, b, c] = await Promise.all([
+      counting.messages.append.mutate({ sessionId: session.id, role: "user", content: "a" }),
+      counting.messages.list.query({ sessionId: session.id }),
+      counting.sessions.get.query({ id: session.id }),
+    ])
+    expect(sent).toHaveLength(2) // the mutation, and the two queries together
+    expect(sent.filter((u) => u.includes("batch=1"))).toHaveLength(2)
+    // Each answer is its own call's, in one batched response.
+    expect(a.content).toBe("a")
+    expect(Array.isArray(b.items)).toBe(true)
+    expect(c.id).toBe(session.id)
   })
 
   it("reads a target starting with // as a path on this server, and keeps serving", async () => {

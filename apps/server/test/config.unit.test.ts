@@ -48,7 +48,14 @@ describe("configuration from the environment", () => {
       prepare: true,
       listen: true,
       pooler: "none",
+      sequencerPollMs: 20,
     })
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "250" }),
+    ).toMatchObject({ sequencerPollMs: 250 })
+    expect(() =>
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "0" }),
+    ).toThrow("CHRONICLE_SEQUENCER_POLL_MS must be a whole number of milliseconds from 1 to 60000")
   })
 
   it("detects a transaction-mode pooler by CHRONICLE_PG_POOLER, port 6543 or 6432, or ?pgbouncer=true", () => {
@@ -62,6 +69,7 @@ describe("configuration from the environment", () => {
       kind: "postgres",
       url: "postgres://u:p@db:7000/app?sslmode=disable",
       ...transaction,
+      sequencerPollMs: 20,
     })
     expect(
       databaseConfig({ DATABASE_URL: "postgres://u:p@db:7000/app", CHRONICLE_PG_POOLER: "transaction" }),

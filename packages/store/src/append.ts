@@ -189,10 +189,13 @@ export const validateAppend = (
     return { category: stream.category, expected, ownerId, rows }
   })
 
-const expectedCode = (expected: ExpectedVersion): number =>
+/** A batch as the append function takes it (what `validateAppend` returns). */
+export type ValidatedAppend = Effect.Success<ReturnType<typeof validateAppend>>
+
+export const expectedCode = (expected: ExpectedVersion): number =>
   expected === "any" ? -1 : expected === "no_stream" ? -2 : expected === "stream_exists" ? -3 : expected
 
-interface AppendRow {
+export interface AppendRow {
   readonly event_id: string
   readonly stream_version: number
   readonly global_position: string
@@ -200,12 +203,28 @@ interface AppendRow {
   readonly duplicate: boolean
 }
 
+/** The result of an append from the rows the append function returned for it. */
+export const toAppendResult = (streamId: string, rows: ReadonlyArray<AppendRow>): AppendResult => {
+  const events = rows.map((r) => ({
+    eventId: r.event_id,
+    version: r.stream_version,
+    globalPosition: Number(r.global_position),
+    recordedAt: r.recorded_at instanceof Date ? r.recorded_at : new Date(r.recorded_at),
+  }))
+  return {
+    streamId,
+    version: Math.max(...events.map((e) => e.version)),
+    events,
+    duplicate: rows.every((r) => r.duplicate),
+  }
+}
+
 /** Writes a validated batch: one statement, one round trip. */
 export const runAppend = (
   db: DatabaseService,
   streamId: string,
-  batch: Effect.Success<ReturnType<typeof validateAppend>>,
-) =>
+  batch: ValidatedAppend,
+): Effect.Effect<AppendResult, VersionConflict | IdempotencyConflict> =>
   db
     .query<AppendRow>(
       `select event_id::text, stream_version, global_position::text, recorded_at, duplicate
@@ -222,24 +241,11 @@ export const runAppend = (
       Effect.catchTag("SqlError", (error) =>
         classifyAppendError(error, streamId, batch.expected, batch.rows),
       ),
-      Effect.map((rows) => {
-        const events = rows.map((r) => ({
-          eventId: r.event_id,
-          version: r.stream_version,
-          globalPosition: Number(r.global_position),
-          recordedAt: r.recorded_at instanceof Date ? r.recorded_at : new Date(r.recorded_at),
-        }))
-        return {
-          streamId,
-          version: Math.max(...events.map((e) => e.version)),
-          events,
-          duplicate: rows.every((r) => r.duplicate),
-        } satisfies AppendResult
-      }),
+      Effect.map((rows) => toAppendResult(streamId, rows)),
     )
 
 /** Turns the append function's SQLSTATEs into typed errors; anything else is a defect. */
-const classifyAppendError = (
+export const classifyAppendError = (
   error: SqlError,
   streamId: string,
   expected: ExpectedVersion,

@@ -21,9 +21,13 @@ export class VersionConflict extends Schema.TaggedError<VersionConflict>()("Vers
 export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()("IdempotencyConflict", {
   streamId: Schema.String,
   eventIds: Schema.Array(Schema.String),
+  /** The idempotency key, when the events' ids were derived from one. */
+  idempotencyKey: Schema.optional(Schema.String),
 }) {
   override get message(): string {
-    return `Event ids ${this.eventIds.join(", ")} were already used by a different append (to ${this.streamId} or another stream); a retry must resend exactly the same events`
+    return this.idempotencyKey !== undefined
+      ? `Idempotency key ${JSON.stringify(this.idempotencyKey)} was already used for a different request on ${this.streamId}; a retry must send the same request, and a new request needs a new key`
+      : `Event ids ${this.eventIds.join(", ")} were already used by a different append (to ${this.streamId} or another stream); a retry must resend exactly the same events`
   }
 }
 

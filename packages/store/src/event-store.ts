@@ -1,8 +1,9 @@
 import { Context, Effect, Layer, Option, PubSub, Queue, Schedule, Stream } from "effect"
 import { type AppendOptions, type AppendResult, type NewEvent, runAppend, validateAppend } from "./append.ts"
 import { type Cursor, decodeCursor, encodeCursor, START } from "./cursor.ts"
-import { Database } from "./database.ts"
+import { CurrentTransaction, Database } from "./database.ts"
 import { type AppendError, InvalidRead, type ReadError } from "./errors.ts"
+import { type GroupCommitOptions, makeGroupCommitter } from "./group-commit.ts"
 import type { Json } from "./json.ts"
 import { type SequencerOptions, startSequencer } from "./sequencer.ts"
 import { isUuid, parseStreamId, STREAM_ID_FORMAT } from "./stream-id.ts"
@@ -117,6 +118,8 @@ export interface EventStoreOptions {
   readonly listen?: boolean
   /** The sequencer's settings (see sequencer.ts). */
   readonly sequencer?: Partial<SequencerOptions>
+  /** Group commit (see group-commit.ts). Default 2 slots, groups of up to 50. */
+  readonly groupCommit?: Partial<GroupCommitOptions>
 }
 
 export const NOTIFY_CHANNEL = "chronicle_events"
@@ -234,13 +237,20 @@ const makeEventStore = (options: EventStoreOptions) =>
       PubSub.publish(wakeups, undefined),
     )
 
+    const committer = yield* makeGroupCommitter(db, { slots: 2, maxGroup: 50, ...options.groupCommit })
+
     const append = Effect.fn("EventStore.append")(function* (
       streamId: string,
       events: ReadonlyArray<NewEvent>,
       appendOptions: AppendOptions = {},
     ) {
       const batch = yield* validateAppend(config, streamId, events, appendOptions)
-      const result = yield* runAppend(db, streamId, batch)
+      // An append that is its own transaction may share one with others (group commit); one
+      // inside a caller's transaction runs in it.
+      const result =
+        (yield* CurrentTransaction) === undefined
+          ? yield* committer.append(streamId, batch)
+          : yield* runAppend(db, streamId, batch)
       // Inside a caller's transaction the events exist for others only once it commits.
       if (!result.duplicate) yield* db.afterCommit(sequencer.poke)
       return result
