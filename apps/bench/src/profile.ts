@@ -61,7 +61,9 @@ const topFunctions = (profile: {
   timeDeltas: Array<number>
 }) => {
   const byNode = new Map<number, number>()
-  profile.samples.forEach((id, i) => byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  for (const [i, id] of profile.samples.entries()) {
+    byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
+  }
   const byFunction = new Map<string, number>()
   let total = 0
   for (const node of profile.nodes) {
