@@ -7,6 +7,7 @@ import { type GroupCommitOptions, makeGroupCommitter } from "./group-commit.ts"
 import type { Json } from "./json.ts"
 import { type SequencerOptions, startSequencer } from "./sequencer.ts"
 import { isUuid, parseStreamId, STREAM_ID_FORMAT } from "./stream-id.ts"
+import { type Kept, makeTail, type TailOptions, type TailRow } from "./tail.ts"
 
 export {
   type AppendedEvent,
@@ -120,6 +121,8 @@ export interface EventStoreOptions {
   readonly sequencer?: Partial<SequencerOptions>
   /** Group commit (see group-commit.ts). Default 2 slots, groups of up to 50. */
   readonly groupCommit?: Partial<GroupCommitOptions>
+  /** The live tail subscriptions share (see tail.ts). Default 10,000 events or 32 MiB. */
+  readonly tail?: Partial<TailOptions>
 }
 
 export const NOTIFY_CHANNEL = "chronicle_events"
@@ -371,19 +374,63 @@ const makeEventStore = (options: EventStoreOptions) =>
       )
     }
 
+    // One reader of the head for every subscription of this process (tail.ts).
+    const tail = yield* makeTail<RecordedEvent, EventRow & TailRow>(
+      db,
+      {
+        maxEvents: 10_000,
+        maxBytes: 32 * 1024 * 1024,
+        page: 500,
+        pollIntervalMs: config.pollIntervalMs,
+        ...options.tail,
+      },
+      {
+        text: `select ${EVENT_COLUMNS}, q.seq::text as seq, s.owner_id::text as owner_id,
+                      (pg_column_size(e.data) + pg_column_size(e.metadata))::int as bytes
+                 from chronicle.event_seq q
+                 join chronicle.events e on e.global_position = q.global_position
+                 join chronicle.streams s on s.stream_id = e.stream_id
+                where q.seq > $1::bigint
+                order by q.seq
+                limit $2`,
+        params: (after, limit) => [after.toString(), limit],
+      },
+      toRecorded,
+      wakeups,
+    )
+
     const subscribe = (subscribeOptions: SubscribeOptions = {}): Stream.Stream<RecordedEvent, ReadError> =>
       Stream.callback<RecordedEvent, ReadError>(
         (queue) =>
           Effect.gen(function* () {
-            const wake = yield* PubSub.subscribe(wakeups)
+            const updated = yield* PubSub.subscribe(tail.updates)
             let after = yield* decodeAfter(subscribeOptions.after)
             const types = yield* jsonList("types", subscribeOptions.types)
             const streamIds = yield* jsonList("streamIds", subscribeOptions.streamIds)
             const ownerId = yield* ownerFilter(subscribeOptions.ownerId)
-            // A follower that stops reading holds at most a page plus the buffer below in
-            // memory; it catches up a page at a time when it reads again.
+            yield* Effect.acquireRelease(tail.join, () => tail.leave)
+            const typeSet = subscribeOptions.types === undefined ? null : new Set(subscribeOptions.types)
+            const streamSet =
+              subscribeOptions.streamIds === undefined ? null : new Set(subscribeOptions.streamIds)
+            const matches = (k: Kept<RecordedEvent>) =>
+              (typeSet === null || typeSet.has(k.event.type)) &&
+              (streamSet === null || streamSet.has(k.event.streamId)) &&
+              (ownerId === null || k.ownerId === ownerId)
+            // A follower that stops reading holds at most a page plus the buffer below; it
+            // catches up a page at a time when it reads again.
             const batch = Math.min(config.maxReadLimit, SUBSCRIPTION_PAGE)
             while (true) {
+              const served = tail.after(after, batch, matches)
+              if (served !== undefined) {
+                for (const event of served.events) yield* Queue.offer(queue, event)
+                after = served.through
+                if (served.events.length < batch) {
+                  // Caught up with the tail: wait for it to move (memory only, no query).
+                  yield* PubSub.take(updated).pipe(Effect.timeoutOption("5 seconds"))
+                }
+                continue
+              }
+              // Further behind than the tail keeps: read the log, filtered there, until caught up.
               // A database that is briefly away must not end a live subscription.
               const page = yield* Effect.suspend(() =>
                 readPage(after, batch, types, streamIds, ownerId),
@@ -396,9 +443,7 @@ const makeEventStore = (options: EventStoreOptions) =>
               )
               for (const event of page.events) yield* Queue.offer(queue, event)
               after = yield* decodeCursor(page.cursor).pipe(Effect.orDie)
-              if (page.caughtUp) {
-                yield* PubSub.take(wake).pipe(Effect.timeoutOption(config.pollIntervalMs))
-              }
+              if (page.caughtUp) yield* PubSub.take(updated).pipe(Effect.timeoutOption("1 second"))
             }
           }),
         { bufferSize: SUBSCRIPTION_BUFFER, strategy: "suspend" },
