@@ -143,7 +143,8 @@ export const appendFigures = async (env: BenchEnv, sizes: Sizes): Promise<Sectio
         unit: "events/s",
         chronicle: chronicle!,
         baseline: baseline!,
-        target: { op: ">=", value: 0.8 },
+        // Group commit lets 16 writers share commits: past one transaction per row.
+        target: { op: ">=", value: writers === 1 ? 0.8 : 1 },
       }),
     )
   }
@@ -415,7 +416,7 @@ export const catchUpFigures = async (env: BenchEnv, sizes: Sizes): Promise<Secti
       unit: "events/s",
       chronicle: chronicle!,
       baseline: baseline!,
-      target: { op: ">=", value: 0.5 },
+      target: { op: ">=", value: 0.8 },
     }),
   )
   return out
@@ -602,6 +603,26 @@ export const bulkLoad = async (env: BenchEnv, target: number, log: (line: string
       `  bulk load: ${count.toLocaleString("en-US")} / ${target.toLocaleString("en-US")} events (${Math.round((performance.now() - started) / 1000)} s)`,
     )
   }
+  await sequenceAll(env, log)
   await env.raw.exec("analyze chronicle.events")
+  await env.raw.exec("analyze chronicle.event_seq")
   return { seconds: (performance.now() - started) / 1000 }
+}
+
+/**
+ * Gives every event loaded by SQL its place in the log's order (the sequencer takes them in
+ * passes of 100,000), so the readers measured afterwards see the whole log.
+ */
+export const sequenceAll = async (env: BenchEnv, log: (line: string) => void) => {
+  const started = performance.now()
+  for (;;) {
+    const [row] = await env.raw.query<{ sequenced: number; last_seq: string; more: boolean; fresh: boolean }>(
+      "select sequenced, last_seq::text, more, fresh from chronicle.sequence_events(100000)",
+    )
+    if (row !== undefined && row.sequenced > 0)
+      log(
+        `  ordered: ${Number(row.last_seq).toLocaleString("en-US")} events (${Math.round((performance.now() - started) / 1000)} s)`,
+      )
+    if (row === undefined || (!row.more && row.fresh && row.sequenced === 0)) return
+  }
 }

@@ -44,7 +44,14 @@ const FIGURES = [
   "read.catchUp",
   "rebuild",
 ]
-const PEER_FIGURES = ["peer.append.w1", "peer.append.w16", "peer.batch100", "peer.read1000"]
+const PEER_FIGURES = [
+  "peer.append.w1",
+  "peer.append.noreadmodel.w1",
+  "peer.append.w16",
+  "peer.append.noreadmodel.w16",
+  "peer.batch100",
+  "peer.read1000",
+]
 const VALUES = [
   "memory.idle",
   "memory.load",
