@@ -57,8 +57,10 @@ export interface TestServer {
 export const startTestServer = async (
   database: TestDatabase,
   env: Record<string, string> = {},
+  options: { readonly beforeStart?: (authority: TestAuthority) => void } = {},
 ): Promise<TestServer> => {
   const authority = await startTestAuthority()
+  options.beforeStart?.(authority)
   const prepared = await database.prepare()
   const logs: Array<Record<string, unknown>> = []
   const config: ServerConfig = {

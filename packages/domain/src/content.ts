@@ -11,7 +11,16 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import type { Actor } from "./actor.ts"
 import type { CommandOptions, CommandResult } from "./command.ts"
-import { decodePageCursor, type PageOrder, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  budgeted,
+  budgetParam,
+  decodePageCursor,
+  type PageOrder,
+  type PageRequest,
+  pageLimit,
+  ROW_OVERHEAD_BYTES,
+  toPage,
+} from "./paging.ts"
 import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
 import {
   type AttachedFile,
@@ -178,6 +187,8 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           readonly table: string
           readonly keys: readonly [string] | readonly [string, string]
           readonly map: (row: Record<string, unknown>) => A
+          /** The row's size in JSON, estimated in SQL over `t` (its large columns). */
+          readonly size: string
           /** Tool runs are never reverted: as of X they are those recorded at or before X. */
           readonly neverReverted?: boolean
           readonly holeId?: string | undefined
@@ -205,21 +216,27 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               : `($3::int is null or (t.${k1}, t.${k2}) ${beyond} ($3::int, $4::uuid))`
           const rows = yield* query(
             // The effective set once per query (`offset 0` keeps the planner from inlining it
-            // into a call per row: as of a version, that was a refold per message).
-            `select t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""}
-               from (select s.id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
-                       from chronicle.sessions s where s.id = $1::uuid offset 0) s
-               join chronicle.${spec.table} t on t.session_id = s.id
-              where ${visible} and ${afterClause}
-                ${spec.holeId === undefined ? "" : "and t.hole_id = $6::text"}
-              order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
-              limit $5`,
+            // into a call per row: as of a version, that was a refold per message). Rows past
+            // the byte budget never leave the database.
+            budgeted(
+              `select t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""},
+                      ${spec.size} + ${ROW_OVERHEAD_BYTES} as page_bytes
+                 from (select s.id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
+                         from chronicle.sessions s where s.id = $1::uuid offset 0) s
+                 join chronicle.${spec.table} t on t.session_id = s.id
+                where ${visible} and ${afterClause}
+                  ${spec.holeId === undefined ? "" : "and t.hole_id = $7::text"}
+                order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
+                limit $5`,
+              "$6",
+            ),
             [
               sessionId,
               asOf,
               after?.[0] ?? null,
               after?.[1] ?? null,
               limit + 1,
+              budgetParam(input.maxBytes),
               ...(spec.holeId === undefined ? [] : [spec.holeId]),
             ],
           )
@@ -229,6 +246,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             spec.map,
             (r) => (k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])]),
             order,
+            input.maxBytes,
           )
         })
 
@@ -498,7 +516,14 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             limit $4`,
           [sessionId, asOf, after?.[0] ?? null, limit + 1, after?.[1] ?? null],
         )
-        return toPage(rows, limit, toAttachedFile, (r) => [Number(r.version), String(r.file_id)])
+        return toPage(
+          rows,
+          limit,
+          toAttachedFile,
+          (r) => [Number(r.version), String(r.file_id)],
+          "asc",
+          input.maxBytes,
+        )
       })
 
       return Content.of({
@@ -509,6 +534,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "messages",
               keys: ["seq"],
               map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
+              size: "octet_length(t.content) + octet_length(t.metadata::text)",
               order: i.order ?? "asc",
             }),
           ),
@@ -519,11 +545,19 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "revisions",
               keys: ["number"],
               map: (r) => toRevision({ ...r, revision_id: String(r.revision_id) }),
+              size: "octet_length(t.ir::text) + coalesce(octet_length(t.note), 0)",
             }),
           ),
         recordDraft: (a, s, i, o) => provide(recordDraft(a, s, i, o)),
         listDrafts: (a, s, i) =>
-          provide(listVisible(a, s, i, { table: "drafts", keys: ["version", "draft_id"], map: toDraft })),
+          provide(
+            listVisible(a, s, i, {
+              table: "drafts",
+              keys: ["version", "draft_id"],
+              map: toDraft,
+              size: "octet_length(t.code) + octet_length(t.metrics::text)",
+            }),
+          ),
         resolveHole: (a, s, i, o) => provide(resolveHole(a, s, i, o)),
         listHoles: (a, s, i) =>
           provide(
@@ -531,6 +565,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "hole_resolutions",
               keys: ["version", "resolution_id"],
               map: toHoleResolution,
+              size: "octet_length(t.value::text) + octet_length(t.hole_id)",
               holeId: i.holeId,
             }),
           ),
@@ -541,6 +576,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "tool_runs",
               keys: ["version", "tool_run_id"],
               map: toToolRun,
+              size: "octet_length(t.input::text) + octet_length(t.output::text) + coalesce(octet_length(t.error), 0)",
               neverReverted: true,
             }),
           ),

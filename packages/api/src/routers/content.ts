@@ -92,7 +92,11 @@ export const messagesRouter = router({
       ),
     )
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listMessages(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listMessages(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -124,7 +128,9 @@ export const revisionsRouter = router({
     .input(input(ListInput))
     .query(({ ctx, input }) =>
       ctx.run(
-        Effect.flatMap(Content, (c) => c.listRevisions(actorOf(ctx.principal), input.sessionId, input)),
+        Effect.flatMap(Content, (c) =>
+          c.listRevisions(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
       ),
     ),
 })
@@ -172,7 +178,11 @@ export const draftsRouter = router({
   list: authedProcedure
     .input(input(ListInput))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listDrafts(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listDrafts(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -214,7 +224,11 @@ export const holesRouter = router({
       ),
     )
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listHoles(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listHoles(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -259,6 +273,10 @@ export const toolRunsRouter = router({
   list: authedProcedure
     .input(input(ListInput))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listToolRuns(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listToolRuns(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
