@@ -227,7 +227,7 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
 
     const forged = await failure(read(clientFor(url, await t.authority.forgedEs256Token({ sub: alice }))))
     expect(forged).toMatchObject({
-      message: "The token is invalid: Invalid JWT signature",
+      message: "The token's signature does not verify",
       data: { code: "UNAUTHORIZED" },
     })
     const wrongSecret = await failure(

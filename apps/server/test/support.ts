@@ -50,6 +50,8 @@ export interface TestServer {
   readonly authority: TestAuthority
   /** Every JSON log line the server wrote. */
   readonly logs: Array<Record<string, unknown>>
+  /** The Postgres database the server uses (undefined on the embedded one). */
+  readonly databaseUrl: string | undefined
   readonly close: () => Promise<void>
 }
 
@@ -82,6 +84,7 @@ export const startTestServer = async (
     server,
     authority,
     logs,
+    databaseUrl: prepared.database.kind === "postgres" ? prepared.database.url : undefined,
     close: async () => {
       await server.close()
       await authority.close()
