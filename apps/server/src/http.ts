@@ -254,6 +254,14 @@ export const makeRequestListener = (options: HttpOptions) => {
       if (path === STUDIO_PATH || path.startsWith(`${STUDIO_PATH}/`)) return studio(req, res, path)
       if (redirectsToStudio(req, path)) return redirectToStudio(req, res)
       if (path === "/trpc" || path.startsWith("/trpc/")) {
+        // Other methods (TRACE, CONNECT…) cannot even be represented as a fetch Request.
+        if (!["GET", "HEAD", "POST"].includes(req.method ?? "")) {
+          const error = new TRPCError({
+            code: "METHOD_NOT_SUPPORTED",
+            message: `The API takes GET (queries and subscriptions) and POST (mutations), not ${req.method}`,
+          })
+          return sendJson(res, 405, errorResponseBody(error, requestId), { allow: "GET, HEAD, POST" })
+        }
         if (url.searchParams.get("batch") === "1" && callsIn(path) > MAX_CALLS_PER_BATCH) {
           const error = new InvalidCommand({
             path: "batch",

@@ -1,4 +1,4 @@
-import { InvalidCommand } from "@chronicle/events"
+import { InvalidCommand, isIsoInstant } from "@chronicle/events"
 import { isUuid } from "@chronicle/store"
 import { Effect } from "effect"
 
@@ -44,7 +44,6 @@ export const encodePageCursor = (key: ReadonlyArray<string | number>, order: Pag
  */
 export type CursorKeyKind = "number" | "timestamp" | "uuid"
 
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
 const MAX_INT4 = 2_147_483_647
 
 const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
@@ -52,7 +51,8 @@ const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
     case "number":
       return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_INT4
     case "timestamp":
-      return typeof value === "string" && ISO_INSTANT.test(value) && !Number.isNaN(Date.parse(value))
+      // A cursor's time was written by the database: one it could not read back was made up.
+      return isIsoInstant(value)
     case "uuid":
       return typeof value === "string" && isUuid(value)
   }

@@ -122,7 +122,8 @@ const parseInstant = (value: string, path: string): Effect.Effect<Instant, Inval
     utc.getUTCHours() === hour &&
     utc.getUTCMinutes() === minute &&
     utc.getUTCSeconds() === second &&
-    (time === null || time[8] === "Z" || (Number(time[10]) <= 23 && Number(time[11]) <= 59))
+    // Postgres reads offsets up to ±15:59 (real zones stay within ±14:00).
+    (time === null || time[8] === "Z" || (Number(time[10]) <= 15 && Number(time[11]) <= 59))
   if (!valid) return Effect.fail(invalid)
   const micros =
     BigInt(utc.getTime() - offsetMinutes * 60_000) * 1000n + BigInt(fraction.padEnd(6, "0") || "0")

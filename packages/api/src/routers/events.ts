@@ -14,6 +14,9 @@ import { authedProcedure, router } from "../trpc.ts"
 
 // ----- schemas --------------------------------------------------------------------------
 
+/** The largest stream version (a Postgres integer). */
+const MAX_VERSION = 2_147_483_647
+
 export const StreamId = Schema.String.pipe(
   Schema.check(
     Schema.isPattern(/^[a-z][a-z0-9_]{0,62}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
@@ -56,8 +59,10 @@ export type EventView = typeof EventView.Type
 
 export const ReadStreamInput = Schema.Struct({
   streamId: StreamId,
-  /** First version to return (default 1). */
-  fromVersion: Schema.optional(Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1)))),
+  /** First version to return (default 1). Versions are Postgres integers. */
+  fromVersion: Schema.optional(
+    Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: MAX_VERSION }))),
+  ),
   /** The `nextCursor` of the previous page; an alternative to `fromVersion`. */
   cursor: Schema.optional(Schema.String),
   limit: Schema.optional(ListLimit),
@@ -123,7 +128,7 @@ const fromVersionOf = (input: typeof ReadStreamInput.Type) => {
       new InvalidRead({ path: "cursor", reason: "give either cursor or fromVersion, not both" }),
     )
   }
-  return /^[1-9][0-9]{0,9}$/.test(input.cursor)
+  return /^[1-9][0-9]{0,9}$/.test(input.cursor) && Number(input.cursor) <= MAX_VERSION
     ? Effect.succeed(Number(input.cursor))
     : Effect.fail(new InvalidCursor({ cursor: input.cursor }))
 }
