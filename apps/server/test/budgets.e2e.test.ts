@@ -9,8 +9,8 @@
  */
 import { randomUUID } from "node:crypto"
 import type { ChronicleClient } from "@chronicle/client"
-import type {} from "@chronicle/store/vitest-global-setup"
 import { Database, type DatabaseService } from "@chronicle/store"
+import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import {
