@@ -118,13 +118,20 @@ const bytes = (env: NodeJS.ProcessEnv, name: string, fallback: number): number =
 /**
  * Auth settings: SUPABASE_URL (the project; its JWKS verifies asymmetric tokens),
  * SUPABASE_JWT_SECRET (HS256 tokens), CHRONICLE_SERVICE_KEY (the service role),
- * SUPABASE_ANON_KEY (optional, sent when fetching the JWKS). None set: dev mode.
+ * SUPABASE_ANON_KEY (optional, sent when fetching the JWKS), SUPABASE_AUTH_CHECK_USER (also ask
+ * the Auth server about each user's token, at most once a minute per token). None set: dev mode.
  */
 export const authConfig = (env: NodeJS.ProcessEnv = process.env): AuthConfig => {
   const supabaseUrl = setting(env, "SUPABASE_URL")
   const jwtSecret = setting(env, "SUPABASE_JWT_SECRET")
   const serviceKey = setting(env, "CHRONICLE_SERVICE_KEY")
   const anonKey = setting(env, "SUPABASE_ANON_KEY")
+  const checkUser = flag(env, "SUPABASE_AUTH_CHECK_USER", false)
+  if (checkUser && (supabaseUrl === undefined || anonKey === undefined)) {
+    throw new ConfigError(
+      "SUPABASE_AUTH_CHECK_USER asks the Auth server about each user's token: it needs SUPABASE_URL (where the server is) and SUPABASE_ANON_KEY (the apikey it wants)",
+    )
+  }
   if (supabaseUrl !== undefined) {
     let url: URL | undefined
     try {
@@ -154,6 +161,7 @@ export const authConfig = (env: NodeJS.ProcessEnv = process.env): AuthConfig => 
     ...(jwtSecret === undefined ? {} : { jwtSecret }),
     ...(serviceKey === undefined ? {} : { serviceKey }),
     ...(anonKey === undefined ? {} : { anonKey }),
+    ...(checkUser ? { checkUser } : {}),
   }
 }
 

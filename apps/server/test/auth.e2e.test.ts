@@ -204,6 +204,45 @@ describe(`authentication, on ${database.name}`, () => {
     })
   })
 
+  describe("with SUPABASE_AUTH_CHECK_USER", () => {
+    let t: TestServer
+    beforeAll(async () => {
+      t = await startTestServer(database, { SUPABASE_AUTH_CHECK_USER: "true", SUPABASE_ANON_KEY: "anon-key" })
+    })
+    afterAll(() => t?.close())
+
+    it("asks the Auth server about a user's token at most once a minute, and refuses one it no longer accepts", async () => {
+      const token = await t.authority.es256Token({ sub: randomUUID() })
+      const calls = await outboundDuring(t, async () => {
+        for (let i = 0; i < 20; i++) {
+          expect(
+            (await raw(t.server.url, "/trpc/sessions.list", { authorization: `Bearer ${token}` })).status,
+          ).toBe(200)
+        }
+      })
+      expect(calls["/auth/v1/user"]).toBe(1)
+      // A token signed out at the Auth server: refused once asked about (a new token here).
+      const signedOut = await t.authority.hs256Token({ sub: randomUUID() })
+      t.authority.revoke(signedOut)
+      const refused = await raw(t.server.url, "/trpc/sessions.list", { authorization: `Bearer ${signedOut}` })
+      expect(refused.status).toBe(401)
+      expect(trpcError(refused.body).message).toBe(
+        "The Auth server no longer accepts this token (signed out or revoked)",
+      )
+      // The service key is not a user's token: nothing to ask.
+      const service = await outboundDuring(t, async () => {
+        expect(
+          (
+            await raw(t.server.url, "/trpc/sessions.list", {
+              authorization: `Bearer ${t.authority.serviceKey}`,
+            })
+          ).status,
+        ).toBe(200)
+      })
+      expect(service).toEqual({})
+    })
+  })
+
   describe("in dev mode", () => {
     let t: TestServer
     beforeAll(async () => {

@@ -98,6 +98,18 @@ describe("configuration from the environment", () => {
     expect(() => authConfig({ CHRONICLE_SERVICE_KEY: "short" })).toThrow(
       /CHRONICLE_SERVICE_KEY must be at least 32 characters/,
     )
+    expect(
+      authConfig({
+        SUPABASE_URL: "https://abc.supabase.co",
+        SUPABASE_ANON_KEY: "anon",
+        SUPABASE_AUTH_CHECK_USER: "true",
+      }),
+    ).toMatchObject({ checkUser: true })
+    expect(() =>
+      authConfig({ SUPABASE_URL: "https://abc.supabase.co", SUPABASE_AUTH_CHECK_USER: "yes" }),
+    ).toThrow(
+      /SUPABASE_AUTH_CHECK_USER asks the Auth server about each user's token: it needs SUPABASE_URL .* and SUPABASE_ANON_KEY/,
+    )
   })
 
   it("refuses dev mode (no auth) on an address other machines can reach", () => {

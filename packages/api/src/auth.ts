@@ -8,7 +8,9 @@
  * - a Supabase Auth access token signed with an asymmetric key (ES256/RS256), verified with
  *   `jose` against the project's JWKS (`<SUPABASE_URL>/auth/v1/.well-known/jwks.json`), held
  *   in memory and refreshed on a schedule (jwks.ts): verifying never waits on the network
- *   once the keys are held, and no token makes the server call anything else.
+ *   once the keys are held, and no token makes the server call anything else — unless
+ *   `checkUser` (SUPABASE_AUTH_CHECK_USER) asks the Auth server about each user's token, at
+ *   most once a minute per token.
  *
  * Every JWT then has its claims checked here, whatever its role: `exp` in the future, `iss` =
  * `<SUPABASE_URL>/auth/v1`, `aud` = "authenticated". A verified JWT whose `role` is
@@ -57,6 +59,12 @@ export interface AuthConfig {
   readonly anonKey?: string | undefined
   /** When and how long the JWKS is fetched (defaults in jwks.ts). */
   readonly jwks?: Omit<JwksOptions, "url" | "headers"> | undefined
+  /**
+   * Also ask the Auth server (`GET <SUPABASE_URL>/auth/v1/user`) whether a user's token is
+   * still good (not signed out), at most once a minute per token (SUPABASE_AUTH_CHECK_USER).
+   * Off by default: a token's signature and expiry are checked locally.
+   */
+  readonly checkUser?: boolean | undefined
 }
 
 /** Dev mode: no way to authenticate is configured. */
@@ -195,6 +203,67 @@ const makeTickets = (key: Buffer) => {
   return { issue, verify }
 }
 
+// ----- the Auth server's word, when asked for ------------------------------------------------
+
+/** How long the Auth server's answer about a token is trusted. */
+const USER_CHECK_TTL_MS = 60_000
+/** Most tokens whose answer is remembered; the oldest are forgotten first. */
+const USER_CHECK_ENTRIES = 10_000
+const USER_CHECK_TIMEOUT_MS = 3_000
+
+/**
+ * Asks the Auth server whether a token is still good: one call per token per minute at most,
+ * shared by the requests that ask meanwhile, given up after 3 s (503, not a wait).
+ */
+const makeUserCheck = (url: string, anonKey: string | undefined) => {
+  const answers = new Map<string, { readonly ok: boolean; readonly at: number }>()
+  const pending = new Map<string, Promise<boolean>>()
+  const ask = async (token: string): Promise<boolean> => {
+    const response = await fetch(url, {
+      headers: { authorization: `Bearer ${token}`, ...(anonKey ? { apikey: anonKey } : {}) },
+      signal: AbortSignal.timeout(USER_CHECK_TIMEOUT_MS),
+      redirect: "error",
+    })
+    await response.body?.cancel()
+    if (response.ok) return true
+    if (response.status === 401 || response.status === 403) return false
+    throw new Error(`HTTP ${response.status}`)
+  }
+  return (token: string): Effect.Effect<void, Unauthenticated | AuthUnavailable> => {
+    const key = sha256(token).toString("base64url")
+    const known = answers.get(key)
+    const fresh = known !== undefined && Date.now() - known.at < USER_CHECK_TTL_MS
+    const answer = fresh
+      ? Promise.resolve(known.ok)
+      : (pending.get(key) ??
+        (() => {
+          const asked = ask(token)
+            .then((ok) => {
+              answers.delete(key)
+              answers.set(key, { ok, at: Date.now() })
+              if (answers.size > USER_CHECK_ENTRIES) answers.delete(answers.keys().next().value!)
+              return ok
+            })
+            .finally(() => pending.delete(key))
+          pending.set(key, asked)
+          return asked
+        })())
+    return Effect.tryPromise({
+      try: () => answer,
+      catch: (error) =>
+        new AuthUnavailable({
+          reason: `The Auth server could not confirm the token (${url}: ${error instanceof Error && error.name === "TimeoutError" ? "no answer in time" : error instanceof Error ? error.message : String(error)})`,
+        }),
+    }).pipe(
+      Effect.flatMap((ok) =>
+        ok
+          ? Effect.void
+          : unauthenticated("The Auth server no longer accepts this token (signed out or revoked)"),
+      ),
+    )
+  }
+}
+
 // ----- the verifier -----------------------------------------------------------------------
 
 export const makeAuthVerifier = (config: AuthConfig): AuthVerifier => {
@@ -223,6 +292,11 @@ export const makeAuthVerifier = (config: AuthConfig): AuthVerifier => {
           url: `${baseUrl}/auth/v1/.well-known/jwks.json`,
           headers: config.anonKey ? { apikey: config.anonKey } : {},
         })
+
+  const userCheck =
+    config.checkUser && baseUrl !== undefined
+      ? makeUserCheck(`${baseUrl}/auth/v1/user`, config.anonKey)
+      : null
 
   const checkClaims = (claims: Claims): Effect.Effect<Principal, Unauthenticated> => {
     const now = Math.floor(Date.now() / 1000)
@@ -296,6 +370,7 @@ export const makeAuthVerifier = (config: AuthConfig): AuthVerifier => {
       return yield* unauthenticated(`Tokens signed with ${JSON.stringify(alg)} are not accepted`)
     }
     const principal = yield* checkClaims(claims)
+    if (userCheck !== null && principal.kind === "user") yield* userCheck(token)
     if (inUrl && principal.kind === "service") {
       return yield* unauthenticated(
         "A service-role token is never accepted in a URL: send it in the Authorization header, or exchange it for a stream ticket (auth.streamTicket)",

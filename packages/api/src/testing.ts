@@ -31,6 +31,8 @@ export interface TestAuthority {
   readonly rotate: () => Promise<void>
   /** An ES256 token under a key id the JWKS does not publish. */
   readonly unknownKeyToken: (claims?: JWTPayload) => Promise<string>
+  /** From now on `/auth/v1/user` answers 401 for this token (its session was signed out). */
+  readonly revoke: (token: string) => void
   /** The headers of the latest JWKS request. */
   readonly lastJwksHeaders: () => Readonly<Record<string, string | Array<string> | undefined>>
   /** A user token signed with the ES256 key the JWKS publishes. */
@@ -58,6 +60,7 @@ export const startTestAuthority = async (): Promise<TestAuthority> => {
   let hanging = false
   const held = new Set<() => void>()
   const requests: Record<string, number> = {}
+  const revoked = new Set<string>()
   let lastHeaders: Record<string, string | Array<string> | undefined> = {}
   const server = createServer((req, res) => {
     const path = (req.url ?? "").split("?")[0]!
@@ -72,6 +75,14 @@ export const startTestAuthority = async (): Promise<TestAuthority> => {
         res
           .writeHead(200, { "content-type": "application/json" })
           .end(JSON.stringify({ keys: keys.map((k) => k.jwk) }))
+        return
+      }
+      if (req.method === "GET" && path === "/auth/v1/user") {
+        const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1]
+        const ok = token !== undefined && !revoked.has(token)
+        res
+          .writeHead(ok ? 200 : 401, { "content-type": "application/json" })
+          .end(JSON.stringify(ok ? { id: "user" } : { message: "invalid JWT" }))
         return
       }
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: "not found" }))
@@ -121,6 +132,7 @@ export const startTestAuthority = async (): Promise<TestAuthority> => {
     rotate: async () => {
       keys.push(await newSigningKey())
     },
+    revoke: (token) => void revoked.add(token),
     unknownKeyToken: (claims) =>
       sign("ES256", forger.privateKey, claims, `unknown-${randomBytes(6).toString("hex")}`),
     lastJwksHeaders: () => lastHeaders,
