@@ -40,7 +40,7 @@ export const makeBareHandler = (db: Driver) => {
       metadata: { actor: "bare" },
     }
     await db.query(
-      `select event_id::text, stream_version, global_position, transaction_id, duplicate
+      `select event_id::text, stream_version, global_position, recorded_at, duplicate
          from chronicle.append_events($1, $2, $3, $4::text::jsonb, $5::uuid)`,
       [`session-${sessionId}`, "session", session.version, JSON.stringify([event]), null],
     )

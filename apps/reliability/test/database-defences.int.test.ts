@@ -40,7 +40,7 @@ describe("the database's own defences (a private cluster with Supabase's roles)"
     t = await startTestServer({
       name: "postgres",
       prepare: async () => ({
-        database: { kind: "postgres", url, prepare: true, listen: true },
+        database: { kind: "postgres", url, prepare: true, listen: true, pooler: "none" },
         drop: async () => {},
       }),
     })

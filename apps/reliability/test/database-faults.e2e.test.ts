@@ -31,7 +31,7 @@ describe("database faults under load (a private PostgreSQL cluster)", () => {
     t = await startTestServer({
       name: "postgres",
       prepare: async () => ({
-        database: { kind: "postgres", url, prepare: true, listen: true },
+        database: { kind: "postgres", url, prepare: true, listen: true, pooler: "none" },
         drop: async () => {},
       }),
     })

@@ -23,7 +23,7 @@ export const startReader = (client: ChronicleClient): Follower => {
       try {
         const page = await client.events.readAll.query({ limit: 500, ...(after ? { after } : {}) })
         for (const e of page.items) {
-          seen.push(e.cursor)
+          seen.push(e.cursor ?? "")
           events.push(e)
         }
         after = page.cursor

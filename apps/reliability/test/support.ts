@@ -65,7 +65,7 @@ export const eventually = async <A>(
 // ----- a private PostgreSQL cluster -------------------------------------------------------
 
 /** The newest installed PostgreSQL's programs (Debian's layout), unless CHRONICLE_PG_BIN says. */
-const PG_BIN =
+export const PG_BIN =
   process.env.CHRONICLE_PG_BIN ??
   (() => {
     const versions = existsSync("/usr/lib/postgresql")
@@ -159,6 +159,82 @@ export const withSql = async <A>(url: string, f: (sql: postgres.Sql) => Promise<
     return await f(sql)
   } finally {
     await sql.end({ timeout: 1 })
+  }
+}
+
+// ----- PgBouncer ----------------------------------------------------------------------------
+
+export interface PgBouncer {
+  readonly port: number
+  readonly urlOf: (database: string) => string
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * Debian's PgBouncer (`apt-get install pgbouncer`) on a free port in front of a cluster, in
+ * transaction mode with a small pool, as Supabase's pooler serves it. PgBouncer refuses to
+ * run as root: as root, it runs as the `postgres` user.
+ */
+export const startPgBouncer = async (cluster: PrivateCluster, poolSize = 4): Promise<PgBouncer> => {
+  const binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find((path) => existsSync(path))
+  if (binary === undefined)
+    throw new Error("pgbouncer is not installed: apt-get install -y pgbouncer (.ci/run does)")
+  const dir = await mkdtemp(join(tmpdir(), "chronicle-pgbouncer-"))
+  const port = await freePort()
+  const { writeFile } = await import("node:fs/promises")
+  await writeFile(join(dir, "users.txt"), '"postgres" ""\n')
+  await writeFile(
+    join(dir, "pgbouncer.ini"),
+    [
+      "[databases]",
+      `* = host=127.0.0.1 port=${cluster.port}`,
+      "[pgbouncer]",
+      "listen_addr = 127.0.0.1",
+      `listen_port = ${port}`,
+      "unix_socket_dir =",
+      "auth_type = trust",
+      `auth_file = ${join(dir, "users.txt")}`,
+      "pool_mode = transaction",
+      `default_pool_size = ${poolSize}`,
+      "max_client_conn = 500",
+      "ignore_startup_parameters = extra_float_digits,options",
+      `logfile = ${join(dir, "pgbouncer.log")}`,
+      `pidfile = ${join(dir, "pgbouncer.pid")}`,
+      "",
+    ].join("\n"),
+  )
+  if (process.getuid?.() === 0) {
+    const { stdout: uid } = await run("id", ["-u", "postgres"])
+    const { stdout: gid } = await run("id", ["-g", "postgres"])
+    for (const file of ["", "users.txt", "pgbouncer.ini"])
+      await chown(join(dir, file), Number(uid.trim()), Number(gid.trim()))
+  }
+  await asPostgres(binary, ["-d", join(dir, "pgbouncer.ini")])
+  const urlOf = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`
+  await eventually("pgbouncer to accept connections", () =>
+    withSql(urlOf("postgres"), (sql) => sql`select 1`),
+  )
+  return {
+    port,
+    urlOf,
+    stop: async () => {
+      const { readFile } = await import("node:fs/promises")
+      const pid = Number((await readFile(join(dir, "pgbouncer.pid"), "utf8").catch(() => "")).trim())
+      if (pid > 0) {
+        try {
+          process.kill(pid, "SIGTERM")
+        } catch {}
+        await eventually("pgbouncer to stop", async () => {
+          try {
+            process.kill(pid, 0)
+            return undefined
+          } catch {
+            return true
+          }
+        })
+      }
+      await rm(dir, { recursive: true, force: true })
+    },
   }
 }
 

@@ -4,10 +4,12 @@ import { parseArgs } from "node:util"
 import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
 import { type Database, EventStore, isUuid } from "@chronicle/store"
 import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
+import serverPackage from "../package.json" with { type: "json" }
 import { ConfigError, databaseConfig, serverConfig } from "./config.ts"
 import { describeDatabase, storeLayer } from "./database.ts"
 import { ProgressPrinter } from "./progress.ts"
 import { serve } from "./serve.ts"
+import { mintUserToken, parseDuration } from "./token.ts"
 import { exportLog, exportSession, importEvents, parseOwnerMap, TransferError } from "./transfer.ts"
 
 const COMMANDS = {
@@ -52,6 +54,15 @@ checkpoint (its id) or a time (ISO-8601) into the schema analytics_asof_<label> 
     summary: "write the whole log, or one session (with its fork ancestors and files), as NDJSON",
     help: "Streams events as NDJSON, one per line (lines end with \\n only), in the order readers see them, each file's bytes on a line before the event that uploads it. Without a session id, the whole log; with one, the session, its fork ancestors and the files attached to them. Without --out, to stdout.",
   },
+  token: {
+    usage: "token --user <uuid> [--expires <30m|12h|7d|seconds>]",
+    summary: "mint a user access token for development, from SUPABASE_JWT_SECRET",
+    help: `Prints an access token for the user --user (a UUID), signed with the configured project
+JWT secret as Supabase Auth signs one, so the server accepts it as that user: send it as
+Authorization: Bearer <token>, or pass it as the client's \`token\`. It expires after --expires
+(default 1h). Needs SUPABASE_URL and SUPABASE_JWT_SECRET, as the server does; in dev mode (no
+auth configured) no token is needed.`,
+  },
   import: {
     usage: "import [--in <file>] [--map-owner <old>=<new> …]",
     summary: "append events written by `export`, keeping ids, versions and times; re-running is a no-op",
@@ -70,7 +81,7 @@ ${Object.values(COMMANDS)
   .map((c) => `  ${c.usage.split(" ")[0]!.padEnd(11)} ${c.summary}`)
   .join("\n")}
 
-\`chronicle <command> --help\` explains one command. Configuration (DATABASE_URL, …) is read
+\`chronicle <command> --help\` explains one command; \`chronicle --version\` prints the version. Configuration (DATABASE_URL, …) is read
 from the environment; see the README.`
 
 const usageError = (message: string, command?: Command) => {
@@ -147,10 +158,10 @@ const printStatus = (status: ProjectionStatus) => {
 
 /** `--as-of` as a cursor, a checkpoint id or a time. */
 const parseAsOf = (value: string): AsOf | string => {
-  if (/^\d+:\d+$/.test(value)) return { cursor: value }
+  if (/^\d+$/.test(value)) return { cursor: value }
   if (isUuid(value)) return { checkpointId: value }
   if (!Number.isNaN(Date.parse(value))) return { timestamp: new Date(value).toISOString() }
-  return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 812:1044), a checkpoint id nor an ISO-8601 time`
+  return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 1044, from \`chronicle status\`), a checkpoint id nor an ISO-8601 time`
 }
 
 const defaultLabel = () =>
@@ -166,6 +177,8 @@ const OPTIONS = {
   "from-snapshot": { type: "string" },
   "batch-size": { type: "string" },
   drop: { type: "string" },
+  user: { type: "string" },
+  expires: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const
 
@@ -177,6 +190,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   snapshots: ["drop"],
   export: ["out"],
   import: ["in", "map-owner"],
+  token: ["user", "expires"],
 }
 
 const main = async (argv: ReadonlyArray<string>): Promise<number> => {
@@ -184,6 +198,10 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     console.log(USAGE)
     return name === undefined ? 2 : 0
+  }
+  if (name === "--version" || name === "-v" || name === "version") {
+    console.log(`chronicle ${serverPackage.version}`)
+    return 0
   }
   if (!(name in COMMANDS)) return usageError(`unknown command ${JSON.stringify(name)}`)
   const command = name as Command
@@ -328,6 +346,17 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       )
       if (file !== undefined) await new Promise<void>((resolve) => out.end(resolve))
       console.error(report)
+      return 0
+    }
+    case "token": {
+      if (values.user === undefined) return usageError("token: --user <uuid> names the user", command)
+      const expires = parseDuration(values.expires ?? "1h")
+      if (expires === null)
+        return usageError(
+          `token: --expires must be a duration such as 30m, 12h or 7d (at most a year), got ${JSON.stringify(values.expires)}`,
+          command,
+        )
+      console.log(await mintUserToken(values.user, expires))
       return 0
     }
     case "import": {

@@ -13,7 +13,29 @@ import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
 export type DatabaseConfig =
   | { readonly kind: "embedded"; readonly dataDir: string }
   | { readonly kind: "memory" }
-  | { readonly kind: "postgres"; readonly url: string; readonly prepare: boolean; readonly listen: boolean }
+  | {
+      readonly kind: "postgres"
+      readonly url: string
+      readonly prepare: boolean
+      readonly listen: boolean
+      /** What sits between Chronicle and Postgres (CHRONICLE_PG_POOLER, or guessed from the URL). */
+      readonly pooler: Pooler
+      /**
+       * How often the process that orders the log looks for events other processes appended
+       * (CHRONICLE_SEQUENCER_POLL_MS); its own are ordered as they commit.
+       */
+      readonly sequencerPollMs?: number
+    }
+
+/**
+ * A transaction-mode pooler (PgBouncer `pool_mode=transaction`, Supavisor on 6543) gives a
+ * server connection for one transaction at a time: no prepared statements, no LISTEN, and no
+ * query pipelined behind a running one. A session-mode pooler keeps one for the session.
+ */
+export type Pooler = "transaction" | "session" | "none"
+
+/** The ports of the usual transaction-mode poolers: Supavisor (6543) and PgBouncer (6432). */
+const POOLER_PORTS = ["6543", "6432"]
 
 export type LogLevel = "Debug" | "Info" | "Warn" | "Error" | "None"
 
@@ -56,8 +78,10 @@ const flag = (env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
  * Reads the database settings from the environment:
  * - DATABASE_URL unset: the embedded database in CHRONICLE_DATA_DIR (default ./.chronicle/data)
  * - DATABASE_URL=memory://: the embedded database in memory; nothing persists
- * - DATABASE_URL=postgres://… (or postgresql://…): Postgres or Supabase. Behind a
- *   transaction-mode pooler set CHRONICLE_PG_PREPARE=false and CHRONICLE_PG_LISTEN=false.
+ * - DATABASE_URL=postgres://… (or postgresql://…): Postgres or Supabase, direct or through a
+ *   pooler: CHRONICLE_PG_POOLER=transaction|session|none, or else a transaction-mode pooler
+ *   when the port is 6543 or 6432 or the URL says `?pgbouncer=true` (a parameter for
+ *   Chronicle, taken off the URL before connecting).
  */
 export const databaseConfig = (env: NodeJS.ProcessEnv = process.env): DatabaseConfig => {
   const url = env.DATABASE_URL?.trim()
@@ -71,18 +95,44 @@ export const databaseConfig = (env: NodeJS.ProcessEnv = process.env): DatabaseCo
     } catch {
       throw new ConfigError("DATABASE_URL is not a valid URL")
     }
-    // Supavisor's transaction mode listens on 6543: prepared statements and LISTEN do not work there.
-    const pooled = new URL(url).port === "6543"
+    const parsed = new URL(url)
+    const marked = parsed.searchParams.get("pgbouncer")
+    parsed.searchParams.delete("pgbouncer")
+    const explicit = setting(env, "CHRONICLE_PG_POOLER")?.toLowerCase()
+    if (explicit !== undefined && !["transaction", "session", "none"].includes(explicit)) {
+      throw new ConfigError(
+        `CHRONICLE_PG_POOLER must be transaction, session or none, got ${JSON.stringify(explicit)}`,
+      )
+    }
+    const pooler: Pooler =
+      (explicit as Pooler | undefined) ??
+      (marked === "true" || POOLER_PORTS.includes(parsed.port) ? "transaction" : "none")
+    const transactionMode = pooler === "transaction"
     return {
       kind: "postgres",
-      url,
-      prepare: flag(env, "CHRONICLE_PG_PREPARE", !pooled),
-      listen: flag(env, "CHRONICLE_PG_LISTEN", !pooled),
+      url: marked === null ? url : parsed.toString(),
+      prepare: flag(env, "CHRONICLE_PG_PREPARE", !transactionMode),
+      listen: flag(env, "CHRONICLE_PG_LISTEN", !transactionMode),
+      pooler,
+      sequencerPollMs: milliseconds(env, "CHRONICLE_SEQUENCER_POLL_MS", 20),
     }
   }
   throw new ConfigError(
     `DATABASE_URL must be postgres://…, postgresql://… or memory://, got a URL starting ${JSON.stringify(url.split(":")[0])}`,
   )
+}
+
+/** A whole number of milliseconds from 1 to 60,000. */
+const milliseconds = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === "") return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1 || value > 60_000) {
+    throw new ConfigError(
+      `${name} must be a whole number of milliseconds from 1 to 60000, got ${JSON.stringify(raw)}`,
+    )
+  }
+  return value
 }
 
 const setting = (env: NodeJS.ProcessEnv, name: string): string | undefined => {

@@ -9,7 +9,11 @@ import type { DatabaseConfig, ServerConfig } from "./config.ts"
 
 const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =>
   config.kind === "postgres"
-    ? Database.layerPostgres({ url: config.url, prepare: config.prepare })
+    ? Database.layerPostgres({
+        url: config.url,
+        prepare: config.prepare,
+        pipeline: config.pooler !== "transaction",
+      })
     : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
 
 /** A printable, secret-free description of the configured database. */
@@ -18,7 +22,7 @@ export const describeDatabase = (config: DatabaseConfig): string =>
     ? `embedded database in ${config.dataDir}`
     : config.kind === "memory"
       ? "embedded database in memory"
-      : `Postgres at ${redactUrl(config.url)}`
+      : `Postgres at ${redactUrl(config.url)}${config.pooler === "none" ? "" : ` through a ${config.pooler}-mode pooler`}`
 
 /**
  * The database the configuration names, migrated, with the event store on it. `database`
@@ -43,17 +47,27 @@ export const storeLayer = (
   const migrated = Layer.effectDiscard(
     migrate().pipe(
       Effect.tap((report) =>
-        report.applied.length > 0
-          ? Effect.sync(() =>
-              console.log(`Applied ${report.applied.length} migration(s): ${report.applied.join(", ")}`),
+        Effect.sync(() => {
+          if (report.converted !== undefined)
+            console.log(`Converted the migration ledger: ${report.converted}.`)
+          if (report.adopted.length > 0) {
+            console.log(
+              `Recorded ${report.adopted.length} migration(s) that supabase db push applied: ${report.adopted.join(", ")}`,
             )
-          : Effect.void,
+          }
+          if (report.applied.length > 0) {
+            console.log(`Applied ${report.applied.length} migration(s): ${report.applied.join(", ")}`)
+          }
+        }),
       ),
     ),
   )
   return EventStore.layer({
     listen: config.kind !== "postgres" || config.listen,
     ...(options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes }),
+    ...(config.kind === "postgres" && config.sequencerPollMs !== undefined
+      ? { sequencer: { pollIntervalMs: config.sequencerPollMs } }
+      : {}),
   }).pipe(Layer.provideMerge(migrated), Layer.provideMerge(Layer.unwrap(announce.pipe(Effect.as(database)))))
 }
 

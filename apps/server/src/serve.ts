@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
+import { join } from "node:path"
 import { type ApiRuntime, DEV_OWNER_ID, makeAuthVerifier, makeCreateContext } from "@chronicle/api"
 import type { Database } from "@chronicle/store"
 import { Effect, Layer, ManagedRuntime } from "effect"
@@ -7,6 +9,7 @@ import type { ServerConfig } from "./config.ts"
 import { appLayer, describeDatabase } from "./database.ts"
 import { makeRequestListener } from "./http.ts"
 import { type LogSink, loggerLayer } from "./logging.ts"
+import { defaultStudioDir, STUDIO_PATH } from "./studio.ts"
 
 /** The most time a client gets to send its request headers. */
 const HEADERS_TIMEOUT_MS = 10_000
@@ -145,6 +148,11 @@ export const startServer = async (
 export const serve = async (config: ServerConfig): Promise<number> => {
   const server = await startServer(config)
   console.log(`Chronicle listening on ${server.url} (${describeDatabase(config.database)})`)
+  console.log(
+    existsSync(join(defaultStudioDir, "index.html"))
+      ? `Chronicle Studio: ${server.url}${STUDIO_PATH}/`
+      : `Chronicle Studio is not built: \`pnpm --filter @chronicle/studio build\` (\`pnpm start\` builds it), then ${server.url}${STUDIO_PATH}/`,
+  )
   if (makeAuthVerifier(config.auth).mode === "dev") {
     console.warn(
       `Dev mode: no auth is configured, so every request acts as the dev user ${DEV_OWNER_ID}. Set SUPABASE_URL, SUPABASE_JWT_SECRET or CHRONICLE_SERVICE_KEY to require tokens.`,

@@ -12,8 +12,8 @@
  * - a file's bytes: `{ blob: { sha256, size, contentBase64 } }`, written before the event that
  *   first names them (a `FileUploaded`), once per export.
  *
- * The export reads the log through the event store (`readAll`, `readStream`), in the order
- * every reader of the log sees it.
+ * The export reads the log through the event store (`readAll`, `readStream`), in the log's
+ * order (seq), the order every reader of the log sees it.
  */
 import { createHash } from "node:crypto"
 import type { Readable, Writable } from "node:stream"
@@ -152,6 +152,8 @@ const largestOf = (events: ReadonlyArray<RecordedEvent>, largest: number) =>
 export const exportLog = (out: Writable, onProgress?: (events: number) => void) =>
   Effect.gen(function* () {
     const store = yield* EventStore
+    // Everything committed before the export began is in the log's order, so it is read.
+    yield* store.sequenced()
     const exporter: Exporter = { out, blobs: new Set(), events: 0, files: 0 }
     let after: string | undefined
     let largest = 0

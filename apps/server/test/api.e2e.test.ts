@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { request } from "node:http"
-import type { ChronicleClient, EventView } from "@chronicle/client"
+import { type ChronicleClient, createChronicleClient, type EventView } from "@chronicle/client"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import {
   clientFor,
@@ -79,7 +79,7 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
   it("answers health and /healthz, echoing the caller's request id", async () => {
     // Public: it says nothing about what the log holds.
     expect(await anonymous.health.query()).toEqual({ ok: true, database: database.name })
-    expect((await asAlice.events.head.query()).cursor).toMatch(/^\d+:\d+$/)
+    expect((await asAlice.events.head.query()).cursor).toMatch(/^\d+$/)
     const res = await fetch(`${url}/healthz`, { headers: { "x-request-id": "probe-1" } })
     expect(res.status).toBe(200)
     expect(res.headers.get("x-request-id")).toBe("probe-1")
@@ -87,6 +87,33 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
     const generated = await fetch(`${url}/healthz`)
     expect(generated.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     expect((await fetch(`${url}/elsewhere`)).status).toBe(404)
+  })
+
+  it("sends a call made alone at once, on its own, and calls made together in one request", async () => {
+    const sent: Array<string> = []
+    const counting = createChronicleClient({
+      url,
+      token: await t.authority.hs256Token({ sub: alice }),
+      fetch: (input, init) => {
+        sent.push(String(input))
+        return fetch(input, init)
+      },
+    })
+    const session = await counting.sessions.create.mutate({ title: "links" })
+    expect(sent).toHaveLength(1)
+    expect(sent[0]).not.toContain("batch=1")
+    sent.length = 0
+    const [a, b, c] = await Promise.all([
+      counting.messages.append.mutate({ sessionId: session.id, role: "user", content: "a" }),
+      counting.messages.list.query({ sessionId: session.id }),
+      counting.sessions.get.query({ id: session.id }),
+    ])
+    expect(sent).toHaveLength(2) // the mutation, and the two queries together
+    expect(sent.filter((u) => u.includes("batch=1"))).toHaveLength(2)
+    // Each answer is its own call's, in one batched response.
+    expect(a.content).toBe("a")
+    expect(Array.isArray(b.items)).toBe(true)
+    expect(c.id).toBe(session.id)
   })
 
   it("reads a target starting with // as a path on this server, and keeps serving", async () => {
@@ -128,7 +155,7 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
       schemaVersion: 1,
     })
     expect(new Date(first!.recordedAt).toISOString()).toBe(first!.recordedAt)
-    expect(first!.cursor).toMatch(/^\d+:\d+$/)
+    expect(first!.cursor).toMatch(/^\d+$/)
   })
 
   it("reads the whole log to the end, only the caller's streams unless it is the service role", async () => {
@@ -190,6 +217,39 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
       message: 'Cursor "x" is not a cursor handed out by this store',
       data: { code: "BAD_REQUEST" },
     })
+  })
+
+  it("refuses an unknown input field with its path, so a misspelt option is never silently ignored", async () => {
+    const session = await asAlice.sessions.create.mutate({ title: "typos" })
+    await asAlice.messages.append.mutate({ sessionId: session.id, role: "user", content: "one" })
+    const typo = await failure(
+      asAlice.messages.append.mutate({
+        sessionId: session.id,
+        role: "user",
+        content: "two",
+        // A stale version under a misspelt key: refused, never appended unchecked.
+        ...({ expectedVerison: 0 } as object),
+      }),
+    )
+    expect(typo.data).toMatchObject({
+      code: "BAD_REQUEST",
+      tag: "InvalidInput",
+      fields: { issues: [{ path: "expectedVerison" }] },
+    })
+    expect(typo.message).toMatch(/^expectedVerison: /)
+    expect((await asAlice.messages.list.query({ sessionId: session.id })).items).toHaveLength(1)
+    // Nested objects and the optional inputs of queries too.
+    const nested = await failure(
+      asAlice.sessions.get.query({ id: session.id, asOf: { version: 1, ...({ extra: 1 } as object) } }),
+    )
+    expect(nested.data?.code).toBe("BAD_REQUEST")
+    const issues = (nested.data?.fields ?? { issues: [] }) as { issues: Array<{ path: string }> }
+    expect(issues.issues).toContainEqual({
+      path: "asOf.extra",
+      message: "Expected no excess property",
+    })
+    const list = await failure(asAlice.sessions.list.query({ limit: 5, ...({ staus: "active" } as object) }))
+    expect(list.data).toMatchObject({ code: "BAD_REQUEST", fields: { issues: [{ path: "staus" }] } })
   })
 
   it("enforces ownership and tokens on events.readStream: A, B, service role, no token, expired, forged", async () => {

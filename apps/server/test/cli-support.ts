@@ -4,8 +4,8 @@
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Database } from "@chronicle/store"
-import { type Effect, Layer, ManagedRuntime } from "effect"
+import { Database, type DatabaseService } from "@chronicle/store"
+import { Effect, Layer, ManagedRuntime } from "effect"
 
 const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
 const NO_AUTH = { SUPABASE_URL: "", SUPABASE_JWT_SECRET: "", CHRONICLE_SERVICE_KEY: "" }
@@ -27,6 +27,16 @@ export const cli = (args: ReadonlyArray<string>, databaseUrl: string) =>
     })
     child.on("exit", (code) => resolve({ code: code ?? 1, stdout, stderr }))
   })
+
+/**
+ * Gives every event appended so far (by SQL here, not through a store) its place in the log's
+ * order: a sequencer pass that completes any pass under way, then one from now.
+ */
+export const sequenceAll = (db: DatabaseService) =>
+  Effect.andThen(
+    db.query("select * from chronicle.sequence_events(null)"),
+    db.query("select * from chronicle.sequence_events(null)"),
+  )
 
 export const withDatabase = async <A>(url: string, f: Effect.Effect<A, unknown, Database>) => {
   const runtime = ManagedRuntime.make(Database.layerPostgres({ url, prepare: true }).pipe(Layer.orDie))

@@ -48,7 +48,42 @@ describe("configuration from the environment", () => {
       url: "postgresql://u:p@db:5432/app",
       prepare: true,
       listen: true,
+      pooler: "none",
+      sequencerPollMs: 20,
     })
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "250" }),
+    ).toMatchObject({ sequencerPollMs: 250 })
+    expect(() =>
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "0" }),
+    ).toThrow("CHRONICLE_SEQUENCER_POLL_MS must be a whole number of milliseconds from 1 to 60000")
+  })
+
+  it("detects a transaction-mode pooler by CHRONICLE_PG_POOLER, port 6543 or 6432, or ?pgbouncer=true", () => {
+    const transaction = { prepare: false, listen: false, pooler: "transaction" }
+    expect(databaseConfig({ DATABASE_URL: "postgres://u:p@pooler:6543/app" })).toMatchObject(transaction)
+    expect(databaseConfig({ DATABASE_URL: "postgres://u:p@pooler:6432/app" })).toMatchObject(transaction)
+    // The parameter is Chronicle's: Postgres would refuse it as a startup parameter.
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://u:p@db:7000/app?pgbouncer=true&sslmode=disable" }),
+    ).toEqual({
+      kind: "postgres",
+      url: "postgres://u:p@db:7000/app?sslmode=disable",
+      ...transaction,
+      sequencerPollMs: 20,
+    })
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://u:p@db:7000/app", CHRONICLE_PG_POOLER: "transaction" }),
+    ).toMatchObject(transaction)
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://u:p@pooler:6432/app", CHRONICLE_PG_POOLER: "session" }),
+    ).toMatchObject({ prepare: true, listen: true, pooler: "session" })
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://u:p@pooler:6543/app", CHRONICLE_PG_POOLER: "none" }),
+    ).toMatchObject({ prepare: true, listen: true, pooler: "none" })
+    expect(() =>
+      databaseConfig({ DATABASE_URL: "postgres://u:p@db/app", CHRONICLE_PG_POOLER: "statement" }),
+    ).toThrow(/CHRONICLE_PG_POOLER must be transaction, session or none/)
   })
 
   it("turns prepared statements and LISTEN off for a transaction-mode pooler unless told otherwise", () => {

@@ -8,7 +8,7 @@ import { createPostgresDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { cli, withDatabase } from "./cli-support.ts"
+import { cli, sequenceAll, withDatabase } from "./cli-support.ts"
 import { callers, startTestServer, type TestServer } from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
@@ -89,11 +89,13 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
     const events = await withDatabase(
       db.url,
       Effect.flatMap(Database, (d) =>
-        d.query<{ n: number; cursor: string }>(
-          `select count(*)::int as n,
-                (select transaction_id::text || ':' || global_position::text from chronicle.events
-                  order by transaction_id desc, global_position desc limit 1) as cursor
+        Effect.andThen(
+          sequenceAll(d),
+          d.query<{ n: number; cursor: string }>(
+            `select count(*)::int as n,
+                (select last_seq::text from chronicle.sequencer) as cursor
            from chronicle.events`,
+          ),
         ),
       ),
     )
@@ -167,7 +169,7 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
     const t: TestServer = await startTestServer({
       name: "postgres",
       prepare: async () => ({
-        database: { kind: "postgres", url: sourceUrl, prepare: true, listen: true },
+        database: { kind: "postgres", url: sourceUrl, prepare: true, listen: true, pooler: "none" },
         drop: async () => {},
       }),
     })

@@ -4,7 +4,7 @@ import { Database } from "@chronicle/store"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest"
-import { cli, withDatabase } from "./cli-support.ts"
+import { cli, sequenceAll, withDatabase } from "./cli-support.ts"
 import {
   type Callers,
   callers,
@@ -154,11 +154,13 @@ const logHead = (url: string) =>
   withDatabase(
     url,
     Effect.flatMap(Database, (d) =>
-      d.query<{ n: number; cursor: string }>(
-        `select count(*)::int as n,
-                (select transaction_id::text || ':' || global_position::text from chronicle.events
-                  order by transaction_id desc, global_position desc limit 1) as cursor
+      Effect.andThen(
+        sequenceAll(d),
+        d.query<{ n: number; cursor: string }>(
+          `select count(*)::int as n,
+                (select last_seq::text from chronicle.sequencer) as cursor
            from chronicle.events`,
+        ),
       ),
     ),
   ).then((rows) => rows[0]!)

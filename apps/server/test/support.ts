@@ -37,7 +37,13 @@ export const testDatabases = (env: TestEnvironment): ReadonlyArray<TestDatabase>
           prepare: async () => {
             const created = await createPostgresDatabase(env.postgresUrl!)
             return {
-              database: { kind: "postgres" as const, url: created.url, prepare: true, listen: true },
+              database: {
+                kind: "postgres" as const,
+                url: created.url,
+                prepare: true,
+                listen: true,
+                pooler: "none" as const,
+              },
               drop: created.drop,
             }
           },

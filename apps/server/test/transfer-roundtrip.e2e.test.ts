@@ -53,7 +53,7 @@ const HOSTILE = [
 const existing = (url: string): TestDatabase => ({
   name: "postgres",
   prepare: async () => ({
-    database: { kind: "postgres", url, prepare: true, listen: true },
+    database: { kind: "postgres", url, prepare: true, listen: true, pooler: "none" },
     drop: async () => {},
   }),
 })

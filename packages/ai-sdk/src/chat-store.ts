@@ -10,6 +10,7 @@ import {
 import { type UIMessage, validateUIMessages } from "ai"
 
 type Message = RouterOutputs["messages"]["list"]["items"][number]
+type Session = RouterOutputs["sessions"]["get"]
 type ValidateOptions = Omit<Parameters<typeof validateUIMessages>[0], "messages">
 
 /** Largest page of messages one request reads, and largest batch one append writes. */
@@ -71,7 +72,7 @@ export class ChronicleChatStore {
   }
 
   /** The Chronicle session that holds the chat (created when first needed). */
-  async session(chatId: string) {
+  async session(chatId: string): Promise<Session> {
     const { session } = await this.client.sessions.ensure.mutate({ externalKey: externalKey(chatId) })
     return session
   }

@@ -4,7 +4,7 @@
  */
 
 import { findNonJson } from "@chronicle/store"
-import { initTRPC } from "@trpc/server"
+import { type TRPCDefaultErrorShape as DefaultErrorShape, initTRPC, type TRPCError } from "@trpc/server"
 import { callerKey, jsonBytes } from "./budget.ts"
 import type { Context } from "./context.ts"
 import {
@@ -21,11 +21,24 @@ import {
 /** A comment line on every open subscription this often, so proxies keep it open. */
 export const SSE_PING_INTERVAL_MS = 10_000
 
-const t = initTRPC.context<Context>().create({
+/** What the router itself reads of the context: the request id its error messages name. */
+export interface RouterContext {
+  readonly requestId: string
+}
+
+const options = {
   isDev: false,
-  errorFormatter({ shape, error, ctx }) {
+  errorFormatter({
+    shape,
+    error,
+    ctx,
+  }: {
+    shape: DefaultErrorShape
+    error: TRPCError
+    ctx: RouterContext | undefined
+  }): DefaultErrorShape & { data: ChronicleErrorData } {
     const { message, ...details } = describeError(error, ctx?.requestId ?? null)
-    const data: typeof shape.data & ChronicleErrorData = {
+    const data: DefaultErrorShape["data"] & ChronicleErrorData = {
       code: shape.data.code,
       httpStatus: shape.data.httpStatus,
       ...(shape.data.path === undefined ? {} : { path: shape.data.path }),
@@ -38,10 +51,21 @@ const t = initTRPC.context<Context>().create({
     // A client that hears nothing (not even a ping) for this long reconnects.
     client: { reconnectAfterInactivityMs: 3 * SSE_PING_INTERVAL_MS },
   },
-})
+}
 
-export const router = t.router
-export const createCallerFactory = t.createCallerFactory
+/** Builds the procedures: their resolvers get the whole `Context`. */
+const t = initTRPC.context<Context>().create(options)
+
+/**
+ * Builds the routers, with the same options. A router's type carries its context's type, and
+ * `AppRouter` is what clients import: built here, it names `RouterContext` alone, so the
+ * published client's declarations hold nothing of the server (Effect, its services) while every
+ * procedure still gets the whole `Context` at run time and in its types.
+ */
+const routers = initTRPC.context<RouterContext>().create(options)
+
+export const router = routers.router
+export const createCallerFactory = routers.createCallerFactory
 
 /**
  * Text Postgres cannot store (a NUL character, a lone UTF-16 surrogate), anywhere in the

@@ -210,7 +210,8 @@ const store: EventStoreService = {
   readAll: () => Effect.die("not used"),
   subscribe: () => Stream.die("not used"),
   streamInfo,
-  head: () => Effect.succeed({ cursor: "0:0", globalPosition: 0 }),
+  head: () => Effect.succeed({ cursor: "0", seq: 0, globalPosition: 0 }),
+  sequenced: () => Effect.void,
 }
 const database = { kind: "pglite", query: () => Effect.succeed([]) } as unknown as DatabaseService
 

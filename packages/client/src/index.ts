@@ -4,8 +4,9 @@
  *   const chronicle = createChronicleClient({ url: "http://127.0.0.1:4000", token })
  *   const page = await chronicle.events.readStream.query({ streamId })
  *
- * Queries and mutations go through `httpBatchLink` (calls made together share one HTTP
- * request); subscriptions go over Server-Sent Events through `httpSubscriptionLink`.
+ * Queries and mutations made together (in the same turn of the event loop) share one HTTP
+ * request (`httpBatchLink`); a call made alone goes at once, on its own (`httpLink`), without
+ * the batch link's wait. Subscriptions go over Server-Sent Events (`httpSubscriptionLink`).
  */
 import type { AppRouter } from "@chronicle/api"
 import {
@@ -13,10 +14,13 @@ import {
   httpBatchLink,
   httpLink,
   httpSubscriptionLink,
+  type Operation,
   splitLink,
   type TRPCClient,
   TRPCClientError,
+  type TRPCLink,
 } from "@trpc/client"
+import { observable } from "@trpc/server/observable"
 import { EventSource as FetchEventSource } from "eventsource"
 
 export type { AppRouter }
@@ -123,17 +127,61 @@ export const createChronicleClient = (options: ChronicleClientOptions): Chronicl
       splitLink({
         condition: (op) => op.type === "subscription",
         true: subscriptionLink,
-        false: httpBatchLink({
-          url,
-          fetch: (input, init) => fetchImpl(input, init as RequestInit),
-          headers: authHeaders,
-          maxItems: MAX_CALLS_PER_BATCH,
-          maxURLLength: MAX_URL_LENGTH,
-        }),
+        false: togetherLink(
+          httpLink({
+            url,
+            fetch: (input, init) => fetchImpl(input, init as RequestInit),
+            headers: authHeaders,
+          }),
+          httpBatchLink({
+            url,
+            fetch: (input, init) => fetchImpl(input, init as RequestInit),
+            headers: authHeaders,
+            maxItems: MAX_CALLS_PER_BATCH,
+            maxURLLength: MAX_URL_LENGTH,
+          }),
+        ),
       }),
     ],
   })
 }
+
+/**
+ * Sends a call made alone through `single` at once, and calls made in the same turn of the
+ * event loop through `batched` (which puts them in one request). Deciding takes one microtask,
+ * not the batch link's timer.
+ */
+const togetherLink =
+  (single: TRPCLink<AppRouter>, batched: TRPCLink<AppRouter>): TRPCLink<AppRouter> =>
+  (runtime) => {
+    const alone = single(runtime)
+    const together = batched(runtime)
+    type Pending = { readonly op: Operation; readonly start: (link: typeof alone) => void }
+    let pending: Array<Pending> = []
+    const flush = () => {
+      const now = pending
+      pending = []
+      const link = now.length === 1 ? alone : together
+      for (const p of now) p.start(link)
+    }
+    return ({ op, next }) =>
+      observable((observer) => {
+        let unsubscribe: (() => void) | undefined
+        let cancelled = false
+        pending.push({
+          op,
+          start: (link) => {
+            if (cancelled) return
+            unsubscribe = link({ op, next }).subscribe(observer).unsubscribe
+          },
+        })
+        if (pending.length === 1) queueMicrotask(flush)
+        return () => {
+          cancelled = true
+          unsubscribe?.()
+        }
+      })
+  }
 
 /** Whether `error` came from the service (as opposed to, say, the network). */
 export const isChronicleError = (error: unknown): error is ChronicleClientError =>

@@ -1,3 +1,20 @@
+/**
+ * The command path, one for every aggregate: state → decide → append expecting the state's
+ * version, the actor recorded once, in the events' metadata.
+ *
+ * The state comes from a per-process cache of what the last command on the stream left, or
+ * else from the read model. A stale cache can never decide wrongly: the append expects the
+ * cached version, so it conflicts, the state is read again and the command decided again. On
+ * the hot paths (a message, a revision, a job's progress…) a command is then one round trip:
+ * the append, which returns what the API answers (versions, positions, times), so nothing is
+ * read back.
+ *
+ * An idempotency key derives the events' ids and is recorded with the operation and a
+ * fingerprint of the request. A retry finds the first attempt's events (the append refuses ids
+ * already used) and returns its result; the same key on a different request is a conflict
+ * naming the key, as payment APIs answer.
+ */
+import { createHash } from "node:crypto"
 import { type ChronicleEvent, fromStored, toStored } from "@chronicle/events"
 import {
   Database,
@@ -6,7 +23,7 @@ import {
   IdempotencyConflict,
   VersionConflict,
 } from "@chronicle/store"
-import { Effect, type Result } from "effect"
+import { Context, Effect, Layer, type Result } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import type { Actor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
@@ -21,6 +38,9 @@ export interface CommandOptions {
 export interface RecordedDomainEvent {
   readonly version: number
   readonly event: ChronicleEvent
+  /** When the log recorded it (ISO-8601). */
+  readonly recordedAt: string
+  readonly globalPosition: number
 }
 
 export interface CommandResult {
@@ -32,16 +52,75 @@ export interface CommandResult {
   readonly duplicate: boolean
 }
 
+/** A command's result with the state it left, when that is known without a read. */
+export interface CommandOutcome<S> extends CommandResult {
+  readonly state: S | undefined
+}
+
+// ----- the state cache ---------------------------------------------------------------------
+
+const CACHE_ENTRIES = 10_000
+
+/** What the last command on each stream left, per process, most recently used kept. */
+export class CommandCache extends Context.Service<
+  CommandCache,
+  {
+    readonly get: (streamId: string) => unknown
+    readonly set: (streamId: string, state: unknown) => void
+    readonly delete: (streamId: string) => void
+  }
+>()("@chronicle/domain/CommandCache") {
+  static readonly layer = Layer.sync(CommandCache, () => {
+    const entries = new Map<string, unknown>()
+    return CommandCache.of({
+      get: (streamId) => {
+        const state = entries.get(streamId)
+        if (state !== undefined) {
+          entries.delete(streamId)
+          entries.set(streamId, state)
+        }
+        return state
+      },
+      set: (streamId, state) => {
+        entries.delete(streamId)
+        entries.set(streamId, state)
+        if (entries.size > CACHE_ENTRIES) entries.delete(entries.keys().next().value!)
+      },
+      delete: (streamId) => void entries.delete(streamId),
+    })
+  })
+}
+
+// ----- idempotency ---------------------------------------------------------------------------
+
 // Namespace of event ids derived from idempotency keys (a fixed, random UUID).
 const IDEMPOTENCY_NAMESPACE = "8a3c5f2e-6b1d-4c7a-9e0f-4d2b8c6a1e53"
 
 const derivedEventId = (streamId: string, key: string, index: number) =>
   uuidv5(`${streamId}\u0000${key}\u0000${index}`, IDEMPOTENCY_NAMESPACE)
 
+/** JSON with object keys sorted, so equal requests have equal text whatever their key order. */
+const canonical = (value: unknown): string =>
+  Array.isArray(value)
+    ? `[${value.map(canonical).join(",")}]`
+    : value !== null && typeof value === "object"
+      ? `{${Object.keys(value)
+          .sort()
+          .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+          .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+          .join(",")}}`
+      : JSON.stringify(value)
+
+/** A fingerprint of a request: its operation and what the caller asked for. */
+export const fingerprintOf = (operation: string, input: unknown) =>
+  createHash("sha256")
+    .update(`${operation}\u0000${canonical(input)}`)
+    .digest("hex")
+
 const actorLabel = (actor: Actor) =>
   actor.kind === "user" ? `user:${actor.userId}` : actor.actingFor ? `service:${actor.actingFor}` : "service"
 
-/** The events an earlier command with this key recorded, or undefined. */
+/** The events an earlier command with this key recorded, and what it was, or undefined. */
 const findPriorAttempt = (streamId: string, key: string) =>
   Effect.gen(function* () {
     const db = yield* Database
@@ -51,14 +130,18 @@ const findPriorAttempt = (streamId: string, key: string) =>
         type: string
         data: unknown
         schema_version: number
+        recorded_at: Date | string
+        global_position: string
         stream_now: number
         operation: string | null
+        fingerprint: string | null
       }>(
         `with first as (
            select stream_version as v, coalesce((metadata ->> 'batchSize')::int, 1) as n,
-                  metadata ->> 'operation' as operation
+                  metadata ->> 'operation' as operation, metadata ->> 'fingerprint' as fingerprint
              from chronicle.events where event_id = $1 and stream_id = $2)
-         select e.stream_version, e.type, e.data, e.schema_version, first.operation,
+         select e.stream_version, e.type, e.data, e.schema_version, e.recorded_at, e.global_position::text,
+                first.operation, first.fingerprint,
                 (select version from chronicle.streams where stream_id = $2) as stream_now
            from chronicle.events e, first
           where e.stream_id = $2 and e.stream_version >= first.v and e.stream_version < first.v + first.n
@@ -69,21 +152,34 @@ const findPriorAttempt = (streamId: string, key: string) =>
     if (rows.length === 0) return undefined
     const events = yield* Effect.forEach(rows, (row) =>
       fromStored({ type: row.type, data: row.data, schemaVersion: row.schema_version }).pipe(
-        Effect.map((event) => ({ version: row.stream_version, event })),
+        Effect.map(
+          (event): RecordedDomainEvent => ({
+            version: row.stream_version,
+            event,
+            recordedAt: new Date(row.recorded_at).toISOString(),
+            globalPosition: Number(row.global_position),
+          }),
+        ),
         Effect.orDie,
       ),
     )
     return {
       operation: rows[0]!.operation,
+      fingerprint: rows[0]!.fingerprint,
       result: { version: Number(rows[0]!.stream_now), events, duplicate: true } satisfies CommandResult,
     }
   })
 
+// ----- the command path ----------------------------------------------------------------------
+
+/** A short pause before deciding again, so that writers racing on one stream spread out. */
+const jitter = (attempt: number) => Effect.sleep(Math.floor(Math.random() * Math.min(2 ** attempt, 20)))
+
 /**
- * Runs one command against one stream: load the state, decide, append expecting the loaded
- * version. When another append moved the stream in between, the command is decided again on
- * the new state (up to `conflictRetries` times) — unless the caller pinned `expectedVersion`,
- * in which case the conflict is theirs to handle.
+ * Runs one command against one stream: state, decide, append expecting the state's version.
+ * When another append moved the stream first, the command is decided again on the new state
+ * (up to `conflictRetries` times) — unless the caller pinned `expectedVersion`, in which case
+ * the conflict is theirs to handle.
  */
 export const runCommand = <
   S extends { readonly version: number },
@@ -93,54 +189,92 @@ export const runCommand = <
   E3,
   R1,
   R2,
+  E4 = never,
+  R3 = never,
 >(params: {
   readonly actor: Actor
   readonly streamId: string
-  /** Loads the current state; for a stream that must not exist yet, returns version 0. */
+  /** Reads the current state from the read model; for a stream that must not exist yet, version 0. */
   readonly load: Effect.Effect<S, E1, R1>
+  /** Whether the actor may act on this state (the check `load` makes, for a cached state). */
+  readonly authorize?: ((state: S) => Effect.Effect<void, E4, R3>) | undefined
+  /** The state after the command's events, to cache; undefined when only a read can tell. */
+  readonly advance?: ((state: S, events: ReadonlyArray<RecordedDomainEvent>) => S | undefined) | undefined
   /** The command for this state, with the facts the decider needs looked up. */
   readonly build: (state: S) => Effect.Effect<C, E2, R2>
   /** The pure decider. */
   readonly decide: (command: C, state: S) => Result.Result<ReadonlyArray<ChronicleEvent>, E3>
   readonly options?: CommandOptions | undefined
+  /** What the caller asked for, for the idempotency key's fingerprint (default: the command). */
+  readonly input?: unknown
   /** Owner recorded on the stream if this command creates it. */
   readonly ownerId?: string | undefined
 }) =>
   Effect.gen(function* () {
     const store = yield* EventStore
     const config = yield* DomainConfig
+    const cache = yield* Effect.serviceOption(CommandCache)
     const key = params.options?.idempotencyKey
     const pinned = params.options?.expectedVersion
-    for (let attempt = 0; ; attempt++) {
-      const state = yield* params.load
-      const command = yield* params.build(state)
-      if (key !== undefined) {
-        const prior = yield* findPriorAttempt(params.streamId, key)
-        if (prior !== undefined) {
-          // The key names one request: reusing it for another kind of command is a client error.
-          // A retry of the same kind returns the first attempt's result, whatever its payload:
-          // the key, not the body, identifies the request (as payment APIs do).
-          if (prior.operation !== command.type) {
-            return yield* new IdempotencyConflict({
+
+    /** The first attempt's result for a retry of the same request; a conflict naming the key otherwise. */
+    const answerPrior = (
+      prior: NonNullable<Effect.Success<ReturnType<typeof findPriorAttempt>>>,
+      command: C,
+    ) => {
+      const sameRequest =
+        prior.operation === command.type &&
+        (prior.fingerprint === null ||
+          prior.fingerprint === fingerprintOf(command.type, params.input ?? command))
+      return sameRequest
+        ? Effect.succeed({ ...prior.result, state: undefined } satisfies CommandOutcome<S>)
+        : Effect.fail(
+            new IdempotencyConflict({
               streamId: params.streamId,
-              eventIds: prior.result.events.map((_, i) => derivedEventId(params.streamId, key, i)),
-            })
-          }
-          return prior.result
-        }
+              eventIds: prior.result.events.map((_, i) => derivedEventId(params.streamId, key!, i)),
+              idempotencyKey: key!,
+            }),
+          )
+    }
+
+    const cached = (): S | undefined =>
+      cache._tag === "Some" ? (cache.value.get(params.streamId) as S | undefined) : undefined
+    const forget = () => (cache._tag === "Some" ? cache.value.delete(params.streamId) : undefined)
+
+    for (let attempt = 0; ; attempt++) {
+      let state = cached()
+      // A cached state that disagrees with the caller's expected version may only be stale.
+      if (state !== undefined && (pinned === undefined || pinned === state.version)) {
+        if (params.authorize !== undefined) yield* params.authorize(state)
+      } else {
+        state = yield* params.load
       }
       if (pinned !== undefined && pinned !== state.version) {
+        forget()
         return yield* new VersionConflict({
           streamId: params.streamId,
           expected: pinned,
           actual: state.version,
         })
       }
-      const events = yield* Effect.fromResult(params.decide(command, state))
+      const command = yield* params.build(state)
+      const decided = params.decide(command, state)
+      if (decided._tag === "Failure" && key !== undefined) {
+        // Refused on this state: a retry of a command that succeeded (a job started twice)
+        // answers with the first attempt's result.
+        const prior = yield* findPriorAttempt(params.streamId, key)
+        if (prior !== undefined) return yield* answerPrior(prior, command)
+      }
+      const events = yield* Effect.fromResult(decided)
       const metadata = {
         actor: actorLabel(params.actor),
         ...(key !== undefined
-          ? { idempotencyKey: key, batchSize: events.length, operation: command.type }
+          ? {
+              idempotencyKey: key,
+              batchSize: events.length,
+              operation: command.type,
+              fingerprint: fingerprintOf(command.type, params.input ?? command),
+            }
           : {}),
       }
       const expectedVersion: ExpectedVersion = state.version === 0 ? "no_stream" : state.version
@@ -156,25 +290,49 @@ export const runCommand = <
         )
         .pipe(
           Effect.map((result) => ({ result }) as const),
-          Effect.catchTag("VersionConflict", (conflict) =>
-            pinned === undefined && attempt < config.conflictRetries
-              ? Effect.succeed({ retry: true } as const)
-              : Effect.fail(conflict),
-          ),
+          Effect.catchTag("VersionConflict", (conflict) => {
+            forget()
+            return pinned === undefined && attempt < config.conflictRetries
+              ? Effect.as(jitter(attempt), { retry: true } as const)
+              : Effect.fail(conflict)
+          }),
           // Events the deciders produced are valid by construction: a refusal here is a bug.
           Effect.catchTag("InvalidAppend", (invalid) => Effect.die(invalid)),
-          // The same key raced us and won: the next loop finds and returns its result.
           Effect.catchTag("IdempotencyConflict", (conflict) =>
-            key !== undefined && attempt < config.conflictRetries
-              ? Effect.succeed({ retry: true } as const)
-              : Effect.die(conflict),
+            key === undefined ? Effect.die(conflict) : Effect.succeed({ prior: true } as const),
           ),
         )
       if ("retry" in appended) continue
+      if ("prior" in appended) {
+        // The key's events are in the log: this is a retry, or the key was used for something else.
+        const prior = yield* findPriorAttempt(params.streamId, key!)
+        if (prior === undefined) {
+          if (attempt < config.conflictRetries) continue
+          return yield* Effect.die(
+            new Error(`idempotency key ${key} conflicted, yet its events are not found`),
+          )
+        }
+        return yield* answerPrior(prior, command)
+      }
+      const recorded = events.map(
+        (event, i): RecordedDomainEvent => ({
+          version: appended.result.events[i]!.version,
+          event,
+          recordedAt: appended.result.events[i]!.recordedAt.toISOString(),
+          globalPosition: appended.result.events[i]!.globalPosition,
+        }),
+      )
+      // A retry whose events were exactly the first attempt's: the stream may have moved since.
+      const next = appended.result.duplicate ? undefined : params.advance?.(state, recorded)
+      if (cache._tag === "Some") {
+        if (next === undefined) forget()
+        else cache.value.set(params.streamId, next)
+      }
       return {
         version: appended.result.version,
-        events: events.map((event, i) => ({ version: appended.result.events[i]!.version, event })),
-        duplicate: false,
-      } satisfies CommandResult
+        events: recorded,
+        duplicate: appended.result.duplicate,
+        state: next,
+      } satisfies CommandOutcome<S>
     }
   })

@@ -30,7 +30,7 @@ export const defaultDomainConfig: DomainConfigShape = {
   maxFileBytes: 10 * 1024 * 1024,
   allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
   sessionTtlHours: 24,
-  conflictRetries: 5,
+  conflictRetries: 50,
 }
 
 export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {

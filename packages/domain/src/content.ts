@@ -1,16 +1,10 @@
-import {
-  type Json,
-  type JsonObject,
-  type MessageRole,
-  NotFound,
-  type SessionCommand,
-  type ToolRunStatus,
-} from "@chronicle/events"
+import { type ChronicleEvent, NotFound, type SessionCommand } from "@chronicle/events"
+import type { Json, JsonObject, MessageRole, ToolRunStatus } from "@chronicle/events/types"
 import { isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
-import type { Actor } from "./actor.ts"
-import type { CommandOptions, CommandResult } from "./command.ts"
+import { type Actor, ensureVisible } from "./actor.ts"
+import type { CommandOptions, CommandResult, RecordedDomainEvent } from "./command.ts"
 import {
   budgeted,
   budgetParam,
@@ -25,15 +19,20 @@ import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
 import {
   type AttachedFile,
   type Draft,
+  draftOf,
   type HoleResolution,
+  holeResolutionOf,
   type Message,
+  messageOf,
   type Page,
   type Revision,
+  revisionOf,
   type ToolRun,
   toAttachedFile,
   toDraft,
   toHoleResolution,
   toMessage,
+  toolRunOf,
   toRevision,
   toToolRun,
 } from "./rows.ts"
@@ -169,9 +168,18 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
 
-      /** The ids of the entities a command created (for a retry: those the first attempt created). */
-      const idsOf = (result: CommandResult, field: string) =>
-        result.events.map((e) => (e.event as unknown as Record<string, string>)[field]!)
+      /**
+       * What a command created, from the events it recorded (for a retry: those the first attempt
+       * recorded): the answer needs no read of the read model.
+       */
+      const created = <T extends ChronicleEvent["type"], A>(
+        result: CommandResult,
+        type: T,
+        view: (event: Extract<ChronicleEvent, { readonly type: T }>, recorded: RecordedDomainEvent) => A,
+      ): ReadonlyArray<A> =>
+        result.events.flatMap((r) =>
+          r.event.type === type ? [view(r.event as Extract<ChronicleEvent, { readonly type: T }>, r)] : [],
+        )
 
       /**
        * Rows of `table` visible in the session now or as of a version, ordered and paged by
@@ -197,8 +205,12 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
         },
       ) =>
         Effect.gen(function* () {
-          yield* loadSession(actor, sessionId)
-          const asOf = yield* resolveAsOf(actor, sessionId, input.asOf)
+          // A current read checks the session in the page's own statement; an as-of read
+          // resolves its version against the session first.
+          const current = input.asOf === undefined
+          if (!current) yield* loadSession(actor, sessionId)
+          else if (!isUuid(sessionId)) return yield* new NotFound({ entity: "session", id: sessionId })
+          const asOf = current ? null : yield* resolveAsOf(actor, sessionId, input.asOf)
           const limit = yield* pageLimit(input.limit)
           const order = spec.order ?? "asc"
           const [k1, k2] = spec.keys
@@ -214,20 +226,23 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             k2 === undefined
               ? `($3::int is null or t.${k1} ${beyond} $3::int) and $4::text is null`
               : `($3::int is null or (t.${k1}, t.${k2}) ${beyond} ($3::int, $4::uuid))`
-          const rows = yield* query(
-            // The effective set once per query (`offset 0` keeps the planner from inlining it
-            // into a call per row: as of a version, that was a refold per message). Rows past
-            // the byte budget never leave the database.
+          const found = yield* query(
+            // The session's owner, and the page: one row at least when the session exists (its
+            // columns null when the page is empty). The effective set once per query (`offset 0`
+            // keeps the planner from inlining it into a call per row: as of a version, that was a
+            // refold per message). Rows past the byte budget never leave the database.
             budgeted(
-              `select t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""},
+              `select s.owner_id::text as session_owner, t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""},
                       ${spec.size} + ${ROW_OVERHEAD_BYTES} as page_bytes
-                 from (select s.id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
+                 from (select s.id, s.owner_id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
                          from chronicle.sessions s where s.id = $1::uuid offset 0) s
-                 join chronicle.${spec.table} t on t.session_id = s.id
-                where ${visible} and ${afterClause}
-                  ${spec.holeId === undefined ? "" : "and t.hole_id = $7::text"}
-                order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
-                limit $5`,
+                 left join lateral (
+                   select t.* from chronicle.${spec.table} t
+                    where t.session_id = s.id and ${visible} and ${afterClause}
+                      ${spec.holeId === undefined ? "" : "and t.hole_id = $7::text"}
+                    order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
+                    limit $5) t on true
+                order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}`,
               "$6",
             ),
             [
@@ -240,6 +255,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               ...(spec.holeId === undefined ? [] : [spec.holeId]),
             ],
           )
+          if (found[0] === undefined) return yield* new NotFound({ entity: "session", id: sessionId })
+          yield* ensureVisible(actor, found[0].session_owner as string, "session", sessionId)
+          const rows = found.filter((r) => r.session_id !== null)
           return toPage(
             rows,
             limit,
@@ -250,24 +268,10 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           )
         })
 
-      const byIds = <A>(
-        table: string,
-        idColumn: string,
-        sessionId: string,
-        ids: ReadonlyArray<string>,
-        order: string,
-        map: (r: Record<string, unknown>) => A,
-      ) =>
-        query(
-          `select t.*, t.session_id::text as session_id, t.${idColumn}::text as ${idColumn}
-             from chronicle.${table} t
-            where t.session_id = $1::uuid and t.${idColumn} = any($2::uuid[])
-            order by t.${order}`,
-          [sessionId, `{${ids.join(",")}}`],
-        ).pipe(Effect.map((rows) => rows.map(map)))
-
       const one = <A>(rows: ReadonlyArray<A>) =>
-        rows[0] === undefined ? Effect.die("read model row missing after append") : Effect.succeed(rows[0])
+        rows[0] === undefined
+          ? Effect.die("the command recorded no event of that kind")
+          : Effect.succeed(rows[0])
 
       const appendMessages = Effect.fn("Content.appendMessages")(function* (
         actor: Actor,
@@ -290,8 +294,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               })),
             }),
           options,
+          { messages },
         )
-        return yield* byIds("messages", "message_id", sessionId, idsOf(result, "messageId"), "seq", toMessage)
+        return created(result, "MessageAppended", (e, r) => messageOf(sessionId, e, r))
       })
 
       const addRevision = Effect.fn("Content.addRevision")(function* (
@@ -311,17 +316,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               note: input.note ?? null,
             }),
           options,
+          input,
         )
-        return yield* one(
-          yield* byIds(
-            "revisions",
-            "revision_id",
-            sessionId,
-            idsOf(result, "revisionId"),
-            "number",
-            toRevision,
-          ),
-        )
+        return yield* one(created(result, "RevisionAdded", (e, r) => revisionOf(sessionId, e, r)))
       })
 
       const recordDraft = Effect.fn("Content.recordDraft")(function* (
@@ -344,10 +341,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               revisionNumber: input.revisionNumber ?? null,
             }),
           options,
+          input,
         )
-        return yield* one(
-          yield* byIds("drafts", "draft_id", sessionId, idsOf(result, "draftId"), "version", toDraft),
-        )
+        return yield* one(created(result, "DraftRecorded", (e, r) => draftOf(sessionId, e, r)))
       })
 
       const resolveHole = Effect.fn("Content.resolveHole")(function* (
@@ -379,17 +375,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               } satisfies SessionCommand
             }),
           options,
+          input,
         )
-        return yield* one(
-          yield* byIds(
-            "hole_resolutions",
-            "resolution_id",
-            sessionId,
-            idsOf(result, "resolutionId"),
-            "version",
-            toHoleResolution,
-          ),
-        )
+        return yield* one(created(result, "HoleResolved", (e, r) => holeResolutionOf(sessionId, e, r)))
       })
 
       const recordToolRun = Effect.fn("Content.recordToolRun")(function* (
@@ -413,17 +401,9 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               error: input.error ?? null,
             }),
           options,
+          input,
         )
-        return yield* one(
-          yield* byIds(
-            "tool_runs",
-            "tool_run_id",
-            sessionId,
-            idsOf(result, "toolRunId"),
-            "version",
-            toToolRun,
-          ),
-        )
+        return yield* one(created(result, "ToolRunRecorded", (e, r) => toolRunOf(sessionId, e, r)))
       })
 
       const isAttached = (sessionId: string, fileId: string) =>

@@ -18,10 +18,9 @@ import {
   fromStored,
   type GraphThreadStarted,
   InvalidCommand,
-  type JsonObject,
-  type SerializedValue,
   toStored,
 } from "@chronicle/events"
+import type { JsonObject, SerializedValue } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   type EventTooLarge,

@@ -1,5 +1,4 @@
 import {
-  type ArtifactKind,
   createJob,
   decideJob,
   type Forbidden,
@@ -7,12 +6,10 @@ import {
   type InvalidTransition,
   type JobCommand,
   type JobSnapshot,
-  type JobState,
-  type Json,
   NotFound,
-  type TaskStatus,
   toStored,
 } from "@chronicle/events"
+import type { ArtifactKind, JobState, Json, TaskStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   type Database,
@@ -25,7 +22,7 @@ import {
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
-import { type CommandOptions, type CommandResult, runCommand } from "./command.ts"
+import { type CommandOptions, type CommandOutcome, type RecordedDomainEvent, runCommand } from "./command.ts"
 import {
   budgeted,
   budgetParam,
@@ -143,6 +140,47 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
           return job
         })
 
+      /** The job as its events leave it (what the `jobs` projection writes), for the next command. */
+      const advance = (job: Job, events: ReadonlyArray<RecordedDomainEvent>): Job => {
+        let next = job
+        for (const { event, version, recordedAt } of events) {
+          next = { ...next, version, updatedAt: recordedAt }
+          switch (event.type) {
+            case "JobStarted":
+              next = { ...next, state: "running", startedAt: recordedAt }
+              break
+            case "JobPaused":
+              next = { ...next, state: "paused" }
+              break
+            case "JobResumed":
+              next = { ...next, state: "running" }
+              break
+            case "JobProgressed":
+              next = { ...next, progress: event.progress, progressMessage: event.message }
+              break
+            case "JobCompleted":
+              next = { ...next, state: "completed", finishedAt: recordedAt, output: event.output }
+              break
+            case "JobFailed":
+              next = {
+                ...next,
+                state: "failed",
+                finishedAt: recordedAt,
+                error: event.error,
+                errorDetails: event.details,
+              }
+              break
+            case "JobCancelled":
+              next = { ...next, state: "cancelled", finishedAt: recordedAt }
+              break
+            default:
+              // Tasks and artifacts: the job's row only moves on.
+              break
+          }
+        }
+        return next
+      }
+
       const snapshot = (job: Job): JobSnapshot => ({
         id: job.id,
         ownerId: job.ownerId,
@@ -157,14 +195,18 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
         id: string,
         build: (state: JobSnapshot) => Effect.Effect<JobCommand, E, Database | EventStore>,
         options?: CommandOptions,
-      ): Effect.Effect<CommandResult, E | JobsError, Database | EventStore> =>
+        input?: unknown,
+      ): Effect.Effect<CommandOutcome<Job>, E | JobsError, Database | EventStore> =>
         runCommand({
           actor,
           streamId: jobStreamId(id),
-          load: Effect.map(load(actor, id), snapshot),
-          build,
-          decide: decideJob,
+          load: load(actor, id),
+          authorize: (job: Job) => ensureVisible(actor, job.ownerId, "job", id),
+          advance,
+          build: (job: Job) => build(snapshot(job)),
+          decide: (command: JobCommand, job: Job) => decideJob(command, snapshot(job)),
           options,
+          input,
         })
 
       const create = Effect.fn("Jobs.create")(function* (actor: Actor, input: CreateJobInput) {
@@ -248,8 +290,8 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
         command: Exclude<JobCommand, { type: "AddTask" | "UpdateTask" | "RecordArtifact" }>,
         options?: CommandOptions,
       ) {
-        yield* execute(actor, id, () => Effect.succeed(command), options)
-        return yield* load(actor, id)
+        const outcome = yield* execute(actor, id, () => Effect.succeed(command), options)
+        return outcome.state ?? (yield* load(actor, id))
       })
 
       const taskById = (jobId: string, taskId: string) =>
@@ -276,6 +318,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
               input: input.input ?? null,
             }),
           options,
+          input,
         )
         const added = result.events[0]?.event
         if (added?.type !== "TaskAdded") return yield* Effect.die("no task recorded")
@@ -376,6 +419,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
               } satisfies JobCommand
             }),
           options,
+          input,
         )
         const recorded = result.events[0]?.event
         if (recorded?.type !== "ArtifactRecorded") return yield* Effect.die("no artifact recorded")

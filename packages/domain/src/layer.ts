@@ -1,5 +1,6 @@
 import { Layer } from "effect"
 import { Analytics } from "./analytics.ts"
+import { CommandCache } from "./command.ts"
 import { Content } from "./content.ts"
 import { Files } from "./files.ts"
 import { Graphs } from "./graphs.ts"
@@ -8,7 +9,7 @@ import { Retention } from "./retention.ts"
 import { Sandboxes } from "./sandboxes.ts"
 import { Sessions } from "./sessions.ts"
 
-/** Every domain service; needs the store's Database and EventStore. */
+/** Every domain service, sharing one command cache; needs the store's Database and EventStore. */
 export const DomainLayer = Layer.mergeAll(
   Sessions.layer,
   Content.layer,
@@ -18,4 +19,4 @@ export const DomainLayer = Layer.mergeAll(
   Retention.layer,
   Analytics.layer,
   Graphs.layer,
-)
+).pipe(Layer.provideMerge(CommandCache.layer))

@@ -12,7 +12,7 @@ import type {
   SessionStatus,
   TaskStatus,
   ToolRunStatus,
-} from "@chronicle/events"
+} from "@chronicle/events/types"
 
 export interface Counts {
   readonly messages: number
@@ -290,6 +290,120 @@ export const toToolRun = (r: Row): ToolRun => ({
   error: (r.error as string | null) ?? null,
   version: Number(r.version),
   createdAt: iso(r.created_at),
+})
+
+// ----- the same shapes from the events that created them (no read of the read model) --------
+
+/** When the log recorded an event, as the read models hold it. */
+interface Recorded {
+  readonly version: number
+  readonly recordedAt: string
+}
+
+interface MessageEvent {
+  readonly messageId: string
+  readonly seq: number
+  readonly role: MessageRole
+  readonly content: string
+  readonly metadata: JsonObject
+  readonly createdAt: string | null
+}
+
+export const messageOf = (sessionId: string, e: MessageEvent, r: Recorded): Message => ({
+  id: e.messageId,
+  sessionId,
+  seq: e.seq,
+  role: e.role,
+  content: e.content,
+  metadata: e.metadata,
+  version: r.version,
+  createdAt: e.createdAt === null ? r.recordedAt : iso(e.createdAt),
+})
+
+export const revisionOf = (
+  sessionId: string,
+  e: {
+    readonly revisionId: string
+    readonly number: number
+    readonly ir: Json
+    readonly note: string | null
+  },
+  r: Recorded,
+): Revision => ({
+  id: e.revisionId,
+  sessionId,
+  number: e.number,
+  ir: e.ir,
+  note: e.note,
+  version: r.version,
+  createdAt: r.recordedAt,
+})
+
+export const draftOf = (
+  sessionId: string,
+  e: {
+    readonly draftId: string
+    readonly code: string
+    readonly language: string
+    readonly valid: boolean
+    readonly metrics: JsonObject
+    readonly revisionNumber: number | null
+  },
+  r: Recorded,
+): Draft => ({
+  id: e.draftId,
+  sessionId,
+  code: e.code,
+  language: e.language,
+  valid: e.valid,
+  metrics: e.metrics,
+  revisionNumber: e.revisionNumber,
+  version: r.version,
+  createdAt: r.recordedAt,
+})
+
+export const holeResolutionOf = (
+  sessionId: string,
+  e: {
+    readonly resolutionId: string
+    readonly holeId: string
+    readonly value: Json
+    readonly confidence: number
+  },
+  r: Recorded,
+): HoleResolution => ({
+  id: e.resolutionId,
+  sessionId,
+  holeId: e.holeId,
+  value: e.value,
+  confidence: e.confidence,
+  version: r.version,
+  createdAt: r.recordedAt,
+})
+
+export const toolRunOf = (
+  sessionId: string,
+  e: {
+    readonly toolRunId: string
+    readonly tool: string
+    readonly input: Json
+    readonly output: Json
+    readonly status: ToolRunStatus
+    readonly durationMs: number | null
+    readonly error: string | null
+  },
+  r: Recorded,
+): ToolRun => ({
+  id: e.toolRunId,
+  sessionId,
+  tool: e.tool,
+  input: e.input,
+  output: e.output,
+  status: e.status,
+  durationMs: e.durationMs,
+  error: e.error,
+  version: r.version,
+  createdAt: r.recordedAt,
 })
 
 export const toCheckpoint = (r: Row): Checkpoint => ({

@@ -3,13 +3,12 @@ import {
   type Forbidden,
   type InvalidCommand,
   InvalidTransition,
-  type JsonObject,
   NotFound,
   registerSandbox,
   type SandboxSnapshot,
-  type SandboxStatus,
   toStored,
 } from "@chronicle/events"
+import type { JsonObject, SandboxStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   type EventTooLarge,

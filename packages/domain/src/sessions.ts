@@ -6,14 +6,13 @@ import {
   forkSession,
   InvalidCommand,
   InvalidTransition,
-  type JsonObject,
   NotFound,
   type SessionCommand,
   type SessionSnapshot,
-  type SessionStatus,
   startSession,
   toStored,
 } from "@chronicle/events"
+import type { JsonObject, SessionStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   Database,
@@ -25,7 +24,7 @@ import {
 import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
-import { type CommandOptions, type CommandResult, runCommand } from "./command.ts"
+import { type CommandOptions, type CommandResult, type RecordedDomainEvent, runCommand } from "./command.ts"
 import {
   budgeted,
   budgetParam,
@@ -265,19 +264,85 @@ const getCheckpoint = (sessionId: string, checkpointId: string) =>
  * version, retrying on a concurrent append. `build` turns the snapshot into the command,
  * looking up any facts the decider needs.
  */
+/**
+ * The session as the content events of a command leave it, for the next command to decide on
+ * without reading it back; undefined (read it again) after anything that is more than a count,
+ * a title or a status (a rollback recomputes the effective history).
+ */
+export const advanceSession = (
+  state: SessionSnapshot,
+  events: ReadonlyArray<RecordedDomainEvent>,
+): SessionSnapshot | undefined => {
+  let next = state
+  for (const { event, version, globalPosition } of events) {
+    const counts = next.counts
+    const moved = { ...next, version, headCursor: String(globalPosition) }
+    switch (event.type) {
+      case "MessageAppended":
+        next = { ...moved, counts: { ...counts, messages: counts.messages + 1 } }
+        break
+      case "RevisionAdded":
+        next = { ...moved, counts: { ...counts, revisions: counts.revisions + 1 } }
+        break
+      case "DraftRecorded":
+        next = { ...moved, counts: { ...counts, drafts: counts.drafts + 1 } }
+        break
+      case "HoleResolved":
+        next = { ...moved, counts: { ...counts, holes: counts.holes + 1 } }
+        break
+      case "ToolRunRecorded":
+        next = { ...moved, counts: { ...counts, toolRuns: counts.toolRuns + 1 } }
+        break
+      case "FileAttached":
+        next = { ...moved, counts: { ...counts, files: counts.files + 1 } }
+        break
+      case "FileDetached":
+        next = { ...moved, counts: { ...counts, files: counts.files - 1 } }
+        break
+      case "CheckpointCreated":
+        next = moved
+        break
+      case "SessionUpdated":
+        next = {
+          ...moved,
+          ...(event.title !== undefined ? { title: event.title } : {}),
+          ...(event.metadata !== undefined ? { metadata: event.metadata } : {}),
+        }
+        break
+      case "SessionArchived":
+        next = { ...moved, status: "archived" }
+        break
+      case "SessionDeleted":
+        next = { ...moved, status: "deleted" }
+        break
+      case "SessionExpired":
+        next = { ...moved, status: "expired" }
+        break
+      default:
+        return undefined
+    }
+  }
+  return next
+}
+
 export const executeSessionCommand = <E, R>(
   actor: Actor,
   id: string,
   build: (snapshot: SessionSnapshot) => Effect.Effect<SessionCommand, E, R>,
   options?: CommandOptions,
+  /** What the caller asked for (the idempotency key's fingerprint). */
+  input?: unknown,
 ) =>
   runCommand({
     actor,
     streamId: sessionStreamId(id),
     load: Effect.map(loadSession(actor, id), snapshotOf),
+    authorize: (state: SessionSnapshot) => ensureVisible(actor, state.ownerId, "session", id),
+    advance: advanceSession,
     build,
     decide: decideSession,
     options,
+    input,
   })
 
 export interface SessionsService {
@@ -758,6 +823,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
           id,
           () => Effect.succeed<SessionCommand>({ type: "CreateCheckpoint", checkpointId: uuidv7(), label }),
           options,
+          { label },
         )
         const created = result.events.find((e) => e.event.type === "CheckpointCreated")
         if (created?.event.type !== "CheckpointCreated") return yield* Effect.die("no checkpoint recorded")

@@ -9,6 +9,7 @@
  */
 import { Schema } from "effect"
 import { JsonObject, Name, Text, Uuid } from "./primitives.ts"
+import type * as Types from "./types.ts"
 
 /** Base64 of some bytes (standard alphabet, padding optional). */
 export const Base64 = Schema.String.pipe(
@@ -18,11 +19,11 @@ export const Base64 = Schema.String.pipe(
 )
 
 /** A value as a graph framework's serializer wrote it: its type tag and its bytes. */
-export const SerializedValue = Schema.Struct({
+export const SerializedValue: Schema.Codec<Types.SerializedValue> = Schema.Struct({
   type: Name(100),
   data: Base64,
 })
-export type SerializedValue = typeof SerializedValue.Type
+export type SerializedValue = Types.SerializedValue
 
 /** A checkpoint namespace: "" for the root graph, a path for a subgraph. */
 export const CheckpointNamespace = Text(2000)

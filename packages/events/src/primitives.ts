@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import * as Types from "./types.ts"
 
 /** A UUID, lower case and hyphenated, as ids travel on the wire. */
 export const Uuid = Schema.String.pipe(
@@ -10,12 +11,12 @@ export const Uuid = Schema.String.pipe(
 )
 
 /** Any JSON value. */
-export const Json = Schema.Json
-export type Json = typeof Json.Type
+export const Json: Schema.Codec<Types.Json> = Schema.Json
+export type Json = Types.Json
 
 /** A JSON object (string keys, JSON values). */
-export const JsonObject = Schema.JsonObject
-export type JsonObject = typeof JsonObject.Type
+export const JsonObject = Schema.Record(Schema.String, Json)
+export type JsonObject = Types.JsonObject
 
 const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/
 
@@ -88,8 +89,8 @@ export const Name = (maxLength: number) =>
 /** A session title: up to 500 characters, or null for none. */
 export const Title = Schema.NullOr(Text(500))
 
-export const MessageRole = Schema.Literals(["user", "assistant", "system", "tool"])
-export type MessageRole = typeof MessageRole.Type
+export const MessageRole = Schema.Literals(Types.MESSAGE_ROLES)
+export type MessageRole = Types.MessageRole
 
 /** A lower-case hex SHA-256 digest: the key of a stored blob. */
 export const Sha256 = Schema.String.pipe(
@@ -106,27 +107,20 @@ export const MimeType = Schema.String.pipe(
   ),
 )
 
-export const SessionStatus = Schema.Literals(["active", "archived", "deleted", "expired"])
-export type SessionStatus = typeof SessionStatus.Type
+export const SessionStatus = Schema.Literals(Types.SESSION_STATUSES)
+export type SessionStatus = Types.SessionStatus
 
-export const JobState = Schema.Literals(["queued", "running", "paused", "completed", "failed", "cancelled"])
-export type JobState = typeof JobState.Type
+export const JobState = Schema.Literals(Types.JOB_STATES)
+export type JobState = Types.JobState
 
-export const TaskStatus = Schema.Literals([
-  "pending",
-  "running",
-  "completed",
-  "failed",
-  "skipped",
-  "cancelled",
-])
-export type TaskStatus = typeof TaskStatus.Type
+export const TaskStatus = Schema.Literals(Types.TASK_STATUSES)
+export type TaskStatus = Types.TaskStatus
 
-export const ToolRunStatus = Schema.Literals(["succeeded", "failed", "cancelled"])
-export type ToolRunStatus = typeof ToolRunStatus.Type
+export const ToolRunStatus = Schema.Literals(Types.TOOL_RUN_STATUSES)
+export type ToolRunStatus = Types.ToolRunStatus
 
-export const SandboxStatus = Schema.Literals(["starting", "running", "stopped", "failed", "expired"])
-export type SandboxStatus = typeof SandboxStatus.Type
+export const SandboxStatus = Schema.Literals(Types.SANDBOX_STATUSES)
+export type SandboxStatus = Types.SandboxStatus
 
-export const ArtifactKind = Schema.Literals(["code", "log", "output", "other"])
-export type ArtifactKind = typeof ArtifactKind.Type
+export const ArtifactKind = Schema.Literals(Types.ARTIFACT_KINDS)
+export type ArtifactKind = Types.ArtifactKind

@@ -38,7 +38,13 @@ const lastingDatabases = (): ReadonlyArray<{
               database: {
                 name: "postgres" as const,
                 prepare: async () => ({
-                  database: { kind: "postgres" as const, url: created.url, prepare: true, listen: true },
+                  database: {
+                    kind: "postgres" as const,
+                    url: created.url,
+                    prepare: true,
+                    listen: true,
+                    pooler: "none" as const,
+                  },
                   drop: async () => {},
                 }),
               },

@@ -1,6 +1,6 @@
 /**
  * The built-in read models. Their inline projections are SQL (supabase/migrations/
- * 20261123000100_read_models.sql): an AFTER INSERT trigger on chronicle.events folds every
+ * supabase/schemas/03_read_models.sql): an AFTER INSERT trigger on chronicle.events folds every
  * event into the tables below inside the append's transaction. This module names those
  * tables and reads them in ways every driver returns alike.
  */

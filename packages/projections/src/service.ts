@@ -1,7 +1,7 @@
 /**
  * The projection engine: the registry's state, rebuilds without downtime, point-in-time
  * snapshots, and the daemon that follows the log for async projections. The heavy lifting is
- * SQL (supabase/migrations/20261124000000_projection_engine.sql); this module drives it in
+ * SQL (supabase/schemas/02_projection_engine.sql); this module drives it in
  * batches, reports progress, and decides what to run.
  */
 import { randomUUID } from "node:crypto"
@@ -143,10 +143,10 @@ export interface ProjectionsService {
 
 export const SNAPSHOT_LABEL = /^[a-z][a-z0-9_]{0,39}$/
 
-/** What a rebuild from a snapshot starts with: the snapshot's run, its bound, its events. */
+/** What a rebuild from a snapshot starts with: the snapshot's run, its bound (a seq), its events. */
 interface SnapshotSeed {
   readonly runId: string
-  readonly bound: { readonly xid: string; readonly position: string }
+  readonly bound: string
   readonly events: number
 }
 
@@ -179,7 +179,7 @@ interface RunRow {
 
 /** A run's columns; the table is aliased `r`. */
 const RUN_COLUMNS = `r.id::text, r.kind, r.projections, r.label, r.target_schema, r.as_of,
-  case when r.bound_xid is null then null else r.bound_xid::text || ':' || r.bound_position::text end as as_of_cursor,
+  r.bound_seq::text as as_of_cursor,
   (select s.label from chronicle.projection_runs s where s.id = r.source_run) as from_snapshot,
   r.events_seeded::text, r.versions, r.state, r.phase, r.events_done::text, r.events_total::text, r.worker,
   to_char(r.started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
@@ -258,8 +258,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           last_error: string | null
         }>(
           `select name, version, built_version, mode, state, description, tables,
-                  case when cursor_xid is null then null else cursor_xid::text || ':' || cursor_position::text end as cursor,
-                  events_per_second, last_error
+                  coalesce(cursor_seq, 0)::text as cursor, events_per_second, last_error
              from chronicle.projections order by name`,
         )
         const projections: Array<ProjectionInfo> = []
@@ -271,12 +270,15 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           let lagEvents = 0
           let lagSeconds = 0
           if (p.mode === "async") {
+            // Behind by the events after its cursor in the log's order, and by how long the
+            // first of them has waited.
             const [lag] = yield* q<{ events: string; seconds: number | null }>(
-              `select count(*)::text as events,
-                      extract(epoch from (now() - min(e.recorded_at)))::float8 as seconds
-                 from chronicle.events e, chronicle.projections p
-                where p.name = $1
-                  and (e.transaction_id, e.global_position) > (coalesce(p.cursor_xid, '0'::xid8), coalesce(p.cursor_position, 0))`,
+              `select (st.last_seq - coalesce(p.cursor_seq, 0))::text as events,
+                      (select extract(epoch from (now() - e.recorded_at))::float8
+                         from chronicle.event_seq q join chronicle.events e on e.global_position = q.global_position
+                        where q.seq = coalesce(p.cursor_seq, 0) + 1) as seconds
+                 from chronicle.projections p, chronicle.sequencer st
+                where p.name = $1`,
               [p.name],
             )
             lagEvents = Number(lag?.events ?? 0)
@@ -346,12 +348,13 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           })
       })
 
-      const countEvents = (bound: { xid: string; position: string } | null) =>
+      /** How many events a run has to apply: those up to `bound` (seqs are dense), or all committed. */
+      const countEvents = (bound: string | null) =>
         q<{ n: string }>(
           bound === null
             ? "select count(*)::text as n from chronicle.events"
-            : "select count(*)::text as n from chronicle.events where (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)",
-          bound === null ? [] : [bound.xid, bound.position],
+            : "select $1::bigint::text as n",
+          bound === null ? [] : [bound],
         ).pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)))
 
       const insertRun = (run: {
@@ -361,7 +364,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         label: string | null
         schema: string
         asOf: AsOf | null
-        bound: { xid: string; position: string } | null
+        bound: string | null
         total: number
         seed: SnapshotSeed | null
       }) =>
@@ -369,13 +372,13 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           // A snapshot records the versions it is built with; a seeded rebuild starts at its
           // seed's bound, with the seed's events done.
           `insert into chronicle.projection_runs
-             (id, kind, projections, label, target_schema, as_of, bound_xid, bound_position, state, events_total,
-              versions, source_run, cursor_xid, cursor_position, events_done, events_seeded)
-           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::text::xid8, $8::bigint, 'running', $9,
+             (id, kind, projections, label, target_schema, as_of, bound_seq, state, events_total,
+              versions, source_run, cursor_seq, events_done, events_seeded)
+           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::bigint, 'running', $8,
                    case when $2 = 'snapshot'
                         then (select jsonb_object_agg(p.name, p.version) from chronicle.projections p
                                where p.name = any ($3::text[])) end,
-                   $10::uuid, $11::text::xid8, $12::bigint, $13, $13)`,
+                   $9::uuid, $10::bigint, $11, $11)`,
           [
             run.id,
             run.kind,
@@ -383,12 +386,10 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             run.label,
             run.schema,
             run.asOf === null ? null : JSON.stringify(run.asOf),
-            run.bound?.xid ?? null,
-            run.bound?.position ?? null,
+            run.bound,
             run.total,
             run.seed?.runId ?? null,
-            run.seed?.bound.xid ?? null,
-            run.seed?.bound.position ?? null,
+            run.seed?.bound ?? null,
             run.seed?.events ?? 0,
           ],
         )
@@ -405,12 +406,11 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           projections: Array<string>
           versions: Record<string, number> | null
           target_schema: string
-          xid: string | null
-          position: string | null
+          bound: string | null
           events_done: string
         }>(
-          `select id::text, state, projections, versions, target_schema, bound_xid::text as xid,
-                  bound_position::text as position, events_done::text
+          `select id::text, state, projections, versions, target_schema, bound_seq::text as bound,
+                  events_done::text
              from chronicle.projection_runs
             where kind = 'snapshot' and label = $1
             order by state = 'completed' desc, started_at desc
@@ -462,16 +462,17 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             "tables differ",
             `its copy of ${mismatch!.tables.join(", ")} in ${snapshot.target_schema} is missing or differs from the live definition; rebuild from the log`,
           )
-        const bound = { xid: snapshot.xid ?? "0", position: snapshot.position ?? "0" }
-        const events = yield* countEvents(bound)
-        // A snapshot only misses events if its as-of cursor was ahead of the commit-safe
-        // watermark: events that committed later, below its bound. Its cursor would skip them.
-        if (events !== Number(snapshot.events_done))
+        if (snapshot.bound === null)
           return yield* refuse(
-            "incomplete",
-            `${events - Number(snapshot.events_done)} event(s) at or before its as-of cursor committed after it was built; rebuild from the log`,
+            "before the log's order",
+            "it was built before the log had its own order, so no cursor says where it ends; rebuild from the log",
           )
-        return { runId: snapshot.id, bound, events } satisfies SnapshotSeed
+        // A seq bound holds every event up to it: nothing can commit below it later.
+        return {
+          runId: snapshot.id,
+          bound: snapshot.bound,
+          events: Number(snapshot.events_done),
+        } satisfies SnapshotSeed
       })
 
       const startRebuild = Effect.fn("Projections.startRebuild")(function* (
@@ -512,29 +513,42 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         return yield* getRun(id)
       })
 
-      /** The last event (in reader order) that an as-of selector designates. */
+      /** The seq of the last event an as-of selector designates (the snapshot's bound, inclusive). */
       const resolveAsOf = Effect.fn("Projections.resolveAsOf")(function* (asOf: AsOf) {
-        const last = (where: string, params: ReadonlyArray<unknown>) =>
-          q<{ xid: string; position: string }>(
-            `select transaction_id::text as xid, global_position::text as position from chronicle.events
-              where ${where} and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              order by transaction_id desc, global_position desc limit 1`,
-            params,
-          ).pipe(Effect.map((rows) => rows[0] ?? { xid: "0", position: "0" }))
+        yield* store.sequenced()
+        const [head] = yield* q<{ last_seq: string }>("select last_seq::text from chronicle.sequencer")
+        const last = BigInt(head?.last_seq ?? "0")
         if ("cursor" in asOf) {
-          const position = yield* decodeCursor(asOf.cursor)
-          return { xid: position.transactionId.toString(), position: position.globalPosition.toString() }
+          const seq = yield* decodeCursor(asOf.cursor)
+          if (seq > last)
+            return yield* new InvalidCommand({
+              path: "asOf.cursor",
+              reason: `is ahead of the log, whose head is ${last}; a snapshot is of what has happened`,
+            })
+          return seq.toString()
         }
         if ("checkpointId" in asOf) {
           if (!isUuid(asOf.checkpointId))
             return yield* new NotFound({ entity: "checkpoint", id: asOf.checkpointId })
-          const [row] = yield* q<{ cursor: string }>(
-            "select cursor from chronicle.checkpoints where id = $1",
+          // The checkpoint marks its session at `version`: the bound is that event's place.
+          const [row] = yield* q<{ seq: string | null }>(
+            `select q.seq::text as seq
+               from chronicle.checkpoints c
+               join chronicle.events e on e.stream_id = 'session-' || c.session_id and e.stream_version = c.version
+               left join chronicle.event_seq q on q.global_position = e.global_position
+              where c.id = $1`,
             [asOf.checkpointId],
           )
           if (row === undefined) return yield* new NotFound({ entity: "checkpoint", id: asOf.checkpointId })
-          const position = yield* decodeCursor(row.cursor)
-          return { xid: position.transactionId.toString(), position: position.globalPosition.toString() }
+          if (row.seq === null)
+            return yield* new InvalidTransition({
+              entity: "checkpoint",
+              id: asOf.checkpointId,
+              state: "not yet ordered",
+              action: "snapshot as of",
+              reason: "its event has just committed and is not in the log's order yet; try again in a moment",
+            })
+          return row.seq
         }
         const at = new Date(asOf.timestamp)
         if (Number.isNaN(at.getTime()))
@@ -542,7 +556,15 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             path: "asOf.timestamp",
             reason: "must be an ISO-8601 timestamp",
           })
-        return yield* last("recorded_at <= $1::timestamptz", [at.toISOString()])
+        // The longest stretch of the log's order whose events were all recorded by then.
+        const [row] = yield* q<{ seq: string }>(
+          `select coalesce((select min(q.seq) - 1 from chronicle.event_seq q
+                              join chronicle.events e on e.global_position = q.global_position
+                             where e.recorded_at > $1::timestamptz),
+                           (select last_seq from chronicle.sequencer))::text as seq`,
+          [at.toISOString()],
+        )
+        return row?.seq ?? "0"
       })
 
       const startSnapshot = Effect.fn("Projections.startSnapshot")(function* (options: {
@@ -660,9 +682,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                 // The head moves while we build: re-estimate what is left.
                 yield* q(
                   `update chronicle.projection_runs r
-                    set events_total = r.events_done + (
-                      select count(*) from chronicle.events e
-                       where (e.transaction_id, e.global_position) > (coalesce(r.cursor_xid, '0'::xid8), coalesce(r.cursor_position, 0)))
+                    set events_total = r.events_done
+                          + greatest(0, (select last_seq from chronicle.sequencer) - coalesce(r.cursor_seq, 0))
                   where r.id = $1`,
                   [runId],
                 )

@@ -72,8 +72,8 @@ describe.each(testDatabases(env))("rebuilding from a snapshot on $name", (databa
     const label = `seed_${randomUUID().slice(0, 8)}`
     const snapshot = await snapshotNow(label)
     const atSnapshot = await h.one<{ n: number }>(
-      "select count(*)::int as n from chronicle.events where (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)",
-      snapshot.asOfCursor!.split(":"),
+      "select count(*)::int as n from chronicle.event_seq where seq <= $1::bigint",
+      [snapshot.asOfCursor],
     )
     expect(snapshot.eventsDone).toBe(atSnapshot.n)
     await moveOn(30)
@@ -119,8 +119,8 @@ describe.each(testDatabases(env))("rebuilding from a snapshot on $name", (databa
     // Every event once: the seed's, then the rest of the log, appends during the run included.
     // (The writer's appends after the swap went to the live tables inline.)
     const upToSwap = await h.one<{ n: number }>(
-      `select count(*)::int as n from chronicle.events e, chronicle.projection_runs r
-        where r.id = $1 and (e.transaction_id, e.global_position) <= (r.cursor_xid, r.cursor_position)`,
+      `select count(*)::int as n from chronicle.event_seq q, chronicle.projection_runs r
+        where r.id = $1 and q.seq <= r.cursor_seq`,
       [run.id],
     )
     expect(run.eventsDone).toBe(upToSwap.n)

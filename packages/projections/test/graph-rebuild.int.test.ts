@@ -1,5 +1,5 @@
 /**
- * The `graph` projection (LangGraph threads, 20261124000100_graph_checkpoints.sql) rebuilt by
+ * The `graph` projection (LangGraph threads, supabase/schemas/04_graphs.sql) rebuilt by
  * the projection engine reproduces exactly the rows its inline handler wrote: random histories
  * of threads (checkpoints saved and saved again, with parents, channel values shared between
  * checkpoints, writes with special negative indexes that replace, deletions followed by new

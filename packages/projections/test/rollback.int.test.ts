@@ -37,7 +37,7 @@ describe.each(testDatabases(env))("rollback, as-of and fork on $name", (database
     const cursors: Array<string> = []
     for (const make of [() => ev.started(id, owner, { title: "root", metadata: { v: 0 } }), ...events]) {
       const result = await h.append(stream, [make({ cursors })])
-      cursors.push(result.events[0]!.cursor)
+      cursors.push(String(result.events[0]!.globalPosition))
       states.set(result.version, await currentState(h, id))
     }
     const state = (v: number) => {
@@ -311,7 +311,7 @@ describe.each(testDatabases(env))("rollback, as-of and fork on $name", (database
         parent_id: parent.id,
         parent_version: 12,
         owner_id: parent.owner,
-        head_cursor: result.events[0]!.cursor,
+        head_cursor: String(result.events[0]!.globalPosition),
       })
       expect(
         await h.query(

@@ -77,7 +77,7 @@ describe.each(testDatabases(env))("session projections on $name", (database) => 
       hole_count: 0,
       file_count: 0,
       tool_run_count: 0,
-      head_cursor: result.events[0]!.cursor,
+      head_cursor: String(result.events[0]!.globalPosition),
       stamped: true,
       archived_at: null,
       deleted_at: null,
@@ -270,7 +270,9 @@ describe.each(testDatabases(env))("session projections on $name", (database) => 
       output: { failed: 2 },
     })
     const appended = await h.append(stream, [ev.message(1, "go"), run])
-    const checkpoint = ev.checkpoint(3, appended.events[1]!.cursor, { label: "before refactor" })
+    const checkpoint = ev.checkpoint(3, String(appended.events[1]!.globalPosition), {
+      label: "before refactor",
+    })
     await h.append(stream, [checkpoint])
     expect(
       await h.query(
@@ -305,7 +307,7 @@ describe.each(testDatabases(env))("session projections on $name", (database) => 
         version: 3,
         event_version: 4,
         label: "before refactor",
-        cursor: appended.events[1]!.cursor,
+        cursor: String(appended.events[1]!.globalPosition),
         stamped: true,
       },
     ])
@@ -334,7 +336,7 @@ describe.each(testDatabases(env))("session projections on $name", (database) => 
       )
       expect(row).toEqual({
         version: result.version,
-        head_cursor: result.events.at(-1)!.cursor,
+        head_cursor: String(result.events.at(-1)!.globalPosition),
         effective: `{[1,${result.version + 1})}`,
         stamped: true,
       })

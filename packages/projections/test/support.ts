@@ -256,8 +256,11 @@ export const appendEffect = (
   options?: AppendOptions,
 ) => Effect.flatMap(EventStore, (store) => store.append(streamId, events.map(toStored), options))
 
-export const makeHarness = async (database: TestDatabase): Promise<Harness> => {
-  const runtime: TestRuntime = makeTestRuntime(database.layer({ max: 4 }))
+export const makeHarness = async (
+  database: TestDatabase,
+  options: { max?: number } = {},
+): Promise<Harness> => {
+  const runtime: TestRuntime = makeTestRuntime(database.layer({ max: options.max ?? 4 }))
   const run = <A, E>(effect: Effect.Effect<A, E, EventStore | Database>) => runtime.runPromise(effect)
   const query = <Row = Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
     run(Effect.flatMap(Database, (db) => db.query<Row>(text, params)))

@@ -122,7 +122,7 @@ export const playSession = async (h: Harness, ops: ReadonlyArray<Op>): Promise<P
     expectedVersion: "no_stream",
     ownerId: owner,
   })
-  let cursor = started.events[0]!.cursor
+  let cursor = String(started.events[0]!.globalPosition)
   let state = await currentState(h, id)
   states.set(1, state)
   for (const op of ops) {
@@ -130,7 +130,7 @@ export const playSession = async (h: Harness, ops: ReadonlyArray<Op>): Promise<P
     if (event === undefined) continue
     const result = await h.append(stream, [event], { expectedVersion: state.version })
     if (event.type === "SessionRolledBack") rollbacks.set(result.version, event.toVersion)
-    cursor = result.events[0]!.cursor
+    cursor = String(result.events[0]!.globalPosition)
     state = await currentState(h, id)
     states.set(result.version, state)
   }
@@ -180,7 +180,7 @@ export const fillLog = async (h: Harness) => {
     ev.attach(file),
     ev.detach(file),
     ev.toolRun(),
-    ev.checkpoint(1, started.events[0]!.cursor),
+    ev.checkpoint(1, String(started.events[0]!.globalPosition)),
     ev.rolledBack(2),
   ])
   for (const [i, session] of sessions.slice(0, 3).entries()) {

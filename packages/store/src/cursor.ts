@@ -2,36 +2,35 @@ import { Effect } from "effect"
 import { InvalidCursor } from "./errors.ts"
 
 /**
- * A position in the whole log: the writing transaction's id and the event's global
- * position. Readers order events by this pair and resume strictly after it. Outside the
- * store it is an opaque string.
+ * Where a reader of the whole log is: the seq of the last event it has been given (or read
+ * past). Seqs are the log's own order (chronicle.event_seq): dense, assigned after commit, the
+ * same after a dump and restore. Outside the store a cursor is an opaque string.
  */
-export interface LogPosition {
-  readonly transactionId: bigint
-  readonly globalPosition: bigint
-}
-
 export type Cursor = string
 
-export const START: LogPosition = { transactionId: 0n, globalPosition: 0n }
+/** Before the first event. */
+export const START = 0n
 
-const PATTERN = /^(0|[1-9][0-9]{0,19}):(0|[1-9][0-9]{0,19})$/
+const SEQ = /^(0|[1-9][0-9]{0,18})$/
+/** What readers handed out before the log had its own order: `<transaction id>:<position>`. */
+const PRE_SEQUENCER = /^\d+:\d+$/
 
-export const encodeCursor = (p: LogPosition): Cursor => `${p.transactionId}:${p.globalPosition}`
+export const encodeCursor = (seq: bigint): Cursor => seq.toString()
 
-export const decodeCursor = (cursor: Cursor): Effect.Effect<LogPosition, InvalidCursor> => {
-  const match = PATTERN.exec(cursor)
-  if (!match) return Effect.fail(new InvalidCursor({ cursor }))
-  const transactionId = BigInt(match[1]!)
-  const globalPosition = BigInt(match[2]!)
-  if (transactionId >= 2n ** 64n || globalPosition >= 2n ** 63n)
-    return Effect.fail(new InvalidCursor({ cursor }))
-  return Effect.succeed({ transactionId, globalPosition })
+export const decodeCursor = (cursor: Cursor): Effect.Effect<bigint, InvalidCursor> => {
+  if (typeof cursor === "string" && SEQ.test(cursor)) {
+    const seq = BigInt(cursor)
+    if (seq < 2n ** 63n) return Effect.succeed(seq)
+  }
+  return Effect.fail(
+    new InvalidCursor({
+      cursor: String(cursor),
+      ...(typeof cursor === "string" && PRE_SEQUENCER.test(cursor)
+        ? {
+            reason:
+              "was handed out before the log had its own order (a transaction id and a position) and cannot be resumed; read again from the start, or from the head",
+          }
+        : {}),
+    }),
+  )
 }
-
-export const compareCursors = (a: LogPosition, b: LogPosition): number =>
-  a.transactionId === b.transactionId
-    ? Number(a.globalPosition - b.globalPosition)
-    : a.transactionId < b.transactionId
-      ? -1
-      : 1

@@ -10,6 +10,14 @@ export const CurrentTransaction = Context.Reference<Connection | undefined>(
   { defaultValue: () => undefined },
 )
 
+/** What the ambient transaction runs once it has committed (see `afterCommit`). */
+const CommitHooks = Context.Reference<Array<Effect.Effect<void>> | undefined>(
+  "@chronicle/store/CommitHooks",
+  {
+    defaultValue: () => undefined,
+  },
+)
+
 const toSqlError = (cause: unknown): SqlError => {
   const e = cause as { code?: unknown; message?: unknown; detail?: unknown }
   return new SqlError({
@@ -37,6 +45,11 @@ export interface DatabaseService {
   readonly exec: (script: string) => Effect.Effect<void, SqlError>
   /** Payloads of NOTIFY on `channel`, from the moment the stream is listening. */
   readonly notifications: (channel: string) => Stream.Stream<string, SqlError>
+  /**
+   * Runs `effect` once the ambient transaction has committed (never if it rolls back), or at
+   * once outside a transaction: what must only happen after the data is there for others.
+   */
+  readonly afterCommit: (effect: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /** The database, whichever driver backs it. Opened and closed with its layer's scope. */
@@ -79,11 +92,16 @@ export const makeDatabase = (driver: Driver): DatabaseService => {
       const context = yield* Effect.context<R>()
       let outcome: Exit.Exit<A, E> | undefined
       const rolledBack = Symbol("rolled back")
+      const hooks: Array<Effect.Effect<void>> = []
       yield* Effect.tryPromise({
         try: (signal) =>
           driver.transaction(async (tx) => {
             outcome = await Effect.runPromiseExit(
-              effect.pipe(Effect.provideContext(context), Effect.provideService(CurrentTransaction, tx)),
+              effect.pipe(
+                Effect.provideContext(context),
+                Effect.provideService(CurrentTransaction, tx),
+                Effect.provideService(CommitHooks, hooks),
+              ),
               { signal },
             )
             // Throwing makes the driver roll back; the outcome is re-raised below.
@@ -92,6 +110,7 @@ export const makeDatabase = (driver: Driver): DatabaseService => {
         catch: (cause) => (cause === rolledBack ? undefined : toSqlError(cause)),
       }).pipe(Effect.catch((error) => (error === undefined ? Effect.void : Effect.fail(error))))
       if (outcome === undefined) return yield* Effect.die(new Error("transaction ended without an outcome"))
+      if (Exit.isSuccess(outcome)) for (const hook of hooks) yield* hook
       return yield* outcome
     })
 
@@ -111,5 +130,18 @@ export const makeDatabase = (driver: Driver): DatabaseService => {
       ),
     )
 
-  return { kind: driver.kind, description: driver.description, query, transaction, exec, notifications }
+  const afterCommit = (effect: Effect.Effect<void>) =>
+    Effect.flatMap(CommitHooks, (hooks) =>
+      hooks === undefined ? effect : Effect.sync(() => void hooks.push(effect)),
+    )
+
+  return {
+    kind: driver.kind,
+    description: driver.description,
+    query,
+    transaction,
+    exec,
+    notifications,
+    afterCommit,
+  }
 }

@@ -21,9 +21,13 @@ export class VersionConflict extends Schema.TaggedError<VersionConflict>()("Vers
 export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()("IdempotencyConflict", {
   streamId: Schema.String,
   eventIds: Schema.Array(Schema.String),
+  /** The idempotency key, when the events' ids were derived from one. */
+  idempotencyKey: Schema.optional(Schema.String),
 }) {
   override get message(): string {
-    return `Event ids ${this.eventIds.join(", ")} were already used by a different append (to ${this.streamId} or another stream); a retry must resend exactly the same events`
+    return this.idempotencyKey !== undefined
+      ? `Idempotency key ${JSON.stringify(this.idempotencyKey)} was already used for a different request on ${this.streamId}; a retry must send the same request, and a new request needs a new key`
+      : `Event ids ${this.eventIds.join(", ")} were already used by a different append (to ${this.streamId} or another stream); a retry must resend exactly the same events`
   }
 }
 
@@ -61,9 +65,11 @@ export class EventTooLarge extends Schema.TaggedError<EventTooLarge>()("EventToo
 /** A read cursor that this store did not hand out. */
 export class InvalidCursor extends Schema.TaggedError<InvalidCursor>()("InvalidCursor", {
   cursor: Schema.String,
+  /** Why, when there is more to say than that the store did not hand it out. */
+  reason: Schema.optional(Schema.String),
 }) {
   override get message(): string {
-    return `Cursor ${JSON.stringify(this.cursor)} is not a cursor handed out by this store`
+    return `Cursor ${JSON.stringify(this.cursor)} ${this.reason ?? "is not a cursor handed out by this store"}`
   }
 }
 

@@ -11,6 +11,13 @@ export interface PostgresDriverOptions {
    * transactions.
    */
   readonly prepare?: boolean
+  /**
+   * Send a query on a connection only once the previous one has answered. postgres.js
+   * otherwise pipelines queries onto a busy connection, and a transaction-mode pooler
+   * (PgBouncer, Supavisor) forwards only the first one queued behind the running query: the
+   * rest never get an answer and the connection hangs for good.
+   */
+  readonly pipeline?: boolean
   readonly connectTimeoutSeconds?: number
 }
 
@@ -43,6 +50,8 @@ export const makePostgresDriver = (options: PostgresDriverOptions): Driver => {
     idle_timeout: 60,
     onnotice: () => {},
     connection: { application_name: "chronicle" },
+    // An option of postgres.js its types do not list (default 100).
+    ...{ max_pipeline: (options.pipeline ?? true) ? 100 : 0 },
   })
   return {
     kind: "postgres",

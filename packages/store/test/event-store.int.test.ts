@@ -490,7 +490,7 @@ describe.each(testDatabases(env))("EventStore on $name", (database) => {
       [5, "Later"],
     ])
     await run(Effect.flatMap(store, (s) => s.append(id, events(1, "Last"))))
-    const resumed = await collect(seen[2]!.cursor, 3)
+    const resumed = await collect(seen[2]!.cursor ?? undefined, 3)
     expect(resumed.map((e) => e.version)).toEqual([4, 5, 6])
   })
 

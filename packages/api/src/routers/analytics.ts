@@ -7,9 +7,7 @@ import type { Principal } from "../auth.ts"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf } from "./actor.ts"
 import { ListLimit } from "./events.ts"
-import { Page, Uuid } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
+import { input, Page, Uuid } from "./schemas.ts"
 
 const IsoDate = Schema.String.pipe(
   Schema.check(Schema.isPattern(/^\d{4}-\d{2}-\d{2}$/, { message: "must be a date as YYYY-MM-DD" })),

@@ -7,6 +7,7 @@ import {
   AsOf,
   CommandOptions,
   Fraction,
+  input,
   Json,
   JsonObject,
   MessageBatch,
@@ -17,8 +18,6 @@ import {
   ToolRunStatus,
   Uuid,
 } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
 
 const options = (i: {
   readonly expectedVersion?: number | undefined

@@ -2,7 +2,7 @@
  * `events.*`: the raw log, for clients that follow or audit it. Reads are limited to the
  * streams the caller may see (ownership, auth.ts).
  */
-import { NotFound, Uuid } from "@chronicle/events"
+import { Json, JsonObject, NotFound, Uuid } from "@chronicle/events"
 import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEvent } from "@chronicle/store"
 import { tracked } from "@trpc/server"
 import { Effect, Option, Schema, Stream } from "effect"
@@ -11,6 +11,7 @@ import { callerKey, jsonBytes } from "../budget.ts"
 import { TooManyRequests, toTRPCError } from "../errors.ts"
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
+import { input } from "./schemas.ts"
 
 // ----- schemas --------------------------------------------------------------------------
 
@@ -46,12 +47,16 @@ export const EventView = Schema.Struct({
   version: Schema.Number,
   type: Schema.String,
   schemaVersion: Schema.Number,
-  data: Schema.Json,
-  metadata: Schema.JsonObject,
+  data: Json,
+  metadata: JsonObject,
   /** Position in the whole log, in insert order (not commit order). */
   globalPosition: Schema.Number,
-  /** Resume a log reader (`readAll`, `subscribe`) strictly after this event. Opaque. */
-  cursor: Schema.String,
+  /**
+   * The event's place in the log's order: resume a log reader (`readAll`, `subscribe`)
+   * strictly after it. Opaque. Null only in `readStream`, for an event that committed a moment
+   * ago and is not in the log's order yet.
+   */
+  cursor: Schema.NullOr(Schema.String),
   /** ISO-8601. */
   recordedAt: Schema.String,
 })
@@ -223,7 +228,7 @@ export const readStream = Effect.fn("events.readStream")(function* (
   } satisfies ReadStreamOutput
 })
 
-/** The whole log in commit-safe order, limited to the streams the principal sees. */
+/** The whole log in its order (seq), limited to the streams the principal sees. */
 export const readAll = Effect.fn("events.readAll")(function* (
   principal: Principal,
   input: typeof ReadAllInput.Type,
@@ -236,7 +241,8 @@ export const readAll = Effect.fn("events.readAll")(function* (
       store
         .readAll({ after, limit, types: input.types, ownerId: listScope(principal) ?? undefined })
         .pipe(Effect.map((chunk) => ({ events: chunk.events, next: chunk.cursor, end: chunk.caughtUp }))),
-    (event): string | undefined => event.cursor,
+    // Every event a log reader returns is in the log's order, so it has a cursor.
+    (event): string | undefined => event.cursor ?? "",
   )
   // Before the first read (a zero-event page cannot happen: limit >= 1) the position is set.
   const cursor = page.position ?? ""
@@ -286,26 +292,29 @@ export const eventsRouter = router({
   ),
 
   readStream: authedProcedure
-    .input(Schema.toStandardSchemaV1(ReadStreamInput))
+    .input(input(ReadStreamInput))
     .query(({ ctx, input }) => ctx.run(readStream(ctx.principal, input, ctx.pageBytes))),
 
   readAll: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(ReadAllInput)))
+    .input(input(Schema.UndefinedOr(ReadAllInput)))
     .query(({ ctx, input }) => ctx.run(readAll(ctx.principal, input ?? {}, ctx.pageBytes))),
 
-  subscribe: authedProcedure
-    .input(Schema.toStandardSchemaV1(Schema.UndefinedOr(SubscribeInput)))
-    .subscription(async function* ({ ctx, input, signal }) {
-      const limit = ctx.limits.maxSubscriptions
-      const release = ctx.subscriptions.acquire(callerKey(ctx.principal), limit)
-      if (release === null) throw toTRPCError(new TooManyRequests({ what: "subscriptions", limit }))
-      try {
-        const events = await ctx.run(follow(ctx.principal, input ?? {}))
-        for await (const event of ctx.stream(events, signal)) {
-          yield tracked(event.cursor, event)
-        }
-      } finally {
-        release()
+  subscribe: authedProcedure.input(input(Schema.UndefinedOr(SubscribeInput))).subscription(async function* ({
+    ctx,
+    input,
+    signal,
+  }) {
+    const limit = ctx.limits.maxSubscriptions
+    const release = ctx.subscriptions.acquire(callerKey(ctx.principal), limit)
+    if (release === null) throw toTRPCError(new TooManyRequests({ what: "subscriptions", limit }))
+    try {
+      const events = await ctx.run(follow(ctx.principal, input ?? {}))
+      for await (const event of ctx.stream(events, signal)) {
+        // A log reader's events are all in the log's order.
+        yield tracked(event.cursor ?? "", event)
       }
-    }),
+    } finally {
+      release()
+    }
+  }),
 })

@@ -4,9 +4,7 @@ import { InvalidCommand, PayloadTooLarge } from "@chronicle/events"
 import { Effect, Schema } from "effect"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf } from "./actor.ts"
-import { ArtifactKind, AsOf, Base64, CommandOptions, MimeType, Name, Page, Uuid } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
+import { ArtifactKind, AsOf, Base64, CommandOptions, input, MimeType, Name, Page, Uuid } from "./schemas.ts"
 
 export const filesRouter = router({
   /**

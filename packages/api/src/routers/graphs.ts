@@ -20,9 +20,7 @@ import { Effect, Schema } from "effect"
 import { MAX_BATCH_SIZE } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf } from "./actor.ts"
-import { CommandOptions, JsonObject, Name, Page, Text } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
+import { CommandOptions, input, JsonObject, Name, Page, Text } from "./schemas.ts"
 
 const ThreadId = Name(500)
 

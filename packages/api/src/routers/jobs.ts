@@ -8,6 +8,7 @@ import { actorOf } from "./actor.ts"
 import {
   CommandOptions,
   Fraction,
+  input,
   JobStateFilter,
   Json,
   Name,
@@ -17,8 +18,6 @@ import {
   Text,
   Uuid,
 } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
 
 type Lifecycle = Exclude<JobCommand, { type: "AddTask" | "UpdateTask" | "RecordArtifact" }>
 

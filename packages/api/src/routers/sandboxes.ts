@@ -3,9 +3,7 @@ import { Sandboxes } from "@chronicle/domain"
 import { Effect, Schema } from "effect"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf } from "./actor.ts"
-import { CommandOptions, JsonObject, Name, Page, SandboxStatus, Text, Uuid } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
+import { CommandOptions, input, JsonObject, Name, Page, SandboxStatus, Text, Uuid } from "./schemas.ts"
 
 export const sandboxesRouter = router({
   register: authedProcedure

@@ -24,6 +24,14 @@ import { IsoTimestamp, JsonObject, MessageRole, Name, Text, Uuid } from "@chroni
 import { Schema } from "effect"
 import { MAX_BATCH_SIZE, MAX_LIST_LIMIT } from "../limits.ts"
 
+/**
+ * A procedure's input parser. An unknown key anywhere in the input is refused with its path
+ * (BAD_REQUEST), not dropped: a misspelt option (`expectedVerison`) would otherwise be
+ * ignored silently, and the check it asked for skipped.
+ */
+export const input = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
+  Schema.toStandardSchemaV1(schema, { parseOptions: { onExcessProperty: "error" } })
+
 /** A page size: 1 to 500 (default 50). */
 export const Limit = Schema.Int.pipe(
   Schema.check(Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(MAX_LIST_LIMIT)),

@@ -8,6 +8,7 @@ import {
   CommandOptions,
   ExternalKey,
   ImportedMessage,
+  input,
   JsonObject,
   Page,
   Reason,
@@ -16,8 +17,6 @@ import {
   Title,
   Uuid,
 } from "./schemas.ts"
-
-const input = Schema.toStandardSchemaV1
 
 export const CreateSessionInput = Schema.Struct({
   title: Schema.optional(Title),

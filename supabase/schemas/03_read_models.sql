@@ -1,17 +1,21 @@
--- Chronicle: the read models and the inline projections that keep them in step with the log.
+-- Chronicle schema, area 3 of 7: the read models of sessions, jobs, files and sandboxes, and
+-- the inline projections that keep them in step with the log.
 --
--- An AFTER INSERT trigger on chronicle.events projects every event inside the append's own
--- transaction, so an append is still one round trip and a reader sees its own writes. The
+-- The projections run inside the append's own transaction (the engine's AFTER INSERT
+-- trigger), so an append is still one round trip and a reader sees its own writes. A
 -- projection never re-checks business rules (the deciders did); it only folds events into
--- rows, deterministically, so chronicle.rebuild_read_models() reproduces the same rows from
--- the log. A stream's row is created by its first event (SessionStarted or SessionForked,
--- JobCreated, FileUploaded, SandboxRegistered); events on a stream whose first event did
--- not create a row, and on streams of other kinds, are ignored. An event of a type with no
--- read model, on a stream that has a row, only advances that row's version.
+-- rows, deterministically, so a rebuild reproduces the same rows from the log. A stream's
+-- row is created by its first event (SessionStarted or SessionForked, JobCreated,
+-- FileUploaded, SandboxRegistered); events on a stream whose first event did not create a
+-- row, and on streams of other kinds, are ignored. An event of a type with no read model, on
+-- a stream that has a row, only advances that row's version.
 --
 -- Rollback: a session's effective history as of version X, E(X), is a set of versions kept
 -- as an int4multirange (docs/DOMAIN.md). Content rows are never deleted; a row is effective
 -- iff sessions.effective @> row.version.
+--
+-- Handlers name their tables without a schema (the engine points search_path at chronicle,
+-- or at a shadow schema during a rebuild).
 
 -- ----- sessions ---------------------------------------------------------------------------
 
@@ -41,17 +45,21 @@ create table chronicle.sessions (
   archived_at      timestamptz,
   deleted_at       timestamptz,
   expired_at       timestamptz
-);
+)
+-- Every event of a session updates its row (version, effective set, head, times, counters):
+-- room on the page, and none of those columns indexed, keep that update HOT. (So there is no
+-- index on updated_at or last_activity_at: the retention sweep, which runs every ten minutes
+-- when a TTL is set, reads the active sessions' rows instead.)
+with (fillfactor = 80);
 
-create index sessions_owner_status_updated_idx on chronicle.sessions (owner_id, status, updated_at desc);
 create unique index sessions_owner_external_key_idx on chronicle.sessions (owner_id, external_key)
   where external_key is not null;
 create index sessions_parent_idx on chronicle.sessions (parent_id, parent_version) where parent_id is not null;
--- The retention sweep looks for active sessions idle since before a cut-off.
-create index sessions_active_idle_idx on chronicle.sessions (last_activity_at) where status = 'active';
+-- sessions.list walks an owner's sessions newest first, keyed by (created_at, id).
+create index sessions_owner_created_idx on chronicle.sessions (owner_id, created_at desc, id desc);
 
 create table chronicle.session_rollbacks (
-  session_id uuid not null references chronicle.sessions (id),
+  session_id uuid not null,
   version    integer not null,
   to_version integer not null,
   primary key (session_id, version)
@@ -60,7 +68,7 @@ create table chronicle.session_rollbacks (
 -- Every event that sets the title or the metadata (SessionStarted/Forked set both), so a
 -- rollback can restore them from the latest effective one.
 create table chronicle.session_updates (
-  session_id   uuid not null references chronicle.sessions (id),
+  session_id   uuid not null,
   version      integer not null,
   title_set    boolean not null,
   title        text,
@@ -70,7 +78,7 @@ create table chronicle.session_updates (
 );
 
 create table chronicle.messages (
-  session_id uuid not null references chronicle.sessions (id),
+  session_id uuid not null,
   message_id uuid not null,
   version    integer not null,
   seq        integer not null,
@@ -85,7 +93,7 @@ create table chronicle.messages (
 create index messages_session_seq_idx on chronicle.messages (session_id, seq, version);
 
 create table chronicle.revisions (
-  session_id  uuid not null references chronicle.sessions (id),
+  session_id  uuid not null,
   revision_id uuid not null,
   version     integer not null,
   number      integer not null,
@@ -98,7 +106,7 @@ create table chronicle.revisions (
 create index revisions_session_number_idx on chronicle.revisions (session_id, number, version);
 
 create table chronicle.drafts (
-  session_id      uuid not null references chronicle.sessions (id),
+  session_id      uuid not null,
   draft_id        uuid not null,
   version         integer not null,
   code            text not null,
@@ -113,7 +121,7 @@ create table chronicle.drafts (
 create index drafts_session_version_idx on chronicle.drafts (session_id, version);
 
 create table chronicle.hole_resolutions (
-  session_id    uuid not null references chronicle.sessions (id),
+  session_id    uuid not null,
   resolution_id uuid not null,
   version       integer not null,
   hole_id       text not null,
@@ -129,7 +137,7 @@ create index hole_resolutions_session_hole_idx on chronicle.hole_resolutions (se
 -- Attachments and detachments are both kept: whether a file is attached as of X depends on
 -- which of them are in E(X) (see chronicle.attached_files).
 create table chronicle.session_files (
-  session_id  uuid not null references chronicle.sessions (id),
+  session_id  uuid not null,
   file_id     uuid not null,
   version     integer not null,
   sha256      text not null,
@@ -143,7 +151,7 @@ create table chronicle.session_files (
 create index session_files_session_version_idx on chronicle.session_files (session_id, version);
 
 create table chronicle.session_file_detachments (
-  session_id  uuid not null references chronicle.sessions (id),
+  session_id  uuid not null,
   file_id     uuid not null,
   version     integer not null,
   detached_at timestamptz not null,
@@ -151,7 +159,7 @@ create table chronicle.session_file_detachments (
 );
 
 create table chronicle.tool_runs (
-  session_id  uuid not null references chronicle.sessions (id),
+  session_id  uuid not null,
   tool_run_id uuid not null,
   version     integer not null,
   tool        text not null,
@@ -168,7 +176,7 @@ create index tool_runs_session_version_idx on chronicle.tool_runs (session_id, v
 
 create table chronicle.checkpoints (
   id            uuid primary key,
-  session_id    uuid not null references chronicle.sessions (id),
+  session_id    uuid not null,
   -- The session version the checkpoint marks; event_version is the checkpoint event's own.
   version       integer not null,
   event_version integer not null,
@@ -235,7 +243,7 @@ create index jobs_parent_idx on chronicle.jobs (parent_job_id) where parent_job_
 create index jobs_state_created_idx on chronicle.jobs (state, created_at);
 
 create table chronicle.tasks (
-  job_id     uuid not null references chronicle.jobs (id),
+  job_id     uuid not null,
   task_id    uuid not null,
   name       text not null,
   status     text not null,
@@ -249,7 +257,7 @@ create table chronicle.tasks (
 );
 
 create table chronicle.artifacts (
-  job_id      uuid not null references chronicle.jobs (id),
+  job_id      uuid not null,
   artifact_id uuid not null,
   file_id     uuid not null,
   session_id  uuid,
@@ -316,17 +324,20 @@ language sql immutable strict as $$
   select substr(p_stream_id, strpos(p_stream_id, '-') + 1)::uuid
 $$;
 
--- The log cursor of an event, as the store hands it out: '<transaction id>:<global position>'.
+-- Where an event is, as the read models record it (sessions.head_cursor, checkpoints.cursor):
+-- its global position. Informational: the log's order is chronicle.event_seq, which an inline
+-- projection runs too early to know. Rows written before the log had that order hold
+-- '<transaction id>:<global position>'.
 create function chronicle.event_cursor(e chronicle.events) returns text
 language sql immutable as $$
-  select e.transaction_id::text || ':' || e.global_position::text
+  select e.global_position::text
 $$;
 
 -- E(p_at) of a session, walking the rollback chain backwards (docs/DOMAIN.md):
 --   ranges = []; cur = X
 --   loop: R = the latest rollback with version <= cur   (none → ranges += [1, cur]; stop)
 --         ranges += [R, cur]; cur = R.toVersion
-create function chronicle.effective_versions(p_session_id uuid, p_at integer) returns int4multirange
+create function chronicle.rm_effective_versions(p_session_id uuid, p_at integer) returns int4multirange
 language plpgsql stable strict as $$
 declare
   v_ranges int4multirange := '{}';
@@ -336,7 +347,7 @@ begin
   while v_cur >= 1 loop
     select r.version, r.to_version
       into v_rollback
-      from chronicle.session_rollbacks r
+      from session_rollbacks r
      where r.session_id = p_session_id and r.version <= v_cur
      order by r.version desc
      limit 1;
@@ -354,45 +365,52 @@ $$;
 
 -- The attachments of a session that are in effect for the effective set p_effective: the
 -- attachment is effective and no effective detachment of that file comes after it.
-create function chronicle.attached_files(p_session_id uuid, p_effective int4multirange)
-returns setof chronicle.session_files
-language sql stable as $$
-  select f.*
-    from chronicle.session_files f
-   where f.session_id = p_session_id
-     and p_effective @> f.version
-     and not exists (
-       select 1
-         from chronicle.session_file_detachments x
-        where x.session_id = f.session_id
-          and x.file_id = f.file_id
-          and x.version > f.version
-          and p_effective @> x.version)
+create function chronicle.rm_attached_files(p_session_id uuid, p_effective int4multirange)
+returns table (session_id uuid, file_id uuid, version integer, sha256 text, name text,
+               mime_type text, size bigint, attached_at timestamptz)
+language plpgsql stable as $$
+#variable_conflict use_column
+begin
+  return query
+    select f.session_id, f.file_id, f.version, f.sha256, f.name, f.mime_type, f.size, f.attached_at
+      from session_files f
+     where f.session_id = p_session_id
+       and p_effective @> f.version
+       and not exists (
+         select 1
+           from session_file_detachments x
+          where x.session_id = f.session_id
+            and x.file_id = f.file_id
+            and x.version > f.version
+            and p_effective @> x.version);
+end
 $$;
 
 -- Recomputes a session's counters, title and metadata from its rows and its current
 -- `effective` set (after a rollback, and for a new fork).
 create function chronicle.recount_session(p_session_id uuid) returns void
-language sql as $$
-  update chronicle.sessions s
-     set message_count = (select count(*) from chronicle.messages m
+language plpgsql as $$
+begin
+  update sessions s
+     set message_count = (select count(*) from messages m
                            where m.session_id = s.id and s.effective @> m.version),
-         revision_count = (select count(*) from chronicle.revisions r
+         revision_count = (select count(*) from revisions r
                             where r.session_id = s.id and s.effective @> r.version),
-         draft_count = (select count(*) from chronicle.drafts d
+         draft_count = (select count(*) from drafts d
                          where d.session_id = s.id and s.effective @> d.version),
-         hole_count = (select count(*) from chronicle.hole_resolutions h
+         hole_count = (select count(*) from hole_resolutions h
                         where h.session_id = s.id and s.effective @> h.version),
-         file_count = (select count(*) from chronicle.attached_files(s.id, s.effective)),
+         file_count = (select count(*) from chronicle.rm_attached_files(s.id, s.effective)),
          -- Tool runs record what happened in the world: a rollback never reverts them.
-         tool_run_count = (select count(*) from chronicle.tool_runs t where t.session_id = s.id),
-         title = (select u.title from chronicle.session_updates u
+         tool_run_count = (select count(*) from tool_runs t where t.session_id = s.id),
+         title = (select u.title from session_updates u
                    where u.session_id = s.id and u.title_set and s.effective @> u.version
                    order by u.version desc limit 1),
-         metadata = coalesce((select u.metadata from chronicle.session_updates u
+         metadata = coalesce((select u.metadata from session_updates u
                                where u.session_id = s.id and u.metadata_set and s.effective @> u.version
                                order by u.version desc limit 1), '{}'::jsonb)
-   where s.id = p_session_id
+   where s.id = p_session_id;
+end
 $$;
 
 -- ----- session streams --------------------------------------------------------------------
@@ -403,7 +421,7 @@ declare
   v_id uuid := chronicle.stream_uuid(e.stream_id);
   d jsonb := e.data;
 begin
-  insert into chronicle.sessions
+  insert into sessions
     (id, owner_id, title, metadata, status, version, external_key, effective, head_cursor,
      created_at, updated_at, last_activity_at)
   values
@@ -411,7 +429,7 @@ begin
      d ->> 'externalKey', int4multirange(int4range(e.stream_version, e.stream_version + 1)),
      chronicle.event_cursor(e), e.recorded_at, e.recorded_at, e.recorded_at);
 
-  insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+  insert into session_updates (session_id, version, title_set, title, metadata_set, metadata)
   values (v_id, e.stream_version, true, d ->> 'title', true, d -> 'metadata');
 end
 $$;
@@ -426,9 +444,9 @@ declare
   v integer := e.stream_version;
   v_parent uuid := (d ->> 'parentId')::uuid;
   v_at integer := (d ->> 'atVersion')::integer;
-  v_as_of int4multirange := chronicle.effective_versions(v_parent, v_at);
+  v_as_of int4multirange := chronicle.rm_effective_versions(v_parent, v_at);
 begin
-  insert into chronicle.sessions
+  insert into sessions
     (id, owner_id, title, metadata, status, version, parent_id, parent_version, external_key,
      effective, head_cursor, created_at, updated_at, last_activity_at)
   values
@@ -436,39 +454,39 @@ begin
      d ->> 'externalKey', int4multirange(int4range(v, v + 1)), chronicle.event_cursor(e),
      e.recorded_at, e.recorded_at, e.recorded_at);
 
-  insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+  insert into session_updates (session_id, version, title_set, title, metadata_set, metadata)
   values (v_id, v, true, d ->> 'title', true, d -> 'metadata');
 
-  insert into chronicle.messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+  insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
   select v_id, m.message_id, v, m.seq, m.role, m.content, m.metadata, m.created_at
-    from chronicle.messages m
+    from messages m
    where m.session_id = v_parent and v_as_of @> m.version;
 
-  insert into chronicle.revisions (session_id, revision_id, version, number, ir, note, created_at)
+  insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
   select v_id, r.revision_id, v, r.number, r.ir, r.note, r.created_at
-    from chronicle.revisions r
+    from revisions r
    where r.session_id = v_parent and v_as_of @> r.version;
 
-  insert into chronicle.drafts
+  insert into drafts
     (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
   select v_id, x.draft_id, v, x.code, x.language, x.valid, x.metrics, x.revision_number, x.created_at
-    from chronicle.drafts x
+    from drafts x
    where x.session_id = v_parent and v_as_of @> x.version;
 
-  insert into chronicle.hole_resolutions
+  insert into hole_resolutions
     (session_id, resolution_id, version, hole_id, value, confidence, created_at)
   select v_id, h.resolution_id, v, h.hole_id, h.value, h.confidence, h.created_at
-    from chronicle.hole_resolutions h
+    from hole_resolutions h
    where h.session_id = v_parent and v_as_of @> h.version;
 
-  insert into chronicle.session_files (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
+  insert into session_files (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
   select v_id, f.file_id, v, f.sha256, f.name, f.mime_type, f.size, f.attached_at
-    from chronicle.attached_files(v_parent, v_as_of) f;
+    from chronicle.rm_attached_files(v_parent, v_as_of) f;
 
-  insert into chronicle.tool_runs
+  insert into tool_runs
     (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
   select v_id, t.tool_run_id, v, t.tool, t.input, t.output, t.status, t.duration_ms, t.error, t.created_at
-    from chronicle.tool_runs t
+    from tool_runs t
    where t.session_id = v_parent and t.version <= v_at;
 
   perform chronicle.recount_session(v_id);
@@ -482,12 +500,12 @@ language plpgsql as $$
 declare
   v_id uuid := chronicle.stream_uuid(e.stream_id);
 begin
-  insert into chronicle.session_rollbacks (session_id, version, to_version)
+  insert into session_rollbacks (session_id, version, to_version)
   values (v_id, e.stream_version, (e.data ->> 'toVersion')::integer);
 
-  update chronicle.sessions s
+  update sessions s
      set version = e.stream_version,
-         effective = chronicle.effective_versions(v_id, e.stream_version),
+         effective = chronicle.rm_effective_versions(v_id, e.stream_version),
          head_cursor = chronicle.event_cursor(e),
          updated_at = e.recorded_at,
          last_activity_at = e.recorded_at
@@ -513,7 +531,7 @@ begin
     return;
   end if;
 
-  if not exists (select 1 from chronicle.sessions s where s.id = v_id) then
+  if not exists (select 1 from sessions s where s.id = v_id) then
     return;
   end if;
 
@@ -522,41 +540,41 @@ begin
       perform chronicle.roll_back_session(e);
       return;
     when 'SessionUpdated' then
-      insert into chronicle.session_updates (session_id, version, title_set, title, metadata_set, metadata)
+      insert into session_updates (session_id, version, title_set, title, metadata_set, metadata)
       values (v_id, v, d ? 'title', d ->> 'title', d ? 'metadata', d -> 'metadata');
     when 'MessageAppended' then
-      insert into chronicle.messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+      insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
       values (v_id, (d ->> 'messageId')::uuid, v, (d ->> 'seq')::integer, d ->> 'role', d ->> 'content',
               d -> 'metadata', coalesce((d ->> 'createdAt')::timestamptz, e.recorded_at));
     when 'RevisionAdded' then
-      insert into chronicle.revisions (session_id, revision_id, version, number, ir, note, created_at)
+      insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
       values (v_id, (d ->> 'revisionId')::uuid, v, (d ->> 'number')::integer, d -> 'ir', d ->> 'note',
               e.recorded_at);
     when 'DraftRecorded' then
-      insert into chronicle.drafts
+      insert into drafts
         (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
       values (v_id, (d ->> 'draftId')::uuid, v, d ->> 'code', d ->> 'language', (d ->> 'valid')::boolean,
               d -> 'metrics', (d ->> 'revisionNumber')::integer, e.recorded_at);
     when 'HoleResolved' then
-      insert into chronicle.hole_resolutions
+      insert into hole_resolutions
         (session_id, resolution_id, version, hole_id, value, confidence, created_at)
       values (v_id, (d ->> 'resolutionId')::uuid, v, d ->> 'holeId', d -> 'value',
               (d ->> 'confidence')::double precision, e.recorded_at);
     when 'FileAttached' then
-      insert into chronicle.session_files
+      insert into session_files
         (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
       values (v_id, (d ->> 'fileId')::uuid, v, d ->> 'sha256', d ->> 'name', d ->> 'mimeType',
               (d ->> 'size')::bigint, e.recorded_at);
     when 'FileDetached' then
-      insert into chronicle.session_file_detachments (session_id, file_id, version, detached_at)
+      insert into session_file_detachments (session_id, file_id, version, detached_at)
       values (v_id, (d ->> 'fileId')::uuid, v, e.recorded_at);
     when 'ToolRunRecorded' then
-      insert into chronicle.tool_runs
+      insert into tool_runs
         (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
       values (v_id, (d ->> 'toolRunId')::uuid, v, d ->> 'tool', d -> 'input', d -> 'output', d ->> 'status',
               (d ->> 'durationMs')::bigint, d ->> 'error', e.recorded_at);
     when 'CheckpointCreated' then
-      insert into chronicle.checkpoints (id, session_id, version, event_version, label, cursor, created_at)
+      insert into checkpoints (id, session_id, version, event_version, label, cursor, created_at)
       values ((d ->> 'checkpointId')::uuid, v_id, (d ->> 'version')::integer, v, d ->> 'label',
               d ->> 'cursor', e.recorded_at);
     else
@@ -565,7 +583,7 @@ begin
       null;
   end case;
 
-  update chronicle.sessions s
+  update sessions s
      set version = v,
          effective = s.effective + int4multirange(int4range(v, v + 1)),
          head_cursor = chronicle.event_cursor(e),
@@ -602,23 +620,23 @@ declare
   d jsonb := e.data;
 begin
   if e.stream_version = 1 and e.type = 'JobCreated' then
-    insert into chronicle.jobs
+    insert into jobs
       (id, owner_id, session_id, parent_job_id, job_type, state, input, version, created_at, updated_at)
     values (v_id, (d ->> 'ownerId')::uuid, (d ->> 'sessionId')::uuid, (d ->> 'parentJobId')::uuid,
             d ->> 'jobType', 'queued', d -> 'input', e.stream_version, e.recorded_at, e.recorded_at);
     return;
   end if;
 
-  if not exists (select 1 from chronicle.jobs j where j.id = v_id) then
+  if not exists (select 1 from jobs j where j.id = v_id) then
     return;
   end if;
 
   case e.type
     when 'TaskAdded' then
-      insert into chronicle.tasks (job_id, task_id, name, status, input, created_at, updated_at)
+      insert into tasks (job_id, task_id, name, status, input, created_at, updated_at)
       values (v_id, (d ->> 'taskId')::uuid, d ->> 'name', 'pending', d -> 'input', e.recorded_at, e.recorded_at);
     when 'TaskUpdated' then
-      update chronicle.tasks t
+      update tasks t
          set status = d ->> 'status',
              output = d -> 'output',
              error = d ->> 'error',
@@ -626,17 +644,17 @@ begin
              updated_at = e.recorded_at
        where t.job_id = v_id and t.task_id = (d ->> 'taskId')::uuid;
     when 'ArtifactRecorded' then
-      insert into chronicle.artifacts
+      insert into artifacts
         (job_id, artifact_id, file_id, session_id, kind, name, sha256, mime_type, size, created_at)
       select v_id, (d ->> 'artifactId')::uuid, (d ->> 'fileId')::uuid, j.session_id, d ->> 'kind',
              d ->> 'name', d ->> 'sha256', d ->> 'mimeType', (d ->> 'size')::bigint, e.recorded_at
-        from chronicle.jobs j
+        from jobs j
        where j.id = v_id;
     else
       null; -- the job row only
   end case;
 
-  update chronicle.jobs j
+  update jobs j
      set state = case e.type when 'JobStarted' then 'running'
                              when 'JobPaused' then 'paused'
                              when 'JobResumed' then 'running'
@@ -668,11 +686,11 @@ declare
   d jsonb := e.data;
 begin
   if e.stream_version = 1 and e.type = 'FileUploaded' then
-    insert into chronicle.files (id, owner_id, sha256, name, mime_type, size, version, created_at, updated_at)
+    insert into files (id, owner_id, sha256, name, mime_type, size, version, created_at, updated_at)
     values (v_id, (d ->> 'ownerId')::uuid, d ->> 'sha256', d ->> 'name', d ->> 'mimeType',
             (d ->> 'size')::bigint, e.stream_version, e.recorded_at, e.recorded_at);
   else
-    update chronicle.files f
+    update files f
        set version = e.stream_version, updated_at = e.recorded_at
      where f.id = v_id;
   end if;
@@ -688,12 +706,12 @@ declare
   d jsonb := e.data;
 begin
   if e.stream_version = 1 and e.type = 'SandboxRegistered' then
-    insert into chronicle.sandboxes
+    insert into sandboxes
       (id, session_id, owner_id, provider, external_id, url, status, metadata, version, created_at, updated_at)
     values (v_id, (d ->> 'sessionId')::uuid, (d ->> 'ownerId')::uuid, d ->> 'provider', d ->> 'externalId',
             d ->> 'url', 'starting', d -> 'metadata', e.stream_version, e.recorded_at, e.recorded_at);
   elsif e.type = 'SandboxStatusChanged' then
-    update chronicle.sandboxes s
+    update sandboxes s
        set status = d ->> 'status',
            -- A status change without a URL keeps the one already known.
            url = coalesce(d ->> 'url', s.url),
@@ -704,67 +722,81 @@ begin
            updated_at = e.recorded_at
      where s.id = v_id;
   else
-    update chronicle.sandboxes s
+    update sandboxes s
        set version = e.stream_version, updated_at = e.recorded_at
      where s.id = v_id;
   end if;
 end
 $$;
 
--- ----- dispatch, trigger, rebuild ---------------------------------------------------------
-
--- Projects one event into the read models; the trigger and the rebuild both call it.
-create function chronicle.project(e chronicle.events) returns void
-language plpgsql as $$
-begin
-  case split_part(e.stream_id, '-', 1)
-    when 'session' then perform chronicle.project_session(e);
-    when 'job' then perform chronicle.project_job(e);
-    when 'file' then perform chronicle.project_file(e);
-    when 'sandbox' then perform chronicle.project_sandbox(e);
-    else null; -- a stream kind with no read model
-  end case;
-end
+-- What the domain's queries call: the same functions over the live tables, whatever the
+-- caller's search_path.
+create function chronicle.effective_versions(p_session_id uuid, p_at integer) returns int4multirange
+language sql stable strict set search_path = chronicle, pg_temp as $$
+  select chronicle.rm_effective_versions(p_session_id, p_at)
 $$;
 
-create function chronicle.project_event() returns trigger
-language plpgsql as $$
-begin
-  perform chronicle.project(new);
-  return null;
-end
+create function chronicle.attached_files(p_session_id uuid, p_effective int4multirange)
+returns table (session_id uuid, file_id uuid, version integer, sha256 text, name text,
+               mime_type text, size bigint, attached_at timestamptz)
+language sql stable set search_path = chronicle, pg_temp as $$
+  select * from chronicle.rm_attached_files(p_session_id, p_effective)
 $$;
 
--- Row triggers fire in insert order, so a batch is projected in stream-version order, and a
--- failing projection rolls back the whole append.
-create trigger events_project
-  after insert on chronicle.events
-  for each row execute function chronicle.project_event();
-
--- Empties the read models (not blobs, not the log) and projects every event again; returns
--- the number of events projected. It runs in the caller's transaction and holds TRUNCATE's
--- exclusive lock until that commits: readers and appends wait, and never see a half-built
--- table. (Rebuilding into shadow tables while serving is a separate mechanism.)
---
--- Events are replayed in global_position order. Within a stream that is version order (a
--- stream's events are inserted while its row is locked), and a fork comes after the parent
--- events it copies (the fork was decided after they committed): exactly the order the
--- trigger saw. Ordering by (transaction_id, global_position) could put a later version of a
--- stream first when its transaction took its id before waiting for the stream's lock.
+-- The stop-the-world rebuild of the built-in read models (kept for tests and small logs; the
+-- engine's rebuild does not block appends).
 create function chronicle.rebuild_read_models() returns bigint
-language plpgsql as $$
+language plpgsql set search_path = chronicle, pg_temp as $$
 declare
   e chronicle.events;
   n bigint := 0;
 begin
-  truncate chronicle.sessions, chronicle.session_rollbacks, chronicle.session_updates, chronicle.messages,
-           chronicle.revisions, chronicle.drafts, chronicle.hole_resolutions, chronicle.session_files,
-           chronicle.session_file_detachments, chronicle.tool_runs, chronicle.checkpoints, chronicle.files,
-           chronicle.jobs, chronicle.tasks, chronicle.artifacts, chronicle.sandboxes;
+  truncate sessions, session_rollbacks, session_updates, messages, revisions, drafts, hole_resolutions,
+           session_files, session_file_detachments, tool_runs, checkpoints, files, jobs, tasks, artifacts,
+           sandboxes;
   for e in select * from chronicle.events order by global_position loop
-    perform chronicle.project(e);
+    perform chronicle.project_selected(e, array['sessions', 'jobs', 'files', 'sandboxes']);
     n := n + 1;
   end loop;
   return n;
 end
 $$;
+
+-- ----- registration -------------------------------------------------------------------------
+
+select chronicle.register_projection(
+  p_name => 'sessions',
+  p_version => 1,
+  p_mode => 'inline',
+  p_handler => 'chronicle.project_session',
+  p_tables => array['sessions', 'session_rollbacks', 'session_updates', 'messages', 'revisions', 'drafts',
+                    'hole_resolutions', 'session_files', 'session_file_detachments', 'tool_runs', 'checkpoints'],
+  p_stream_categories => array['session'],
+  p_description => 'Sessions and their content, with effective history for as-of reads and rollback');
+
+select chronicle.register_projection(
+  p_name => 'jobs',
+  p_version => 1,
+  p_mode => 'inline',
+  p_handler => 'chronicle.project_job',
+  p_tables => array['jobs', 'tasks', 'artifacts'],
+  p_stream_categories => array['job'],
+  p_description => 'Jobs with their tasks and artifacts');
+
+select chronicle.register_projection(
+  p_name => 'files',
+  p_version => 1,
+  p_mode => 'inline',
+  p_handler => 'chronicle.project_file',
+  p_tables => array['files'],
+  p_stream_categories => array['file'],
+  p_description => 'Uploaded files (their bytes live in chronicle.blobs, which no projection writes)');
+
+select chronicle.register_projection(
+  p_name => 'sandboxes',
+  p_version => 1,
+  p_mode => 'inline',
+  p_handler => 'chronicle.project_sandbox',
+  p_tables => array['sandboxes'],
+  p_stream_categories => array['sandbox'],
+  p_description => 'Execution sandboxes and their status');

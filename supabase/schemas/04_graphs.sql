@@ -1,4 +1,5 @@
--- Chronicle: agent-graph threads (LangGraph checkpoints) as events, and their read model.
+-- Chronicle schema, area 4 of 7: agent-graph threads (LangGraph checkpoints) as events, and
+-- their read model.
 --
 -- A thread is the stream 'graph-<uuid>', the uuid derived from (owner, thread id). Its events
 -- (packages/events/src/graph.ts): GraphThreadStarted, GraphCheckpointSaved, GraphWritesSaved,
@@ -75,35 +76,6 @@ begin
       foreach t in array array['graph_threads', 'graph_checkpoints', 'graph_blobs', 'graph_writes'] loop
         execute format('revoke insert, update, delete, truncate on chronicle.%I from %I', t, r);
       end loop;
-    end if;
-  end loop;
-end
-$$;
-
--- Direct readers through Supabase see their own threads only (as in *_row_level_security.sql).
-do $$
-declare
-  t text;
-begin
-  if to_regprocedure('auth.uid()') is null then
-    return;
-  end if;
-  foreach t in array array['graph_threads', 'graph_checkpoints'] loop
-    execute format('alter table chronicle.%I enable row level security', t);
-    execute format('create policy %I on chronicle.%I for select using (owner_id = auth.uid())',
-                   t || '_owner_reads', t);
-  end loop;
-  foreach t in array array['graph_blobs', 'graph_writes'] loop
-    execute format('alter table chronicle.%I enable row level security', t);
-    execute format(
-      'create policy %I on chronicle.%I for select using (
-         exists (select 1 from chronicle.graph_threads g where g.id = graph_id and g.owner_id = auth.uid()))',
-      t || '_owner_reads', t);
-  end loop;
-  foreach t in array array['anon', 'authenticated'] loop
-    if exists (select 1 from pg_roles where rolname = t) then
-      execute format('grant select on chronicle.graph_threads, chronicle.graph_checkpoints, chronicle.graph_blobs,
-                      chronicle.graph_writes to %I', t);
     end if;
   end loop;
 end

@@ -1,0 +1,851 @@
+-- Chronicle schema, area 2 of 7: the projection engine.
+--
+-- A projection is a named, versioned SQL handler, `handler(e chronicle.events)`, that folds
+-- events into the tables it owns. It runs either inline (in the append's transaction, from
+-- the AFTER INSERT trigger on chronicle.events) or async (a daemon follows the log with the
+-- safe cursor and applies batches, rows and cursor in one transaction). They are listed in
+-- chronicle.projections; chronicle.register_projection() adds one or bumps its version.
+--
+-- Handlers name their tables without a schema. The engine sets search_path: to `chronicle`
+-- when projecting live, to a shadow schema while rebuilding. A rebuild copies the tables'
+-- definitions into the shadow schema, replays the log into it while appends continue, then,
+-- in one short transaction, applies the last events and swaps the shadow tables in (with
+-- their policies, grants, index names, and the views over them). Readers see the old tables
+-- until that commit and the new ones after it, never an empty or half-built table. A build
+-- into a separate schema up to a cursor is a point-in-time snapshot (analytics_asof_<label>).
+-- The read models have no foreign keys: the projection is their only writer, and a swapped
+-- table could not keep them.
+--
+-- The dispatchers the trigger and the builds call, chronicle.project(e) and
+-- chronicle.project_selected(e, names), are generated from the registry by
+-- chronicle.refresh_projection_dispatch(); the generated text of the built-in ones is
+-- 90_dispatch.sql.
+
+-- ----- the registry ---------------------------------------------------------------------
+
+create table chronicle.projections (
+  name              text primary key check (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+  -- The definition's version; migrations bump it when a handler or its tables change.
+  version           integer not null check (version >= 1),
+  -- The version the live tables were built with; null until the first build.
+  built_version     integer,
+  mode              text not null check (mode in ('inline', 'async')),
+  -- A function (e chronicle.events) returns void, schema-qualified.
+  handler           text not null,
+  tables            text[] not null check (cardinality(tables) >= 1),
+  -- The stream categories ('session' for 'session-<uuid>') whose events it folds; null = all.
+  stream_categories text[],
+  description       text,
+  state             text not null check (state in ('live', 'backfilling', 'rebuilding', 'failed')),
+  -- Async projections: how they are doing (their cursor is cursor_seq, below).
+  events_applied    bigint not null default 0,
+  events_per_second double precision,
+  last_event_at     timestamptz,
+  last_applied_at   timestamptz,
+  -- The daemon that applies it (a lease: another process takes over once it expires).
+  lease_owner       text,
+  lease_expires_at  timestamptz,
+  last_error        text,
+  registered_at     timestamptz not null default now(),
+  updated_at        timestamptz not null default now(),
+  -- Async projections: the seq of the last event applied (chronicle.event_seq).
+  cursor_seq        bigint
+);
+
+create table chronicle.projection_runs (
+  id              uuid primary key,
+  kind            text not null check (kind in ('rebuild', 'snapshot')),
+  projections     text[] not null,
+  -- Snapshots: the label, and the schema (analytics_asof_<label>) they are built into.
+  label           text,
+  target_schema   text not null,
+  -- What the caller asked for ({"cursor": …} | {"checkpointId": …} | {"timestamp": …}); the seq
+  -- it resolved to is bound_seq.
+  as_of           jsonb,
+  state           text not null check (state in ('running', 'cancelling', 'completed', 'failed', 'cancelled', 'dropped')),
+  phase           text not null default 'preparing',
+  events_done     bigint not null default 0,
+  events_total    bigint not null default 0,
+  worker          text,
+  heartbeat_at    timestamptz,
+  started_at      timestamptz not null default now(),
+  updated_at      timestamptz not null default now(),
+  finished_at     timestamptz,
+  error           text,
+  -- Snapshots: {"<projection>": <version>} of the definitions they were built with.
+  versions        jsonb,
+  -- Rebuilds from a snapshot: the snapshot's run, the events its tables already hold, and
+  -- when they were copied into the shadow schema (null until then).
+  source_run      uuid,
+  events_seeded   bigint not null default 0,
+  seeded_at       timestamptz,
+  -- The seq of the last event the run includes (inclusive); null for a rebuild, which
+  -- follows the head. A snapshot made before the log had seqs has none.
+  bound_seq       bigint,
+  -- The seq of the last event applied.
+  cursor_seq      bigint
+);
+
+create index projection_runs_started_idx on chronicle.projection_runs (started_at desc);
+create unique index projection_runs_label_idx on chronicle.projection_runs (label)
+  where kind = 'snapshot' and state in ('running', 'cancelling', 'completed');
+
+-- Whether every table of a projection exists in the chronicle schema.
+create function chronicle.projection_tables_exist(p_tables text[]) returns boolean
+language sql stable as $$
+  select count(*) = cardinality(p_tables)
+    from pg_class c
+   where c.relnamespace = 'chronicle'::regnamespace and c.relkind in ('r', 'p') and c.relname = any (p_tables)
+$$;
+
+-- (Re)generates the two dispatchers from the registry, as static code (no dynamic SQL per
+-- event):
+--   chronicle.project(e)                  every inline projection whose tables exist (the trigger)
+--   chronicle.project_selected(e, names)  the named projections (rebuilds, snapshots, the daemon)
+create function chronicle.refresh_projection_dispatch() returns void
+language plpgsql as $$
+declare
+  p record;
+  v_when text;
+  v_inline text := '';
+  v_selected text := '';
+begin
+  for p in select * from chronicle.projections order by name loop
+    v_when := case
+      when p.stream_categories is null then 'true'
+      when cardinality(p.stream_categories) = 1 then format('v_category = %L', p.stream_categories[1])
+      else format('v_category = any (%L::text[])', p.stream_categories) end;
+    if p.mode = 'inline' and chronicle.projection_tables_exist(p.tables) then
+      v_inline := v_inline || format(E'  if %s then perform %s(e); end if;\n', v_when, p.handler);
+    end if;
+    v_selected := v_selected
+      || format(E'  if %L = any (p_names) and %s then perform %s(e); end if;\n', p.name, v_when, p.handler);
+  end loop;
+  execute format(E'create or replace function chronicle.project(e chronicle.events) returns void\n'
+                  'language plpgsql as $body$\ndeclare\n  v_category text := split_part(e.stream_id, ''-'', 1);\n'
+                  'begin\n%s  return;\nend\n$body$', v_inline);
+  execute format(E'create or replace function chronicle.project_selected(e chronicle.events, p_names text[])\n'
+                  'returns void language plpgsql as $body$\ndeclare\n'
+                  '  v_category text := split_part(e.stream_id, ''-'', 1);\n'
+                  'begin\n%s  return;\nend\n$body$', v_selected);
+end
+$$;
+
+-- Adds a projection, or moves it to a new version. A new projection over a log that already
+-- holds events of its streams starts as 'backfilling', a new version as 'rebuilding': the
+-- server's engine then rebuilds it in the background (its old tables keep serving).
+create function chronicle.register_projection(
+  p_name text,
+  p_version integer,
+  p_mode text,
+  p_handler text,
+  p_tables text[],
+  p_stream_categories text[] default null,
+  p_description text default null
+) returns void
+language plpgsql as $$
+declare
+  v_existing chronicle.projections;
+  v_has_events boolean;
+begin
+  if to_regprocedure(p_handler || '(chronicle.events)') is null then
+    raise exception 'projection %: no function %(chronicle.events)', p_name, p_handler using errcode = '22023';
+  end if;
+  select * into v_existing from chronicle.projections where name = p_name for update;
+  if not found then
+    v_has_events := exists (
+      select 1 from chronicle.streams s
+       where s.version > 0 and (p_stream_categories is null or s.stream_type = any (p_stream_categories)));
+    insert into chronicle.projections
+      (name, version, built_version, mode, handler, tables, stream_categories, description, state)
+    values
+      (p_name, p_version, case when v_has_events then null else p_version end, p_mode, p_handler, p_tables,
+       p_stream_categories, p_description, case when v_has_events then 'backfilling' else 'live' end);
+  elsif p_version < v_existing.version then
+    raise exception 'projection % is at version %; cannot register version %', p_name, v_existing.version, p_version
+      using errcode = '22023';
+  else
+    update chronicle.projections
+       set version = p_version,
+           mode = p_mode,
+           handler = p_handler,
+           tables = p_tables,
+           stream_categories = p_stream_categories,
+           description = coalesce(p_description, description),
+           state = case when p_version > v_existing.version
+                        then case when built_version is null then 'backfilling' else 'rebuilding' end
+                        else state end,
+           updated_at = now()
+     where name = p_name;
+  end if;
+  perform chronicle.refresh_projection_dispatch();
+end
+$$;
+
+-- The trigger projects with search_path = chronicle, whatever the appending session set.
+create function chronicle.project_event() returns trigger
+language plpgsql set search_path = chronicle, pg_temp as $$
+begin
+  perform chronicle.project(new);
+  return null;
+end
+$$;
+
+-- Row triggers fire in insert order, so a batch is projected in stream-version order, and a
+-- failing projection rolls back the whole append.
+create trigger events_project
+  after insert on chronicle.events
+  for each row execute function chronicle.project_event();
+
+-- ----- builds: rebuilds and snapshots ----------------------------------------------------
+
+-- The tables among p_tables whose columns (names and types, in order) in p_schema are not
+-- those of the live table in chronicle, or that p_schema lacks: a snapshot whose tables no
+-- longer match the live definitions cannot seed a rebuild.
+create function chronicle.projection_tables_mismatch(p_schema text, p_tables text[]) returns text[]
+language sql stable as $$
+  select coalesce(array_agg(t order by t), '{}')
+    from unnest(p_tables) t
+   where to_regclass(format('%I.%I', p_schema, t)) is null
+      or (select array_agg(a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) order by a.attnum)
+            from pg_attribute a
+           where a.attrelid = format('%I.%I', p_schema, t)::regclass and a.attnum > 0 and not a.attisdropped)
+         is distinct from
+         (select array_agg(a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) order by a.attnum)
+            from pg_attribute a
+           where a.attrelid = format('chronicle.%I', t)::regclass and a.attnum > 0 and not a.attisdropped)
+$$;
+
+-- Creates the run's schema and, in it, an empty copy of every table of its projections; for a
+-- rebuild from a snapshot, fills them with the snapshot's rows, once. One transaction, and
+-- idempotent, so a resumed run can call it again.
+create function chronicle.prepare_projection_build(p_run uuid) returns void
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+  v_source chronicle.projection_runs;
+  t text;
+  v_columns text;
+begin
+  select * into r from chronicle.projection_runs where id = p_run for update;
+  execute format('create schema if not exists %I', r.target_schema);
+  for t in select unnest(p.tables) from chronicle.projections p where p.name = any (r.projections) loop
+    if to_regclass(format('%I.%I', r.target_schema, t)) is null then
+      execute format('create table %I.%I (like chronicle.%I including all)', r.target_schema, t, t);
+    end if;
+  end loop;
+  if r.source_run is not null and r.seeded_at is null then
+    -- The engine refuses to drop a snapshot a rebuild has yet to copy; this only guards
+    -- against a schema removed by hand.
+    select * into v_source from chronicle.projection_runs x where x.id = r.source_run;
+    if v_source.state is distinct from 'completed' then
+      raise exception 'snapshot % that run % starts from is gone', coalesce(v_source.label, r.source_run::text), p_run
+        using errcode = 'P0002';
+    end if;
+    for t in select unnest(p.tables) from chronicle.projections p where p.name = any (r.projections) loop
+      select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+        into v_columns
+        from pg_attribute a
+       where a.attrelid = format('%I.%I', r.target_schema, t)::regclass and a.attnum > 0 and not a.attisdropped
+         and a.attgenerated = '';
+      execute format('insert into %I.%I (%s) select %s from %I.%I', r.target_schema, t, v_columns, v_columns,
+                     v_source.target_schema, t);
+    end loop;
+    update chronicle.projection_runs x set seeded_at = now(), updated_at = now() where x.id = p_run;
+  end if;
+  update chronicle.projection_runs
+     set phase = case when phase = 'preparing' then 'copying' else phase end, updated_at = now()
+   where id = p_run;
+end
+$$;
+
+-- A rebuild or snapshot applies events in batches of thousands. Projecting them one by one
+-- updates a session's row once per event, inside one transaction, which is what made builds
+-- slow. chronicle.project_batch() projects a batch with the same result, faster:
+--   * sessions: content events (messages, revisions, drafts, hole resolutions, tool runs) of
+--     sessions that have no other kind of event in the batch are inserted set-wise, and each
+--     such session's row is updated once (version, effective set, head, times, counters);
+--     every other session event goes through the per-event handler, in order;
+--   * activity: counts are sums, so a batch is folded with one upsert per owner and day;
+--   * every other projection: the per-event handler, in order.
+-- The engine's tests compare the result with the stop-the-world per-event rebuild.
+
+create function chronicle.project_batch(p_batch chronicle.events[], p_names text[]) returns void
+language plpgsql as $$
+declare
+  v_simple constant text[] := array['MessageAppended', 'RevisionAdded', 'DraftRecorded', 'HoleResolved',
+                                    'ToolRunRecorded'];
+  v_fast_sessions boolean := 'sessions' = any (p_names);
+  v_fast_activity boolean := 'activity' = any (p_names);
+  v_rest text[] := array(select x from unnest(p_names) x where x not in ('sessions', 'activity'));
+  v_with_sessions text[] := array_append(array(select x from unnest(p_names) x where x <> 'activity'), 'sessions');
+  -- The stream categories the per-event projections care about ('*': every one).
+  v_rest_categories text[] := array(
+    select coalesce(c, '*') from chronicle.projections p
+      left join lateral unnest(p.stream_categories) c on true
+     where p.name = any (v_rest));
+  v_any_category boolean;
+  e chronicle.events;
+  v_cut integer;
+begin
+  v_any_category := '*' = any (v_rest_categories);
+  if v_fast_sessions then
+    -- Per session, the last version in this batch that is not plain content: its events up to
+    -- there go through the per-event handler, in order; the plain content after it is folded
+    -- set-wise afterwards. A session forked from in this batch goes wholly per event (the fork
+    -- copies its content as of a version, so that content must be there first).
+    create temp table if not exists chronicle_batch_cut (session_id uuid primary key, cut integer not null)
+      on commit drop;
+    truncate chronicle_batch_cut;
+    insert into chronicle_batch_cut
+    select chronicle.stream_uuid(x.stream_id), max(x.stream_version)
+      from unnest(p_batch) x
+     where split_part(x.stream_id, '-', 1) = 'session' and x.type <> all (v_simple)
+     group by 1
+    on conflict (session_id) do nothing;
+    insert into chronicle_batch_cut
+    select distinct (x.data ->> 'parentId')::uuid, 2147483647
+      from unnest(p_batch) x
+     where x.type = 'SessionForked' and split_part(x.stream_id, '-', 1) = 'session'
+    on conflict (session_id) do update set cut = 2147483647;
+  end if;
+
+  -- In order, one event at a time: every projection but the set-wise ones.
+  foreach e in array p_batch loop
+    if v_fast_sessions and split_part(e.stream_id, '-', 1) = 'session' then
+      select c.cut into v_cut from chronicle_batch_cut c where c.session_id = chronicle.stream_uuid(e.stream_id);
+      if e.type <> all (v_simple) or e.stream_version <= coalesce(v_cut, 0) then
+        perform chronicle.project_selected(e, v_with_sessions);
+        continue;
+      end if;
+    end if;
+    if v_any_category or split_part(e.stream_id, '-', 1) = any (v_rest_categories) then
+      perform chronicle.project_selected(e, v_rest);
+    end if;
+  end loop;
+
+  if v_fast_sessions then
+    create temp table if not exists chronicle_fast_batch (
+      session_id uuid, version integer, type text, data jsonb, recorded_at timestamptz, cursor text
+    ) on commit drop;
+    truncate chronicle_fast_batch;
+    insert into chronicle_fast_batch
+    select s.id, x.stream_version, x.type, x.data, x.recorded_at, chronicle.event_cursor(x)
+      from unnest(p_batch) x
+      join sessions s on s.id = chronicle.stream_uuid(x.stream_id)
+      left join chronicle_batch_cut c on c.session_id = s.id
+     where split_part(x.stream_id, '-', 1) = 'session' and x.type = any (v_simple)
+       and x.stream_version > coalesce(c.cut, 0);
+
+    insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+    select b.session_id, (b.data ->> 'messageId')::uuid, b.version, (b.data ->> 'seq')::integer, b.data ->> 'role',
+           b.data ->> 'content', b.data -> 'metadata', coalesce((b.data ->> 'createdAt')::timestamptz, b.recorded_at)
+      from chronicle_fast_batch b where b.type = 'MessageAppended' order by b.session_id, b.version;
+    insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
+    select b.session_id, (b.data ->> 'revisionId')::uuid, b.version, (b.data ->> 'number')::integer, b.data -> 'ir',
+           b.data ->> 'note', b.recorded_at
+      from chronicle_fast_batch b where b.type = 'RevisionAdded' order by b.session_id, b.version;
+    insert into drafts (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
+    select b.session_id, (b.data ->> 'draftId')::uuid, b.version, b.data ->> 'code', b.data ->> 'language',
+           (b.data ->> 'valid')::boolean, b.data -> 'metrics', (b.data ->> 'revisionNumber')::integer, b.recorded_at
+      from chronicle_fast_batch b where b.type = 'DraftRecorded' order by b.session_id, b.version;
+    insert into hole_resolutions (session_id, resolution_id, version, hole_id, value, confidence, created_at)
+    select b.session_id, (b.data ->> 'resolutionId')::uuid, b.version, b.data ->> 'holeId', b.data -> 'value',
+           (b.data ->> 'confidence')::double precision, b.recorded_at
+      from chronicle_fast_batch b where b.type = 'HoleResolved' order by b.session_id, b.version;
+    insert into tool_runs (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
+    select b.session_id, (b.data ->> 'toolRunId')::uuid, b.version, b.data ->> 'tool', b.data -> 'input',
+           b.data -> 'output', b.data ->> 'status', (b.data ->> 'durationMs')::bigint, b.data ->> 'error', b.recorded_at
+      from chronicle_fast_batch b where b.type = 'ToolRunRecorded' order by b.session_id, b.version;
+
+    update sessions s
+       set version = a.last_version,
+           effective = s.effective + a.versions,
+           head_cursor = a.last_cursor,
+           updated_at = a.last_at,
+           last_activity_at = a.last_at,
+           message_count = s.message_count + a.messages,
+           revision_count = s.revision_count + a.revisions,
+           draft_count = s.draft_count + a.drafts,
+           hole_count = s.hole_count + a.holes,
+           tool_run_count = s.tool_run_count + a.tool_runs
+      from (
+        select b.session_id,
+               max(b.version) as last_version,
+               range_agg(int4range(b.version, b.version + 1)) as versions,
+               (array_agg(b.cursor order by b.version desc))[1] as last_cursor,
+               (array_agg(b.recorded_at order by b.version desc))[1] as last_at,
+               (count(*) filter (where b.type = 'MessageAppended'))::integer as messages,
+               (count(*) filter (where b.type = 'RevisionAdded'))::integer as revisions,
+               (count(*) filter (where b.type = 'DraftRecorded'))::integer as drafts,
+               (count(*) filter (where b.type = 'HoleResolved'))::integer as holes,
+               (count(*) filter (where b.type = 'ToolRunRecorded'))::integer as tool_runs
+          from chronicle_fast_batch b
+         group by b.session_id) a
+     where s.id = a.session_id;
+  end if;
+
+  if v_fast_activity then
+    insert into activity_streams (stream_id, owner_id, kind)
+    select x.stream_id, (x.data ->> 'ownerId')::uuid, split_part(x.stream_id, '-', 1)
+      from unnest(p_batch) x
+     where x.type in ('SessionStarted', 'SessionForked', 'JobCreated') and x.stream_version = 1
+       and split_part(x.stream_id, '-', 1) in ('session', 'job')
+    on conflict (stream_id) do nothing;
+
+    insert into activity_daily as a
+      (owner_id, day, sessions_started, messages, revisions, drafts, valid_drafts, tool_runs, jobs_created,
+       jobs_completed, jobs_failed)
+    select o.owner_id, (x.recorded_at at time zone 'UTC')::date,
+           count(*) filter (where x.type in ('SessionStarted', 'SessionForked')),
+           count(*) filter (where x.type = 'MessageAppended'),
+           count(*) filter (where x.type = 'RevisionAdded'),
+           count(*) filter (where x.type = 'DraftRecorded'),
+           count(*) filter (where x.type = 'DraftRecorded' and (x.data ->> 'valid')::boolean),
+           count(*) filter (where x.type = 'ToolRunRecorded'),
+           count(*) filter (where x.type = 'JobCreated'),
+           count(*) filter (where x.type = 'JobCompleted'),
+           count(*) filter (where x.type = 'JobFailed')
+      from unnest(p_batch) x
+      join activity_streams o on o.stream_id = x.stream_id
+     where x.type in ('SessionStarted', 'SessionForked', 'MessageAppended', 'RevisionAdded', 'DraftRecorded',
+                      'ToolRunRecorded', 'JobCreated', 'JobCompleted', 'JobFailed')
+     group by 1, 2
+    on conflict (owner_id, day) do update
+       set sessions_started = a.sessions_started + excluded.sessions_started,
+           messages = a.messages + excluded.messages,
+           revisions = a.revisions + excluded.revisions,
+           drafts = a.drafts + excluded.drafts,
+           valid_drafts = a.valid_drafts + excluded.valid_drafts,
+           tool_runs = a.tool_runs + excluded.tool_runs,
+           jobs_created = a.jobs_created + excluded.jobs_created,
+           jobs_completed = a.jobs_completed + excluded.jobs_completed,
+           jobs_failed = a.jobs_failed + excluded.jobs_failed;
+
+    insert into activity_daily_drafts as a (owner_id, day, language, drafts, valid_drafts)
+    select o.owner_id, (x.recorded_at at time zone 'UTC')::date, x.data ->> 'language', count(*),
+           count(*) filter (where (x.data ->> 'valid')::boolean)
+      from unnest(p_batch) x
+      join activity_streams o on o.stream_id = x.stream_id
+     where x.type = 'DraftRecorded'
+     group by 1, 2, 3
+    on conflict (owner_id, day, language) do update
+       set drafts = a.drafts + excluded.drafts, valid_drafts = a.valid_drafts + excluded.valid_drafts;
+  end if;
+
+end
+$$;
+
+-- Applies the next events (at most p_limit, in the log's order, up to the run's bound) into the run's schema, set-wise where it can (above), and moves its cursor,
+-- in one transaction. Only the worker holding the run may apply; the cursor is read under the
+-- run's row lock, so an event is never applied twice, even by two workers.
+create function chronicle.projection_build_batch(p_run uuid, p_worker text, p_limit integer)
+returns table (applied integer, caught_up boolean, state text)
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+  v_batch chronicle.events[];
+  n integer;
+  v_last_seq bigint;
+begin
+  select * into r from chronicle.projection_runs x where x.id = p_run for update;
+  if not found then
+    raise exception 'no projection run %', p_run using errcode = 'P0002';
+  end if;
+  if r.state <> 'running' or r.worker is distinct from p_worker then
+    return query select 0, true, r.state;
+    return;
+  end if;
+  select array_agg(ev order by q.seq), max(q.seq)
+    into v_batch, v_last_seq
+    from (select q.seq, q.global_position from chronicle.event_seq q
+           where q.seq > coalesce(r.cursor_seq, 0) and (r.bound_seq is null or q.seq <= r.bound_seq)
+           order by q.seq
+           limit p_limit) q
+    join chronicle.events ev on ev.global_position = q.global_position;
+  v_batch := coalesce(v_batch, '{}');
+  n := cardinality(v_batch);
+  if n > 0 then
+    perform set_config('search_path', r.target_schema, true);
+    perform chronicle.project_batch(v_batch, r.projections);
+    perform set_config('search_path', 'chronicle', true);
+  end if;
+  update chronicle.projection_runs x
+     set cursor_seq = coalesce(v_last_seq, x.cursor_seq),
+         events_done = x.events_done + n,
+         events_total = greatest(x.events_total, x.events_done + n),
+         phase = case when n < p_limit and x.phase = 'copying' then 'catching-up' else x.phase end,
+         heartbeat_at = now(),
+         updated_at = now()
+   where x.id = p_run;
+  return query select n, n < p_limit, 'running'::text;
+end
+$$;
+
+-- Finishes a rebuild: stops appends for a moment when an inline projection is among the
+-- rebuilt ones, applies the events that arrived since the last batch, swaps the shadow tables
+-- in, and marks the projections live at the new version. One transaction: readers see either
+-- the old tables or the new ones. The new tables keep what the old ones had: row-level security,
+-- policies, grants, dependent views, index names, replica identity, and membership of every
+-- publication that listed them (with its column list and row filter; Postgres 15 and later, the
+-- same membership on 14). A publication lists tables by oid, so without that Supabase Realtime's
+-- supabase_realtime feed would go silent after a rebuild. Adding a table to a publication needs
+-- to own it: a rebuild run by a role that does not own one fails and leaves the live tables.
+create function chronicle.finish_projection_rebuild(p_run uuid, p_worker text) returns bigint
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+  e chronicle.events;
+  n bigint := 0;
+  v_inline boolean;
+  v_next record;
+  v_last_seq bigint;
+  v_retired text := 'chronicle_retired_' || replace(p_run::text, '-', '');
+  v_tables text[];
+  v_views record;
+  v_view_defs jsonb := '[]'::jsonb;
+  v_item jsonb;
+  t text;
+  v_old regclass;
+  v_new regclass;
+  g record;
+  v_renames jsonb := '[]'::jsonb;
+  v_identity "char";
+  v_identity_index text;
+  v_publications jsonb;
+  -- Publications' column lists and row filters (pg_publication_rel.prattrs, prqual) exist from 15 on.
+  v_publication_details boolean := current_setting('server_version_num')::integer >= 150000;
+begin
+  select * into r from chronicle.projection_runs x where x.id = p_run for update;
+  if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'rebuild' then
+    raise exception 'projection run % is not a running rebuild held by this worker', p_run using errcode = '55000';
+  end if;
+  select bool_or(p.mode = 'inline'), array_agg(tb order by tb)
+    into v_inline, v_tables
+    from chronicle.projections p cross join lateral unnest(p.tables) tb
+   where p.name = any (r.projections);
+
+  -- Give up quickly rather than queue readers behind us; the caller retries.
+  perform set_config('lock_timeout', '2s', true);
+  if v_inline then
+    -- No append can be in flight after this, so every event is committed; sequencing them
+    -- all here puts every event the live tables hold before the swap in the log's order.
+    lock table chronicle.events in share row exclusive mode;
+    while chronicle.sequencer_pending() loop
+      perform chronicle.sequence_events(null);
+    end loop;
+  end if;
+
+  perform set_config('search_path', r.target_schema, true);
+  v_last_seq := r.cursor_seq;
+  for v_next in
+    select ev as event, q.seq from chronicle.event_seq q
+      join chronicle.events ev on ev.global_position = q.global_position
+     where q.seq > coalesce(r.cursor_seq, 0)
+     order by q.seq
+  loop
+    perform chronicle.project_selected(v_next.event, r.projections);
+    n := n + 1;
+    v_last_seq := v_next.seq;
+  end loop;
+
+  -- From here on every name is schema-qualified, and view definitions come out qualified.
+  perform set_config('search_path', 'pg_catalog', true);
+
+  for v_views in
+    select distinct v.oid, v.reloptions
+      from pg_depend d
+      join pg_rewrite rw on rw.oid = d.objid
+      join pg_class v on v.oid = rw.ev_class
+     where d.classid = 'pg_rewrite'::regclass
+       and d.refobjid in (select format('chronicle.%I', x)::regclass from unnest(v_tables) x)
+       and v.oid <> d.refobjid
+     order by v.oid
+  loop
+    v_view_defs := v_view_defs || jsonb_build_object(
+      'view', v_views.oid::regclass::text,
+      'definition', pg_get_viewdef(v_views.oid),
+      'options', coalesce(array_to_string(v_views.reloptions, ', '), ''));
+  end loop;
+
+  execute format('create schema %I', v_retired);
+  foreach t in array v_tables loop
+    execute format('alter table chronicle.%I set schema %I', t, v_retired);
+    execute format('alter table %I.%I set schema chronicle', r.target_schema, t);
+    v_old := format('%I.%I', v_retired, t)::regclass;
+    v_new := format('chronicle.%I', t)::regclass;
+
+    -- Row-level security, its policies, and the grants of the old table.
+    if (select relrowsecurity from pg_class where oid = v_old) then
+      execute format('alter table %s enable row level security', v_new);
+    end if;
+    if (select relforcerowsecurity from pg_class where oid = v_old) then
+      execute format('alter table %s force row level security', v_new);
+    end if;
+    for g in
+      select pol.polname, pol.polpermissive,
+             case pol.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update'
+                             when 'd' then 'delete' else 'all' end as cmd,
+             (select string_agg(case when ro = 0 then 'public' else quote_ident(rl.rolname) end, ', ')
+                from unnest(pol.polroles) ro left join pg_roles rl on rl.oid = ro) as roles,
+             pg_get_expr(pol.polqual, pol.polrelid) as qual,
+             pg_get_expr(pol.polwithcheck, pol.polrelid) as withcheck
+        from pg_policy pol
+       where pol.polrelid = v_old
+    loop
+      execute format('create policy %I on %s as %s for %s to %s%s%s', g.polname, v_new,
+                     case when g.polpermissive then 'permissive' else 'restrictive' end, g.cmd, g.roles,
+                     case when g.qual is null then '' else ' using (' || g.qual || ')' end,
+                     case when g.withcheck is null then '' else ' with check (' || g.withcheck || ')' end);
+    end loop;
+    for g in
+      select a.privilege_type, a.is_grantable,
+             case when a.grantee = 0 then 'public' else quote_ident(rl.rolname) end as grantee
+        from pg_class c
+        cross join lateral aclexplode(c.relacl) a
+        left join pg_roles rl on rl.oid = a.grantee
+       where c.oid = v_old
+    loop
+      execute format('grant %s on %s to %s%s', g.privilege_type, v_new, g.grantee,
+                     case when g.is_grantable then ' with grant option' else '' end);
+    end loop;
+
+    -- The new indexes take the old ones' names once those are gone.
+    for g in
+      select o.relname as old_name, ni.indexrelid::regclass::text as new_index
+        from pg_index oi
+        join pg_class o on o.oid = oi.indexrelid
+        join pg_index ni on ni.indrelid = v_new
+       where oi.indrelid = v_old
+         and regexp_replace(pg_get_indexdef(oi.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
+           = regexp_replace(pg_get_indexdef(ni.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
+    loop
+      v_renames := v_renames || jsonb_build_object('old', g.old_name, 'new', g.new_index);
+    end loop;
+
+    -- Replica identity (what logical decoding, so Supabase Realtime, sends of an updated or
+    -- deleted row): the same setting; USING INDEX names the new copy of the old index, which
+    -- takes the old one's name below. Set before the publications, whose row filters and
+    -- column lists are checked against it.
+    v_identity := (select relreplident from pg_class where oid = v_old);
+    if v_identity = 'f' then
+      execute format('alter table %s replica identity full', v_new);
+    elsif v_identity = 'n' then
+      execute format('alter table %s replica identity nothing', v_new);
+    elsif v_identity = 'i' then
+      select quote_ident(n.relname) into v_identity_index
+        from pg_index oi
+        join pg_index ni on ni.indrelid = v_new
+        join pg_class n on n.oid = ni.indexrelid
+       where oi.indrelid = v_old and oi.indisreplident
+         and regexp_replace(pg_get_indexdef(oi.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
+           = regexp_replace(pg_get_indexdef(ni.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1');
+      execute format('alter table %s replica identity using index %s', v_new, v_identity_index);
+    end if;
+
+    -- The publications that list the old table (Supabase Realtime's supabase_realtime, a
+    -- logical replication feed) list the new one, with the same column list and row filter.
+    -- FOR ALL TABLES and FOR TABLES IN SCHEMA chronicle publications cover it already.
+    if v_publication_details then
+      select coalesce(jsonb_agg(jsonb_build_object(
+               'publication', pub.pubname,
+               'columns', (select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+                             from pg_attribute a where a.attrelid = pr.prrelid and a.attnum = any (pr.prattrs)),
+               'filter', pg_get_expr(pr.prqual, pr.prrelid)) order by pub.pubname), '[]'::jsonb)
+        into v_publications
+        from pg_publication_rel pr join pg_publication pub on pub.oid = pr.prpubid
+       where pr.prrelid = v_old;
+    else
+      select coalesce(jsonb_agg(jsonb_build_object('publication', pub.pubname) order by pub.pubname), '[]'::jsonb)
+        into v_publications
+        from pg_publication_rel pr join pg_publication pub on pub.oid = pr.prpubid
+       where pr.prrelid = v_old;
+    end if;
+    for v_item in select * from jsonb_array_elements(v_publications) loop
+      execute format('alter publication %I add table %s%s%s', v_item ->> 'publication', v_new,
+                     case when v_item ->> 'columns' is null then '' else ' (' || (v_item ->> 'columns') || ')' end,
+                     case when v_item ->> 'filter' is null then '' else ' where (' || (v_item ->> 'filter') || ')' end);
+    end loop;
+  end loop;
+
+  -- Views over the swapped tables now point at the new ones.
+  for v_item in select * from jsonb_array_elements(v_view_defs) loop
+    execute format('create or replace view %s as %s', v_item ->> 'view', v_item ->> 'definition');
+    if v_item ->> 'options' <> '' then
+      execute format('alter view %s set (%s)', v_item ->> 'view', v_item ->> 'options');
+    end if;
+  end loop;
+
+  execute format('drop schema %I cascade', v_retired);
+  for v_item in select * from jsonb_array_elements(v_renames) loop
+    if split_part(v_item ->> 'new', '.', 2) <> v_item ->> 'old' then
+      execute format('alter index %s rename to %I', v_item ->> 'new', v_item ->> 'old');
+    end if;
+  end loop;
+  execute format('drop schema %I', r.target_schema);
+  perform set_config('search_path', 'chronicle', true);
+
+  update chronicle.projections p
+     set built_version = p.version,
+         state = 'live',
+         last_error = null,
+         cursor_seq = case when p.mode = 'async' then v_last_seq else p.cursor_seq end,
+         updated_at = now()
+   where p.name = any (r.projections);
+  update chronicle.projection_runs x
+     set state = 'completed',
+         phase = 'done',
+         cursor_seq = v_last_seq,
+         events_done = x.events_done + n,
+         events_total = x.events_done + n,
+         finished_at = now(),
+         heartbeat_at = now(),
+         updated_at = now()
+   where x.id = p_run;
+  perform chronicle.refresh_projection_dispatch();
+  return n;
+end
+$$;
+
+-- Finishes a snapshot: the views over its tables are created in its schema too.
+create function chronicle.finish_projection_snapshot(p_run uuid, p_worker text) returns void
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+  v_tables text[];
+  v record;
+begin
+  select * into r from chronicle.projection_runs x where x.id = p_run for update;
+  if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'snapshot' then
+    raise exception 'projection run % is not a running snapshot held by this worker', p_run using errcode = '55000';
+  end if;
+  select array_agg(tb) into v_tables
+    from chronicle.projections p cross join lateral unnest(p.tables) tb
+   where p.name = any (r.projections);
+  -- Definitions come out with chronicle's tables unqualified, so they bind to the snapshot's.
+  perform set_config('search_path', 'chronicle', true);
+  for v in
+    select c.oid, c.relname, c.reloptions, pg_get_viewdef(c.oid) as definition
+      from pg_class c
+     where c.relnamespace = 'chronicle'::regnamespace and c.relkind = 'v'
+       and not exists (
+         select 1
+           from pg_depend d
+           join pg_rewrite rw on rw.oid = d.objid
+           join pg_class t on t.oid = d.refobjid
+          where rw.ev_class = c.oid and d.classid = 'pg_rewrite'::regclass and t.oid <> c.oid
+            and t.relkind in ('r', 'p', 'v') and t.relnamespace = 'chronicle'::regnamespace
+            and t.relname <> all (v_tables))
+       and exists (
+         select 1 from pg_depend d join pg_rewrite rw on rw.oid = d.objid
+          where rw.ev_class = c.oid and d.classid = 'pg_rewrite'::regclass and d.refobjid <> c.oid)
+     order by c.oid
+  loop
+    perform set_config('search_path', r.target_schema, true);
+    execute format('create view %I.%I as %s', r.target_schema, v.relname, v.definition);
+    perform set_config('search_path', 'chronicle', true);
+  end loop;
+  update chronicle.projection_runs x
+     set state = 'completed', phase = 'done', events_total = x.events_done, finished_at = now(),
+         heartbeat_at = now(), updated_at = now()
+   where x.id = p_run;
+end
+$$;
+
+-- ----- the async daemon's step --------------------------------------------------------------
+
+-- Applies the next batch of an async projection (in the log's order, after its cursor), if
+-- this worker holds (or can take) its lease. Rows and cursor move in one transaction; the cursor is read under the projection's
+-- row lock, so two daemons never both apply an event.
+create function chronicle.projection_async_batch(p_name text, p_worker text, p_limit integer, p_lease_seconds integer)
+returns table (applied integer, held boolean, caught_up boolean)
+language plpgsql as $$
+declare
+  p chronicle.projections;
+  e chronicle.events;
+  n integer := 0;
+  v_next record;
+  v_last_seq bigint;
+  v_last_at timestamptz;
+  v_started timestamptz := clock_timestamp();
+begin
+  select * into p from chronicle.projections x where x.name = p_name for update;
+  if not found or p.mode <> 'async' then
+    raise exception 'no async projection %', p_name using errcode = 'P0002';
+  end if;
+  if p.lease_owner is distinct from p_worker and p.lease_expires_at > now() then
+    return query select 0, false, false;
+    return;
+  end if;
+  update chronicle.projections x
+     set lease_owner = p_worker, lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+   where x.name = p_name;
+  if p.built_version is null or p.state = 'backfilling' then
+    -- Not built yet: a rebuild run owns it.
+    return query select 0, true, true;
+    return;
+  end if;
+  perform set_config('search_path', 'chronicle', true);
+  for v_next in
+    select ev as event, q.seq
+      from (select * from chronicle.event_seq q0 where q0.seq > coalesce(p.cursor_seq, 0) order by q0.seq limit p_limit) q
+      join chronicle.events ev on ev.global_position = q.global_position
+     order by q.seq
+  loop
+    perform chronicle.project_selected(v_next.event, array[p_name]);
+    n := n + 1;
+    v_last_seq := v_next.seq;
+    v_last_at := (v_next.event).recorded_at;
+  end loop;
+  if n > 0 then
+    update chronicle.projections x
+       set cursor_seq = v_last_seq,
+           events_applied = x.events_applied + n,
+           last_event_at = v_last_at,
+           last_applied_at = now(),
+           events_per_second = n / greatest(extract(epoch from clock_timestamp() - v_started), 0.000001),
+           state = 'live',
+           last_error = null,
+           updated_at = now()
+     where x.name = p_name;
+  elsif p.state = 'failed' then
+    update chronicle.projections x set state = 'live', last_error = null, updated_at = now() where x.name = p_name;
+  end if;
+  return query select n, true, n < p_limit;
+end
+$$;
+
+-- projections.status reports large tables' row counts from the planner's statistics.
+--
+-- Status gives every read-model table's row count. An exact count(*) reads the whole table:
+-- a few milliseconds for small tables, seconds for a table of millions, and the Studio polls
+-- status. A table that pg_class.reltuples (kept by autovacuum and ANALYZE) puts at
+-- p_exact_below rows or more is reported from those statistics and marked estimated; smaller
+-- ones, and tables never analyzed (reltuples -1), are counted exactly.
+
+create function chronicle.projection_table_rows(p_tables text[], p_exact_below bigint default 100000)
+returns table (name text, rows bigint, estimated boolean)
+language plpgsql stable as $$
+declare
+  t text;
+  v_rel regclass;
+  v_tuples real;
+begin
+  foreach t in array p_tables loop
+    name := t;
+    rows := null;
+    estimated := false;
+    v_rel := to_regclass(format('chronicle.%I', t));
+    if v_rel is not null then
+      select c.reltuples into v_tuples from pg_class c where c.oid = v_rel;
+      if v_tuples >= p_exact_below then
+        rows := round(v_tuples)::bigint;
+        estimated := true;
+      else
+        execute format('select count(*) from %s', v_rel) into rows;
+      end if;
+    end if;
+    return next;
+  end loop;
+end
+$$;

@@ -1,0 +1,103 @@
+-- Chronicle schema, area 6 of 7: who may read what, for apps that read Chronicle's tables
+-- straight through Supabase (PostgREST, supabase-js) with a user's JWT.
+--
+-- Chronicle itself connects as the tables' owner, which row-level security does not restrict,
+-- so the service is unaffected; writes go through the API (chronicle.append_events) only.
+-- The policies name no role, so they hold for every role that is not the owner and lacks
+-- BYPASSRLS (Supabase's `authenticated` and `anon`; `service_role` bypasses them). Each one
+-- calls auth.uid() as `(select auth.uid())`, which Postgres evaluates once per statement
+-- rather than once per row (what Supabase recommends for tables of any size).
+--
+-- They need Supabase's auth.uid(). On a database without it (plain Postgres, the embedded
+-- database) this file enables nothing; tests install a minimal auth shim first. A rebuild's
+-- swap copies every policy and grant of a table to its new copy (02_projection_engine.sql).
+
+do $$
+declare
+  t text;
+begin
+  if to_regprocedure('auth.uid()') is null then
+    raise notice 'auth.uid() does not exist: row-level security policies are not installed';
+    return;
+  end if;
+
+  -- Tables with an owner column: the owner's rows.
+  foreach t in array array['sessions', 'files', 'jobs', 'sandboxes', 'streams', 'graph_threads',
+                           'graph_checkpoints', 'activity_streams', 'activity_daily',
+                           'activity_daily_drafts'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format('create policy %I on chronicle.%I for select using (owner_id = (select auth.uid()))',
+                   t || '_owner_reads', t);
+  end loop;
+
+  -- A session's content: rows of the sessions the user owns.
+  foreach t in array array['session_rollbacks', 'session_updates', 'messages', 'revisions', 'drafts',
+                           'hole_resolutions', 'session_files', 'session_file_detachments',
+                           'tool_runs', 'checkpoints'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format(
+      'create policy %I on chronicle.%I for select using (
+         exists (select 1 from chronicle.sessions s where s.id = session_id and s.owner_id = (select auth.uid())))',
+      t || '_owner_reads', t);
+  end loop;
+
+  -- A job's tasks and artifacts: rows of the jobs the user owns.
+  foreach t in array array['tasks', 'artifacts'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format(
+      'create policy %I on chronicle.%I for select using (
+         exists (select 1 from chronicle.jobs j where j.id = job_id and j.owner_id = (select auth.uid())))',
+      t || '_owner_reads', t);
+  end loop;
+
+  -- A thread's channel values and pending writes: rows of the threads the user owns.
+  foreach t in array array['graph_blobs', 'graph_writes'] loop
+    execute format('alter table chronicle.%I enable row level security', t);
+    execute format(
+      'create policy %I on chronicle.%I for select using (
+         exists (select 1 from chronicle.graph_threads g where g.id = graph_id and g.owner_id = (select auth.uid())))',
+      t || '_owner_reads', t);
+  end loop;
+
+  -- The log: events of the streams the user owns.
+  alter table chronicle.events enable row level security;
+  create policy events_owner_reads on chronicle.events for select using (
+    exists (select 1 from chronicle.streams s
+             where s.stream_id = events.stream_id and s.owner_id = (select auth.uid())));
+
+  -- The log's order: the places of the events the user may read.
+  alter table chronicle.event_seq enable row level security;
+  create policy event_seq_owner_reads on chronicle.event_seq for select using (
+    exists (select 1 from chronicle.events e join chronicle.streams s on s.stream_id = e.stream_id
+             where e.global_position = event_seq.global_position and s.owner_id = (select auth.uid())));
+
+  -- Blobs: the bytes of files the user owns.
+  alter table chronicle.blobs enable row level security;
+  create policy blobs_owner_reads on chronicle.blobs for select using (
+    exists (select 1 from chronicle.files f where f.sha256 = blobs.sha256 and f.owner_id = (select auth.uid())));
+
+  -- Supabase's API roles may read (subject to the policies above), never write.
+  foreach t in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_roles where rolname = t) then
+      execute format('grant usage on schema chronicle to %I', t);
+      execute format('grant select on chronicle.streams, chronicle.events, chronicle.sessions,
+                        chronicle.session_rollbacks, chronicle.session_updates, chronicle.messages,
+                        chronicle.revisions, chronicle.drafts, chronicle.hole_resolutions,
+                        chronicle.session_files, chronicle.session_file_detachments, chronicle.tool_runs,
+                        chronicle.checkpoints, chronicle.files, chronicle.blobs, chronicle.jobs, chronicle.tasks,
+                        chronicle.artifacts, chronicle.sandboxes, chronicle.graph_threads,
+                        chronicle.graph_checkpoints, chronicle.graph_blobs, chronicle.graph_writes,
+                        chronicle.session_summary, chronicle.user_analytics, chronicle.recent_activity,
+                        chronicle.draft_validation_stats, chronicle.job_stats to %I', t);
+      execute format('grant select on chronicle.event_seq to %I', t);
+      if to_regclass('chronicle.schema_migrations') is not null then
+        execute format('grant select on chronicle.schema_migrations to %I', t);
+      end if;
+    end if;
+  end loop;
+  if exists (select 1 from pg_roles where rolname = 'authenticated') then
+    grant select on chronicle.activity_streams, chronicle.activity_daily, chronicle.activity_daily_drafts
+      to authenticated;
+  end if;
+end
+$$;

@@ -1,0 +1,76 @@
+-- The log's own rules: appends check the expected version, a retried batch writes nothing,
+-- a batch is all or nothing, and nothing in the log can be changed or removed.
+-- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
+begin;
+select plan(17);
+
+select has_table('chronicle', 'events', 'the log is chronicle.events');
+select has_table('chronicle', 'streams', 'streams are chronicle.streams');
+
+create temp table appended on commit drop as
+select * from chronicle.append_events(
+  'session-00000000-0000-4000-8000-0000000000a1', 'session', -2,
+  '[{"event_id": "00000000-0000-4000-8000-00000000e001", "type": "Noted", "data": {"n": 1}},
+    {"event_id": "00000000-0000-4000-8000-00000000e002", "type": "Noted", "data": {"n": 2}}]'::jsonb,
+  '00000000-0000-4000-8000-0000000000f1');
+
+select results_eq(
+  'select stream_version, duplicate from appended order by stream_version',
+  $$ values (1, false), (2, false) $$,
+  'a new stream''s first batch gets versions 1 and 2');
+select is(
+  (select version from chronicle.streams where stream_id = 'session-00000000-0000-4000-8000-0000000000a1'), 2,
+  'the stream moves to the version of its last event');
+select is(
+  (select owner_id from chronicle.streams where stream_id = 'session-00000000-0000-4000-8000-0000000000a1'),
+  '00000000-0000-4000-8000-0000000000f1'::uuid,
+  'the append that creates a stream records its owner');
+
+select throws_ok(
+  $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', 1,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e003", "type": "Noted", "data": {}}]'::jsonb) $$,
+  'CH409', null, 'an append expecting a version the stream has left is refused');
+select throws_ok(
+  $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', -2,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e003", "type": "Noted", "data": {}}]'::jsonb) $$,
+  'CH409', null, 'an append expecting no stream is refused on an existing one');
+select throws_ok(
+  $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a2', 'session', -3,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e004", "type": "Noted", "data": {}}]'::jsonb) $$,
+  'CH409', null, 'an append expecting an existing stream is refused on a new one');
+
+select results_eq(
+  $$ select stream_version, duplicate from chronicle.append_events(
+       'session-00000000-0000-4000-8000-0000000000a1', 'session', 0,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e001", "type": "Noted", "data": {"n": 1}},
+         {"event_id": "00000000-0000-4000-8000-00000000e002", "type": "Noted", "data": {"n": 2}}]'::jsonb) $$,
+  $$ values (1, true), (2, true) $$,
+  'a retried batch returns the first result, whatever version it expected');
+select throws_ok(
+  $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', -1,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e001", "type": "Noted", "data": {"n": 99}}]'::jsonb) $$,
+  'CH410', null, 'event ids already used by a different event are refused');
+select throws_ok(
+  $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', 2,
+       '[{"event_id": "00000000-0000-4000-8000-00000000e005", "type": "Noted", "data": {}},
+         {"event_id": "00000000-0000-4000-8000-00000000e006", "type": "not a type", "data": {}}]'::jsonb) $$,
+  '23514', null, 'a batch with one invalid event is refused');
+select is(
+  (select count(*) from chronicle.events where stream_id = 'session-00000000-0000-4000-8000-0000000000a1'),
+  2::bigint, 'retries and refused batches wrote nothing');
+select is(
+  (select version from chronicle.streams where stream_id = 'session-00000000-0000-4000-8000-0000000000a1'), 2,
+  'nor moved the stream');
+
+select throws_ok('update chronicle.events set data = ''{}''', 'CH001', null, 'events cannot be updated');
+select throws_ok('delete from chronicle.events', 'CH001', null, 'events cannot be deleted');
+select throws_ok('truncate chronicle.events cascade', 'CH001', null, 'the log cannot be truncated');
+
+select throws_ok(
+  $$ select * from chronicle.import_events('session-00000000-0000-4000-8000-0000000000a1',
+       '[{"event_id": "00000000-0000-4000-8000-00000000e007", "version": 4, "type": "Noted", "data": {},
+          "recorded_at": "2026-01-01T00:00:00Z"}]'::jsonb) $$,
+  'CH409', null, 'an import must continue its stream without a gap');
+
+select * from finish();
+rollback;
