@@ -10,7 +10,7 @@ import { describeDatabase, storeLayer } from "./database.ts"
 import { ProgressPrinter } from "./progress.ts"
 import { serve } from "./serve.ts"
 import { mintUserToken, parseDuration } from "./token.ts"
-import { exportLog, exportSession, importEvents, TransferError } from "./transfer.ts"
+import { exportLog, exportSession, importEvents, parseOwnerMap, TransferError } from "./transfer.ts"
 
 const COMMANDS = {
   serve: {
@@ -51,8 +51,8 @@ checkpoint (its id) or a time (ISO-8601) into the schema analytics_asof_<label> 
   },
   export: {
     usage: "export [session-id] [--out <file>]",
-    summary: "write the whole log, or one session (with its fork ancestors), as NDJSON",
-    help: "Streams events as NDJSON, one per line, in the order readers see them. Without a session id, the whole log. Without --out, to stdout.",
+    summary: "write the whole log, or one session (with its fork ancestors and files), as NDJSON",
+    help: "Streams events as NDJSON, one per line (lines end with \\n only), in the order readers see them, each file's bytes on a line before the event that uploads it. Without a session id, the whole log; with one, the session, its fork ancestors and the files attached to them. Without --out, to stdout.",
   },
   token: {
     usage: "token --user <uuid> [--expires <30m|12h|7d|seconds>]",
@@ -64,9 +64,11 @@ Authorization: Bearer <token>, or pass it as the client's \`token\`. It expires 
 auth configured) no token is needed.`,
   },
   import: {
-    usage: "import [--in <file>]",
+    usage: "import [--in <file>] [--map-owner <old>=<new> …]",
     summary: "append events written by `export`, keeping ids, versions and times; re-running is a no-op",
-    help: "Reads NDJSON written by `chronicle export` (from stdin without --in) into the configured database. Events keep their ids, versions and recorded_at, so the read models come out the same. Importing the same file twice writes nothing the second time.",
+    help: `Reads NDJSON written by \`chronicle export\` (from stdin without --in) into the configured database. Events keep their ids, versions and recorded_at, and files their bytes (checked against their SHA-256), so the read models come out the same. Importing the same file twice writes nothing the second time.
+
+--map-owner <old>=<new> (repeatable) gives what <old> owned to <new>: the streams' owner, every ownerId in the events, the actor of their metadata, and the ids derived from the owner (sessions created by external key, LangGraph threads) are rewritten, so the new owner finds them by key and thread id. Use it to move data to another database (or project) whose users have other ids; the rewritten events keep their ids, so in the database they came from they conflict with the originals.`,
   },
 } as const
 
@@ -168,6 +170,7 @@ const defaultLabel = () =>
 const OPTIONS = {
   out: { type: "string" },
   in: { type: "string" },
+  "map-owner": { type: "string", multiple: true },
   all: { type: "boolean" },
   "as-of": { type: "string" },
   label: { type: "string" },
@@ -186,7 +189,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   rebuild: ["all", "as-of", "label", "from-snapshot", "batch-size"],
   snapshots: ["drop"],
   export: ["out"],
-  import: ["in"],
+  import: ["in", "map-owner"],
   token: ["user", "expires"],
 }
 
@@ -328,9 +331,17 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       const out = file?.createWriteStream() ?? process.stdout
       const report = await withStore(
         sessionId === undefined
-          ? exportLog(out).pipe(Effect.map((r) => `Exported ${r.events} event(s) of the whole log`))
+          ? exportLog(out).pipe(
+              Effect.map(
+                (r) =>
+                  `Exported ${r.events} event(s) of the whole log${r.files > 0 ? ` and ${r.files} file(s)` : ""}`,
+              ),
+            )
           : exportSession(sessionId, out).pipe(
-              Effect.map((r) => `Exported ${r.events} event(s) of ${r.sessions} session stream(s)`),
+              Effect.map(
+                (r) =>
+                  `Exported ${r.events} event(s) of ${r.sessions} session stream(s)${r.files > 0 ? ` and ${r.files} file(s)` : ""}`,
+              ),
             ),
       )
       if (file !== undefined) await new Promise<void>((resolve) => out.end(resolve))
@@ -349,11 +360,12 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       return 0
     }
     case "import": {
+      const owners = parseOwnerMap(values["map-owner"] ?? [])
       const input =
         values.in === undefined ? process.stdin : (await openFile(values.in, "r")).createReadStream()
-      const report = await withStore(importEvents(input, (line) => console.error(`  ${line}`)))
+      const report = await withStore(importEvents(input, (line) => console.error(`  ${line}`), owners))
       console.error(
-        `Imported ${report.streams} stream(s): ${report.written} event(s) written, ${report.skipped} already present`,
+        `Imported ${report.streams} stream(s): ${report.written} event(s) written, ${report.skipped} already present${report.files > 0 ? `; ${report.files} file(s) stored` : ""}`,
       )
       return 0
     }

@@ -53,6 +53,11 @@ export interface ServerConfig {
   readonly sessionTtlHours: number
   /** MIME types files.put accepts; `type/*` allows a family (CHRONICLE_ALLOWED_MIME_TYPES). */
   readonly allowedMimeTypes: ReadonlyArray<string>
+  /**
+   * How long a client may take to send a whole request, headers and body
+   * (CHRONICLE_REQUEST_TIMEOUT_MS); the headers alone get at most 10 s of it. Answered 408.
+   */
+  readonly requestTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -163,13 +168,20 @@ const bytes = (env: NodeJS.ProcessEnv, name: string, fallback: number): number =
 /**
  * Auth settings: SUPABASE_URL (the project; its JWKS verifies asymmetric tokens),
  * SUPABASE_JWT_SECRET (HS256 tokens), CHRONICLE_SERVICE_KEY (the service role),
- * SUPABASE_ANON_KEY (optional, sent when fetching the JWKS). None set: dev mode.
+ * SUPABASE_ANON_KEY (optional, sent when fetching the JWKS), SUPABASE_AUTH_CHECK_USER (also ask
+ * the Auth server about each user's token, at most once a minute per token). None set: dev mode.
  */
 export const authConfig = (env: NodeJS.ProcessEnv = process.env): AuthConfig => {
   const supabaseUrl = setting(env, "SUPABASE_URL")
   const jwtSecret = setting(env, "SUPABASE_JWT_SECRET")
   const serviceKey = setting(env, "CHRONICLE_SERVICE_KEY")
   const anonKey = setting(env, "SUPABASE_ANON_KEY")
+  const checkUser = flag(env, "SUPABASE_AUTH_CHECK_USER", false)
+  if (checkUser && (supabaseUrl === undefined || anonKey === undefined)) {
+    throw new ConfigError(
+      "SUPABASE_AUTH_CHECK_USER asks the Auth server about each user's token: it needs SUPABASE_URL (where the server is) and SUPABASE_ANON_KEY (the apikey it wants)",
+    )
+  }
   if (supabaseUrl !== undefined) {
     let url: URL | undefined
     try {
@@ -199,18 +211,42 @@ export const authConfig = (env: NodeJS.ProcessEnv = process.env): AuthConfig => 
     ...(jwtSecret === undefined ? {} : { jwtSecret }),
     ...(serviceKey === undefined ? {} : { serviceKey }),
     ...(anonKey === undefined ? {} : { anonKey }),
+    ...(checkUser ? { checkUser } : {}),
   }
+}
+
+/** A whole number >= 0 (0 often meaning "no limit"). */
+const count = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
+  const raw = setting(env, name)
+  if (raw === undefined) return fallback
+  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN
+  if (!Number.isSafeInteger(value)) {
+    throw new ConfigError(`${name} must be a whole number (0 for no limit), got ${JSON.stringify(raw)}`)
+  }
+  return value
 }
 
 /**
  * Size limits: CHRONICLE_MAX_BODY_BYTES (default 16 MiB), CHRONICLE_MAX_MESSAGE_BYTES
  * (default 1 MiB), CHRONICLE_MAX_FILE_BYTES (default 10 MiB; base64-encoded it must fit in
- * a request body). List pages (max 500) and batches (max 500) are fixed by the API.
+ * a request body); response budgets: CHRONICLE_MAX_RESPONSE_BYTES (default 16 MiB, a whole
+ * response) and CHRONICLE_MAX_PAGE_BYTES (default 4 MiB, one list page); concurrency per
+ * user: CHRONICLE_MAX_CONCURRENT_QUERIES (8) and CHRONICLE_MAX_SUBSCRIPTIONS (32). List
+ * pages (max 500 items), batches (max 500 items) and calls per batched request (100) are
+ * fixed by the API.
  */
 export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
   const maxBodyBytes = bytes(env, "CHRONICLE_MAX_BODY_BYTES", DEFAULT_LIMITS.maxBodyBytes)
   const maxMessageBytes = bytes(env, "CHRONICLE_MAX_MESSAGE_BYTES", DEFAULT_LIMITS.maxMessageBytes)
   const maxFileBytes = bytes(env, "CHRONICLE_MAX_FILE_BYTES", DEFAULT_LIMITS.maxFileBytes)
+  const maxResponseBytes = bytes(env, "CHRONICLE_MAX_RESPONSE_BYTES", DEFAULT_LIMITS.maxResponseBytes)
+  const maxPageBytes = bytes(env, "CHRONICLE_MAX_PAGE_BYTES", DEFAULT_LIMITS.maxPageBytes)
+  const maxConcurrentQueries = count(
+    env,
+    "CHRONICLE_MAX_CONCURRENT_QUERIES",
+    DEFAULT_LIMITS.maxConcurrentQueries,
+  )
+  const maxSubscriptions = count(env, "CHRONICLE_MAX_SUBSCRIPTIONS", DEFAULT_LIMITS.maxSubscriptions)
   if (maxMessageBytes >= maxBodyBytes) {
     throw new ConfigError(
       `CHRONICLE_MAX_MESSAGE_BYTES (${maxMessageBytes}) must be below CHRONICLE_MAX_BODY_BYTES (${maxBodyBytes}): a message travels in a request body`,
@@ -222,7 +258,26 @@ export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
       `CHRONICLE_MAX_FILE_BYTES (${maxFileBytes}) is ${encodedFile} bytes base64-encoded, which with the rest of the request does not fit in CHRONICLE_MAX_BODY_BYTES (${maxBodyBytes}): raise the body limit or lower the file limit`,
     )
   }
-  return { ...DEFAULT_LIMITS, maxBodyBytes, maxMessageBytes, maxFileBytes }
+  if (maxPageBytes > maxResponseBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_PAGE_BYTES (${maxPageBytes}) must not be above CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): a page travels in a response`,
+    )
+  }
+  if (encodedFile + 64 * 1024 > maxResponseBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_FILE_BYTES (${maxFileBytes}) is ${encodedFile} bytes base64-encoded, which does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): files.get could never return it. Raise the response budget or lower the file limit`,
+    )
+  }
+  return {
+    ...DEFAULT_LIMITS,
+    maxBodyBytes,
+    maxMessageBytes,
+    maxFileBytes,
+    maxResponseBytes,
+    maxPageBytes,
+    maxConcurrentQueries,
+    maxSubscriptions,
+  }
 }
 
 const LOG_LEVELS: Record<string, LogLevel> = {
@@ -285,9 +340,17 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
       `CHRONICLE_ALLOWED_MIME_TYPES must be a comma-separated list such as text/*,application/json, got ${JSON.stringify(badMime)}`,
     )
   }
+  const rawRequestTimeout = setting(env, "CHRONICLE_REQUEST_TIMEOUT_MS")
+  const requestTimeoutMs = rawRequestTimeout === undefined ? 30_000 : Number(rawRequestTimeout)
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1_000) {
+    throw new ConfigError(
+      `CHRONICLE_REQUEST_TIMEOUT_MS must be a whole number of milliseconds, at least 1000, got ${JSON.stringify(rawRequestTimeout)}`,
+    )
+  }
   return {
     sessionTtlHours,
     allowedMimeTypes,
+    requestTimeoutMs,
     database: databaseConfig(env),
     host,
     port,

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs"
 import { join } from "node:path"
+import { maxEventBytes } from "@chronicle/api"
 import { DomainConfig, DomainLayer, defaultDomainConfig, Retention } from "@chronicle/domain"
 import { Projections } from "@chronicle/projections"
 import { Database, EventStore, migrate, redactUrl } from "@chronicle/store"
@@ -30,6 +31,7 @@ export const describeDatabase = (config: DatabaseConfig): string =>
 export const storeLayer = (
   config: DatabaseConfig,
   database: Layer.Layer<Database, unknown> = databaseLayer(config),
+  options: { readonly maxEventBytes?: number | undefined } = {},
 ) => {
   const announce = Effect.sync(() => {
     if (config.kind === "memory") {
@@ -62,6 +64,7 @@ export const storeLayer = (
   )
   return EventStore.layer({
     listen: config.kind !== "postgres" || config.listen,
+    ...(options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes }),
     ...(config.kind === "postgres" && config.sequencerPollMs !== undefined
       ? { sequencer: { pollIntervalMs: config.sequencerPollMs } }
       : {}),
@@ -82,7 +85,9 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
   return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(
     Layer.provideMerge(domain),
-    Layer.provideMerge(storeLayer(config.database, database)),
+    Layer.provideMerge(
+      storeLayer(config.database, database, { maxEventBytes: maxEventBytes(config.limits) }),
+    ),
   )
 }
 

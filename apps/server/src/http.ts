@@ -1,7 +1,7 @@
 /**
  * The HTTP surface: `/trpc` (tRPC over plain JSON, batching, SSE subscriptions) and
- * `/healthz`, with a request id on every request, the body limit, and one log line per
- * request.
+ * `/healthz`, with a request id on every request, the body limit, the call limit of a batch,
+ * the loopback check of dev mode, and one log line per request.
  */
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
@@ -21,6 +21,7 @@ import { Database } from "@chronicle/store"
 import { TRPCError } from "@trpc/server"
 import { createHTTPHandler } from "@trpc/server/adapters/standalone"
 import { Cause, Effect } from "effect"
+import { isLoopback } from "./config.ts"
 import { requestUrl } from "./request-url.ts"
 import { makeStudioHandler, redirectsToStudio, redirectToStudio, STUDIO_PATH } from "./studio.ts"
 
@@ -56,7 +57,30 @@ export interface HttpOptions {
   readonly runtime: ApiRuntime
   readonly createContext: CreateContext
   readonly limits: Limits
+  /**
+   * Dev mode (no auth configured): only requests addressed to a loopback name are served, so
+   * a web page elsewhere that rebinds its host name to 127.0.0.1 (DNS rebinding) gets nothing.
+   */
+  readonly devMode?: boolean | undefined
 }
+
+/**
+ * Whether a Host header names this machine: localhost (and its subdomains, which browsers
+ * resolve to loopback themselves), 127.x.y.z or [::1], with any port.
+ */
+export const isLoopbackHost = (host: string | null): boolean => {
+  if (host === null) return false
+  const name = (host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d*$/, ""))
+    .toLowerCase()
+    .replace(/\.$/, "")
+  return isLoopback(name) || name.endsWith(".localhost")
+}
+
+/**
+ * A body over the limit is still read (and dropped) up to this many bytes, so that the client
+ * finishes sending and reads the 413; past it the connection is closed after the answer.
+ */
+const DRAIN_LIMIT = 64 * 1024 * 1024
 
 const header = (req: IncomingMessage, name: string): string | null => {
   const value = req.headers[name]
@@ -75,41 +99,50 @@ const sendJson = (
 /**
  * Reads the whole body, refusing it (413, naming the limit) once it passes `limit` bytes;
  * tRPC then parses what was read (the API speaks JSON only). Returns false when the
- * request was answered here.
+ * request was answered here (or the client went away).
  */
 const readBody = (
   req: IncomingMessage,
   res: ServerResponse,
   limit: number,
   requestId: string,
-): Promise<boolean> => {
-  const refuse = (size: number) => {
-    const error = toTRPCError(new PayloadTooLarge({ what: "The request body", size, limit }))
-    // The rest of the body is read and dropped, and the connection closed after the answer.
-    sendJson(res, 413, errorResponseBody(error, requestId), { connection: "close" })
-    req.resume()
-    return false
-  }
-  const declared = Number(header(req, "content-length") ?? Number.NaN)
-  if (declared > limit) return Promise.resolve(refuse(declared))
-  return new Promise<boolean>((resolve, reject) => {
+): Promise<boolean> =>
+  new Promise<boolean>((resolve) => {
     const chunks: Array<Buffer> = []
     let size = 0
+    let refused = false
+    const declared = Number(header(req, "content-length") ?? Number.NaN)
+    const refuse = (reported: number) => {
+      stop()
+      const error = toTRPCError(new PayloadTooLarge({ what: "The request body", size: reported, limit }))
+      sendJson(res, 413, errorResponseBody(error, requestId), { connection: "close" })
+      resolve(false)
+    }
     const stop = () => {
       req.off("data", onData)
       req.off("end", onEnd)
-      req.off("error", onError)
+      req.off("error", onGone)
+      req.off("close", onGone)
     }
     const onData = (chunk: Buffer) => {
       size += chunk.length
-      if (size <= limit) {
+      if (!refused && size <= limit) {
         chunks.push(chunk)
         return
       }
-      stop()
-      resolve(refuse(size))
+      if (!refused) {
+        refused = true
+        chunks.length = 0
+      }
+      // The rest is dropped as it arrives; the answer waits for the end of the body, so the
+      // client is not cut off while it still sends, unless it sends far more than allowed.
+      if (size > DRAIN_LIMIT) {
+        refuse(Number.isFinite(declared) ? declared : size)
+        req.resume()
+      }
     }
     const onEnd = () => {
+      if (refused) return refuse(size)
       stop()
       const body = Buffer.concat(chunks).toString("utf8")
       if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
@@ -119,18 +152,28 @@ const readBody = (
       ;(req as IncomingMessage & { body?: string }).body = body
       resolve(true)
     }
-    const onError = (error: Error) => {
+    // The client went away (or the request timed out): nothing to answer.
+    const onGone = () => {
       stop()
-      reject(error)
+      resolve(false)
     }
+    if (declared > DRAIN_LIMIT) {
+      refuse(declared)
+      req.resume()
+      return
+    }
+    if (declared > limit) refused = true
     req.on("data", onData)
     req.on("end", onEnd)
-    req.on("error", onError)
+    req.on("error", onGone)
+    req.on("close", onGone)
   })
-}
+
+/** The number of calls a batched tRPC path names (`a,b,c` is 3). */
+const callsIn = (path: string): number => path.slice("/trpc/".length).split(",").length
 
 export const makeRequestListener = (options: HttpOptions) => {
-  const { runtime, createContext, limits } = options
+  const { runtime, createContext, limits, devMode = false } = options
   const log = (effect: Effect.Effect<void>) => void runtime.runFork(effect)
 
   const trpc = createHTTPHandler({
@@ -145,6 +188,7 @@ export const makeRequestListener = (options: HttpOptions) => {
         authorization: header(req, "authorization"),
         actingFor: header(req, ACTING_FOR_HEADER),
         connectionParams: info.connectionParams,
+        subscription: info.type === "subscription",
       }),
     onError: ({ error, path, req }) => {
       if (error.code !== "INTERNAL_SERVER_ERROR") return
@@ -200,10 +244,31 @@ export const makeRequestListener = (options: HttpOptions) => {
 
     const handle = async () => {
       if (url === null) return sendJson(res, 400, { error: "Malformed request target", requestId })
+      if (devMode && !isLoopbackHost(header(req, "host"))) {
+        return sendJson(res, 403, {
+          error: `In dev mode (no auth configured) the server answers only requests addressed to this machine (Host: localhost or 127.0.0.1), not ${JSON.stringify(header(req, "host"))}. Configure auth to serve other names.`,
+          requestId,
+        })
+      }
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) return healthz(res)
       if (path === STUDIO_PATH || path.startsWith(`${STUDIO_PATH}/`)) return studio(req, res, path)
       if (redirectsToStudio(req, path)) return redirectToStudio(req, res)
       if (path === "/trpc" || path.startsWith("/trpc/")) {
+        // Other methods (TRACE, CONNECT…) cannot even be represented as a fetch Request.
+        if (!["GET", "HEAD", "POST"].includes(req.method ?? "")) {
+          const error = new TRPCError({
+            code: "METHOD_NOT_SUPPORTED",
+            message: `The API takes GET (queries and subscriptions) and POST (mutations), not ${req.method}`,
+          })
+          return sendJson(res, 405, errorResponseBody(error, requestId), { allow: "GET, HEAD, POST" })
+        }
+        if (url.searchParams.get("batch") === "1" && callsIn(path) > MAX_CALLS_PER_BATCH) {
+          const error = new InvalidCommand({
+            path: "batch",
+            reason: `carries ${callsIn(path)} calls; one request may carry at most ${MAX_CALLS_PER_BATCH}: split it`,
+          })
+          return sendJson(res, 400, errorResponseBody(toTRPCError(error), requestId))
+        }
         if (req.method !== "GET" && req.method !== "HEAD") {
           if (!(await readBody(req, res, limits.maxBodyBytes, requestId))) return
         } else if (nestsDeeperThan(url.searchParams.get("input") ?? "", MAX_JSON_DEPTH)) {

@@ -11,6 +11,9 @@ import { makeRequestListener } from "./http.ts"
 import { type LogSink, loggerLayer } from "./logging.ts"
 import { defaultStudioDir, STUDIO_PATH } from "./studio.ts"
 
+/** The most time a client gets to send its request headers. */
+const HEADERS_TIMEOUT_MS = 10_000
+
 export interface StartOptions {
   /** Replaces the configured database (tests start from a migrated template). */
   readonly database?: Layer.Layer<Database, unknown> | undefined
@@ -39,6 +42,8 @@ export const startServer = async (
   options: StartOptions = {},
 ): Promise<RunningServer> => {
   const auth = makeAuthVerifier(config.auth)
+  // The signing keys are fetched now, so the first request with a token does not wait for them.
+  auth.warmUp()
   const logging = loggerLayer(config.logLevel, options.logSink)
   const runtime = ManagedRuntime.make(appLayer(config, options.database).pipe(Layer.provideMerge(logging)))
   try {
@@ -50,28 +55,52 @@ export const startServer = async (
 
   const shutdown = new AbortController()
   const createContext = makeCreateContext({ runtime, auth, limits: config.limits, shutdown: shutdown.signal })
-  const listener = makeRequestListener({ runtime, createContext, limits: config.limits })
+  const listener = makeRequestListener({
+    runtime,
+    createContext,
+    limits: config.limits,
+    devMode: auth.mode === "dev",
+  })
 
   let inFlight = 0
   let drained: (() => void) | undefined
-  const server = createServer((req, res) => {
-    inFlight++
-    res.once("close", () => {
-      inFlight--
-      if (inFlight === 0) drained?.()
-    })
-    listener(req, res)
-  })
+  const server = createServer(
+    {
+      // A client gets this long to send its request (headers and body); one that trickles it
+      // is answered 408 and let go, instead of holding a connection for Node's 300 s.
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, config.requestTimeoutMs),
+      // How often the timeouts are checked (Node's default, 30 s, would let them run late).
+      connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
+    },
+    (req, res) => {
+      inFlight++
+      res.once("close", () => {
+        inFlight--
+        if (inFlight === 0) drained?.()
+      })
+      listener(req, res)
+    },
+  )
   // Node answers a request line or headers over its limit (or unparseable HTTP) with a bare
   // status; say why, in the shape of every other error.
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
     if (error.code === "ECONNRESET" || !socket.writable) return void socket.destroy()
-    const tooLarge = error.code === "HPE_HEADER_OVERFLOW"
-    const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"
-    const message = tooLarge
-      ? "The URL and headers are over 16 KiB: send a smaller query input, or split the batch"
-      : "The request is not valid HTTP"
-    const body = JSON.stringify({ error: { message, data: { httpStatus: tooLarge ? 431 : 400 } } })
+    const [status, httpStatus, message] =
+      error.code === "HPE_HEADER_OVERFLOW"
+        ? [
+            "431 Request Header Fields Too Large",
+            431,
+            "The URL and headers are over 16 KiB: send a smaller query input, or split the batch",
+          ]
+        : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [
+              "408 Request Timeout",
+              408,
+              `The request was not received in full within ${config.requestTimeoutMs} ms (headers within ${Math.min(HEADERS_TIMEOUT_MS, config.requestTimeoutMs)} ms)`,
+            ]
+          : ["400 Bad Request", 400, "The request is not valid HTTP"]
+    const body = JSON.stringify({ error: { message, data: { httpStatus } } })
     socket.end(
       `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     )

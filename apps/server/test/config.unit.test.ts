@@ -23,6 +23,7 @@ describe("configuration from the environment", () => {
       shutdownTimeoutMs: 10_000,
       sessionTtlHours: 24,
       allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
+      requestTimeoutMs: 30_000,
     })
   })
 
@@ -132,6 +133,18 @@ describe("configuration from the environment", () => {
     expect(() => authConfig({ CHRONICLE_SERVICE_KEY: "short" })).toThrow(
       /CHRONICLE_SERVICE_KEY must be at least 32 characters/,
     )
+    expect(
+      authConfig({
+        SUPABASE_URL: "https://abc.supabase.co",
+        SUPABASE_ANON_KEY: "anon",
+        SUPABASE_AUTH_CHECK_USER: "true",
+      }),
+    ).toMatchObject({ checkUser: true })
+    expect(() =>
+      authConfig({ SUPABASE_URL: "https://abc.supabase.co", SUPABASE_AUTH_CHECK_USER: "yes" }),
+    ).toThrow(
+      /SUPABASE_AUTH_CHECK_USER asks the Auth server about each user's token: it needs SUPABASE_URL .* and SUPABASE_ANON_KEY/,
+    )
   })
 
   it("refuses dev mode (no auth) on an address other machines can reach", () => {
@@ -181,6 +194,44 @@ describe("configuration from the environment", () => {
     )
     expect(() => limitsConfig({ CHRONICLE_MAX_FILE_BYTES: "12MiB" })).toThrow(
       /CHRONICLE_MAX_FILE_BYTES \(12582912\) is 16777216 bytes base64-encoded/,
+    )
+  })
+
+  it("reads the response budgets, the limits per user and the request timeout, and keeps them consistent", () => {
+    expect(DEFAULT_LIMITS).toMatchObject({
+      maxResponseBytes: 16 * 1024 * 1024,
+      maxPageBytes: 4 * 1024 * 1024,
+      maxConcurrentQueries: 8,
+      maxSubscriptions: 32,
+    })
+    expect(
+      limitsConfig({
+        CHRONICLE_MAX_RESPONSE_BYTES: "32MiB",
+        CHRONICLE_MAX_PAGE_BYTES: "1MiB",
+        CHRONICLE_MAX_CONCURRENT_QUERIES: "0",
+        CHRONICLE_MAX_SUBSCRIPTIONS: "4",
+      }),
+    ).toMatchObject({
+      maxResponseBytes: 32 * 1024 * 1024,
+      maxPageBytes: 1024 * 1024,
+      maxConcurrentQueries: 0,
+      maxSubscriptions: 4,
+    })
+    expect(() => limitsConfig({ CHRONICLE_MAX_PAGE_BYTES: "32MiB" })).toThrow(
+      /CHRONICLE_MAX_PAGE_BYTES \(33554432\) must not be above CHRONICLE_MAX_RESPONSE_BYTES \(16777216\)/,
+    )
+    // files.get must be able to return the largest file.
+    expect(() =>
+      limitsConfig({ CHRONICLE_MAX_RESPONSE_BYTES: "8MiB", CHRONICLE_MAX_PAGE_BYTES: "1MiB" }),
+    ).toThrow(
+      /CHRONICLE_MAX_FILE_BYTES \(10485760\) is 13981016 bytes base64-encoded, which does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES/,
+    )
+    expect(() => limitsConfig({ CHRONICLE_MAX_CONCURRENT_QUERIES: "many" })).toThrow(
+      /CHRONICLE_MAX_CONCURRENT_QUERIES must be a whole number \(0 for no limit\), got "many"/,
+    )
+    expect(serverConfig({ CHRONICLE_REQUEST_TIMEOUT_MS: "5000" }).requestTimeoutMs).toBe(5000)
+    expect(() => serverConfig({ CHRONICLE_REQUEST_TIMEOUT_MS: "10" })).toThrow(
+      /CHRONICLE_REQUEST_TIMEOUT_MS must be a whole number of milliseconds, at least 1000/,
     )
   })
 

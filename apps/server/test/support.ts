@@ -56,6 +56,8 @@ export interface TestServer {
   readonly authority: TestAuthority
   /** Every JSON log line the server wrote. */
   readonly logs: Array<Record<string, unknown>>
+  /** The Postgres database the server uses (undefined on the embedded one). */
+  readonly databaseUrl: string | undefined
   readonly close: () => Promise<void>
 }
 
@@ -63,8 +65,10 @@ export interface TestServer {
 export const startTestServer = async (
   database: TestDatabase,
   env: Record<string, string> = {},
+  options: { readonly beforeStart?: (authority: TestAuthority) => void } = {},
 ): Promise<TestServer> => {
   const authority = await startTestAuthority()
+  options.beforeStart?.(authority)
   const prepared = await database.prepare()
   const logs: Array<Record<string, unknown>> = []
   const config: ServerConfig = {
@@ -86,6 +90,7 @@ export const startTestServer = async (
     server,
     authority,
     logs,
+    databaseUrl: prepared.database.kind === "postgres" ? prepared.database.url : undefined,
     close: async () => {
       await server.close()
       await authority.close()

@@ -77,6 +77,7 @@ describe("chronicle export, import and rebuild", () => {
     })
     let childId = ""
     let parentId = ""
+    let fileId = ""
     try {
       let url: string | undefined
       for (let i = 0; i < 600 && url === undefined; i++) {
@@ -85,13 +86,21 @@ describe("chronicle export, import and rebuild", () => {
       }
       if (url === undefined) throw new Error(`the server did not start:\n${out}`)
       const client = createChronicleClient({ url })
-      const parent = await client.sessions.create.mutate({ title: "parent" })
+      // U+2028 and U+2029 stay inside their line of the export.
+      const parent = await client.sessions.create.mutate({ title: "parent\u2028line\u2029paragraph" })
       parentId = parent.id
       await client.messages.append.mutate({ sessionId: parent.id, role: "user", content: "one" })
       const checkpoint = await client.checkpoints.create.mutate({ sessionId: parent.id })
       await client.messages.append.mutate({ sessionId: parent.id, role: "user", content: "later" })
       childId = (await client.sessions.fork.mutate({ id: parent.id, checkpointId: checkpoint.id })).id
       await client.messages.append.mutate({ sessionId: childId, role: "assistant", content: "child" })
+      const file = await client.files.put.mutate({
+        name: "notes.txt",
+        mimeType: "text/plain",
+        contentBase64: Buffer.from("the bytes of a file").toString("base64"),
+      })
+      fileId = file.id
+      await client.files.attach.mutate({ sessionId: childId, fileId })
     } finally {
       server.kill("SIGTERM")
       await new Promise((resolve) => server.once("exit", resolve))
@@ -100,33 +109,47 @@ describe("chronicle export, import and rebuild", () => {
     const file = join(dir, "rt.ndjson")
     const exported = await cli(["export", childId, "--out", file], source)
     expect(exported.code).toBe(0)
-    expect(exported.stderr).toContain("Exported 6 event(s) of 2 session stream(s)")
-    const lines = (await readFile(file, "utf8"))
+    expect(exported.stderr).toContain("Exported 8 event(s) of 2 session stream(s) and 1 file(s)")
+    const text = await readFile(file, "utf8")
+    const lines = text
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as { streamId: string; type: string })
-    expect(lines.map((l) => [l.streamId, l.type])).toEqual([
+      .map((l) => JSON.parse(l) as { streamId: string; type: string; blob?: { contentBase64: string } })
+    expect(
+      lines.map((l) =>
+        l.blob ? ["blob", Buffer.from(l.blob.contentBase64, "base64").toString()] : [l.streamId, l.type],
+      ),
+    ).toEqual([
+      ["blob", "the bytes of a file"],
+      [`file-${fileId}`, "FileUploaded"],
       [`session-${parentId}`, "SessionStarted"],
       [`session-${parentId}`, "MessageAppended"],
       [`session-${parentId}`, "CheckpointCreated"],
       [`session-${parentId}`, "MessageAppended"],
       [`session-${childId}`, "SessionForked"],
       [`session-${childId}`, "MessageAppended"],
+      [`session-${childId}`, "FileAttached"],
     ])
 
     const first = await cli(["import", "--in", file], target)
     expect(first.code).toBe(0)
-    expect(first.stderr).toContain("Imported 2 stream(s): 6 event(s) written, 0 already present")
+    expect(first.stderr).toContain(
+      "Imported 3 stream(s): 8 event(s) written, 0 already present; 1 file(s) stored",
+    )
     const again = await cli(["import", "--in", file], target)
-    expect(again.stderr).toContain("Imported 2 stream(s): 0 event(s) written, 6 already present")
+    expect(again.stderr).toContain("Imported 3 stream(s): 0 event(s) written, 8 already present")
+    // The copy exports to the same bytes, the file's included.
+    const copy = join(dir, "rt-copy.ndjson")
+    expect((await cli(["export", childId, "--out", copy], target)).code).toBe(0)
+    expect(await readFile(copy, "utf8")).toBe(text)
     const rebuilt = await cli(["rebuild", "--all"], target)
     expect(rebuilt.code).toBe(0)
     expect(rebuilt.stdout).toMatch(
-      /^Rebuilt activity, .*sessions from 6 events \(\d+ events\/s\); the new tables are live/,
+      /^Rebuilt activity, .*sessions from 8 events \(\d+ events\/s\); the new tables are live/,
     )
-    expect(rebuilt.stderr).toMatch(/\[#{24}\] 100% {2}6\/6 events/)
+    expect(rebuilt.stderr).toMatch(/\[#{24}\] 100% {2}8\/8 events/)
     const status = await cli(["status"], target)
-    expect(status.stdout).toMatch(/head: position 6 /)
+    expect(status.stdout).toMatch(/head: position 8 /)
     expect(status.stdout).toMatch(/^sessions +inline +v1 +live +\d+ +0 \(inline\)/m)
 
     const missing = await cli(["import", "--in", join(dir, "nope.ndjson")], target)

@@ -138,7 +138,7 @@ export const useLiveEvents = (
     const seen = new Set<string>()
     setConnection("connecting")
     const start = async () => {
-      const after = input.after ?? (await client.health.query()).head.cursor
+      const after = input.after ?? (await client.events.head.query()).cursor
       if (stopped) return
       const subscription = client.events.subscribe.subscribe(
         { ...input, after },

@@ -480,4 +480,33 @@ describe(`Chronicle Studio with auth on (${database.name})`, () => {
     await context.close()
     expect(problems).toEqual([])
   })
+
+  it("never puts a token in a URL: live subscriptions open with a short-lived stream ticket, the service key included", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+    const page = await context.newPage()
+    const problems: Array<string> = []
+    page.on("console", (m) => {
+      // The browser logs the refused probe made before signing in; nothing else may be logged.
+      if (m.type() === "error" && !/status of 401/.test(m.text())) problems.push(m.text())
+    })
+    page.on("pageerror", (e) => problems.push(e.message))
+    const urls: Array<string> = []
+    page.on("request", (request) => urls.push(decodeURIComponent(request.url())))
+
+    const studio = await page.goto(`${t.server.url}/studio/`)
+    // The page runs under a policy that allows only its own origin (any violation would be
+    // logged as a console error, and fail this test).
+    expect(studio?.headers()["content-security-policy"]).toMatch(/script-src 'self'/)
+    await page.getByLabel("Access token").waitFor(WAIT)
+    await page.getByLabel("Access token").fill(t.authority.serviceKey)
+    await page.getByRole("button", { name: "Sign in" }).click()
+    await page.getByRole("link", { name: "Activity" }).click()
+    await expect.poll(() => page.locator(".connection").textContent(), WAIT).toBe("live")
+    const subscriptions = urls.filter((url) => url.includes("/trpc/events.subscribe"))
+    expect(subscriptions.length).toBeGreaterThan(0)
+    for (const url of subscriptions) expect(url).toMatch(/connectionParams=\{"ticket":"ct1\.[^"]+"\}/)
+    expect(urls.filter((url) => url.includes(t.authority.serviceKey))).toEqual([])
+    await context.close()
+    expect(problems).toEqual([])
+  })
 })

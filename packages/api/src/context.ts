@@ -16,9 +16,10 @@ import type {
 import type { Projections } from "@chronicle/projections"
 import type { Database, EventStore } from "@chronicle/store"
 import { TRPCError } from "@trpc/server"
-import { Cause, Effect, Exit, type ManagedRuntime, Option, Stream } from "effect"
-import { type AuthFailure, type AuthVerifier, bearerToken, type Principal } from "./auth.ts"
-import { causeToTRPCError, type KnownError, unknownToTRPCError } from "./errors.ts"
+import { Effect, Exit, type ManagedRuntime, Stream } from "effect"
+import { type AuthVerifier, bearerToken, type Principal, type StreamTicket } from "./auth.ts"
+import { CallerGate, ResponseBudget } from "./budget.ts"
+import { causeToTRPCError, type KnownError, Unauthenticated, unknownToTRPCError } from "./errors.ts"
 import type { Limits } from "./limits.ts"
 
 /** The services procedures may use. */
@@ -40,11 +41,22 @@ export type ApiRuntime = ManagedRuntime.ManagedRuntime<ApiServices, unknown>
 
 export interface Context {
   readonly requestId: string
-  /** Who is calling; null when no credentials were presented. Procedures use `authedProcedure`. */
-  readonly principal: Principal | null
-  /** Why the presented credentials were refused, if they were. */
-  readonly authFailure: AuthFailure | null
+  /**
+   * Who is calling; null when no credentials were presented; rejects (with the tRPC error)
+   * when they do not verify. Run on first use and remembered: a request for a public
+   * procedure, or for no procedure at all, never verifies anything (so never makes the
+   * server fetch keys). Procedures use `authedProcedure`.
+   */
+  readonly authenticate: () => Promise<Principal | null>
+  /** A stream ticket for `principal` (auth.streamTicket). */
+  readonly issueTicket: (principal: Principal) => StreamTicket
   readonly limits: Limits
+  /** The response budget of this request (budget.ts). */
+  readonly budget: ResponseBudget
+  /** Running queries per caller, across requests. */
+  readonly queries: CallerGate
+  /** Open subscriptions per caller, across requests. */
+  readonly subscriptions: CallerGate
   /**
    * Runs an effect on the shared runtime. A typed failure becomes the tRPC error the table
    * names; a defect becomes a 500 with the request id. Only errors in the table compile.
@@ -69,10 +81,13 @@ export interface RequestInfo {
   /** The `x-chronicle-owner` header, if any. */
   readonly actingFor: string | null
   /**
-   * tRPC's connectionParams (a query parameter on SSE requests), for clients that cannot
-   * send headers, such as a browser's EventSource: `{ token, owner }`.
+   * tRPC's connectionParams (a query parameter), for clients that cannot send headers, such
+   * as a browser's EventSource: `{ ticket }` (from auth.streamTicket) or `{ token, owner }`.
+   * Read only when `subscription` is true.
    */
   readonly connectionParams?: { readonly [key: string]: string | undefined } | null | undefined
+  /** Whether the request opens a subscription (the only kind that may carry credentials in its URL). */
+  readonly subscription?: boolean | undefined
 }
 
 export interface ContextOptions {
@@ -89,6 +104,8 @@ const SHUTTING_DOWN = "The server is shutting down; reconnect to resume from you
 export const makeCreateContext = (options: ContextOptions) => {
   const { runtime, auth, limits } = options
   const shutdown = options.shutdown ?? new AbortController().signal
+  const queries = new CallerGate()
+  const subscriptions = new CallerGate()
 
   return async (request: RequestInfo): Promise<Context> => {
     const { requestId } = request
@@ -137,20 +154,42 @@ export const makeCreateContext = (options: ContextOptions) => {
 
     const credentials = Effect.gen(function* () {
       const params = request.connectionParams ?? {}
+      const fromUrl = request.authorization === null && (params.token || params.ticket)
+      if (fromUrl && !request.subscription) {
+        return yield* new Unauthenticated({
+          reason:
+            "Credentials in the URL (connectionParams) are accepted only to open a subscription: send the header Authorization: Bearer <token>",
+        })
+      }
       const token = yield* bearerToken(
         request.authorization ?? (params.token ? `Bearer ${params.token}` : null),
       )
-      return yield* auth.authenticate({ token, actingFor: request.actingFor ?? params.owner ?? null })
+      return yield* auth.authenticate({
+        token,
+        ticket: request.authorization === null ? (params.ticket ?? null) : null,
+        actingFor: request.actingFor ?? params.owner ?? null,
+        inUrl: request.authorization === null,
+      })
     })
-    const authenticated = await runtime.runPromise(Effect.exit(annotate(credentials)))
-    const principal = Exit.isSuccess(authenticated) ? authenticated.value : null
-    let authFailure: AuthFailure | null = null
-    if (Exit.isFailure(authenticated)) {
-      const failure = Cause.findErrorOption(authenticated.cause)
-      if (Option.isNone(failure)) throw causeToTRPCError(authenticated.cause)
-      authFailure = failure.value
+    let authenticated: Promise<Principal | null> | undefined
+    const authenticate = () => {
+      authenticated ??= runtime.runPromiseExit(annotate(credentials)).then((exit) => {
+        if (Exit.isSuccess(exit)) return exit.value
+        throw causeToTRPCError(exit.cause)
+      })
+      return authenticated
     }
-    return { requestId, principal, authFailure, limits, run, stream }
+    return {
+      requestId,
+      authenticate,
+      issueTicket: auth.issueTicket,
+      limits,
+      budget: new ResponseBudget(limits.maxResponseBytes),
+      queries,
+      subscriptions,
+      run,
+      stream,
+    }
   }
 }
 

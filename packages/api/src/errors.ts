@@ -39,6 +39,40 @@ export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()("Unau
   }
 }
 
+/** The server cannot verify tokens right now (the project's keys could not be fetched). */
+export class AuthUnavailable extends Schema.TaggedError<AuthUnavailable>()("AuthUnavailable", {
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `${this.reason}; retry shortly`
+  }
+}
+
+/** The caller already runs as many queries (or holds as many subscriptions) as allowed. */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {
+  what: Schema.Literals(["queries", "subscriptions"]),
+  limit: Schema.Number,
+}) {
+  override get message(): string {
+    return this.what === "queries"
+      ? `You already have ${this.limit} queries running, the most one caller may run at once: wait for one to finish (or batch your calls), then retry`
+      : `You already have ${this.limit} subscriptions open, the most one caller may hold: close one, then retry`
+  }
+}
+
+/** A call whose answer would take its response past the response budget. */
+export class ResponseTooLarge extends Schema.TaggedError<ResponseTooLarge>()("ResponseTooLarge", {
+  /** Bytes this call's answer takes. */
+  size: Schema.Number,
+  /** Bytes the calls before it in the same request took. */
+  used: Schema.Number,
+  limit: Schema.Number,
+}) {
+  override get message(): string {
+    return `This call's answer (${this.size} bytes) does not fit in what is left of the response budget of ${this.limit} bytes: the calls before it in this batch took ${this.used}. Send it in a request of its own`
+  }
+}
+
 /** Every error an effect run by a procedure may fail with. */
 export type KnownError =
   | NotFound
@@ -56,6 +90,9 @@ export type KnownError =
   | UnsupportedMediaType
   | Forbidden
   | Unauthenticated
+  | AuthUnavailable
+  | TooManyRequests
+  | ResponseTooLarge
   | EventDecodeError
   | SqlError
   | MigrationMismatch
@@ -82,6 +119,9 @@ export const ERROR_CODES = {
   UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
   Forbidden: "FORBIDDEN",
   Unauthenticated: "UNAUTHORIZED",
+  AuthUnavailable: "SERVICE_UNAVAILABLE",
+  TooManyRequests: "TOO_MANY_REQUESTS",
+  ResponseTooLarge: "PAYLOAD_TOO_LARGE",
   EventDecodeError: "INTERNAL_SERVER_ERROR",
   SqlError: "INTERNAL_SERVER_ERROR",
   MigrationMismatch: "INTERNAL_SERVER_ERROR",

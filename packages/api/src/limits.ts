@@ -15,6 +15,13 @@ export const MAX_LIST_LIMIT = 500
 export const MAX_BATCH_SIZE = 500
 /** Most procedure calls one batched HTTP request may carry (tRPC batching). */
 export const MAX_CALLS_PER_BATCH = 100
+/**
+ * JSON escaping makes text up to six times longer (a control character is `\u0001`): an
+ * event carrying a message at the message limit must still be accepted.
+ */
+export const JSON_ESCAPE_FACTOR = 6
+/** Room an event needs besides its content: ids, role, metadata. */
+export const EVENT_ENVELOPE_BYTES = 64 * 1024
 
 const MiB = 1024 * 1024
 
@@ -32,6 +39,28 @@ export interface Limits {
   readonly list: { readonly default: number; readonly max: number }
   /** Most items one batch request may carry. */
   readonly maxBatchSize: number
+  /**
+   * Most bytes of JSON one response may carry (CHRONICLE_MAX_RESPONSE_BYTES): all the calls of
+   * a batched request together. The queries of one request run one after the other and draw
+   * on it in turn; a call that finds it spent is refused (413, `ResponseTooLarge`), the calls
+   * before it keep their answers.
+   */
+  readonly maxResponseBytes: number
+  /**
+   * Most bytes of JSON one list page may carry (CHRONICLE_MAX_PAGE_BYTES). A page that
+   * reaches it ends early with a `nextCursor`; a page always holds at least one item.
+   */
+  readonly maxPageBytes: number
+  /**
+   * Most queries one user may have running at once (CHRONICLE_MAX_CONCURRENT_QUERIES); more
+   * are refused with 429. The service role is not limited. 0: no limit.
+   */
+  readonly maxConcurrentQueries: number
+  /**
+   * Most open `events.subscribe` streams per user (CHRONICLE_MAX_SUBSCRIPTIONS); more are
+   * refused with 429. The service role is not limited. 0: no limit.
+   */
+  readonly maxSubscriptions: number
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -40,7 +69,18 @@ export const DEFAULT_LIMITS: Limits = {
   maxFileBytes: 10 * MiB,
   list: { default: DEFAULT_LIST_LIMIT, max: MAX_LIST_LIMIT },
   maxBatchSize: MAX_BATCH_SIZE,
+  maxResponseBytes: 16 * MiB,
+  maxPageBytes: 4 * MiB,
+  maxConcurrentQueries: 8,
+  maxSubscriptions: 32,
 }
+
+/**
+ * The most bytes of JSON (data and metadata) one event may carry: enough for a message at the
+ * message limit however its text escapes, with room for the rest of the event.
+ */
+export const maxEventBytes = (limits: Pick<Limits, "maxMessageBytes">): number =>
+  Math.max(1 * MiB, JSON_ESCAPE_FACTOR * limits.maxMessageBytes + EVENT_ENVELOPE_BYTES)
 
 /** Bytes a file of `bytes` bytes takes once base64-encoded. */
 export const base64Length = (bytes: number): number => Math.ceil(bytes / 3) * 4

@@ -1,4 +1,5 @@
 import { analyticsRouter, projectionsRouter } from "./routers/analytics.ts"
+import { authRouter } from "./routers/auth.ts"
 import {
   draftsRouter,
   holesRouter,
@@ -18,6 +19,7 @@ import { router } from "./trpc.ts"
 /** Every namespace of the API. */
 export const appRouter = router({
   health: healthProcedure,
+  auth: authRouter,
   sessions: sessionsRouter,
   messages: messagesRouter,
   revisions: revisionsRouter,

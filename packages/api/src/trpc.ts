@@ -5,13 +5,15 @@
 
 import { findNonJson } from "@chronicle/store"
 import { type TRPCDefaultErrorShape as DefaultErrorShape, initTRPC, type TRPCError } from "@trpc/server"
-import type { Principal } from "./auth.ts"
+import { callerKey, jsonBytes } from "./budget.ts"
 import type { Context } from "./context.ts"
 import {
   ChronicleError,
   type ChronicleErrorData,
   describeError,
   INVALID_INPUT,
+  ResponseTooLarge,
+  TooManyRequests,
   toTRPCError,
   Unauthenticated,
 } from "./errors.ts"
@@ -90,17 +92,44 @@ export const publicProcedure = t.procedure.use(storableInput)
 
 /**
  * For everything else: refuses requests with no or bad credentials (UNAUTHORIZED) and
- * gives the resolver a `ctx.principal` that is never null.
+ * gives the resolver a `ctx.principal` that is never null. Queries also take their turn in
+ * the request's response budget and a slot of their caller's (budget.ts): the resolver gets
+ * `ctx.pageBytes`, the most a list page may take; an answer that no longer fits the budget is
+ * refused (413 `ResponseTooLarge`), a caller over its concurrency limit gets 429.
  */
 export const authedProcedure = t.procedure
-  .use(({ ctx, next }) => {
-    if (ctx.authFailure !== null) throw toTRPCError(ctx.authFailure)
-    if (ctx.principal === null) {
+  .use(async ({ ctx, next }) => {
+    const principal = await ctx.authenticate()
+    if (principal === null) {
       throw toTRPCError(
         new Unauthenticated({ reason: "Missing credentials: send the header Authorization: Bearer <token>" }),
       )
     }
-    const principal: Principal = ctx.principal
     return next({ ctx: { principal } })
   })
   .use(storableInput)
+  .use(async ({ ctx, type, next }) => {
+    const { budget, limits } = ctx
+    if (type !== "query") return next({ ctx: { pageBytes: limits.maxPageBytes } })
+    return budget.turn(async () => {
+      if (!budget.fits(1)) {
+        throw toTRPCError(new ResponseTooLarge({ size: 1, used: budget.used, limit: budget.limit }))
+      }
+      const release = ctx.queries.acquire(callerKey(ctx.principal), limits.maxConcurrentQueries)
+      if (release === null) {
+        throw toTRPCError(new TooManyRequests({ what: "queries", limit: limits.maxConcurrentQueries }))
+      }
+      try {
+        const result = await next({ ctx: { pageBytes: budget.pageBytes(limits.maxPageBytes) } })
+        if (!result.ok) return result
+        const size = jsonBytes(result.data)
+        if (!budget.fits(size)) {
+          throw toTRPCError(new ResponseTooLarge({ size, used: budget.used, limit: budget.limit }))
+        }
+        budget.spend(size)
+        return result
+      } finally {
+        release()
+      }
+    })
+  })

@@ -1,11 +1,23 @@
 import { randomUUID } from "node:crypto"
 import { Effect, Exit } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type AuthVerifier, bearerToken, DEV_OWNER_ID, makeAuthVerifier } from "../src/auth.ts"
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
+import {
+  type AuthVerifier,
+  bearerToken,
+  type Credentials,
+  DEV_OWNER_ID,
+  makeAuthVerifier,
+  STREAM_TICKET_TTL_SECONDS,
+} from "../src/auth.ts"
 import { startTestAuthority, type TestAuthority } from "../src/testing.ts"
 
-const outcome = async (verifier: AuthVerifier, token: string | null, actingFor: string | null = null) => {
-  const exit = await Effect.runPromiseExit(verifier.authenticate({ token, actingFor }))
+const outcome = async (
+  verifier: AuthVerifier,
+  token: string | null,
+  actingFor: string | null = null,
+  more: Partial<Credentials> = {},
+) => {
+  const exit = await Effect.runPromiseExit(verifier.authenticate({ token, actingFor, ...more }))
   if (Exit.isSuccess(exit)) return { principal: exit.value }
   const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
   if (failure === undefined) throw new Error(`expected a typed failure, got a defect`)
@@ -111,7 +123,44 @@ describe("verified mode", () => {
     })
   })
 
-  it("verifies ES256 tokens with supabase-js against the JWKS, fetched once and cached", async () => {
+  it("checks the issuer and audience of service-role tokens too", async () => {
+    for (const token of [
+      await authority.hs256Token({ role: "service_role", iss: "supabase" }),
+      await authority.es256Token({ role: "service_role", iss: "https://other.example/auth/v1" }),
+    ]) {
+      expect(await outcome(verifier, token)).toMatchObject({
+        failure: { tag: "Unauthenticated", message: expect.stringMatching(/^The token was issued by/) },
+      })
+    }
+    expect(
+      await outcome(verifier, await authority.hs256Token({ role: "service_role", aud: "anon" })),
+    ).toEqual({
+      failure: { tag: "Unauthenticated", message: `The token's audience is "anon", not "authenticated"` },
+    })
+  })
+
+  it("takes a user's token from a URL, but never the service key or a service-role token", async () => {
+    const userId = randomUUID()
+    expect(
+      await outcome(verifier, await authority.hs256Token({ sub: userId }), null, { inUrl: true }),
+    ).toEqual({
+      principal: { kind: "user", userId, dev: false },
+    })
+    expect(await outcome(verifier, authority.serviceKey, null, { inUrl: true })).toEqual({
+      failure: {
+        tag: "Unauthenticated",
+        message:
+          "The service key is never accepted in a URL: send it in the Authorization header, or exchange it for a stream ticket (auth.streamTicket)",
+      },
+    })
+    expect(
+      await outcome(verifier, await authority.hs256Token({ role: "service_role" }), null, { inUrl: true }),
+    ).toMatchObject({
+      failure: { tag: "Unauthenticated", message: /^A service-role token is never accepted in a URL/ },
+    })
+  })
+
+  it("verifies ES256 tokens against the JWKS, fetched once and cached", async () => {
     const before = authority.jwksFetches()
     const alice = randomUUID()
     const bob = randomUUID()
@@ -150,12 +199,12 @@ describe("verified mode", () => {
 
   it("rejects ES256 tokens that are forged, expired, or name the wrong issuer or audience", async () => {
     expect(await outcome(verifier, await authority.forgedEs256Token())).toEqual({
-      failure: { tag: "Unauthenticated", message: "The token is invalid: Invalid JWT signature" },
+      failure: { tag: "Unauthenticated", message: "The token's signature does not verify" },
     })
     expect(await outcome(verifier, await authority.es256Token({ expiresIn: past() }))).toMatchObject({
       failure: { tag: "Unauthenticated", message: expect.stringMatching(/expired/) },
     })
-    // getClaims checks only the signature and expiry: the issuer and audience are checked here.
+    // The issuer and audience are checked for every token, whatever verified its signature.
     expect(
       await outcome(verifier, await authority.es256Token({ iss: "https://elsewhere.example" })),
     ).toMatchObject({
@@ -188,6 +237,169 @@ describe("verified mode", () => {
       failure: { tag: "Unauthenticated", message: "ES256 tokens are not accepted: SUPABASE_URL is not set" },
     })
     expect(() => makeAuthVerifier({ jwtSecret: "x" })).toThrow(/SUPABASE_JWT_SECRET needs SUPABASE_URL/)
+  })
+})
+
+describe("stream tickets", () => {
+  let authority: TestAuthority
+  let verifier: AuthVerifier
+  beforeAll(async () => {
+    authority = await startTestAuthority()
+    verifier = makeAuthVerifier(authority.authConfig)
+  })
+  afterAll(() => authority.close())
+  afterEach(() => vi.useRealTimers())
+
+  it("open subscriptions as the principal they were issued to, for a minute", async () => {
+    const userId = randomUUID()
+    const owner = randomUUID()
+    const user = verifier.issueTicket({ kind: "user", userId, dev: false })
+    const service = verifier.issueTicket({ kind: "service", actingFor: owner })
+    expect(await outcome(verifier, null, null, { ticket: user.ticket, inUrl: true })).toEqual({
+      principal: { kind: "user", userId, dev: false },
+    })
+    expect(await outcome(verifier, null, null, { ticket: service.ticket, inUrl: true })).toEqual({
+      principal: { kind: "service", actingFor: owner },
+    })
+    // Another server with the same secrets (behind one load balancer) accepts them too.
+    const twin = makeAuthVerifier(authority.authConfig)
+    expect(await outcome(twin, null, null, { ticket: user.ticket })).toEqual({
+      principal: { kind: "user", userId, dev: false },
+    })
+
+    vi.useFakeTimers({ now: Date.now() + (STREAM_TICKET_TTL_SECONDS + 1) * 1000 })
+    expect(await outcome(verifier, null, null, { ticket: user.ticket })).toEqual({
+      failure: {
+        tag: "Unauthenticated",
+        message: "The stream ticket has expired: get a new one from auth.streamTicket",
+      },
+    })
+  })
+
+  it("refuse a ticket that was altered or issued by a server with other secrets", async () => {
+    const { ticket } = verifier.issueTicket({ kind: "user", userId: randomUUID(), dev: false })
+    const [prefix, body, signature] = ticket.split(".")
+    const forged = Buffer.from(JSON.stringify({ k: "s", o: null, e: 9_999_999_999 })).toString("base64url")
+    const other = await startTestAuthority()
+    try {
+      const elsewhere = makeAuthVerifier(other.authConfig).issueTicket({ kind: "service", actingFor: null })
+      for (const bad of [`${prefix}.${forged}.${signature}`, elsewhere.ticket]) {
+        expect(await outcome(verifier, null, null, { ticket: bad })).toEqual({
+          failure: {
+            tag: "Unauthenticated",
+            message: "The stream ticket does not verify (it was issued by another server, or altered)",
+          },
+        })
+      }
+      expect(await outcome(verifier, null, null, { ticket: `${body}` })).toMatchObject({
+        failure: { tag: "Unauthenticated", message: /malformed/ },
+      })
+    } finally {
+      await other.close()
+    }
+  })
+})
+
+describe("the project's signing keys", () => {
+  let authority: TestAuthority
+  beforeAll(async () => {
+    authority = await startTestAuthority()
+  })
+  afterAll(() => authority.close())
+  afterEach(() => authority.hang(false))
+
+  const fetchesDuring = async (work: () => Promise<void>) => {
+    const before = authority.requests()
+    await work()
+    const after = authority.requests()
+    return Object.fromEntries(
+      Object.entries(after)
+        .map(([path, n]) => [path, n - (before[path] ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    )
+  }
+
+  it("fetch nothing per request: unknown key ids make at most one fetch per cool-down, and nothing else is called", async () => {
+    const verifier = makeAuthVerifier(authority.authConfig)
+    const userId = randomUUID()
+    // The first token fetches the keys; later ones use them.
+    const first = await fetchesDuring(async () => {
+      expect(await outcome(verifier, await authority.es256Token({ sub: userId }))).toEqual({
+        principal: { kind: "user", userId, dev: false },
+      })
+    })
+    expect(first).toEqual({ "/auth/v1/.well-known/jwks.json": 1 })
+    const calls = await fetchesDuring(async () => {
+      for (let i = 0; i < 50; i++) {
+        expect(await outcome(verifier, await authority.unknownKeyToken({ sub: userId }))).toMatchObject({
+          failure: { tag: "Unauthenticated", message: /is not one of the project's keys$/ },
+        })
+        expect(await outcome(verifier, await authority.es256Token({ sub: userId }))).toMatchObject({
+          principal: { userId },
+        })
+      }
+    })
+    // 100 tokens, 50 of them naming unknown keys: the first unknown one may refetch (the
+    // cool-down runs from the first fetch, moments ago, so here it does not), nothing more.
+    expect(calls["/auth/v1/.well-known/jwks.json"] ?? 0).toBeLessThanOrEqual(1)
+    expect(Object.keys(calls).filter((path) => path !== "/auth/v1/.well-known/jwks.json")).toEqual([])
+  })
+
+  it("pick up a rotated key with one fetch once the cool-down allows", async () => {
+    const verifier = makeAuthVerifier({ ...authority.authConfig, jwks: { cooldownMs: 0 } })
+    verifier.warmUp()
+    expect(await outcome(verifier, await authority.es256Token())).toMatchObject({
+      principal: { kind: "user" },
+    })
+    await authority.rotate()
+    const calls = await fetchesDuring(async () => {
+      expect(await outcome(verifier, await authority.es256Token())).toMatchObject({
+        principal: { kind: "user" },
+      })
+      expect(await outcome(verifier, await authority.es256Token())).toMatchObject({
+        principal: { kind: "user" },
+      })
+    })
+    expect(calls).toEqual({ "/auth/v1/.well-known/jwks.json": 1 })
+  })
+
+  it("never wait on a key server that hangs once the keys are held", async () => {
+    // Keys older than 0 ms are refreshed on every use, and a fetch may take 10 minutes: a
+    // verification that waited for the refresh would not finish within the test's time.
+    const verifier = makeAuthVerifier({
+      ...authority.authConfig,
+      jwks: { refreshMs: 0, retryMs: 0, timeoutMs: 600_000 },
+    })
+    expect(await outcome(verifier, await authority.es256Token())).toMatchObject({
+      principal: { kind: "user" },
+    })
+    authority.hang(true)
+    for (let i = 0; i < 5; i++) {
+      expect(await outcome(verifier, await authority.es256Token())).toMatchObject({
+        principal: { kind: "user" },
+      })
+    }
+  })
+
+  it("answer 'unavailable' after the fetch timeout when the keys were never fetched, then at once until a retry", async () => {
+    authority.hang(true)
+    const verifier = makeAuthVerifier({ ...authority.authConfig, jwks: { timeoutMs: 200, retryMs: 60_000 } })
+    const token = await authority.es256Token()
+    const unavailable = {
+      failure: {
+        tag: "AuthUnavailable",
+        message: `The project's signing keys could not be fetched (${authority.url}/auth/v1/.well-known/jwks.json: no answer in time); retry shortly`,
+      },
+    }
+    const first = await fetchesDuring(async () => {
+      expect(await outcome(verifier, token)).toEqual(unavailable)
+    })
+    expect(first).toEqual({ "/auth/v1/.well-known/jwks.json": 1 })
+    // Within the retry interval: refused at once, no new fetch.
+    const later = await fetchesDuring(async () => {
+      for (let i = 0; i < 20; i++) expect(await outcome(verifier, token)).toEqual(unavailable)
+    })
+    expect(later).toEqual({})
   })
 })
 

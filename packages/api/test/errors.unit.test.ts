@@ -30,11 +30,14 @@ import { afterAll, describe, expect, it } from "vitest"
 import { DEV_OWNER_ID, makeAuthVerifier } from "../src/auth.ts"
 import { type ApiRuntime, type Context, makeCreateContext } from "../src/context.ts"
 import {
+  AuthUnavailable,
   ChronicleError,
   causeToTRPCError,
   describeError,
   ERROR_CODES,
   type KnownError,
+  ResponseTooLarge,
+  TooManyRequests,
   toTRPCError,
   Unauthenticated,
   UnexpectedFailure,
@@ -67,6 +70,9 @@ const samples: ReadonlyArray<KnownError> = [
   new UnsupportedMediaType({ mimeType: "application/x-msdownload", allowed: ["text/*"] }),
   new Forbidden({ reason: "Only the service role may act for another owner" }),
   new Unauthenticated({ reason: "The token has expired" }),
+  new AuthUnavailable({ reason: "The project's signing keys could not be fetched" }),
+  new TooManyRequests({ what: "queries", limit: 8 }),
+  new ResponseTooLarge({ size: 2_000_000, used: 15_000_000, limit: 16_777_216 }),
   new EventDecodeError({ type: "MessageAppended", reason: "role is missing" }),
   new SqlError({ code: "42P01", reason: 'relation "chronicle.streams" does not exist' }),
   new MigrationMismatch({ migration: "20261123000000_event_log.sql", reason: "edited" }),
@@ -101,6 +107,9 @@ describe("the error table", () => {
       UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
       Forbidden: "FORBIDDEN",
       Unauthenticated: "UNAUTHORIZED",
+      AuthUnavailable: "SERVICE_UNAVAILABLE",
+      TooManyRequests: "TOO_MANY_REQUESTS",
+      ResponseTooLarge: "PAYLOAD_TOO_LARGE",
       EventDecodeError: "INTERNAL_SERVER_ERROR",
       SqlError: "INTERNAL_SERVER_ERROR",
       MigrationMismatch: "INTERNAL_SERVER_ERROR",
@@ -204,7 +213,7 @@ const store: EventStoreService = {
   head: () => Effect.succeed({ cursor: "0", seq: 0, globalPosition: 0 }),
   sequenced: () => Effect.void,
 }
-const database = { kind: "pglite" } as DatabaseService
+const database = { kind: "pglite", query: () => Effect.succeed([]) } as unknown as DatabaseService
 
 // Only the procedures under test run here (events.readStream, health): they need nothing
 // but the store and the database, so the domain services are left out of this runtime.

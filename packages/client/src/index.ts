@@ -89,21 +89,28 @@ export const createChronicleClient = (options: ChronicleClientOptions): Chronicl
     }
   }
 
-  // A browser's EventSource cannot send headers: the credentials go in tRPC's
-  // connectionParams (a query parameter) instead. Elsewhere (Node has no global
-  // EventSource) the fetch-based `eventsource` package sends them as headers.
+  // A browser's EventSource cannot send headers: its credentials go in tRPC's
+  // connectionParams, a query parameter. Not the token itself (URLs end up in logs and
+  // histories, and the server never takes the service key there): before each connection
+  // the token is exchanged, in a POST, for a stream ticket that opens subscriptions for a
+  // minute. Elsewhere (Node has no global EventSource) the fetch-based `eventsource` package
+  // sends the token as a header.
   const NativeEventSource = (globalThis as { EventSource?: typeof globalThis.EventSource }).EventSource
+  const tickets = createTRPCClient<AppRouter>({
+    links: [
+      httpLink({ url, fetch: (input, init) => fetchImpl(input, init as RequestInit), headers: authHeaders }),
+    ],
+  })
   const subscriptionLink =
     NativeEventSource !== undefined
       ? httpSubscriptionLink<AppRouter, typeof globalThis.EventSource>({
           url,
           EventSource: NativeEventSource,
           connectionParams: async () => {
-            const bearer = await token()
-            return {
-              ...(bearer === null ? {} : { token: bearer }),
-              ...(options.actingFor === undefined ? {} : { owner: options.actingFor }),
-            }
+            // No token (a dev-mode server): nothing to present.
+            if ((await token()) === null) return {}
+            const { ticket } = await tickets.auth.streamTicket.mutate()
+            return { ticket }
           },
         })
       : httpSubscriptionLink<AppRouter, typeof FetchEventSource>({

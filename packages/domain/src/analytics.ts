@@ -242,7 +242,14 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             order by last_activity_at desc, session_id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toSummary, (r) => [r.cursor_at as string, r.session_id as string])
+        return toPage(
+          rows,
+          limit,
+          toSummary,
+          (r) => [r.cursor_at as string, r.session_id as string],
+          "asc",
+          input.maxBytes,
+        )
       })
 
       const users = Effect.fn("Analytics.users")(function* (actor: Actor, page: PageRequest) {
@@ -283,6 +290,8 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             },
           }),
           (r) => [r.owner_id as string],
+          "asc",
+          page.maxBytes,
         )
       })
 
@@ -324,6 +333,8 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
           }),
           // A fork copies its parent's content with the same ids and times: the session breaks the tie.
           (r) => [r.cursor_at as string, r.entity_id as string, r.cursor_session as string],
+          "asc",
+          input.maxBytes,
         )
       })
 

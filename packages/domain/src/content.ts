@@ -5,7 +5,16 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
 import type { CommandOptions, CommandResult, RecordedDomainEvent } from "./command.ts"
-import { decodePageCursor, type PageOrder, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  budgeted,
+  budgetParam,
+  decodePageCursor,
+  type PageOrder,
+  type PageRequest,
+  pageLimit,
+  ROW_OVERHEAD_BYTES,
+  toPage,
+} from "./paging.ts"
 import { EFFECTIVE, effectiveAttachments } from "./queries.ts"
 import {
   type AttachedFile,
@@ -186,6 +195,8 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           readonly table: string
           readonly keys: readonly [string] | readonly [string, string]
           readonly map: (row: Record<string, unknown>) => A
+          /** The row's size in JSON, estimated in SQL over `t` (its large columns). */
+          readonly size: string
           /** Tool runs are never reverted: as of X they are those recorded at or before X. */
           readonly neverReverted?: boolean
           readonly holeId?: string | undefined
@@ -219,23 +230,28 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             // The session's owner, and the page: one row at least when the session exists (its
             // columns null when the page is empty). The effective set once per query (`offset 0`
             // keeps the planner from inlining it into a call per row: as of a version, that was a
-            // refold per message).
-            `select s.owner_id::text as session_owner, t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""}
-               from (select s.id, s.owner_id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
-                       from chronicle.sessions s where s.id = $1::uuid offset 0) s
-               left join lateral (
-                 select t.* from chronicle.${spec.table} t
-                  where t.session_id = s.id and ${visible} and ${afterClause}
-                    ${spec.holeId === undefined ? "" : "and t.hole_id = $6::text"}
-                  order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
-                  limit $5) t on true
-              order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}`,
+            // refold per message). Rows past the byte budget never leave the database.
+            budgeted(
+              `select s.owner_id::text as session_owner, t.*, t.session_id::text as session_id${k2 ? `, t.${k2}::text as ${k2}` : ""},
+                      ${spec.size} + ${ROW_OVERHEAD_BYTES} as page_bytes
+                 from (select s.id, s.owner_id, ${spec.neverReverted ? "s.effective" : EFFECTIVE} as effective
+                         from chronicle.sessions s where s.id = $1::uuid offset 0) s
+                 left join lateral (
+                   select t.* from chronicle.${spec.table} t
+                    where t.session_id = s.id and ${visible} and ${afterClause}
+                      ${spec.holeId === undefined ? "" : "and t.hole_id = $7::text"}
+                    order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}
+                    limit $5) t on true
+                order by t.${k1}${direction}${k2 ? `, t.${k2}${direction}` : ""}`,
+              "$6",
+            ),
             [
               sessionId,
               asOf,
               after?.[0] ?? null,
               after?.[1] ?? null,
               limit + 1,
+              budgetParam(input.maxBytes),
               ...(spec.holeId === undefined ? [] : [spec.holeId]),
             ],
           )
@@ -248,6 +264,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             spec.map,
             (r) => (k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])]),
             order,
+            input.maxBytes,
           )
         })
 
@@ -479,7 +496,14 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
             limit $4`,
           [sessionId, asOf, after?.[0] ?? null, limit + 1, after?.[1] ?? null],
         )
-        return toPage(rows, limit, toAttachedFile, (r) => [Number(r.version), String(r.file_id)])
+        return toPage(
+          rows,
+          limit,
+          toAttachedFile,
+          (r) => [Number(r.version), String(r.file_id)],
+          "asc",
+          input.maxBytes,
+        )
       })
 
       return Content.of({
@@ -490,6 +514,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "messages",
               keys: ["seq"],
               map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
+              size: "octet_length(t.content) + octet_length(t.metadata::text)",
               order: i.order ?? "asc",
             }),
           ),
@@ -500,11 +525,19 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "revisions",
               keys: ["number"],
               map: (r) => toRevision({ ...r, revision_id: String(r.revision_id) }),
+              size: "octet_length(t.ir::text) + coalesce(octet_length(t.note), 0)",
             }),
           ),
         recordDraft: (a, s, i, o) => provide(recordDraft(a, s, i, o)),
         listDrafts: (a, s, i) =>
-          provide(listVisible(a, s, i, { table: "drafts", keys: ["version", "draft_id"], map: toDraft })),
+          provide(
+            listVisible(a, s, i, {
+              table: "drafts",
+              keys: ["version", "draft_id"],
+              map: toDraft,
+              size: "octet_length(t.code) + octet_length(t.metrics::text)",
+            }),
+          ),
         resolveHole: (a, s, i, o) => provide(resolveHole(a, s, i, o)),
         listHoles: (a, s, i) =>
           provide(
@@ -512,6 +545,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "hole_resolutions",
               keys: ["version", "resolution_id"],
               map: toHoleResolution,
+              size: "octet_length(t.value::text) + octet_length(t.hole_id)",
               holeId: i.holeId,
             }),
           ),
@@ -522,6 +556,7 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "tool_runs",
               keys: ["version", "tool_run_id"],
               map: toToolRun,
+              size: "octet_length(t.input::text) + octet_length(t.output::text) + coalesce(octet_length(t.error), 0)",
               neverReverted: true,
             }),
           ),

@@ -118,7 +118,14 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
             order by created_at desc, id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toFileInfo, (r) => [r.cursor_at as string, r.id as string])
+        return toPage(
+          rows,
+          limit,
+          toFileInfo,
+          (r) => [r.cursor_at as string, r.id as string],
+          "asc",
+          page.maxBytes,
+        )
       })
 
       return Files.of({

@@ -25,13 +25,14 @@ import {
   type BatchTooLarge,
   type EventTooLarge,
   type ExpectedVersion,
+  findNonJson,
   IdempotencyConflict,
   isUuid,
 } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import { type Actor, ownerFor } from "./actor.ts"
-import { DEFAULT_LIMIT, encodePageCursor, MAX_LIMIT } from "./paging.ts"
+import { budgeted, budgetParam, DEFAULT_LIMIT, MAX_LIMIT, ROW_OVERHEAD_BYTES, toPage } from "./paging.ts"
 import { iso, type Page } from "./rows.ts"
 import { layerServices } from "./services.ts"
 
@@ -146,6 +147,8 @@ export interface ListCheckpointsInput {
   readonly filter?: JsonObject | undefined
   readonly cursor?: string | null | undefined
   readonly limit?: number | undefined
+  /** The most bytes of JSON the page may take (it ends early, with a cursor). */
+  readonly maxBytes?: number | undefined
 }
 
 export type GraphsError = InvalidCommand | Forbidden | BatchTooLarge | EventTooLarge | IdempotencyConflict
@@ -225,7 +228,10 @@ const decodeListCursor = (cursor: string | null | undefined) => {
       key.length === 3 &&
       typeof key[0] === "string" &&
       isUuid(key[1]) &&
-      typeof key[2] === "string"
+      typeof key[2] === "string" &&
+      // A cursor is handed out from stored text: one with text Postgres cannot hold (a NUL,
+      // a lone surrogate) was made up, and would fail in the database.
+      findNonJson(key, "cursor") === undefined
     ) {
       return Effect.succeed(key as [string, string, string])
     }
@@ -505,8 +511,14 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         const ownerId = yield* ownerFor(actor)
         const limit = yield* checkLimit(input.limit)
         const after = yield* decodeListCursor(input.cursor)
+        // The tuple's size is measured on its aggregated values, computed once per row in the
+        // database; only the rows within the byte budget are sent.
         const rows = yield* query(
-          `select ${TUPLE_COLUMNS}, c.graph_id::text from chronicle.graph_checkpoints c
+          budgeted(
+            `select x.*, octet_length(x.checkpoint) + octet_length(x.metadata::text)
+                      + octet_length(x.channel_versions::text) + octet_length(x.blobs::text)
+                      + octet_length(x.writes::text) + ${ROW_OVERHEAD_BYTES} as page_bytes
+               from (select ${TUPLE_COLUMNS}, c.graph_id::text from chronicle.graph_checkpoints c
             where c.owner_id = $1::uuid
               and ($2::uuid is null or c.graph_id = $2::uuid)
               and ($3::text is null or c.checkpoint_ns = $3)
@@ -517,7 +529,9 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                       < ($6, $7::uuid, $8))
               and ($10::text is null or c.checkpoint_id = $10)
             order by c.checkpoint_id collate "C" desc, c.graph_id desc, c.checkpoint_ns collate "C" desc
-            limit $9`,
+            limit $9) x`,
+            "$11",
+          ),
           [
             ownerId,
             input.threadId === undefined ? null : graphIdForThread(ownerId, input.threadId),
@@ -529,21 +543,17 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             after?.[2] ?? null,
             limit + 1,
             input.checkpointId ?? null,
+            budgetParam(input.maxBytes),
           ],
         )
-        const items = rows.slice(0, limit)
-        const last = items.at(-1)
-        return {
-          items: items.map(toTuple),
-          nextCursor:
-            rows.length > limit && last !== undefined
-              ? encodePageCursor([
-                  last.checkpoint_id as string,
-                  last.graph_id as string,
-                  last.checkpoint_ns as string,
-                ])
-              : null,
-        } satisfies Page<GraphCheckpointTuple>
+        return toPage(
+          rows,
+          limit,
+          toTuple,
+          (r) => [r.checkpoint_id as string, r.graph_id as string, r.checkpoint_ns as string],
+          "asc",
+          input.maxBytes,
+        ) satisfies Page<GraphCheckpointTuple>
       })
 
       const deleteThread = Effect.fn("Graphs.deleteThread")(function* (actor: Actor, threadId: string) {

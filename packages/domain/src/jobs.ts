@@ -23,7 +23,16 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { type CommandOptions, type CommandOutcome, type RecordedDomainEvent, runCommand } from "./command.ts"
-import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  budgeted,
+  budgetParam,
+  cursorTime,
+  decodePageCursor,
+  type PageRequest,
+  pageLimit,
+  ROW_OVERHEAD_BYTES,
+  toPage,
+} from "./paging.ts"
 import { jobStreamId } from "./queries.ts"
 import { type Artifact, type Job, type Page, type Task, toArtifact, toJob, toTask } from "./rows.ts"
 import { layerServices } from "./services.ts"
@@ -240,13 +249,20 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             return yield* new InvalidCommand({ path, reason: "must be a UUID" })
         }
         const rows = yield* query(
-          `select ${JOB_COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.jobs
-            where ($1::uuid is null or owner_id = $1::uuid)
-              and ($2::uuid is null or session_id = $2::uuid)
-              and ($3::text is null or state = $3::text)
-              and ($4::uuid is null or parent_job_id = $4::uuid)
-              and ($5::text is null or (created_at, id) < ($5::text::timestamptz, $6::uuid))
-            order by created_at desc, id desc limit $7`,
+          budgeted(
+            `select ${JOB_COLUMNS}, ${cursorTime("created_at")} as cursor_at,
+                    octet_length(input::text) + coalesce(octet_length(output::text), 0)
+                      + coalesce(octet_length(error), 0) + coalesce(octet_length(error_details::text), 0)
+                      + coalesce(octet_length(progress_message), 0) + ${ROW_OVERHEAD_BYTES} as page_bytes
+               from chronicle.jobs
+              where ($1::uuid is null or owner_id = $1::uuid)
+                and ($2::uuid is null or session_id = $2::uuid)
+                and ($3::text is null or state = $3::text)
+                and ($4::uuid is null or parent_job_id = $4::uuid)
+                and ($5::text is null or (created_at, id) < ($5::text::timestamptz, $6::uuid))
+              order by created_at desc, id desc limit $7`,
+            "$8",
+          ),
           [
             listScope(actor),
             input.sessionId ?? null,
@@ -255,9 +271,17 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             after?.[0] ?? null,
             after?.[1] ?? null,
             limit + 1,
+            budgetParam(input.maxBytes),
           ],
         )
-        return toPage(rows, limit, toJob, (r) => [r.cursor_at as string, r.id as string])
+        return toPage(
+          rows,
+          limit,
+          toJob,
+          (r) => [r.cursor_at as string, r.id as string],
+          "asc",
+          input.maxBytes,
+        )
       })
 
       const transition = Effect.fn("Jobs.transition")(function* (
@@ -336,14 +360,26 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
         const limit = yield* pageLimit(page.limit)
         const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select job_id::text, task_id::text, name, status, input, output, error, progress, created_at, updated_at,
-                  ${cursorTime("created_at")} as cursor_at
-             from chronicle.tasks
-            where job_id = $1::uuid and ($2::text is null or (created_at, task_id) > ($2::text::timestamptz, $3::uuid))
-            order by created_at, task_id limit $4`,
-          [id, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+          budgeted(
+            `select job_id::text, task_id::text, name, status, input, output, error, progress, created_at, updated_at,
+                    ${cursorTime("created_at")} as cursor_at,
+                    octet_length(input::text) + coalesce(octet_length(output::text), 0)
+                      + coalesce(octet_length(error), 0) + ${ROW_OVERHEAD_BYTES} as page_bytes
+               from chronicle.tasks
+              where job_id = $1::uuid and ($2::text is null or (created_at, task_id) > ($2::text::timestamptz, $3::uuid))
+              order by created_at, task_id limit $4`,
+            "$5",
+          ),
+          [id, after?.[0] ?? null, after?.[1] ?? null, limit + 1, budgetParam(page.maxBytes)],
         )
-        return toPage(rows, limit, toTask, (r) => [r.cursor_at as string, r.task_id as string])
+        return toPage(
+          rows,
+          limit,
+          toTask,
+          (r) => [r.cursor_at as string, r.task_id as string],
+          "asc",
+          page.maxBytes,
+        )
       })
 
       const ARTIFACT_COLUMNS = `job_id::text, artifact_id::text, session_id::text, file_id::text, kind, name, sha256,
@@ -412,7 +448,14 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             order by created_at, artifact_id limit $4`,
           ["jobId" in of ? of.jobId : of.sessionId, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(rows, limit, toArtifact, (r) => [r.cursor_at as string, r.artifact_id as string])
+        return toPage(
+          rows,
+          limit,
+          toArtifact,
+          (r) => [r.cursor_at as string, r.artifact_id as string],
+          "asc",
+          page.maxBytes,
+        )
       })
 
       return Jobs.of({

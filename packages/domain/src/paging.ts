@@ -1,4 +1,4 @@
-import { InvalidCommand } from "@chronicle/events"
+import { InvalidCommand, isIsoInstant } from "@chronicle/events"
 import { isUuid } from "@chronicle/store"
 import { Effect } from "effect"
 
@@ -8,6 +8,11 @@ export const MAX_LIMIT = 500
 export interface PageRequest {
   readonly cursor?: string | null | undefined
   readonly limit?: number | undefined
+  /**
+   * The most bytes of JSON the page's items may take; the page ends early, with a cursor,
+   * once they reach it (it always holds at least one item). Unset: no byte limit.
+   */
+  readonly maxBytes?: number | undefined
 }
 
 /** The limit of a list request, checked: 1..500, default 50. */
@@ -39,7 +44,6 @@ export const encodePageCursor = (key: ReadonlyArray<string | number>, order: Pag
  */
 export type CursorKeyKind = "number" | "timestamp" | "uuid"
 
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
 const MAX_INT4 = 2_147_483_647
 
 const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
@@ -47,7 +51,8 @@ const isKeyOfKind = (value: unknown, kind: CursorKeyKind): boolean => {
     case "number":
       return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_INT4
     case "timestamp":
-      return typeof value === "string" && ISO_INSTANT.test(value) && !Number.isNaN(Date.parse(value))
+      // A cursor's time was written by the database: one it could not read back was made up.
+      return isIsoInstant(value)
     case "uuid":
       return typeof value === "string" && isUuid(value)
   }
@@ -101,18 +106,68 @@ export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
 export const cursorTime = (column: string) =>
   `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 
-/** Builds a page from `limit + 1` rows: the extra row, when present, says there is more. */
+/** The UTF-8 size of a value as JSON. */
+const jsonBytes = (value: unknown): number =>
+  value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value), "utf8")
+
+/** What a row takes besides its large columns, in the estimate `budgeted` sums. */
+export const ROW_OVERHEAD_BYTES = 256
+
+/**
+ * Wraps a paged query so the database returns only the rows that fit a byte budget, and
+ * never sends the rest. `query` orders and limits its rows as the page does and selects
+ * `page_bytes`, an estimate of a row's size in JSON that needs no detoasting where it can
+ * (`octet_length` of text; jsonb is measured as text). `budgetParam` is the budget's
+ * parameter (`$7`); null means no budget. The first row is always returned. The rows carry
+ * `page_row` and `page_rows` (how many rows the query had), so `toPage` can tell a page cut
+ * by the budget from the last page.
+ */
+export const budgeted = (query: string, budgetParam: string) =>
+  `select w.* from (
+     select q.*,
+            row_number() over () as page_row,
+            count(*) over () as page_rows,
+            sum(q.page_bytes) over (rows between unbounded preceding and current row) as page_through
+       from (${query}) q
+   ) w
+   where w.page_row = 1 or ${budgetParam}::bigint is null or w.page_through <= ${budgetParam}::bigint
+   order by w.page_row`
+
+/** The budget as a query parameter: null for none. */
+export const budgetParam = (maxBytes: number | undefined): number | null =>
+  maxBytes === undefined || !Number.isFinite(maxBytes) ? null : Math.max(1, Math.floor(maxBytes))
+
+/**
+ * Builds a page from `limit + 1` rows: the extra row, when present, says there is more.
+ * With `maxBytes`, the page ends at the last item that fits it (at least one); a query
+ * wrapped in `budgeted` may also have stopped early, which its rows say.
+ */
 export const toPage = <Row, A>(
   rows: ReadonlyArray<Row>,
   limit: number,
   map: (row: Row) => A,
   keyOf: (row: Row) => ReadonlyArray<string | number>,
   order: PageOrder = "asc",
+  maxBytes?: number,
 ) => {
-  const items = rows.slice(0, limit)
-  const last = items.at(-1)
+  const last = rows.at(-1) as { page_row?: unknown; page_rows?: unknown } | undefined
+  const cutByQuery = last?.page_row !== undefined && Number(last.page_row) < Number(last.page_rows)
+  const candidates = rows.slice(0, limit)
+  const items: Array<A> = []
+  let bytes = 0
+  for (const row of candidates) {
+    const item = map(row)
+    if (maxBytes !== undefined) {
+      const size = jsonBytes(item) + 1
+      if (items.length > 0 && bytes + size > maxBytes) break
+      bytes += size
+    }
+    items.push(item)
+  }
+  const more = rows.length > limit || cutByQuery || items.length < candidates.length
+  const lastRow = candidates[items.length - 1]
   return {
-    items: items.map(map),
-    nextCursor: rows.length > limit && last !== undefined ? encodePageCursor(keyOf(last), order) : null,
+    items,
+    nextCursor: more && lastRow !== undefined ? encodePageCursor(keyOf(lastRow), order) : null,
   }
 }

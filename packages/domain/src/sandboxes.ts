@@ -20,7 +20,16 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
 import { type CommandOptions, runCommand } from "./command.ts"
-import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  budgeted,
+  budgetParam,
+  cursorTime,
+  decodePageCursor,
+  type PageRequest,
+  pageLimit,
+  ROW_OVERHEAD_BYTES,
+  toPage,
+} from "./paging.ts"
 import { sandboxStreamId } from "./queries.ts"
 import { type Page, type Sandbox, toSandbox } from "./rows.ts"
 import { layerServices } from "./services.ts"
@@ -166,13 +175,33 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
         const limit = yield* pageLimit(page.limit)
         const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
-          `select ${COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.sandboxes
-            where session_id = $1::uuid and ($2::text is null or status = $2::text)
-              and ($3::text is null or (created_at, id) > ($3::text::timestamptz, $4::uuid))
-            order by created_at, id limit $5`,
-          [sessionId, page.status ?? null, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+          budgeted(
+            `select ${COLUMNS}, ${cursorTime("created_at")} as cursor_at,
+                    octet_length(metadata::text) + coalesce(octet_length(url), 0)
+                      + octet_length(external_id) + ${ROW_OVERHEAD_BYTES} as page_bytes
+               from chronicle.sandboxes
+              where session_id = $1::uuid and ($2::text is null or status = $2::text)
+                and ($3::text is null or (created_at, id) > ($3::text::timestamptz, $4::uuid))
+              order by created_at, id limit $5`,
+            "$6",
+          ),
+          [
+            sessionId,
+            page.status ?? null,
+            after?.[0] ?? null,
+            after?.[1] ?? null,
+            limit + 1,
+            budgetParam(page.maxBytes),
+          ],
         )
-        return toPage(rows, limit, toSandbox, (r) => [r.cursor_at as string, r.id as string])
+        return toPage(
+          rows,
+          limit,
+          toSandbox,
+          (r) => [r.cursor_at as string, r.id as string],
+          "asc",
+          page.maxBytes,
+        )
       })
 
       return Sandboxes.of({

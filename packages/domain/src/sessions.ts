@@ -19,14 +19,22 @@ import {
   type EventTooLarge,
   type IdempotencyConflict,
   isUuid,
-  type RecordedEvent,
   type VersionConflict,
 } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { type CommandOptions, type CommandResult, type RecordedDomainEvent, runCommand } from "./command.ts"
-import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  budgeted,
+  budgetParam,
+  cursorTime,
+  decodePageCursor,
+  type PageRequest,
+  pageLimit,
+  ROW_OVERHEAD_BYTES,
+  toPage,
+} from "./paging.ts"
 import { type LoadedSession, selectSession, sessionStreamId } from "./queries.ts"
 import {
   type Checkpoint,
@@ -113,7 +121,8 @@ const parseInstant = (value: string, path: string): Effect.Effect<Instant, Inval
     utc.getUTCHours() === hour &&
     utc.getUTCMinutes() === minute &&
     utc.getUTCSeconds() === second &&
-    (time === null || time[8] === "Z" || (Number(time[10]) <= 23 && Number(time[11]) <= 59))
+    // Postgres reads offsets up to ±15:59 (real zones stay within ±14:00).
+    (time === null || time[8] === "Z" || (Number(time[10]) <= 15 && Number(time[11]) <= 59))
   if (!valid) return Effect.fail(invalid)
   const micros =
     BigInt(utc.getTime() - offsetMinutes * 60_000) * 1000n + BigInt(fraction.padEnd(6, "0") || "0")
@@ -157,6 +166,7 @@ export interface ImportConversationInput extends CreateSessionInput {
 
 export interface SessionExport {
   readonly format: "chronicle.session.v1"
+  /** The session at the version the export is pinned to (the first page's current one). */
   readonly session: Session
   readonly events: ReadonlyArray<{
     readonly eventId: string
@@ -167,6 +177,11 @@ export interface SessionExport {
     readonly metadata: unknown
     readonly recordedAt: string
   }>
+  /**
+   * Pass as `cursor` for the next page; null on the last. Every page of one export ends at
+   * the version the first page saw, so events appended meanwhile are not half-exported.
+   */
+  readonly nextCursor: string | null
 }
 
 // Session ids for external keys are derived from (owner, key), so "get or create by key" is
@@ -369,7 +384,11 @@ export interface SessionsService {
     id: string,
     page: PageRequest,
   ) => Effect.Effect<Page<TimelineEntry>, SessionsError>
-  readonly export: (actor: Actor, id: string) => Effect.Effect<SessionExport, SessionsError>
+  readonly export: (
+    actor: Actor,
+    id: string,
+    page: PageRequest,
+  ) => Effect.Effect<SessionExport, SessionsError>
   readonly importConversation: (
     actor: Actor,
     input: ImportConversationInput,
@@ -497,10 +516,13 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         // pages through the matches with no gap and no duplicate.
         const rows = yield* db
           .query(
-            `select s.id::text, s.owner_id::text, s.title, s.status, s.metadata, s.version, s.parent_id::text,
+            budgeted(
+              `select s.id::text, s.owner_id::text, s.title, s.status, s.metadata, s.version, s.parent_id::text,
                     s.parent_version, s.external_key, s.message_count, s.revision_count, s.draft_count,
                     s.hole_count, s.file_count, s.tool_run_count, s.created_at, s.updated_at, s.last_activity_at,
-                    ${cursorTime("s.created_at")} as cursor_at
+                    ${cursorTime("s.created_at")} as cursor_at,
+                    octet_length(s.metadata::text) + coalesce(octet_length(s.title), 0)
+                      + coalesce(octet_length(s.external_key), 0) + ${ROW_OVERHEAD_BYTES} as page_bytes
                from chronicle.sessions s
               where ($1::uuid is null or s.owner_id = $1::uuid)
                 and (case when $2::text is null then s.status <> 'deleted' else s.status = $2::text end)
@@ -515,6 +537,8 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
                      or s.created_at < $9::text::timestamptz + $10::bigint * interval '1 microsecond')
               order by s.created_at desc, s.id desc
               limit $6`,
+              "$11",
+            ),
             [
               listScope(actor),
               input.status ?? null,
@@ -526,10 +550,18 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
               filters.from,
               filters.to,
               filters.toSpan,
+              budgetParam(input.maxBytes),
             ],
           )
           .pipe(Effect.orDie)
-        return toPage(rows, limit, toSession, (r) => [r.cursor_at as string, r.id as string])
+        return toPage(
+          rows,
+          limit,
+          toSession,
+          (r) => [r.cursor_at as string, r.id as string],
+          "asc",
+          input.maxBytes,
+        )
       })
 
       const update = Effect.fn("Sessions.update")(function* (
@@ -639,14 +671,25 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         const after = yield* decodePageCursor(page.cursor, ["number"] as const)
         const rows = yield* db
           .query(
-            `select e.event_id::text, e.stream_version, e.type, e.data, e.metadata, e.recorded_at,
-                    (e.type = any($4::text[]) and not (s.effective @> e.stream_version)) as reverted
-               from chronicle.events e
-               join chronicle.sessions s on s.id = $1::uuid
-              where e.stream_id = $2 and e.stream_version > $3
-              order by e.stream_version
-              limit $5`,
-            [id, sessionStreamId(id), after?.[0] ?? 0, `{${CONTENT_EVENT_TYPES.join(",")}}`, limit + 1],
+            budgeted(
+              `select e.event_id::text, e.stream_version, e.type, e.data, e.metadata, e.recorded_at,
+                      (e.type = any($4::text[]) and not (s.effective @> e.stream_version)) as reverted,
+                      octet_length(e.data::text) + octet_length(e.metadata::text) + ${ROW_OVERHEAD_BYTES} as page_bytes
+                 from chronicle.events e
+                 join chronicle.sessions s on s.id = $1::uuid
+                where e.stream_id = $2 and e.stream_version > $3
+                order by e.stream_version
+                limit $5`,
+              "$6",
+            ),
+            [
+              id,
+              sessionStreamId(id),
+              after?.[0] ?? 0,
+              `{${CONTENT_EVENT_TYPES.join(",")}}`,
+              limit + 1,
+              budgetParam(page.maxBytes),
+            ],
           )
           .pipe(Effect.orDie)
         return toPage(
@@ -662,30 +705,58 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
             reverted: r.reverted as boolean,
           }),
           (r) => [Number(r.stream_version)],
+          "asc",
+          page.maxBytes,
         )
       })
 
-      const exportSession = Effect.fn("Sessions.export")(function* (actor: Actor, id: string) {
-        const session = yield* current(actor, id)
-        const events: Array<RecordedEvent> = []
-        for (let from = 1; ; ) {
-          const page = yield* store.readStream(sessionStreamId(id), { fromVersion: from }).pipe(Effect.orDie)
-          events.push(...page.events)
-          if (page.nextVersion === undefined) break
-          from = page.nextVersion
-        }
+      const exportSession = Effect.fn("Sessions.export")(function* (
+        actor: Actor,
+        id: string,
+        page: PageRequest,
+      ) {
+        const limit = yield* pageLimit(page.limit)
+        // [the next version to export, the version the export is pinned to]
+        const at = yield* decodePageCursor(page.cursor, ["number", "number"] as const)
+        const session =
+          at === null ? yield* current(actor, id) : (yield* loadSession(actor, id, at[1])).session
+        const pinned = at?.[1] ?? session.version
+        const rows = yield* db
+          .query(
+            budgeted(
+              `select e.event_id::text, e.stream_version, e.type, e.schema_version, e.data, e.metadata,
+                      e.recorded_at,
+                      octet_length(e.data::text) + octet_length(e.metadata::text) + ${ROW_OVERHEAD_BYTES} as page_bytes
+                 from chronicle.events e
+                where e.stream_id = $1 and e.stream_version >= $2 and e.stream_version <= $3
+                order by e.stream_version
+                limit $4`,
+              "$5",
+            ),
+            [sessionStreamId(id), at?.[0] ?? 1, pinned, limit + 1, budgetParam(page.maxBytes)],
+          )
+          .pipe(Effect.orDie)
+        const events = toPage(
+          rows,
+          limit,
+          (r) => ({
+            eventId: r.event_id as string,
+            version: Number(r.stream_version),
+            type: r.type as string,
+            schemaVersion: Number(r.schema_version),
+            data: r.data,
+            metadata: r.metadata,
+            recordedAt: iso(r.recorded_at),
+          }),
+          (r) => [Number(r.stream_version) + 1, pinned],
+          "asc",
+          page.maxBytes,
+        )
         return {
           format: "chronicle.session.v1",
           session,
-          events: events.map((e) => ({
-            eventId: e.eventId,
-            version: e.version,
-            type: e.type,
-            schemaVersion: e.schemaVersion,
-            data: e.data,
-            metadata: e.metadata,
-            recordedAt: e.recordedAt.toISOString(),
-          })),
+          events: events.items,
+          nextCursor: events.nextCursor,
         } satisfies SessionExport
       })
 
@@ -776,7 +847,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
             [id, after?.[0] ?? 0, limit + 1],
           )
           .pipe(Effect.orDie)
-        return toPage(rows, limit, toCheckpoint, (r) => [Number(r.event_version)])
+        return toPage(rows, limit, toCheckpoint, (r) => [Number(r.event_version)], "asc", page.maxBytes)
       })
 
       return Sessions.of({
@@ -791,7 +862,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         rollback: (actor, id, to, options) => provide(rollback(actor, id, to, options)),
         fork: (actor, id, at, input) => provide(fork(actor, id, at, input)),
         timeline: (actor, id, page) => provide(timeline(actor, id, page)),
-        export: (actor, id) => provide(exportSession(actor, id)),
+        export: (actor, id, page) => provide(exportSession(actor, id, page)),
         importConversation: (actor, input) => provide(importConversation(actor, input)),
         createCheckpoint: (actor, id, label, options) => provide(createCheckpoint(actor, id, label, options)),
         listCheckpoints: (actor, id, page) => provide(listCheckpoints(actor, id, page)),

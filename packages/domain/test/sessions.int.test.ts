@@ -340,7 +340,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
       createdAt: "2025-10-13T17:55:00.000Z",
       metadata: { from: "memory" },
     })
-    const exported = await sessions((s) => s.export(alice, imported.id))
+    const exported = await sessions((s) => s.export(alice, imported.id, {}))
     expect(exported.format).toBe("chronicle.session.v1")
     expect(exported.events.map((e) => e.type)).toEqual([
       "SessionStarted",

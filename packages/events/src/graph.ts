@@ -41,7 +41,8 @@ export const ChannelBlob = Schema.Struct({
 
 /** One pending write of a task against a checkpoint; `idx` < 0 marks a special write (error, interrupt…). */
 export const PendingWrite = Schema.Struct({
-  idx: Schema.Int,
+  /** Stored as a Postgres integer. */
+  idx: Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: -2_147_483_648, maximum: 2_147_483_647 }))),
   channel: Name(500),
   value: SerializedValue,
 })

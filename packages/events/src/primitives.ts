@@ -18,11 +18,57 @@ export type Json = Types.Json
 export const JsonObject = Schema.Record(Schema.String, Json)
 export type JsonObject = Types.JsonObject
 
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/
+
+const daysIn = (year: number, month: number) =>
+  month === 2
+    ? (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0
+      ? 29
+      : 28
+    : [4, 6, 9, 11].includes(month)
+      ? 30
+      : 31
+
+/**
+ * Whether text is an ISO-8601 instant with a time zone that Postgres and JavaScript read the
+ * same: a real calendar date in the years 0001–9999, a time of day up to 23:59:59, and an
+ * offset up to ±15:59 (Postgres' limit; real zones stay within ±14:00). `2026-02-30`, year
+ * 0000 or an offset of +23:59 match the pattern but are not instants anywhere.
+ */
+export const isIsoInstant = (text: unknown): text is string => {
+  if (typeof text !== "string") return false
+  const m = ISO_INSTANT.exec(text)
+  if (m === null) return false
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ]
+  const offsetHours = m[8] === undefined ? 0 : Number(m[8])
+  const offsetMinutes = m[9] === undefined ? 0 : Number(m[9])
+  return (
+    year >= 1 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysIn(year, month) &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetHours <= 15 &&
+    offsetMinutes <= 59
+  )
+}
+
 /** An ISO-8601 instant with a time zone: 2026-11-23T20:41:17.123Z. */
 export const IsoTimestamp = Schema.String.pipe(
   Schema.check(
-    Schema.isPattern(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/, {
-      message: "must be an ISO-8601 timestamp with a time zone, such as 2026-11-23T20:41:17Z",
+    Schema.makeFilter((text: string) => isIsoInstant(text), {
+      message:
+        "must be an ISO-8601 timestamp with a time zone, such as 2026-11-23T20:41:17Z (a real date from year 0001, an offset up to ±15:59)",
     }),
   ),
 )

@@ -19,19 +19,31 @@ export const analyticsRouter = router({
   sessionSummary: authedProcedure
     .input(input(Schema.UndefinedOr(Schema.Struct({ sessionId: Schema.optional(Uuid), ...Page }))))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Analytics, (a) => a.sessionSummary(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Analytics, (a) =>
+          a.sessionSummary(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
   /** Usage per owner: yours, or everyone's for the service role. */
   users: authedProcedure
     .input(input(Schema.UndefinedOr(Schema.Struct({ ...Page }))))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Analytics, (a) => a.users(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Analytics, (a) =>
+          a.users(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
   /** Newest first: messages, revisions, drafts, tool runs and job changes. */
   recentActivity: authedProcedure
     .input(input(Schema.UndefinedOr(Schema.Struct({ sessionId: Schema.optional(Uuid), ...Page }))))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Analytics, (a) => a.recentActivity(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Analytics, (a) =>
+          a.recentActivity(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
   draftValidation: authedProcedure.query(({ ctx }) =>
     ctx.run(Effect.flatMap(Analytics, (a) => a.draftValidation(actorOf(ctx.principal)))),

@@ -91,7 +91,11 @@ export const messagesRouter = router({
       ),
     )
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listMessages(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listMessages(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -123,7 +127,9 @@ export const revisionsRouter = router({
     .input(input(ListInput))
     .query(({ ctx, input }) =>
       ctx.run(
-        Effect.flatMap(Content, (c) => c.listRevisions(actorOf(ctx.principal), input.sessionId, input)),
+        Effect.flatMap(Content, (c) =>
+          c.listRevisions(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
       ),
     ),
 })
@@ -171,7 +177,11 @@ export const draftsRouter = router({
   list: authedProcedure
     .input(input(ListInput))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listDrafts(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listDrafts(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -213,7 +223,11 @@ export const holesRouter = router({
       ),
     )
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listHoles(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listHoles(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -258,6 +272,10 @@ export const toolRunsRouter = router({
   list: authedProcedure
     .input(input(ListInput))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Content, (c) => c.listToolRuns(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Content, (c) =>
+          c.listToolRuns(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })

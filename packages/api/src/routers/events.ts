@@ -7,11 +7,16 @@ import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEven
 import { tracked } from "@trpc/server"
 import { Effect, Option, Schema, Stream } from "effect"
 import { canRead, listScope, type Principal } from "../auth.ts"
+import { callerKey, jsonBytes } from "../budget.ts"
+import { TooManyRequests, toTRPCError } from "../errors.ts"
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
 import { input } from "./schemas.ts"
 
 // ----- schemas --------------------------------------------------------------------------
+
+/** The largest stream version (a Postgres integer). */
+const MAX_VERSION = 2_147_483_647
 
 export const StreamId = Schema.String.pipe(
   Schema.check(
@@ -59,8 +64,10 @@ export type EventView = typeof EventView.Type
 
 export const ReadStreamInput = Schema.Struct({
   streamId: StreamId,
-  /** First version to return (default 1). */
-  fromVersion: Schema.optional(Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1)))),
+  /** First version to return (default 1). Versions are Postgres integers. */
+  fromVersion: Schema.optional(
+    Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: MAX_VERSION }))),
+  ),
   /** The `nextCursor` of the previous page; an alternative to `fromVersion`. */
   cursor: Schema.optional(Schema.String),
   limit: Schema.optional(ListLimit),
@@ -126,30 +133,98 @@ const fromVersionOf = (input: typeof ReadStreamInput.Type) => {
       new InvalidRead({ path: "cursor", reason: "give either cursor or fromVersion, not both" }),
     )
   }
-  return /^[1-9][0-9]{0,9}$/.test(input.cursor)
+  return /^[1-9][0-9]{0,9}$/.test(input.cursor) && Number(input.cursor) <= MAX_VERSION
     ? Effect.succeed(Number(input.cursor))
     : Effect.fail(new InvalidCursor({ cursor: input.cursor }))
 }
+
+/**
+ * The first read of a page asks for few events: they may each be as large as the event
+ * limit, and the page must not hold more than its byte budget in memory. Later reads ask for
+ * as many as the budget left leaves room for, judged by the largest event seen so far.
+ */
+const FIRST_READ = 8
+
+interface Chunk<C> {
+  readonly events: ReadonlyArray<RecordedEvent>
+  /** Where the next read starts. */
+  readonly next: C
+  /** The read reached the end (of the stream, or of what the log holds now). */
+  readonly end: boolean
+}
+
+/**
+ * Reads up to `limit` events, a chunk at a time, stopping early once their JSON reaches
+ * `maxBytes` (a page always holds at least one event). Returns where to resume: after the
+ * last event returned, whichever way the page ended.
+ */
+const readWithinBudget = <C, E>(
+  options: { readonly limit: number; readonly maxBytes: number; readonly start: C },
+  read: (from: C, count: number) => Effect.Effect<Chunk<C>, E, EventStore>,
+  resumeAfter: (event: RecordedEvent) => C,
+) =>
+  Effect.gen(function* () {
+    const items: Array<EventView> = []
+    let bytes = 0
+    let largest = 1
+    let lastKept: RecordedEvent | undefined
+    let from = options.start
+    while (items.length < options.limit) {
+      const wanted = options.limit - items.length
+      const count =
+        items.length === 0
+          ? Math.min(wanted, FIRST_READ)
+          : Math.min(wanted, Math.max(1, Math.floor((options.maxBytes - bytes) / largest)))
+      const chunk = yield* read(from, count)
+      for (const event of chunk.events) {
+        const view = toEventView(event)
+        const size = jsonBytes(view) + 1
+        if (lastKept !== undefined && bytes + size > options.maxBytes) {
+          return { items, position: resumeAfter(lastKept), end: false }
+        }
+        items.push(view)
+        lastKept = event
+        bytes += size
+        largest = Math.max(largest, size)
+      }
+      from = chunk.next
+      if (chunk.end) return { items, position: from, end: true }
+      if (bytes >= options.maxBytes) break
+    }
+    return { items, position: from, end: false }
+  })
 
 /** One stream, if the principal may read it; another owner's stream is not found. */
 export const readStream = Effect.fn("events.readStream")(function* (
   principal: Principal,
   input: typeof ReadStreamInput.Type,
+  maxBytes: number = Number.POSITIVE_INFINITY,
 ) {
   const store = yield* EventStore
   const info = yield* store.streamInfo(input.streamId)
   if (Option.isNone(info) || !canRead(principal, info.value.ownerId)) {
     return yield* new NotFound({ entity: "Stream", id: input.streamId })
   }
-  const fromVersion = yield* fromVersionOf(input)
-  const page = yield* store.readStream(input.streamId, {
-    fromVersion,
-    limit: input.limit ?? DEFAULT_LIST_LIMIT,
-  })
+  let version = info.value.version
+  const page = yield* readWithinBudget(
+    { limit: input.limit ?? DEFAULT_LIST_LIMIT, maxBytes, start: yield* fromVersionOf(input) },
+    (fromVersion, limit) =>
+      store.readStream(input.streamId, { fromVersion, limit }).pipe(
+        Effect.map((chunk) => {
+          version = chunk.version
+          return {
+            events: chunk.events,
+            next: chunk.nextVersion ?? (chunk.events.at(-1)?.version ?? fromVersion - 1) + 1,
+            end: chunk.nextVersion === undefined,
+          }
+        }),
+      ),
+    (event) => event.version + 1,
+  )
   return {
-    items: page.events.map(toEventView),
-    version: page.version,
-    nextCursor: page.nextVersion === undefined ? null : String(page.nextVersion),
+    items: page.items,
+    version,
+    nextCursor: page.end ? null : String(page.position),
   } satisfies ReadStreamOutput
 })
 
@@ -157,18 +232,24 @@ export const readStream = Effect.fn("events.readStream")(function* (
 export const readAll = Effect.fn("events.readAll")(function* (
   principal: Principal,
   input: typeof ReadAllInput.Type,
+  maxBytes: number = Number.POSITIVE_INFINITY,
 ) {
   const store = yield* EventStore
-  const page = yield* store.readAll({
-    after: input.after,
-    limit: input.limit ?? DEFAULT_LIST_LIMIT,
-    types: input.types,
-    ownerId: listScope(principal) ?? undefined,
-  })
+  const page = yield* readWithinBudget(
+    { limit: input.limit ?? DEFAULT_LIST_LIMIT, maxBytes, start: input.after },
+    (after: string | undefined, limit) =>
+      store
+        .readAll({ after, limit, types: input.types, ownerId: listScope(principal) ?? undefined })
+        .pipe(Effect.map((chunk) => ({ events: chunk.events, next: chunk.cursor, end: chunk.caughtUp }))),
+    // Every event a log reader returns is in the log's order, so it has a cursor.
+    (event): string | undefined => event.cursor ?? "",
+  )
+  // Before the first read (a zero-event page cannot happen: limit >= 1) the position is set.
+  const cursor = page.position ?? ""
   return {
-    items: page.events.map(toEventView),
-    nextCursor: page.caughtUp ? null : page.cursor,
-    cursor: page.cursor,
+    items: page.items,
+    nextCursor: page.end ? null : cursor,
+    cursor,
   } satisfies ReadAllOutput
 })
 
@@ -197,23 +278,43 @@ export const follow = Effect.fn("events.follow")(function* (
 // ----- procedures -----------------------------------------------------------------------
 
 export const eventsRouter = router({
+  /**
+   * Where the log ends now: pass `cursor` as `after` to `subscribe` (or `readAll`) to see only
+   * what comes next.
+   */
+  head: authedProcedure.query(({ ctx }) =>
+    ctx.run(
+      Effect.map(
+        Effect.flatMap(EventStore, (store) => store.head()),
+        (head) => ({ cursor: head.cursor }),
+      ),
+    ),
+  ),
+
   readStream: authedProcedure
     .input(input(ReadStreamInput))
-    .query(({ ctx, input }) => ctx.run(readStream(ctx.principal, input))),
+    .query(({ ctx, input }) => ctx.run(readStream(ctx.principal, input, ctx.pageBytes))),
 
   readAll: authedProcedure
     .input(input(Schema.UndefinedOr(ReadAllInput)))
-    .query(({ ctx, input }) => ctx.run(readAll(ctx.principal, input ?? {}))),
+    .query(({ ctx, input }) => ctx.run(readAll(ctx.principal, input ?? {}, ctx.pageBytes))),
 
   subscribe: authedProcedure.input(input(Schema.UndefinedOr(SubscribeInput))).subscription(async function* ({
     ctx,
     input,
     signal,
   }) {
-    const events = await ctx.run(follow(ctx.principal, input ?? {}))
-    for await (const event of ctx.stream(events, signal)) {
-      // A log reader's events are all in the log's order.
-      yield tracked(event.cursor ?? "", event)
+    const limit = ctx.limits.maxSubscriptions
+    const release = ctx.subscriptions.acquire(callerKey(ctx.principal), limit)
+    if (release === null) throw toTRPCError(new TooManyRequests({ what: "subscriptions", limit }))
+    try {
+      const events = await ctx.run(follow(ctx.principal, input ?? {}))
+      for await (const event of ctx.stream(events, signal)) {
+        // A log reader's events are all in the log's order.
+        yield tracked(event.cursor ?? "", event)
+      }
+    } finally {
+      release()
     }
   }),
 })

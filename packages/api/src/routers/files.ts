@@ -58,14 +58,18 @@ export const filesRouter = router({
   list: authedProcedure
     .input(input(Schema.UndefinedOr(Schema.Struct({ ...Page }))))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Files, (f) => f.list(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Files, (f) => f.list(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes })),
+      ),
     ),
 
   listAttached: authedProcedure
     .input(input(Schema.Struct({ sessionId: Uuid, asOf: Schema.optional(AsOf), ...Page })))
     .query(({ ctx, input }) =>
       ctx.run(
-        Effect.flatMap(Content, (c) => c.listAttachedFiles(actorOf(ctx.principal), input.sessionId, input)),
+        Effect.flatMap(Content, (c) =>
+          c.listAttachedFiles(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
       ),
     ),
 
@@ -140,7 +144,7 @@ export const artifactsRouter = router({
           j.listArtifacts(
             actorOf(ctx.principal),
             "jobId" in input ? { jobId: input.jobId } : { sessionId: input.sessionId },
-            input,
+            { ...input, maxBytes: ctx.pageBytes },
           ),
         ),
       ),

@@ -96,7 +96,11 @@ export const graphsRouter = router({
         }),
       ),
     )
-    .query(({ ctx, input }) => ctx.run(Effect.flatMap(Graphs, (g) => g.list(actorOf(ctx.principal), input)))),
+    .query(({ ctx, input }) =>
+      ctx.run(
+        Effect.flatMap(Graphs, (g) => g.list(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes })),
+      ),
+    ),
 
   /** Records the thread's deletion: reads then find no checkpoints. The events stay in the log. */
   deleteThread: authedProcedure

@@ -70,7 +70,9 @@ export const jobsRouter = router({
       ),
     )
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Jobs, (j) => j.list(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Jobs, (j) => j.list(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes })),
+      ),
     ),
 
   start: authedProcedure
@@ -185,6 +187,10 @@ export const jobsRouter = router({
   listTasks: authedProcedure
     .input(input(Schema.Struct({ id: Uuid, ...Page })))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Jobs, (j) => j.listTasks(actorOf(ctx.principal), input.id, input))),
+      ctx.run(
+        Effect.flatMap(Jobs, (j) =>
+          j.listTasks(actorOf(ctx.principal), input.id, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })

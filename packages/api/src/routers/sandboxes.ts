@@ -57,6 +57,10 @@ export const sandboxesRouter = router({
   list: authedProcedure
     .input(input(Schema.Struct({ sessionId: Uuid, status: Schema.optional(SandboxStatus), ...Page })))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Sandboxes, (s) => s.list(actorOf(ctx.principal), input.sessionId, input))),
+      ctx.run(
+        Effect.flatMap(Sandboxes, (s) =>
+          s.list(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })

@@ -91,7 +91,11 @@ export const sessionsRouter = router({
   list: authedProcedure
     .input(input(Schema.UndefinedOr(ListSessionsInput)))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Sessions, (s) => s.list(actorOf(ctx.principal), input ?? {}))),
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.list(actorOf(ctx.principal), { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 
   update: authedProcedure
@@ -204,14 +208,26 @@ export const sessionsRouter = router({
   timeline: authedProcedure
     .input(input(Schema.Struct({ id: Uuid, ...Page })))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Sessions, (s) => s.timeline(actorOf(ctx.principal), input.id, input))),
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.timeline(actorOf(ctx.principal), input.id, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 
-  /** The session and all its events, to archive it or move it elsewhere. */
+  /**
+   * The session and its events, to archive it or move it elsewhere, a page at a time (follow
+   * `nextCursor`): every page carries the session as of the version the first page saw, and
+   * the pages end there.
+   */
   export: authedProcedure
-    .input(input(Schema.Struct({ id: Uuid })))
+    .input(input(Schema.Struct({ id: Uuid, ...Page })))
     .query(({ ctx, input }) =>
-      ctx.run(Effect.flatMap(Sessions, (s) => s.export(actorOf(ctx.principal), input.id))),
+      ctx.run(
+        Effect.flatMap(Sessions, (s) =>
+          s.export(actorOf(ctx.principal), input.id, { ...input, maxBytes: ctx.pageBytes }),
+        ),
+      ),
     ),
 })
 
@@ -241,7 +257,9 @@ export const checkpointsRouter = router({
     .input(input(Schema.Struct({ sessionId: Uuid, ...Page })))
     .query(({ ctx, input }) =>
       ctx.run(
-        Effect.flatMap(Sessions, (s) => s.listCheckpoints(actorOf(ctx.principal), input.sessionId, input)),
+        Effect.flatMap(Sessions, (s) =>
+          s.listCheckpoints(actorOf(ctx.principal), input.sessionId, { ...input, maxBytes: ctx.pageBytes }),
+        ),
       ),
     ),
 })
