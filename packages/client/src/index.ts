@@ -147,9 +147,16 @@ export const createChronicleClient = (options: ChronicleClientOptions): Chronicl
 }
 
 /**
+ * Runs `f` once the current turn of the event loop is done, with no timer: after the I/O it
+ * has to read (a connection the server closed is then known to be closed, not reused).
+ */
+const soon: (f: () => void) => void =
+  typeof setImmediate === "function" ? (f) => void setImmediate(f) : (f) => queueMicrotask(f)
+
+/**
  * Sends a call made alone through `single` at once, and calls made in the same turn of the
- * event loop through `batched` (which puts them in one request). Deciding takes one microtask,
- * not the batch link's timer.
+ * event loop through `batched` (which puts them in one request). Deciding waits for the end of
+ * the turn, not for the batch link's timer.
  */
 const togetherLink =
   (single: TRPCLink<AppRouter>, batched: TRPCLink<AppRouter>): TRPCLink<AppRouter> =>
@@ -175,7 +182,7 @@ const togetherLink =
             unsubscribe = link({ op, next }).subscribe(observer).unsubscribe
           },
         })
-        if (pending.length === 1) queueMicrotask(flush)
+        if (pending.length === 1) soon(flush)
         return () => {
           cancelled = true
           unsubscribe?.()
