@@ -157,7 +157,7 @@ const printStatus = (status: ProjectionStatus) => {
 /** `--as-of` as a cursor, a checkpoint id or a time. */
 const parseAsOf = (value: string): AsOf | string => {
   if (/^\d+$/.test(value)) return { cursor: value }
-  if (isUuid(value)) return { checkpointId: value }
+  if (isUuid(value.toLowerCase())) return { checkpointId: value.toLowerCase() }
   if (!Number.isNaN(Date.parse(value))) return { timestamp: new Date(value).toISOString() }
   return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 1044, from \`chronicle status\`), a checkpoint id nor an ISO-8601 time`
 }
@@ -323,7 +323,8 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       return 0
     }
     case "export": {
-      const sessionId = positionals[0]
+      // A UUID in either case names the same session.
+      const sessionId = positionals[0]?.toLowerCase()
       const file = values.out === undefined ? undefined : await openFile(values.out, "w")
       const out = file?.createWriteStream() ?? process.stdout
       const report = await withStore(

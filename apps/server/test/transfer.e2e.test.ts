@@ -98,7 +98,8 @@ describe("chronicle export, import and rebuild", () => {
     }
 
     const file = join(dir, "rt.ndjson")
-    const exported = await cli(["export", childId, "--out", file], source)
+    // Named in upper case: the same session.
+    const exported = await cli(["export", childId.toUpperCase(), "--out", file], source)
     expect(exported.code).toBe(0)
     expect(exported.stderr).toContain("Exported 6 event(s) of 2 session stream(s)")
     const lines = (await readFile(file, "utf8"))
