@@ -3,7 +3,7 @@ import { databaseProjects } from "./src/vitest-projects.ts"
 
 export default defineConfig({
   test: {
-    testTimeout: 60_000,
+    testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
