@@ -2,9 +2,64 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { DomainConfig, DomainLayer, defaultDomainConfig, Retention } from "@chronicle/domain"
 import { Projections } from "@chronicle/projections"
-import { Database, EventStore, migrate, redactUrl } from "@chronicle/store"
-import { Effect, Layer, Schedule } from "effect"
+import { Database, EventStore, migrate, redactUrl, type SqlError } from "@chronicle/store"
+import { Data, Effect, Layer, Schedule } from "effect"
 import type { DatabaseConfig, ServerConfig } from "./config.ts"
+
+/** Seconds the Postgres driver waits for a server to answer a new connection. */
+export const CONNECT_TIMEOUT_SECONDS = 10
+
+/** The configured Postgres server cannot be reached at start: what happened, and what to check. */
+export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")<{
+  readonly address: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `cannot connect to the database at ${this.address}: ${this.reason}`
+  }
+}
+
+/** `host:port` of a connection string, without user or password. */
+const addressOf = (url: string): string => {
+  try {
+    const u = new URL(url)
+    return `${u.hostname}:${u.port || "5432"}`
+  } catch {
+    return redactUrl(url)
+  }
+}
+
+/**
+ * Turns the driver's error for a connection that could not be made into one line a person can
+ * act on. postgres.js reports a server that accepts TCP but never answers as
+ * `write CONNECT_TIMEOUT host:port`, which says neither what happened nor what to check.
+ */
+export const explainConnectFailure = (url: string, error: SqlError): DatabaseUnreachable => {
+  const address = addressOf(url)
+  const reason = (() => {
+    switch (error.code) {
+      case "CONNECT_TIMEOUT":
+        return `it accepted the connection but did not answer within ${CONNECT_TIMEOUT_SECONDS} s; check that DATABASE_URL names a PostgreSQL server (its host and port, or the pooler's), that the server is up and not overloaded, and that no proxy or firewall holds the connection`
+      case "ECONNREFUSED":
+        return "nothing accepts connections there; check DATABASE_URL's host and port, and that the server is running"
+      case "ENOTFOUND":
+      case "EAI_AGAIN":
+        return `the host name does not resolve (${error.code}); check DATABASE_URL's host`
+      case "ETIMEDOUT":
+      case "EHOSTUNREACH":
+      case "ENETUNREACH":
+        return `the host cannot be reached (${error.code}); check DATABASE_URL's host and the network between here and there`
+      case "28P01":
+      case "28000":
+        return `${error.reason}; check the user and password in DATABASE_URL`
+      case "3D000":
+        return `${error.reason}; create it, or name an existing database in DATABASE_URL`
+      default:
+        return error.message
+    }
+  })()
+  return new DatabaseUnreachable({ address, reason })
+}
 
 const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =>
   config.kind === "postgres"
@@ -12,7 +67,14 @@ const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =
         url: config.url,
         prepare: config.prepare,
         pipeline: config.pooler !== "transaction",
-      })
+        connectTimeoutSeconds: CONNECT_TIMEOUT_SECONDS,
+      }).pipe(
+        Layer.catchTag("SqlError", (error) =>
+          Layer.unwrap<Database, never, never, DatabaseUnreachable, never>(
+            Effect.fail(explainConnectFailure(config.url, error)),
+          ),
+        ),
+      )
     : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
 
 /** A printable, secret-free description of the configured database. */
