@@ -279,16 +279,29 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           console.error(
             `${started.kind === "rebuild" ? "Rebuilding" : `Building snapshot ${started.label} of`} ${started.projections.join(", ")} in ${describeDatabase(databaseConfig())}${started.fromSnapshot === null ? "" : ` from snapshot ${started.fromSnapshot} (${started.eventsSeeded} events)`} (run ${started.id})`,
           )
-          return yield* engine
-            .execute(started.id, {
-              ...(batchSize === undefined ? {} : { batchSize }),
-              onProgress: (r) => printer.update(r),
-            })
-            .pipe(
-              Effect.onInterrupt(() =>
-                engine.cancel(started.id).pipe(Effect.andThen(engine.execute(started.id)), Effect.ignore),
-              ),
-            )
+          const options = {
+            ...(batchSize === undefined ? {} : { batchSize }),
+            onProgress: (r: Run) => printer.update(r),
+          }
+          // A running server's daemon takes over runs no worker holds, and may take this one
+          // before this process does: execute then returns it unfinished. Follow it to its end
+          // (and take it over should that worker die) rather than report it "ended running".
+          const follow = Effect.gen(function* () {
+            let run = yield* engine.execute(started.id, options)
+            if (run.state === "running" || run.state === "cancelling")
+              console.error(`  another process (the running server?) works run ${run.id}; following it`)
+            while (run.state === "running" || run.state === "cancelling") {
+              printer.update(run)
+              yield* Effect.sleep("250 millis")
+              run = yield* engine.execute(started.id, options)
+            }
+            return run
+          })
+          return yield* follow.pipe(
+            Effect.onInterrupt(() =>
+              engine.cancel(started.id).pipe(Effect.andThen(engine.execute(started.id)), Effect.ignore),
+            ),
+          )
         }),
         true,
       )
