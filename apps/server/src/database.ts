@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import { rm, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { DomainConfig, DomainLayer, defaultDomainConfig, Retention } from "@chronicle/domain"
 import { Projections } from "@chronicle/projections"
@@ -61,6 +62,51 @@ export const explainConnectFailure = (url: string, error: SqlError): DatabaseUnr
   return new DatabaseUnreachable({ address, reason })
 }
 
+/** Where a server serving an embedded database records its address: `<dataDir>.server`. */
+const serverFileOf = (dataDir: string) => `${dataDir.replace(/[\\/]+$/, "")}.server`
+
+/** Records this process's address beside its embedded database; returns how to remove it. */
+export const announceServer = async (dataDir: string, url: string): Promise<() => Promise<void>> => {
+  const file = serverFileOf(dataDir)
+  await writeFile(file, `${JSON.stringify({ pid: process.pid, url })}\n`)
+  return () => rm(file, { force: true })
+}
+
+/** The embedded database is open in another process: which one, and what to do instead. */
+export class DataDirBusy extends Data.TaggedError("DataDirBusy")<{
+  readonly dataDir: string
+  readonly pid: number
+}> {
+  override get message(): string {
+    const command = (() => {
+      try {
+        const argv = readFileSync(`/proc/${this.pid}/cmdline`, "utf8").split("\0").filter(Boolean)
+        return argv.length > 0 ? ` (${argv.map((a) => a.split("/").slice(-3).join("/")).join(" ")})` : ""
+      } catch {
+        return ""
+      }
+    })()
+    const server = (() => {
+      try {
+        const recorded = JSON.parse(readFileSync(serverFileOf(this.dataDir), "utf8")) as {
+          pid: number
+          url: string
+        }
+        return recorded.pid === this.pid ? recorded.url : undefined
+      } catch {
+        return undefined
+      }
+    })()
+    const api =
+      server === undefined
+        ? "if it is the Chronicle server, use its API or Studio instead (projections.status, projections.rebuild, sessions.export, events.readAll)"
+        : `or leave it running and use its API at ${server}: the Studio (${server}/studio/) shows the projections and runs rebuilds, and projections.status, projections.rebuild, sessions.export and events.readAll answer over HTTP`
+    return `the embedded database in ${this.dataDir} is open in process ${this.pid}${command}, and only one process can open it: stop that process (Ctrl-C where it runs, or kill ${this.pid}) and run this command again, ${api}`
+  }
+}
+
+const IN_USE = /is in use by process (\d+)/
+
 const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =>
   config.kind === "postgres"
     ? Database.layerPostgres({
@@ -75,7 +121,16 @@ const databaseLayer = (config: DatabaseConfig): Layer.Layer<Database, unknown> =
           ),
         ),
       )
-    : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined })
+    : Database.layerPglite({ dataDir: config.kind === "embedded" ? config.dataDir : undefined }).pipe(
+        Layer.catchTag("SqlError", (error) => {
+          const holder = IN_USE.exec(error.reason)?.[1]
+          return Layer.unwrap<Database, never, never, DataDirBusy | SqlError, never>(
+            config.kind === "embedded" && holder !== undefined
+              ? Effect.fail(new DataDirBusy({ dataDir: config.dataDir, pid: Number(holder) }))
+              : Effect.fail(error),
+          )
+        }),
+      )
 
 /** A printable, secret-free description of the configured database. */
 export const describeDatabase = (config: DatabaseConfig): string =>
