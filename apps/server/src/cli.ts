@@ -162,6 +162,19 @@ const parseAsOf = (value: string): AsOf | string => {
   return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 1044, from \`chronicle status\`), a checkpoint id nor an ISO-8601 time`
 }
 
+/** An instant as `2026-12-04 13:22:05 UTC`. */
+const utc = (iso: string) => `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC`
+
+/** What a snapshot was taken as of, in words, with the cursor that became its bound. */
+const describeBound = (given: AsOf | null, cursor: string | null) => {
+  // Runs recorded on Postgres hand their bound back as JSON text: read either form.
+  const asOf: AsOf | null = typeof given === "string" ? JSON.parse(given) : given
+  const bound = cursor === null ? "" : ` (cursor ${cursor})`
+  if (asOf === null || "cursor" in asOf) return `cursor ${cursor ?? "–"}`
+  if ("checkpointId" in asOf) return `checkpoint ${asOf.checkpointId}${bound}`
+  return `${utc(asOf.timestamp)}${bound}`
+}
+
 const defaultLabel = () =>
   `asof_${new Date().toISOString().replace(/[-:]/g, "").replace("T", "_").slice(0, 15)}`
 
@@ -331,7 +344,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         console.log("No snapshots. Build one with `chronicle rebuild --all --as-of <…>`.")
       for (const s of list)
         console.log(
-          `${s.label}  schema ${s.schema}  as of ${s.asOfCursor} ${JSON.stringify(s.asOf)}  ${s.events} events  ${s.projections.join(",")}  ${s.createdAt}`,
+          `${s.label}  schema ${s.schema}  as of ${describeBound(s.asOf, s.asOfCursor)}  ${s.events} events  ${s.projections.join(",")}  taken ${utc(s.createdAt)}`,
         )
       return 0
     }

@@ -63,5 +63,18 @@ describe.runIf(postgresUrl !== null)("the CLI's snapshots beside a running serve
     const failed = outcomes.filter((o) => o.code !== 0).map((o) => o.stderr.trim().split("\n").at(-1))
     expect(failed).toEqual([])
     for (const o of outcomes) expect(o.stdout).toMatch(/^Snapshot race_\d+_\w+ holds .* as of 1 /m)
+
+    // Listed with dates a person reads, not JSON.
+    const at = new Date()
+    const byTime = await cli(["rebuild", "sessions", "--as-of", at.toISOString(), "--label", "by_time"], url)
+    expect(byTime.code, byTime.stderr).toBe(0)
+    const list = await cli(["snapshots"], url)
+    const line = list.stdout.split("\n").find((l) => l.startsWith("by_time "))
+    expect(line, list.stdout + list.stderr).toMatch(
+      new RegExp(
+        `as of ${at.toISOString().slice(0, 19).replace("T", " ")} UTC \\(cursor \\d+\\) .* taken \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} UTC$`,
+      ),
+    )
+    expect(line).not.toContain("{")
   })
 })
