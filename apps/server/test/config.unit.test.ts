@@ -48,6 +48,7 @@ describe("configuration from the environment", () => {
       prepare: true,
       listen: true,
       pooler: "none",
+      sequencerPollMs: 20,
     })
   })
 
@@ -62,6 +63,7 @@ describe("configuration from the environment", () => {
       kind: "postgres",
       url: "postgres://u:p@db:7000/app?sslmode=disable",
       ...transaction,
+      sequencerPollMs: 20,
     })
     expect(
       databaseConfig({ DATABASE_URL: "postgres://u:p@db:7000/app", CHRONICLE_PG_POOLER: "transaction" }),
