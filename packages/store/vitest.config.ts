@@ -1,12 +1,16 @@
 import { defineConfig } from "vitest/config"
+import { databaseProjects } from "./src/vitest-projects.ts"
 
 export default defineConfig({
   test: {
-    globalSetup: ["./src/vitest-global-setup.ts"],
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    testTimeout: 60_000,
+    testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
+    // The embedded database and the local Postgres, then each newer Postgres major (private clusters).
+    projects: databaseProjects({
+      include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+      integration: ["test/**/*.int.test.ts"],
+    }),
   },
 })

@@ -159,9 +159,22 @@ const printStatus = (status: ProjectionStatus) => {
 /** `--as-of` as a cursor, a checkpoint id or a time. */
 const parseAsOf = (value: string): AsOf | string => {
   if (/^\d+$/.test(value)) return { cursor: value }
-  if (isUuid(value)) return { checkpointId: value }
+  if (isUuid(value.toLowerCase())) return { checkpointId: value.toLowerCase() }
   if (!Number.isNaN(Date.parse(value))) return { timestamp: new Date(value).toISOString() }
   return `--as-of ${JSON.stringify(value)} is neither a cursor (such as 1044, from \`chronicle status\`), a checkpoint id nor an ISO-8601 time`
+}
+
+/** An instant as `2026-12-04 13:22:05 UTC`. */
+const utc = (iso: string) => `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC`
+
+/** What a snapshot was taken as of, in words, with the cursor that became its bound. */
+const describeBound = (given: AsOf | null, cursor: string | null) => {
+  // Runs recorded on Postgres hand their bound back as JSON text: read either form.
+  const asOf: AsOf | null = typeof given === "string" ? JSON.parse(given) : given
+  const bound = cursor === null ? "" : ` (cursor ${cursor})`
+  if (asOf === null || "cursor" in asOf) return `cursor ${cursor ?? "–"}`
+  if ("checkpointId" in asOf) return `checkpoint ${asOf.checkpointId}${bound}`
+  return `${utc(asOf.timestamp)}${bound}`
 }
 
 const defaultLabel = () =>
@@ -282,16 +295,29 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           console.error(
             `${started.kind === "rebuild" ? "Rebuilding" : `Building snapshot ${started.label} of`} ${started.projections.join(", ")} in ${describeDatabase(databaseConfig())}${started.fromSnapshot === null ? "" : ` from snapshot ${started.fromSnapshot} (${started.eventsSeeded} events)`} (run ${started.id})`,
           )
-          return yield* engine
-            .execute(started.id, {
-              ...(batchSize === undefined ? {} : { batchSize }),
-              onProgress: (r) => printer.update(r),
-            })
-            .pipe(
-              Effect.onInterrupt(() =>
-                engine.cancel(started.id).pipe(Effect.andThen(engine.execute(started.id)), Effect.ignore),
-              ),
-            )
+          const options = {
+            ...(batchSize === undefined ? {} : { batchSize }),
+            onProgress: (r: Run) => printer.update(r),
+          }
+          // A running server's daemon takes over runs no worker holds, and may take this one
+          // before this process does: execute then returns it unfinished. Follow it to its end
+          // (and take it over should that worker die) rather than report it "ended running".
+          const follow = Effect.gen(function* () {
+            let run = yield* engine.execute(started.id, options)
+            if (run.state === "running" || run.state === "cancelling")
+              console.error(`  another process (the running server?) works run ${run.id}; following it`)
+            while (run.state === "running" || run.state === "cancelling") {
+              printer.update(run)
+              yield* Effect.sleep("250 millis")
+              run = yield* engine.execute(started.id, options)
+            }
+            return run
+          })
+          return yield* follow.pipe(
+            Effect.onInterrupt(() =>
+              engine.cancel(started.id).pipe(Effect.andThen(engine.execute(started.id)), Effect.ignore),
+            ),
+          )
         }),
         true,
       )
@@ -321,12 +347,13 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         console.log("No snapshots. Build one with `chronicle rebuild --all --as-of <…>`.")
       for (const s of list)
         console.log(
-          `${s.label}  schema ${s.schema}  as of ${s.asOfCursor} ${JSON.stringify(s.asOf)}  ${s.events} events  ${s.projections.join(",")}  ${s.createdAt}`,
+          `${s.label}  schema ${s.schema}  as of ${describeBound(s.asOf, s.asOfCursor)}  ${s.events} events  ${s.projections.join(",")}  taken ${utc(s.createdAt)}`,
         )
       return 0
     }
     case "export": {
-      const sessionId = positionals[0]
+      // A UUID in either case names the same session.
+      const sessionId = positionals[0]?.toLowerCase()
       const file = values.out === undefined ? undefined : await openFile(values.out, "w")
       const out = file?.createWriteStream() ?? process.stdout
       const report = await withStore(

@@ -6,7 +6,7 @@ import { type ApiRuntime, DEV_OWNER_ID, makeAuthVerifier, makeCreateContext } fr
 import type { Database } from "@chronicle/store"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import type { ServerConfig } from "./config.ts"
-import { appLayer, describeDatabase } from "./database.ts"
+import { announceServer, appLayer, describeDatabase } from "./database.ts"
 import { makeRequestListener } from "./http.ts"
 import { type LogSink, loggerLayer } from "./logging.ts"
 import { defaultStudioDir, STUDIO_PATH } from "./studio.ts"
@@ -147,6 +147,12 @@ export const startServer = async (
 /** Runs the HTTP service until SIGINT/SIGTERM; resolves with the exit code. */
 export const serve = async (config: ServerConfig): Promise<number> => {
   const server = await startServer(config)
+  // Other processes cannot open the embedded database while this one has it: say where it
+  // serves, so `chronicle status` and friends can point there instead (database.ts).
+  const announced =
+    config.database.kind === "embedded"
+      ? await announceServer(config.database.dataDir, server.url)
+      : undefined
   console.log(`Chronicle listening on ${server.url} (${describeDatabase(config.database)})`)
   console.log(
     existsSync(join(defaultStudioDir, "index.html"))
@@ -165,5 +171,6 @@ export const serve = async (config: ServerConfig): Promise<number> => {
   // A second signal while draining stops at once.
   process.once(signal, () => process.exit(1))
   await server.close()
+  await announced?.()
   return 0
 }

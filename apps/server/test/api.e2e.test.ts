@@ -208,7 +208,7 @@ describe.each(testDatabases(env))("the API over HTTP, on $name", (database) => {
 
     const badStream = await failure(asAlice.events.readStream.query({ streamId: "Session-1", limit: 0 }))
     expect(badStream.message).toBe(
-      "streamId: must be <category>-<uuid> in lower case, such as session-0b6f2c7e-…; limit: Expected a value greater than or equal to 1",
+      "streamId: must be <category>-<uuid>, such as session-0b6f2c7e-…; limit: Expected a value greater than or equal to 1",
     )
     const streamId = newSessionStream()
     await seed(t.server, streamId, events(1), alice)

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
+import { createServer, type Server, type Socket } from "node:net"
 import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 
 const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
 
@@ -91,6 +92,46 @@ describe("chronicle CLI", () => {
     const [code] = await once(child, "exit")
     expect(code).toBe(1)
     expect(read().trim()).toMatch(/^chronicle: DATABASE_URL must be postgres:\/\/…/)
+  })
+
+  describe("a database host that accepts the connection and never answers", () => {
+    let silent: Server
+    let port: number
+    const held: Array<Socket> = []
+    beforeAll(async () => {
+      // Accepts TCP and says nothing, as a firewall's black hole or a wrong service can.
+      silent = createServer((socket) => held.push(socket))
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
+      port = (silent.address() as { port: number }).port
+    })
+    afterAll(async () => {
+      for (const socket of held) socket.destroy()
+      await new Promise((resolve) => silent.close(resolve))
+    })
+
+    it.each([["status"], ["serve"]])(
+      "`chronicle %s` gives up with one line naming the host and what to check",
+      async (command) => {
+        const child = start([command], {
+          ...NO_AUTH,
+          DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${port}/app`,
+          PORT: "0",
+        })
+        const read = output(child)
+        const [code] = await once(child, "exit")
+        expect(code).toBe(1)
+        const lines = read().trim().split("\n")
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toMatch(
+          new RegExp(
+            `^chronicle: cannot connect to the database at 127\\.0\\.0\\.1:${port}: it accepted the connection but did not answer within 10 s`,
+          ),
+        )
+        expect(lines[0]).toMatch(/check that DATABASE_URL names a PostgreSQL server/)
+        expect(lines[0]).not.toContain("secret")
+        expect(lines[0]).not.toContain("CONNECT_TIMEOUT")
+      },
+    )
   })
 
   it("rejects an unknown command with the usage and exit code 2", async () => {

@@ -1424,9 +1424,11 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
       const badId = await refusal(me.sessions.get.query({ id: "not-a-uuid" }), {
         code: "BAD_REQUEST",
         tag: "InvalidInput",
-        message: "id: must be a lower-case UUID",
+        message: "id: must be a UUID (8-4-4-4-12 hexadecimal digits)",
       })
-      expect(badId.data?.fields).toEqual({ issues: [{ path: "id", message: "must be a lower-case UUID" }] })
+      expect(badId.data?.fields).toEqual({
+        issues: [{ path: "id", message: "must be a UUID (8-4-4-4-12 hexadecimal digits)" }],
+      })
       await refusal(me.messages.append.mutate({ sessionId: s.id, role: "robot" as "user", content: "x" }), {
         code: "BAD_REQUEST",
         message: /^role: /,

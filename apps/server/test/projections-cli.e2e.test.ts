@@ -131,7 +131,9 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
     expect(snapshot.code, snapshot.stderr).toBe(0)
     expect(snapshot.stdout).toContain(`Snapshot before_more holds sessions as of ${events[0]!.cursor}`)
     const list = await cli(["snapshots"], db.url)
-    expect(list.stdout).toMatch(/^before_more {2}schema analytics_asof_before_more {2}as of /m)
+    expect(list.stdout).toMatch(
+      /^before_more {2}schema analytics_asof_before_more {2}as of cursor \d+ {2}\d+ events {2}sessions {2}taken \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/m,
+    )
     const counts = await withDatabase(
       db.url,
       Effect.flatMap(Database, (d) =>

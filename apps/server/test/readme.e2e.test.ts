@@ -2,7 +2,7 @@ import { execFile } from "node:child_process"
 import { readFile, rm, writeFile } from "node:fs/promises"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import { pgliteTestLayer } from "@chronicle/store/testing"
+import { pgliteTestLayer, requireTemplate } from "@chronicle/store/testing"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { serverConfig } from "../src/config.ts"
 import { type RunningServer, startServer } from "../src/serve.ts"
@@ -25,7 +25,7 @@ describe("the README's examples", () => {
     // Dev mode, as after `pnpm start`: no auth settings.
     server = await startServer(
       { ...serverConfig({ PORT: "0", CHRONICLE_LOG_LEVEL: "none" }), database: { kind: "memory" } },
-      { database: pgliteTestLayer(inject("pgliteTemplate")) },
+      { database: pgliteTestLayer(requireTemplate(inject("pgliteTemplate"))) },
     )
   })
   afterAll(() => server.close())

@@ -21,14 +21,18 @@ export interface TestDatabase {
 }
 
 export const testDatabases = (env: TestEnvironment): ReadonlyArray<TestDatabase> => [
-  {
-    name: "pglite",
-    prepare: async () => ({
-      database: { kind: "memory" },
-      layer: pgliteTestLayer(env.pgliteTemplate),
-      drop: async () => {},
-    }),
-  },
+  ...(env.pgliteTemplate === null
+    ? []
+    : [
+        {
+          name: "pglite" as const,
+          prepare: async () => ({
+            database: { kind: "memory" } as const,
+            layer: pgliteTestLayer(env.pgliteTemplate!),
+            drop: async () => {},
+          }),
+        },
+      ]),
   ...(env.postgresUrl === null
     ? []
     : [

@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import { mkdtemp, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -47,13 +48,28 @@ describe("chronicle export, import and rebuild", () => {
       for (let i = 0; i < 600 && !out.includes("listening on"); i++)
         await new Promise((r) => setTimeout(r, 100))
       expect(out).toContain("listening on")
-      const busy = await cli(["status"], source)
-      expect(busy.code).toBe(1)
-      expect(busy.stderr).toMatch(/^chronicle: The embedded database in .* is in use by process \d+/)
+      const url = /listening on (http:\/\/\S+)/.exec(out)![1]!
+      // Each command that opens the database is refused with one line naming the process that
+      // has it open, how to stop it, and the running server's API to use instead.
+      for (const command of [["status"], ["rebuild", "--all"], ["export"]]) {
+        const busy = await cli(command, source)
+        expect(busy.code).toBe(1)
+        const lines = busy.stderr.trim().split("\n")
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toMatch(
+          new RegExp(
+            `^chronicle: the embedded database in .* is open in process ${server.pid} \\(.*cli\\.ts serve\\)`,
+          ),
+        )
+        expect(lines[0]).toContain(`stop that process (Ctrl-C where it runs, or kill ${server.pid})`)
+        expect(lines[0]).toContain(`use its API at ${url}: the Studio (${url}/studio/)`)
+      }
     } finally {
       server.kill("SIGTERM")
       await new Promise((resolve) => server.once("exit", resolve))
     }
+    // The server's address file goes with it.
+    expect(existsSync(`${source.CHRONICLE_DATA_DIR}.server`)).toBe(false)
     const free = await cli(["status"], source)
     expect(free.code).toBe(0)
     expect(free.stdout).toContain("head: position")
@@ -107,7 +123,8 @@ describe("chronicle export, import and rebuild", () => {
     }
 
     const file = join(dir, "rt.ndjson")
-    const exported = await cli(["export", childId, "--out", file], source)
+    // Named in upper case: the same session.
+    const exported = await cli(["export", childId.toUpperCase(), "--out", file], source)
     expect(exported.code).toBe(0)
     expect(exported.stderr).toContain("Exported 8 event(s) of 2 session stream(s) and 1 file(s)")
     const text = await readFile(file, "utf8")

@@ -19,6 +19,7 @@ import { JobPage, JobsPage } from "./pages/Jobs.tsx"
 import { ProjectionsPage } from "./pages/Projections.tsx"
 import { SessionPage } from "./pages/Session.tsx"
 import { SessionsPage } from "./pages/Sessions.tsx"
+import { ThreadPage, ThreadsPage } from "./pages/Threads.tsx"
 import { Link, useRoute } from "./router.tsx"
 import { ErrorMessage, ShortId } from "./ui.tsx"
 
@@ -33,7 +34,14 @@ const Page = () => {
   if (session) return <SessionPage key={session[1]} id={session[1]!.toLowerCase()} />
   const job = new RegExp(`^/jobs/(${UUID})$`).exec(path)
   if (job) return <JobPage key={job[1]} id={job[1]!.toLowerCase()} />
+  const thread = /^\/threads\/(.+)$/.exec(path)
+  if (thread) {
+    const threadId = decodeURIComponent(thread[1]!)
+    return <ThreadPage key={threadId} threadId={threadId} />
+  }
   switch (path) {
+    case "/threads":
+      return <ThreadsPage />
     case "/":
     case "/sessions":
       return <SessionsPage />
@@ -63,6 +71,7 @@ const Page = () => {
 
 const NAV = [
   ["/", "Sessions"],
+  ["/threads", "Threads"],
   ["/activity", "Activity"],
   ["/jobs", "Jobs"],
   ["/projections", "Projections"],

@@ -90,10 +90,26 @@ export const Json = ({ value }: { value: unknown }) => (
   <pre className="json">{value === undefined ? "" : JSON.stringify(value, null, 2)}</pre>
 )
 
+/**
+ * Enough of an id to tell it from its neighbours. A UUIDv7 (and v6, LangGraph's checkpoint
+ * ids) starts with its creation time (the first 8 digits change about once a minute), so ids
+ * made close together share them: the short form adds the tail. Other ids (v4) differ from
+ * the first digit.
+ */
+export const shortId = (id: string) =>
+  id[14] === "7" || id[14] === "6" ? `${id.slice(0, 8)}…${id.slice(-6)}` : id.slice(0, 8)
+
 export const ShortId = ({ id }: { id: string }) => (
   <code title={id} className="id">
-    {id.slice(0, 8)}
+    {shortId(id)}
   </code>
+)
+
+/** An instant as a reader reads it (local date and time), the exact ISO value on hover. */
+export const DateTime = ({ iso }: { iso: string }) => (
+  <time dateTime={iso} title={iso}>
+    {new Date(iso).toLocaleString()}
+  </time>
 )
 
 export const ConnectionBadge = ({ connection }: { connection: Connection }) => (

@@ -111,7 +111,32 @@ const seed = async (api: ChronicleClient) => {
     }
     if (end === "fail") await api.jobs.fail.mutate({ id: job.id, error: "gcc: no such file" })
   }
-  return { main, running: jobs[3]! }
+  // A LangGraph thread as @chronicle/langgraph saves one: checkpoints with JSON-serialized state.
+  const json = (value: unknown) => ({
+    type: "json",
+    data: Buffer.from(JSON.stringify(value)).toString("base64"),
+  })
+  const threadId = "support-thread-7"
+  let parent: string | null = null
+  for (const [step, source, messages] of [
+    [-1, "input", []],
+    [0, "loop", ["hi"]],
+    [1, "loop", ["hi", "hello! how can I help?"]],
+  ] as const) {
+    const checkpointId = `1ef4f797-8335-6428-8001-8a1503f9b87${step + 2}`
+    await api.graphs.putCheckpoint.mutate({
+      threadId,
+      checkpointNs: "",
+      checkpointId,
+      parentCheckpointId: parent,
+      checkpoint: json({ v: 1, id: checkpointId, ts: new Date().toISOString() }),
+      metadata: { source, step },
+      channelVersions: { messages: String(step + 2) },
+      blobs: [{ channel: "messages", version: String(step + 2), value: json(messages) }],
+    })
+    parent = checkpointId
+  }
+  return { main, running: jobs[3]!, threadId }
 }
 
 describe(`Chronicle Studio in Chromium (${database.name})`, () => {
@@ -155,6 +180,10 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
     const rows = page.locator("table.sessions tbody tr")
     await expect.poll(() => rows.count(), WAIT).toBe(20)
     await screenshot(page, "sessions")
+    // Sessions made within a minute share their ids' time prefix: the short ids still differ.
+    const shortIds = await rows.locator("code.id").allInnerTexts()
+    expect(shortIds).toHaveLength(20)
+    expect(new Set(shortIds).size).toBe(20)
     await page.getByRole("button", { name: "Next →" }).click()
     await expect.poll(() => page.getByText("Page 2").count(), WAIT).toBe(1)
     await expect.poll(() => rows.count(), WAIT).toBe(3)
@@ -383,6 +412,9 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
       .filter({ hasText: label })
     await card.waitFor(WAIT)
     expect(await card.textContent()).toContain(`analytics_asof_${label}`)
+    // The bound reads as a date and the cursor it became, not as JSON.
+    expect(await card.textContent()).toMatch(/as of .*\d.* \(cursor \d+\)/)
+    expect(await card.textContent()).not.toContain("{")
     expect((await api.projections.snapshots.query()).map((s) => s.label)).toContain(label)
     await screenshot(page, "snapshots")
 
@@ -392,6 +424,29 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
     await dialog.getByRole("button", { name: "Drop", exact: true }).click()
     await expect.poll(() => card.count(), WAIT).toBe(0)
     expect((await api.projections.snapshots.query()).map((s) => s.label)).not.toContain(label)
+  })
+
+  it("lists the LangGraph threads and shows a thread's checkpoints with their decoded state", async () => {
+    const page = await open("/")
+    await page.getByRole("link", { name: "Threads", exact: true }).click()
+    const row = page.locator(`tr[data-thread="${seeded.threadId}"]`)
+    await row.waitFor(WAIT)
+    expect(await row.textContent()).toContain("step 1")
+    expect(await row.locator("td.num").textContent()).toBe("3")
+    await screenshot(page, "threads")
+    await row.getByRole("link", { name: seeded.threadId }).click()
+    await page.waitForURL(`**/studio/threads/${seeded.threadId}`, WAIT)
+    const checkpoints = page.getByRole("list", { name: "Checkpoints, newest first" }).getByRole("listitem")
+    await expect.poll(() => checkpoints.count(), WAIT).toBe(3)
+    const latest = checkpoints.first()
+    expect(await latest.textContent()).toContain("step 1")
+    expect(await latest.textContent()).toContain("loop")
+    await latest.getByText("State (1 channel(s))").click()
+    await expect
+      .poll(() => latest.locator("pre.json").textContent(), WAIT)
+      .toContain("hello! how can I help?")
+    expect(await checkpoints.last().textContent()).toContain("(first)")
+    await screenshot(page, "thread")
   })
 
   it("draws the analytics charts", async () => {
@@ -474,6 +529,13 @@ describe(`Chronicle Studio with auth on (${database.name})`, () => {
     const items = page.locator('ol[aria-label="Live events"] > li')
     await expect.poll(() => items.count(), WAIT).toBe(1)
     expect(await items.first().textContent()).not.toContain("Bob")
+
+    // The projections' upkeep is the service role's: said once, with no refused calls behind it.
+    await page.getByRole("link", { name: "Projections" }).click()
+    await page.getByRole("note", { name: "Service role only" }).waitFor(WAIT)
+    expect(await page.getByRole("button", { name: "Rebuild all" }).count()).toBe(0)
+    expect(await page.getByRole("alert").count()).toBe(0)
+    await screenshot(page, "projections-user")
 
     await page.getByRole("button", { name: "Sign out" }).click()
     await page.getByLabel("Access token").waitFor(WAIT)

@@ -253,7 +253,7 @@ describe("errors over HTTP", () => {
     const { status, body } = await call("events.readStream", { streamId: "x", limit: 501 })
     expect(status).toBe(400)
     expect(body.error?.message).toBe(
-      "streamId: must be <category>-<uuid> in lower case, such as session-0b6f2c7e-…; limit: Expected a value less than or equal to 500",
+      "streamId: must be <category>-<uuid>, such as session-0b6f2c7e-…; limit: Expected a value less than or equal to 500",
     )
     expect(body.error?.data).toMatchObject({
       code: "BAD_REQUEST",

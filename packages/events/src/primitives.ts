@@ -1,11 +1,15 @@
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 import * as Types from "./types.ts"
 
-/** A UUID, lower case and hyphenated, as ids travel on the wire. */
+/**
+ * A UUID, hyphenated. Accepted in either case (an upper-case UUID names the same thing) and
+ * decoded to lower case, the form ids are stored, compared and answered in.
+ */
 export const Uuid = Schema.String.pipe(
+  Schema.decode(SchemaTransformation.toLowerCase()),
   Schema.check(
     Schema.isPattern(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
-      message: "must be a lower-case UUID",
+      message: "must be a UUID (8-4-4-4-12 hexadecimal digits)",
     }),
   ),
 )

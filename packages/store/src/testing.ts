@@ -21,8 +21,11 @@ export const LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 export interface TestEnvironment {
   /** An admin connection string for the Postgres matrix, or null when it does not run. */
   readonly postgresUrl: string | null
-  /** A file holding a dump of a migrated embedded database. */
-  readonly pgliteTemplate: string
+  /**
+   * A file holding a dump of a migrated embedded database; null in a test project that runs
+   * only on Postgres (a newer major's: `vitest-projects.ts`).
+   */
+  readonly pgliteTemplate: string | null
 }
 
 const canConnect = async (url: string): Promise<string | undefined> => {
@@ -140,9 +143,20 @@ export interface TestDatabase {
   readonly layer: (options?: { max?: number }) => Layer.Layer<Database, never>
 }
 
-/** The databases every store-level test runs against: embedded always, Postgres when available. */
+/** The template of a project that tests the embedded database; throws in one that does not. */
+export const requireTemplate = (template: string | null): string => {
+  if (template === null) throw new Error("this test project does not test the embedded database")
+  return template
+}
+
+/**
+ * The databases every store-level test runs against: the embedded database (unless the
+ * project runs only on Postgres) and Postgres when available.
+ */
 export const testDatabases = (env: TestEnvironment): ReadonlyArray<TestDatabase> => [
-  { name: "pglite", layer: () => pgliteTestLayer(env.pgliteTemplate) },
+  ...(env.pgliteTemplate === null
+    ? []
+    : [{ name: "pglite" as const, layer: () => pgliteTestLayer(env.pgliteTemplate!) }]),
   ...(env.postgresUrl === null
     ? []
     : [

@@ -10,24 +10,28 @@ import { defaultMigrationsDir, loadMigrations, migrate } from "../src/migrations
 import { createPostgresDatabase } from "../src/testing.ts"
 
 const postgresUrl = inject("postgresUrl")
+/** Null in a project that runs on a newer Postgres major only. */
+const embedded = inject("pgliteTemplate") !== null
 
 interface Target {
   readonly name: string
   readonly open: () => Promise<{ layer: () => Layer.Layer<Database>; close: () => Promise<void> }>
 }
 
-const targets: Array<Target> = [
-  {
-    name: "pglite",
-    open: async () => {
-      const dir = await mkdtemp(join(tmpdir(), "chronicle-migrate-"))
-      return {
-        // The embedded database holds its directory exclusively: one layer at a time.
-        layer: () => Database.layerPglite({ dataDir: dir }).pipe(Layer.orDie),
-        close: () => rm(dir, { recursive: true, force: true }),
-      }
-    },
+const pgliteTarget: Target = {
+  name: "pglite",
+  open: async () => {
+    const dir = await mkdtemp(join(tmpdir(), "chronicle-migrate-"))
+    return {
+      // The embedded database holds its directory exclusively: one layer at a time.
+      layer: () => Database.layerPglite({ dataDir: dir }).pipe(Layer.orDie),
+      close: () => rm(dir, { recursive: true, force: true }),
+    }
   },
+}
+
+const targets: Array<Target> = [
+  ...(embedded ? [pgliteTarget] : []),
   ...(postgresUrl === null
     ? []
     : [

@@ -17,9 +17,11 @@ import {
 } from "../src/schema/workbench.ts"
 
 const postgresUrl = inject("postgresUrl")
+/** Null in a project that runs on a newer Postgres major only. */
+const embedded = inject("pgliteTemplate") !== null
 
 const scratches: ReadonlyArray<{ name: string; scratch: Scratch }> = [
-  { name: "pglite", scratch: { kind: "pglite" } },
+  ...(embedded ? [{ name: "pglite", scratch: { kind: "pglite" } as const }] : []),
   ...(postgresUrl === null
     ? []
     : [{ name: "postgres", scratch: { kind: "postgres", adminUrl: postgresUrl } as const }]),

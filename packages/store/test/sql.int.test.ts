@@ -19,10 +19,12 @@ import { AUTH_SHIM } from "../src/schema/workbench.ts"
 import { createPostgresDatabase } from "../src/testing.ts"
 
 const postgresUrl = inject("postgresUrl")
+/** Null in a project that runs on a newer Postgres major only. */
+const embedded = inject("pgliteTemplate") !== null
 const TESTS_DIR = fileURLToPath(new URL("../../../supabase/tests/", import.meta.url))
 const files = (await readdir(TESTS_DIR)).filter((f) => f.endsWith(".test.sql")).sort()
 
-/** pgTAP's install script, for the embedded database (which cannot CREATE EXTENSION it). */
+/** pgTAP's install script, for the embedded database (which cannot CREATE EXTENSION it) and servers without it. */
 const pgtapScript = async () => {
   const dir = "/usr/share/postgresql"
   const majors = (await readdir(dir).catch(() => [] as Array<string>)).sort((a, b) => Number(b) - Number(a))
@@ -54,7 +56,10 @@ const openPostgres = async (adminUrl: string): Promise<Runner> => {
   await Effect.runPromise(
     migrate().pipe(Effect.provide(Database.layerPostgres({ url: created.url, max: 1 }).pipe(Layer.orDie))),
   )
-  await sql.unsafe("create extension if not exists pgtap")
+  // A server without the packaged extension (a newer major's private cluster) gets pgTAP's SQL.
+  const [packaged] = await sql`select count(*)::int as n from pg_available_extensions where name = 'pgtap'`
+  if (packaged?.n === 1) await sql.unsafe("create extension if not exists pgtap")
+  else await sql.unsafe(await pgtapScript())
   return {
     run: async (script) => {
       const results = (await sql.unsafe(script)) as unknown as Array<Array<Record<string, unknown>>>
@@ -104,7 +109,7 @@ const parseTap = (lines: ReadonlyArray<string>) => {
 }
 
 const targets = [
-  { name: "pglite", open: openPglite },
+  ...(embedded ? [{ name: "pglite", open: openPglite }] : []),
   ...(postgresUrl === null ? [] : [{ name: "postgres", open: () => openPostgres(postgresUrl) }]),
 ]
 

@@ -23,6 +23,12 @@ const streamLink = (streamId: string) => {
         job <ShortId id={id} />
       </Link>
     )
+  if (category === "graph")
+    return (
+      <Link to="/threads">
+        thread <ShortId id={id} />
+      </Link>
+    )
   return (
     <span>
       {category} <ShortId id={id} />

@@ -3,9 +3,19 @@
  * here, followed live to the end); and the as-of analytics snapshots.
  */
 import { type FormEvent, useState } from "react"
-import { type RouterOutputs, useApi } from "../api.ts"
+import { errorCode, type RouterOutputs, useApi } from "../api.ts"
 import { useInterval, useQuery } from "../hooks.ts"
-import { Badge, ConfirmDialog, Empty, ErrorMessage, ProgressBar, StateBadge, Time } from "../ui.tsx"
+import {
+  Badge,
+  ConfirmDialog,
+  DateTime,
+  Empty,
+  ErrorMessage,
+  ProgressBar,
+  ShortId,
+  StateBadge,
+  Time,
+} from "../ui.tsx"
 
 type Run = RouterOutputs["projections"]["run"]
 
@@ -19,7 +29,36 @@ const fmt = (n: number | null | undefined, digits = 0) =>
 const runProgress = (run: Run) =>
   run.state === "completed" ? 1 : run.eventsTotal > 0 ? Math.min(1, run.eventsDone / run.eventsTotal) : 0
 
+/**
+ * The projections' upkeep is the service's, not a user's: a user's token is refused it
+ * (FORBIDDEN), so a user is told what it takes instead of shown a page of refusals.
+ */
 export const ProjectionsPage = () => {
+  const { identity } = useApi()
+  return identity.kind === "user" ? <ServiceRoleOnly /> : <ProjectionsManager />
+}
+
+const ServiceRoleOnly = () => (
+  <section>
+    <div className="page-head">
+      <h1>Projections</h1>
+    </div>
+    <div className="panel" role="note" aria-label="Service role only">
+      <p>
+        <strong>The projections are looked after by the service role.</strong> Their status, rebuilds and
+        as-of snapshots concern every user's data, so a user's token may not see or start them.
+      </p>
+      <p>
+        Sign out and sign in with the service key (<code>CHRONICLE_SERVICE_KEY</code>), or run the server
+        without auth on this machine (dev mode); from a shell, <code>chronicle status</code> and{" "}
+        <code>chronicle rebuild</code> do the same. Your own sessions, jobs and analytics are under the other
+        tabs.
+      </p>
+    </div>
+  </section>
+)
+
+const ProjectionsManager = () => {
   const { client } = useApi()
   const status = useQuery(() => client.projections.status.query(), [client])
   const runs = useQuery(() => client.projections.runs.query({ limit: 10 }), [client])
@@ -50,6 +89,8 @@ export const ProjectionsPage = () => {
     }
   }
 
+  // A token the studio could not tell apart from the service key, refused all the same.
+  if (errorCode(status.error) === "FORBIDDEN") return <ServiceRoleOnly />
   return (
     <section>
       <div className="page-head">
@@ -208,6 +249,31 @@ const RunWatcher = ({ runId, onClose }: { runId: string; onClose: () => void }) 
   )
 }
 
+type SnapshotInfo = RouterOutputs["projections"]["snapshots"][number]
+
+/** What a snapshot was taken as of: a time, a checkpoint or a cursor, with the cursor it became. */
+const SnapshotBound = ({ asOf: given, cursor }: { asOf: SnapshotInfo["asOf"]; cursor: string | null }) => {
+  // Runs recorded on Postgres hand their bound back as JSON text: read either form.
+  const asOf: SnapshotInfo["asOf"] = typeof given === "string" ? JSON.parse(given) : given
+  const at = cursor === null ? null : <span className="muted"> (cursor {cursor})</span>
+  if (asOf === null) return <>cursor {cursor ?? "–"}</>
+  if ("timestamp" in asOf)
+    return (
+      <>
+        <DateTime iso={asOf.timestamp} />
+        {at}
+      </>
+    )
+  if ("checkpointId" in asOf)
+    return (
+      <>
+        checkpoint <ShortId id={asOf.checkpointId} />
+        {at}
+      </>
+    )
+  return <>cursor {asOf.cursor}</>
+}
+
 const Snapshots = ({ onStarted }: { onStarted: (runId: string) => void }) => {
   const { client } = useApi()
   const snapshots = useQuery(() => client.projections.snapshots.query(), [client])
@@ -278,8 +344,8 @@ const Snapshots = ({ onStarted }: { onStarted: (runId: string) => void }) => {
               </button>
             </div>
             <div className="muted small">
-              as of {JSON.stringify(s.asOf)} · {fmt(s.events)} events · {s.projections.join(", ")} · taken{" "}
-              <Time iso={s.createdAt} />
+              as of <SnapshotBound asOf={s.asOf} cursor={s.asOfCursor} /> · {fmt(s.events)} events ·{" "}
+              {s.projections.join(", ")} · taken <Time iso={s.createdAt} />
             </div>
           </li>
         ))}

@@ -236,7 +236,14 @@ export const SessionsPage = () => {
         </table>
       </div>
       {datesValid && !listing.loading && page.length === 0 && listing.error === null ? (
-        <Empty>No session matches.</Empty>
+        <Empty>
+          No session matches.{" "}
+          {listing.index === 0 ? (
+            <span className="muted small">
+              LangGraph threads are not sessions: they are under <Link to="/threads">Threads</Link>.
+            </span>
+          ) : null}
+        </Empty>
       ) : null}
       <nav className="pager" aria-label="Pages">
         <button type="button" onClick={previous} disabled={listing.index === 0 || listing.loading}>

@@ -4,7 +4,7 @@
  * them; when the session is viewed as of a version, what came later is dimmed.
  */
 import type { TimelineEntry } from "../api.ts"
-import { Time } from "../ui.tsx"
+import { shortId, Time } from "../ui.tsx"
 
 type Data = Record<string, unknown>
 
@@ -20,7 +20,7 @@ export const summarize = (entry: TimelineEntry): string => {
     case "SessionStarted":
       return d.title ? `started “${text(d.title)}”` : "started"
     case "SessionForked":
-      return `forked from ${String(d.parentId).slice(0, 8)} at v${d.atVersion}`
+      return `forked from ${shortId(String(d.parentId))} at v${d.atVersion}`
     case "SessionUpdated":
       return "title or metadata changed"
     case "MessageAppended":
@@ -41,6 +41,16 @@ export const summarize = (entry: TimelineEntry): string => {
       return `checkpoint${d.label ? ` “${text(d.label, 60)}”` : ""} at v${d.version}`
     case "SessionRolledBack":
       return `rolled back to v${d.toVersion}`
+    case "GraphThreadStarted":
+      return `LangGraph thread “${text(d.threadId, 60)}” started`
+    case "GraphCheckpointSaved": {
+      const m = (d.metadata ?? {}) as Data
+      return `checkpoint${m.step === undefined ? "" : ` step ${m.step}`}${m.source ? ` (${m.source})` : ""}${d.checkpointNs ? ` in ${text(d.checkpointNs, 40)}` : ""}`
+    }
+    case "GraphWritesSaved":
+      return `${Array.isArray(d.writes) ? d.writes.length : 0} pending write(s) of task ${text(d.taskId, 40)}`
+    case "GraphThreadDeleted":
+      return "thread deleted"
     default:
       return ""
   }

@@ -5,7 +5,7 @@
 import { Json, JsonObject, NotFound, Uuid } from "@chronicle/events"
 import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEvent } from "@chronicle/store"
 import { tracked } from "@trpc/server"
-import { Effect, Option, Schema, Stream } from "effect"
+import { Effect, Option, Schema, SchemaTransformation, Stream } from "effect"
 import { canRead, listScope, type Principal } from "../auth.ts"
 import { callerKey, jsonBytes } from "../budget.ts"
 import { TooManyRequests, toTRPCError } from "../errors.ts"
@@ -18,10 +18,12 @@ import { input } from "./schemas.ts"
 /** The largest stream version (a Postgres integer). */
 const MAX_VERSION = 2_147_483_647
 
+/** `<category>-<uuid>`, taken in either case (as `Uuid` is) and decoded to lower case. */
 export const StreamId = Schema.String.pipe(
+  Schema.decode(SchemaTransformation.toLowerCase()),
   Schema.check(
     Schema.isPattern(/^[a-z][a-z0-9_]{0,62}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
-      message: "must be <category>-<uuid> in lower case, such as session-0b6f2c7e-…",
+      message: "must be <category>-<uuid>, such as session-0b6f2c7e-…",
     }),
   ),
 )
