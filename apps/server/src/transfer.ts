@@ -152,8 +152,9 @@ const largestOf = (events: ReadonlyArray<RecordedEvent>, largest: number) =>
 export const exportLog = (out: Writable, onProgress?: (events: number) => void) =>
   Effect.gen(function* () {
     const store = yield* EventStore
-    // Everything committed before the export began is in the log's order, so it is read.
-    yield* store.sequenced()
+    // Everything committed before the export began, by any process, is put in the log's order
+    // first, so it is read.
+    yield* store.sequenceAll()
     const exporter: Exporter = { out, blobs: new Set(), events: 0, files: 0 }
     let after: string | undefined
     let largest = 0
@@ -407,6 +408,7 @@ export const importEvents = (
 ) =>
   Effect.gen(function* () {
     const db = yield* Database
+    const store = yield* EventStore
     const remap = makeRemapper(owners)
     const iterator = ndjsonLines(input)[Symbol.asyncIterator]()
     const streams = new Set<string>()
@@ -508,5 +510,8 @@ export const importEvents = (
       batch.push(event)
     }
     yield* flush
+    // The events go into the log's order before this (often short-lived) process goes: the
+    // writes above went through SQL, which pokes no sequencer.
+    yield* store.sequenceAll()
     return { streams: streams.size, written, skipped, files }
   })

@@ -515,7 +515,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
 
       /** The seq of the last event an as-of selector designates (the snapshot's bound, inclusive). */
       const resolveAsOf = Effect.fn("Projections.resolveAsOf")(function* (asOf: AsOf) {
-        yield* store.sequenced()
+        yield* store.sequenceAll()
         const [head] = yield* q<{ last_seq: string }>("select last_seq::text from chronicle.sequencer")
         const last = BigInt(head?.last_seq ?? "0")
         if ("cursor" in asOf) {

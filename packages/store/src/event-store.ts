@@ -151,6 +151,11 @@ export interface EventStoreService {
   readonly head: () => Effect.Effect<Head>
   /** Returns once every append this process committed before the call is in the log's order. */
   readonly sequenced: () => Effect.Effect<void>
+  /**
+   * Returns once every event committed before the call is in the log's order, whoever wrote it:
+   * for readers that must see the whole log as it stands (an export, a snapshot's bound).
+   */
+  readonly sequenceAll: () => Effect.Effect<void>
 }
 
 /** The event log: append with optimistic concurrency and idempotency, read, follow. */
@@ -494,6 +499,16 @@ const makeEventStore = (options: EventStoreOptions) =>
     })
 
     const sequenced = () => sequencer.flush
+    const sequenceAll = () => sequencer.catchUp
 
-    return EventStore.of({ append, readStream, readAll, subscribe, streamInfo, head, sequenced })
+    return EventStore.of({
+      append,
+      readStream,
+      readAll,
+      subscribe,
+      streamInfo,
+      head,
+      sequenced,
+      sequenceAll,
+    })
   })

@@ -29,6 +29,12 @@ export interface Sequencer {
    * that follow see its own appends. Immediate when it has appended nothing since.
    */
   readonly flush: Effect.Effect<void>
+  /**
+   * Returns once every event committed before the call is sequenced, whoever appended it (an
+   * import or a tool writing through SQL pokes nobody) and whoever holds the lease: this process
+   * runs the passes itself (they take the sequencer's row lock, so it only takes turns).
+   */
+  readonly catchUp: Effect.Effect<void>
   /** The id this process's sequencer notifies with (payload of `chronicle_events`). */
   readonly origin: string
 }
@@ -176,5 +182,13 @@ export const startSequencer = (options: SequencerOptions, onSequenced: Effect.Ef
       })
     })
 
-    return { poke, flush, origin } satisfies Sequencer
+    const catchUp: Effect.Effect<void> = Effect.suspend(() => {
+      const upTo = requested
+      return upToNow.pipe(
+        Effect.tap(() => Effect.sync(() => (covered = Math.max(covered, upTo)))),
+        Effect.orDie,
+      )
+    })
+
+    return { poke, flush, catchUp, origin } satisfies Sequencer
   })
