@@ -849,3 +849,21 @@ begin
   end loop;
 end
 $$;
+
+-- ----- dropping a run's schema ------------------------------------------------------------
+
+-- Drops the schema a run built into (a rebuild's shadow tables, a snapshot's tables), for a
+-- cancelled run or a dropped snapshot. Only a schema some run names can be dropped this way:
+-- the service's role, which owns no schema, drops no other.
+create function chronicle.drop_projection_schema(p_run uuid) returns void
+language plpgsql as $$
+declare
+  v_schema text;
+begin
+  select r.target_schema into v_schema from chronicle.projection_runs r where r.id = p_run;
+  if v_schema is null then
+    raise exception 'projection run % does not exist', p_run using errcode = 'P0002';
+  end if;
+  execute format('drop schema if exists %I cascade', v_schema);
+end
+$$;

@@ -3,7 +3,7 @@
 -- cannot write the log. Needs auth.uid() (Supabase's, or the shim `pnpm test` installs).
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(10);
+select plan(16);
 
 select is(
   (select count(*) from pg_class c
@@ -69,6 +69,32 @@ select throws_ok(
 
 select set_config('request.jwt.claim.sub', '', true);
 select is((select count(*) from chronicle.sessions), 0::bigint, 'an anonymous reader sees nothing');
+
+reset role;
+
+-- The service's own role (chronicle_runtime): every row, whoever's claim is set, since the API
+-- checks ownership itself; writes only through the append functions.
+set local role chronicle_runtime;
+select set_config('request.jwt.claim.sub', '00000000-0000-4000-8000-0000000000a1', true);
+select is((select count(*) from chronicle.sessions), 2::bigint, 'the service''s role reads every session');
+select is((select count(*) from chronicle.events), 4::bigint, 'and every event');
+select throws_ok(
+  $$ update chronicle.streams set version = 7 $$,
+  '42501', null, 'the service''s role cannot move a stream''s version');
+select throws_ok(
+  $$ alter table chronicle.events disable trigger events_no_update_delete $$,
+  '42501', null, 'nor disable the log''s append-only trigger');
+select throws_ok(
+  $$ select * from chronicle.import_events('session-00000000-0000-4000-8000-0000000000d9',
+       '[{"version": 1, "event_id": "00000000-0000-4000-8000-00000000e0f9", "type": "SessionStarted",
+          "schema_version": 1, "data": {}, "metadata": {}, "recorded_at": "2001-01-01T00:00:00Z"}]'::jsonb) $$,
+  '42501', null, 'nor import back-dated history');
+select is(
+  (select stream_version from chronicle.append_events(
+     'session-00000000-0000-4000-8000-0000000000d1', 'session', 2,
+     '[{"event_id": "00000000-0000-4000-8000-00000000e0f8", "type": "SessionUpdated",
+        "data": {"title": "renamed"}}]'::jsonb)),
+  3, 'it appends through chronicle.append_events');
 
 reset role;
 select * from finish();

@@ -212,6 +212,7 @@ const store: EventStoreService = {
   streamInfo,
   head: () => Effect.succeed({ cursor: "0", seq: 0, globalPosition: 0 }),
   sequenced: () => Effect.void,
+  sequenceAll: () => Effect.void,
 }
 const database = { kind: "pglite", query: () => Effect.succeed([]) } as unknown as DatabaseService
 

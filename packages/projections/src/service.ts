@@ -638,7 +638,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                 [runId],
               )
               if (row === undefined) return
-              yield* db.exec(`drop schema if exists "${row.target_schema}" cascade`).pipe(Effect.orDie)
+              yield* q("select chronicle.drop_projection_schema($1)", [runId])
               if (row.kind === "rebuild")
                 yield* q(
                   `update chronicle.projections
@@ -824,7 +824,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                   action: "drop",
                   reason: `rebuild run ${reader.id} has not copied it yet; drop it once that run is past preparing, or cancel the run`,
                 })
-              yield* db.exec(`drop schema if exists "${row.target_schema}" cascade`)
+              yield* q("select chronicle.drop_projection_schema($1)", [row.id])
               yield* q(
                 "update chronicle.projection_runs set state = 'dropped', updated_at = now() where id = $1",
                 [row.id],

@@ -59,6 +59,11 @@ export interface MigrationReport {
 /** The schema and the ledger of applied migrations, created when missing. */
 export const ensureLedger = Effect.gen(function* () {
   const db = yield* Database
+  // Checked first: a role that may not create (the service's own) still finds the ledger.
+  const [ledger] = yield* db.query<{ exists: boolean }>(
+    "select to_regclass('chronicle.schema_migrations') is not null as exists",
+  )
+  if (ledger?.exists) return
   yield* db.query(`create schema if not exists chronicle`)
   yield* db.query(
     `create table if not exists chronicle.schema_migrations (
@@ -145,6 +150,25 @@ const convertPreRelease = (applied: ReadonlyArray<LedgerRow>, baseline: Migratio
     }
   })
 
+/**
+ * Migrating is the schema owner's job: a role that does not own the schema (the service's
+ * runtime role, see 06_security.sql) is told so instead of failing half-way through a file.
+ */
+const refuseUnlessOwner = (first: Migration) =>
+  Effect.gen(function* () {
+    const db = yield* Database
+    const [row] = yield* db.query<{ role: string; owner: string | null; may: boolean }>(
+      `select current_user::text as role, n.nspowner::regrole::text as owner,
+              coalesce(pg_has_role(current_user, n.nspowner, 'USAGE'), true) as may
+         from (select 1) one left join pg_namespace n on n.nspname = 'chronicle'`,
+    )
+    if (row === undefined || row.may) return
+    return yield* new MigrationMismatch({
+      migration: first.name,
+      reason: `is not applied, and this connection's role ${row.role} does not own the chronicle schema (${row.owner} does), so it may not migrate. Run \`chronicle migrate\` with DATABASE_URL naming the owner (or \`supabase db push\`), then start the service again`,
+    })
+  })
+
 /** The versions `supabase db push` recorded, when this database has the Supabase CLI's ledger. */
 const supabaseLedger = Effect.gen(function* () {
   const db = yield* Database
@@ -210,6 +234,7 @@ export const migrate = (dir: string = defaultMigrationsDir) =>
           done.add(m.version)
         }
         const pending = migrations.filter((m) => !done.has(m.version))
+        if (pending.length > 0) yield* refuseUnlessOwner(pending[0]!)
         for (const m of pending) {
           yield* db
             .exec(m.sql)
