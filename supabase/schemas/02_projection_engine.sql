@@ -504,6 +504,7 @@ declare
   v_tables text[];
   v_views record;
   v_view_defs jsonb := '[]'::jsonb;
+  v_policies jsonb := '[]'::jsonb;
   v_item jsonb;
   t text;
   v_old regclass;
@@ -568,6 +569,34 @@ begin
       'options', coalesce(array_to_string(v_views.reloptions, ', '), ''));
   end loop;
 
+  -- Policies on the swapped tables, and on every table whose policy reads one of them (a
+  -- message's policy reads sessions), written out while their text still names chronicle's
+  -- tables: a policy follows the table it reads into the retired schema, and goes with it.
+  for g in
+    select c.relname, pol.polname, pol.polpermissive,
+           case pol.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update'
+                           when 'd' then 'delete' else 'all' end as cmd,
+           (select string_agg(case when ro = 0 then 'public' else quote_ident(rl.rolname) end, ', ')
+              from unnest(pol.polroles) ro left join pg_roles rl on rl.oid = ro) as roles,
+           pg_get_expr(pol.polqual, pol.polrelid) as qual,
+           pg_get_expr(pol.polwithcheck, pol.polrelid) as withcheck
+      from pg_policy pol
+      join pg_class c on c.oid = pol.polrelid
+     where c.relnamespace = 'chronicle'::regnamespace
+       and (c.relname = any (v_tables)
+            or exists (select 1 from pg_depend d
+                        where d.classid = 'pg_policy'::regclass and d.objid = pol.oid
+                          and d.refobjid in (select format('chronicle.%I', x)::regclass from unnest(v_tables) x)))
+     order by c.relname, pol.polname
+  loop
+    v_policies := v_policies || jsonb_build_object(
+      'table', g.relname, 'name', g.polname,
+      'create', format('create policy %I on chronicle.%I as %s for %s to %s%s%s', g.polname, g.relname,
+                       case when g.polpermissive then 'permissive' else 'restrictive' end, g.cmd, g.roles,
+                       case when g.qual is null then '' else ' using (' || g.qual || ')' end,
+                       case when g.withcheck is null then '' else ' with check (' || g.withcheck || ')' end));
+  end loop;
+
   execute format('create schema %I', v_retired);
   foreach t in array v_tables loop
     execute format('alter table chronicle.%I set schema %I', t, v_retired);
@@ -575,29 +604,13 @@ begin
     v_old := format('%I.%I', v_retired, t)::regclass;
     v_new := format('chronicle.%I', t)::regclass;
 
-    -- Row-level security, its policies, and the grants of the old table.
+    -- Row-level security and the grants of the old table (its policies: below).
     if (select relrowsecurity from pg_class where oid = v_old) then
       execute format('alter table %s enable row level security', v_new);
     end if;
     if (select relforcerowsecurity from pg_class where oid = v_old) then
       execute format('alter table %s force row level security', v_new);
     end if;
-    for g in
-      select pol.polname, pol.polpermissive,
-             case pol.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update'
-                             when 'd' then 'delete' else 'all' end as cmd,
-             (select string_agg(case when ro = 0 then 'public' else quote_ident(rl.rolname) end, ', ')
-                from unnest(pol.polroles) ro left join pg_roles rl on rl.oid = ro) as roles,
-             pg_get_expr(pol.polqual, pol.polrelid) as qual,
-             pg_get_expr(pol.polwithcheck, pol.polrelid) as withcheck
-        from pg_policy pol
-       where pol.polrelid = v_old
-    loop
-      execute format('create policy %I on %s as %s for %s to %s%s%s', g.polname, v_new,
-                     case when g.polpermissive then 'permissive' else 'restrictive' end, g.cmd, g.roles,
-                     case when g.qual is null then '' else ' using (' || g.qual || ')' end,
-                     case when g.withcheck is null then '' else ' with check (' || g.withcheck || ')' end);
-    end loop;
     for g in
       select a.privilege_type, a.is_grantable,
              case when a.grantee = 0 then 'public' else quote_ident(rl.rolname) end as grantee
@@ -677,6 +690,11 @@ begin
   end loop;
 
   execute format('drop schema %I cascade', v_retired);
+  -- Every policy written out above, as it was, over the new tables.
+  for v_item in select * from jsonb_array_elements(v_policies) loop
+    execute format('drop policy if exists %I on chronicle.%I', v_item ->> 'name', v_item ->> 'table');
+    execute v_item ->> 'create';
+  end loop;
   for v_item in select * from jsonb_array_elements(v_renames) loop
     if split_part(v_item ->> 'new', '.', 2) <> v_item ->> 'old' then
       execute format('alter index %s rename to %I', v_item ->> 'new', v_item ->> 'old');

@@ -4,6 +4,7 @@ import { createPostgresDatabase } from "@chronicle/store/testing"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Projections } from "../src/index.ts"
 import { appendEffect, env, ev, sessionStream } from "./support.ts"
 
 // Supabase provides auth.uid() from the request's JWT; this is the minimal shim the policies
@@ -98,6 +99,52 @@ describe.runIf(env.postgresUrl !== null)(
     it("leaves the service (the tables' owner) unrestricted", async () => {
       const all = await sql.unsafe("select count(*)::int as n from chronicle.sessions")
       expect(all[0]!.n).toBe(2)
+    })
+
+    it("keeps every policy and grant through a rebuild of every projection, and each reader their rows", async () => {
+      const policies = () =>
+        sql.unsafe(`select tablename, policyname, permissive, roles::text, cmd, qual, with_check
+                      from pg_policies where schemaname = 'chronicle' order by tablename, policyname`)
+      const grants = () =>
+        sql.unsafe(`select c.relname, coalesce(c.relacl::text, '') as acl, c.relrowsecurity
+                      from pg_class c where c.relnamespace = 'chronicle'::regnamespace and c.relkind in ('r', 'v')
+                     order by c.relname`)
+      const before = { policies: await policies(), grants: await grants() }
+      expect(before.policies.length).toBeGreaterThan(25)
+      const runtime = ManagedRuntime.make(
+        Projections.layer.pipe(
+          Layer.provideMerge(EventStore.layer()),
+          Layer.provideMerge(Database.layerPostgres({ url: created.url, max: 4 }).pipe(Layer.orDie)),
+        ),
+      )
+      const label = `rls_${randomBytes(3).toString("hex")}`
+      try {
+        const run = await runtime.runPromise(
+          Effect.flatMap(Projections, (p) => Effect.flatMap(p.startRebuild(), (r) => p.execute(r.id))),
+        )
+        expect(run.state).toBe("completed")
+        // A snapshot's tables are the service's: no grant to a direct reader.
+        const snapshot = await runtime.runPromise(
+          Effect.flatMap(Projections, (p) =>
+            Effect.flatMap(p.startSnapshot({ label, asOf: { timestamp: new Date().toISOString() } }), (r) =>
+              p.execute(r.id),
+            ),
+          ),
+        )
+        expect(snapshot.state).toBe("completed")
+        await expect(asUser(alice, `select * from analytics_asof_${label}.messages`)).rejects.toThrow(
+          /permission denied/,
+        )
+        await runtime.runPromise(Effect.flatMap(Projections, (p) => p.dropSnapshot(label)))
+      } finally {
+        await runtime.dispose()
+      }
+      // The tables are new (the swap moved copies in), and everything on them is as before.
+      expect({ policies: await policies(), grants: await grants() }).toEqual(before)
+      const messages = await asUser(alice, "select content from chronicle.messages")
+      expect(messages.map((r) => r.content)).toEqual(["alice's"])
+      const sessions = await asUser(bob, "select id::text from chronicle.sessions")
+      expect(sessions.map((r) => r.id)).toEqual([bobSession])
     })
   },
 )
