@@ -1,0 +1,238 @@
+/**
+ * Large values over HTTP with the real client, on both databases: a 10 MB tool output and a
+ * message carrying a 5 MB attachment are recorded once in the content-addressed blob table,
+ * the event keeping a reference (digest, size, media type); every reader gets the content
+ * back (messages.list, toolRuns.list, events.readStream, events.readAll, sessions.timeline,
+ * sessions.export), or, with `largeContent: "omit"`, the reference with its size instead; a
+ * rebuild after large writes reads the same as the inline read models.
+ */
+import { randomUUID } from "node:crypto"
+import type { ChronicleClient } from "@chronicle/client"
+import { Database } from "@chronicle/store"
+import type {} from "@chronicle/store/vitest-global-setup"
+import { Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { allPages, callers, refusal, startTestServer, type TestServer, testDatabases } from "./support.ts"
+
+const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+const MB = 1000 * 1000
+
+/** Text of `bytes` bytes that does not compress to nothing and escapes in JSON here and there. */
+const text = (bytes: number, seed: string) => {
+  const unit = `${seed} line "quoted" \\ tab\there ünïcødé ${randomUUID()}\n`
+  return unit.repeat(Math.ceil(bytes / Buffer.byteLength(unit))).slice(0, bytes)
+}
+
+describe.each(testDatabases(env))("large values, on $name", (database) => {
+  let t: TestServer
+  let me: ChronicleClient
+  let service: ChronicleClient
+  const query = (text: string, params: ReadonlyArray<unknown> = []) =>
+    t.server.runtime.runPromise(Effect.flatMap(Database, (db) => db.query(text, params)).pipe(Effect.orDie))
+
+  beforeAll(async () => {
+    t = await startTestServer(database)
+    const c = await callers(t)
+    me = c.asAlice
+    service = c.asService
+  }, 120_000)
+  afterAll(async () => {
+    await t?.close()
+  })
+
+  it("round-trips a 10 MB tool output through the blob store, the event holding a reference", async () => {
+    const session = await me.sessions.create.mutate({ title: "large tool output" })
+    const output = text(10 * MB, "output")
+    const input = { query: text(200 * 1000, "input") }
+
+    const smallStart = performance.now()
+    await me.toolRuns.record.mutate({
+      sessionId: session.id,
+      tool: "t",
+      input: {},
+      output: "ok",
+      status: "succeeded",
+    })
+    const smallMs = performance.now() - smallStart
+    const largeStart = performance.now()
+    const run = await me.toolRuns.record.mutate({
+      sessionId: session.id,
+      tool: "fetch",
+      input,
+      output,
+      status: "succeeded",
+    })
+    const largeMs = performance.now() - largeStart
+    expect(run.output).toBe(output)
+    expect(run.input).toEqual(input)
+
+    // The page's byte budget counts the values read back: the large run comes on a page of its own.
+    const listed = await allPages((cursor) => me.toolRuns.list.query({ sessionId: session.id, cursor }))
+    expect(listed.pages).toBe(2)
+    expect(listed.items.map((r) => r.output)).toEqual(["ok", output])
+    expect(listed.items[1]!.input).toEqual(input)
+    expect(listed.items[1]!.large).toEqual({
+      input: {
+        sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        size: expect.any(Number),
+        mediaType: "application/json",
+      },
+      output: {
+        sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        size: Buffer.byteLength(JSON.stringify(output)),
+        mediaType: "application/json",
+      },
+    })
+    expect(listed.items[0]!.large).toBeUndefined()
+
+    // Left out on request: the values are null, the references say what and how large.
+    const omitted = await me.toolRuns.list.query({ sessionId: session.id, largeContent: "omit" })
+    expect(omitted.nextCursor).toBeNull()
+    expect(omitted.items[1]).toMatchObject({ input: null, output: null, large: listed.items[1]!.large })
+    expect(omitted.items[0]!.output).toBe("ok")
+
+    // The event is small; the bytes are in the blob table once.
+    const [row] = await query(
+      `select octet_length(e.data::text) + octet_length(e.metadata::text) as bytes
+         from chronicle.events e where e.stream_id = $1 and e.type = 'ToolRunRecorded' order by e.stream_version desc limit 1`,
+      [`session-${session.id}`],
+    )
+    const eventBytes = Number(row!.bytes)
+    expect(eventBytes).toBeLessThan(4096)
+    const [blob] = await query("select size from chronicle.blobs where sha256 = $1", [
+      listed.items[1]!.large!.output!.sha256,
+    ])
+    expect(Number(blob!.size)).toBe(Buffer.byteLength(JSON.stringify(output)))
+    console.log(
+      `[large-values ${database.name}] 10 MB tool output: ${eventBytes} bytes in the events table, ${blob!.size} in the blob table; request ${largeMs.toFixed(0)} ms vs ${smallMs.toFixed(1)} ms for a small one (${(largeMs / smallMs).toFixed(0)}x)`,
+    )
+  }, 120_000)
+
+  it("round-trips a message with a 5 MB attachment in its metadata and 2 MB of text", async () => {
+    const session = await me.sessions.create.mutate({ title: "large message" })
+    const attachment = Buffer.from(text(5 * MB, "image")).toString("base64")
+    const content = text(2 * MB, "content")
+    const metadata = {
+      uiMessage: {
+        parts: [{ type: "file", mediaType: "image/png", url: `data:image/png;base64,${attachment}` }],
+      },
+    }
+    const appended = await me.messages.append.mutate({
+      sessionId: session.id,
+      role: "user",
+      content,
+      metadata,
+    })
+    expect(appended.content).toBe(content)
+    expect(appended.metadata).toEqual(metadata)
+    await me.messages.append.mutate({
+      sessionId: session.id,
+      role: "assistant",
+      content: "small",
+      metadata: { a: 1 },
+    })
+
+    const listed = await allPages((cursor) => me.messages.list.query({ sessionId: session.id, cursor }))
+    expect(listed.items.map((m) => m.content)).toEqual([content, "small"])
+    expect(listed.items[0]!.metadata).toEqual(metadata)
+    expect(listed.items[0]!.large).toEqual({
+      content: {
+        sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        size: Buffer.byteLength(content),
+        mediaType: "text/plain; charset=utf-8",
+      },
+      metadata: {
+        sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        size: Buffer.byteLength(JSON.stringify(metadata)),
+        mediaType: "application/json",
+      },
+    })
+    const desc = await allPages((cursor) =>
+      me.messages.list.query({ sessionId: session.id, order: "desc", cursor }),
+    )
+    expect(desc.items.map((m) => m.content)).toEqual(["small", content])
+
+    const omitted = await me.messages.list.query({ sessionId: session.id, largeContent: "omit" })
+    expect(omitted.nextCursor).toBeNull()
+    expect(omitted.items[0]).toMatchObject({ content: "", metadata: {}, large: listed.items[0]!.large })
+    expect(omitted.items[1]).toMatchObject({ content: "small", metadata: { a: 1 } })
+
+    // The log's readers get the values back, or the references when asked to leave them out.
+    const stream = await allPages((cursor) =>
+      me.events.readStream.query({ streamId: `session-${session.id}`, cursor }),
+    )
+    const event = stream.items.find((e) => e.type === "MessageAppended")!
+    expect(event.data).toMatchObject({ content, metadata })
+    const streamOmitted = await me.events.readStream.query({
+      streamId: `session-${session.id}`,
+      largeContent: "omit",
+    })
+    const small = streamOmitted.items.find((e) => e.type === "MessageAppended")!
+    expect(small.data).toMatchObject({
+      content: "",
+      metadata: { "$chronicle.large": listed.items[0]!.large },
+    })
+    const all = await allPages(async (cursor) => {
+      const page = await me.events.readAll.query({ types: ["MessageAppended"], limit: 500, after: cursor })
+      return { items: page.items, nextCursor: page.nextCursor }
+    })
+    expect(all.items.find((e) => e.eventId === event.eventId)?.data).toMatchObject({ content, metadata })
+    const timeline = await me.sessions.timeline.query({ id: session.id })
+    expect(timeline.items.find((e) => e.eventId === event.eventId)?.data).toMatchObject({ content })
+
+    // Half as many rows: one message, stored once.
+    const [row] = await query(
+      `select octet_length(e.data::text) as bytes from chronicle.events e
+        where e.stream_id = $1 and e.type = 'MessageAppended' order by e.stream_version limit 1`,
+      [`session-${session.id}`],
+    )
+    expect(Number(row!.bytes)).toBeLessThan(4096)
+  }, 120_000)
+
+  it("refuses a value over the message limit and metadata that claims to be a reference", async () => {
+    const session = await me.sessions.create.mutate({ title: "refused" })
+    await refusal(
+      me.messages.append.mutate({
+        sessionId: session.id,
+        role: "user",
+        content: "x",
+        metadata: {
+          "$chronicle.large": { content: { sha256: "0".repeat(64), size: 1, mediaType: "text/plain" } },
+        },
+      }),
+      { code: "BAD_REQUEST", message: /metadata\.\$chronicle\.large: is reserved/ },
+    )
+  })
+
+  it("rebuilds the read models after large writes to the same reads", async () => {
+    const session = await me.sessions.create.mutate({ title: "rebuild" })
+    const content = text(300 * 1000, "rebuild")
+    await me.messages.append.mutate({ sessionId: session.id, role: "user", content })
+    await me.toolRuns.record.mutate({
+      sessionId: session.id,
+      tool: "t",
+      input: { big: content },
+      output: { big: content },
+      status: "succeeded",
+    })
+    const messages = await allPages((cursor) => me.messages.list.query({ sessionId: session.id, cursor }))
+    const runs = await allPages((cursor) => me.toolRuns.list.query({ sessionId: session.id, cursor }))
+    const { runId } = await service.projections.rebuild.mutate()
+    let run = await service.projections.run.query({ runId })
+    while (run.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      run = await service.projections.run.query({ runId })
+    }
+    expect(run.state).toBe("completed")
+    expect(await allPages((cursor) => me.messages.list.query({ sessionId: session.id, cursor }))).toEqual(
+      messages,
+    )
+    expect(await allPages((cursor) => me.toolRuns.list.query({ sessionId: session.id, cursor }))).toEqual(
+      runs,
+    )
+    expect(messages.items[0]!.content).toBe(content)
+    expect(messages.items[0]!.large?.content?.size).toBe(Buffer.byteLength(content))
+    expect(runs.items[0]!.output).toEqual({ big: content })
+    expect(runs.items[0]!.large?.output).toBeDefined()
+  }, 120_000)
+})
