@@ -4,15 +4,26 @@
  * the event keeping a reference (digest, size, media type); every reader gets the content
  * back (messages.list, toolRuns.list, events.readStream, events.readAll, sessions.timeline,
  * sessions.export), or, with `largeContent: "omit"`, the reference with its size instead; a
- * rebuild after large writes reads the same as the inline read models.
+ * rebuild after large writes reads the same as the inline read models; `chronicle export` carries
+ * the referenced bytes and `chronicle import` brings them into another database.
  */
 import { randomUUID } from "node:crypto"
+import { PassThrough, Readable } from "node:stream"
 import type { ChronicleClient } from "@chronicle/client"
 import { Database } from "@chronicle/store"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { allPages, callers, refusal, startTestServer, type TestServer, testDatabases } from "./support.ts"
+import { exportLog, importEvents } from "../src/transfer.ts"
+import {
+  allPages,
+  callers,
+  clientFor,
+  refusal,
+  startTestServer,
+  type TestServer,
+  testDatabases,
+} from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
 const MB = 1000 * 1000
@@ -22,6 +33,19 @@ const text = (bytes: number, seed: string) => {
   const unit = `${seed} line "quoted" \\ tab\there ünïcødé ${randomUUID()}\n`
   return unit.repeat(Math.ceil(bytes / Buffer.byteLength(unit))).slice(0, bytes)
 }
+
+/** The whole log as `chronicle export` writes it. */
+const exported = async (server: TestServer) => {
+  const out = new PassThrough()
+  const chunks: Array<Buffer> = []
+  out.on("data", (chunk: Buffer) => chunks.push(chunk))
+  await server.server.runtime.runPromise(exportLog(out))
+  out.end()
+  return Buffer.concat(chunks).toString("utf8")
+}
+
+const imported = (server: TestServer, text: string) =>
+  server.server.runtime.runPromise(importEvents(Readable.from([text]), () => {}))
 
 describe.each(testDatabases(env))("large values, on $name", (database) => {
   let t: TestServer
@@ -235,4 +259,58 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
     expect(runs.items[0]!.output).toEqual({ big: content })
     expect(runs.items[0]!.large?.output).toBeDefined()
   }, 120_000)
+
+  it("exports the referenced bytes and imports them into another database, which reads the same", async () => {
+    const owner = randomUUID()
+    const mine = (await callers(t)).asServiceFor(owner)
+    const session = await mine.sessions.create.mutate({ title: "moved" })
+    const content = text(400 * 1000, "moved")
+    await mine.messages.append.mutate({
+      sessionId: session.id,
+      role: "user",
+      content,
+      metadata: { m: content },
+    })
+    await mine.toolRuns.record.mutate({
+      sessionId: session.id,
+      tool: "t",
+      input: content,
+      output: { out: content },
+      status: "succeeded",
+    })
+    const log = await exported(t)
+    const messages = await allPages((cursor) => mine.messages.list.query({ sessionId: session.id, cursor }))
+    const runs = await allPages((cursor) => mine.toolRuns.list.query({ sessionId: session.id, cursor }))
+
+    // Without the blob lines, the events refer to bytes the other database does not have.
+    const other = await startTestServer(database)
+    try {
+      const withoutBlobs = log
+        .split("\n")
+        .filter((line) => !line.startsWith('{"blob":'))
+        .join("\n")
+      await expect(imported(other, withoutBlobs)).rejects.toThrow(
+        /refers to a large value \(sha256 [0-9a-f]{64}, \d+ bytes\) whose bytes are neither in the input before it nor in the database/,
+      )
+    } finally {
+      await other.close()
+    }
+
+    const copy = await startTestServer(database)
+    try {
+      await imported(copy, log)
+      const there = clientFor(copy.server.url, copy.authority.serviceKey, owner)
+      expect(
+        await allPages((cursor) => there.messages.list.query({ sessionId: session.id, cursor })),
+      ).toEqual(messages)
+      expect(
+        await allPages((cursor) => there.toolRuns.list.query({ sessionId: session.id, cursor })),
+      ).toEqual(runs)
+      expect(messages.items[0]!.content).toBe(content)
+      expect(messages.items[0]!.large?.metadata).toBeDefined()
+      expect(await exported(copy)).toBe(log)
+    } finally {
+      await copy.close()
+    }
+  }, 180_000)
 })
