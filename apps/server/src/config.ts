@@ -270,6 +270,11 @@ export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
       `CHRONICLE_MAX_PAGE_BYTES (${maxPageBytes}) must not be above CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): a page travels in a response`,
     )
   }
+  if (maxMessageBytes + 64 * 1024 > maxResponseBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_MESSAGE_BYTES (${maxMessageBytes}) does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): messages.list could never return such a message. Raise the response budget or lower the message limit`,
+    )
+  }
   if (encodedFile + 64 * 1024 > maxResponseBytes) {
     throw new ConfigError(
       `CHRONICLE_MAX_FILE_BYTES (${maxFileBytes}) is ${encodedFile} bytes base64-encoded, which does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): files.get could never return it. Raise the response budget or lower the file limit`,
