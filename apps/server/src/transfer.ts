@@ -418,7 +418,6 @@ export const importEvents = (
     const streams = new Set<string>()
     let written = 0
     let skipped = 0
-    let files = 0
     let n = 0
     let batch: Array<ExportedEvent> = []
     let reported = Date.now()
@@ -485,14 +484,18 @@ export const importEvents = (
           )
           .pipe(Effect.mapError((error) => new TransferError(`line ${line}: ${error.reason}`)))
         blobsSeen.add(blob.sha256)
-        files++
+        stored.add(blob.sha256)
       })
 
     // Large values this import stored or found: an event may only refer to bytes that exist.
     const blobsSeen = new Set<string>()
+    // Blobs this import stored, and those events named as large values (the rest are files).
+    const stored = new Set<string>()
+    const largeValues = new Set<string>()
     const ensureBlobs = (event: ExportedEvent, line: number) =>
       Effect.gen(function* () {
         for (const ref of eventRefs(event.type, event.data)) {
+          largeValues.add(ref.sha256)
           if (blobsSeen.has(ref.sha256)) continue
           const rows = yield* db
             .query("select 1 from chronicle.blobs where sha256 = $1", [ref.sha256])
@@ -539,5 +542,6 @@ export const importEvents = (
     // The events go into the log's order before this (often short-lived) process goes: the
     // writes above went through SQL, which pokes no sequencer.
     yield* store.sequenceAll()
-    return { streams: streams.size, written, skipped, files }
+    const values = [...stored].filter((sha) => largeValues.has(sha)).length
+    return { streams: streams.size, written, skipped, files: stored.size - values, largeValues: values }
   })
