@@ -201,6 +201,11 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
       return { items: page.items, nextCursor: page.nextCursor }
     })
     expect(all.items.find((e) => e.eventId === event.eventId)?.data).toMatchObject({ content, metadata })
+    const archive = await allPages(async (cursor) => {
+      const page = await me.sessions.export.query({ id: session.id, cursor })
+      return { items: page.events, nextCursor: page.nextCursor }
+    })
+    expect(archive.items.find((e) => e.eventId === event.eventId)?.data).toMatchObject({ content, metadata })
     const timeline = await me.sessions.timeline.query({ id: session.id })
     expect(timeline.items.find((e) => e.eventId === event.eventId)?.data).toMatchObject({ content })
 
