@@ -283,20 +283,17 @@ export const ImportConversationInput = Schema.Struct({
 
 export const importsRouter = router({
   /** A legacy in-memory conversation, brought in as a new session in one atomic append. */
-  conversation: authedProcedure
-    .input(input(ImportConversationInput))
-    .mutation(({ ctx, input }) =>
-      ctx.run(
-        checkContentSize(
-          ctx.limits,
-          input.messages,
-          (i) => `messages[${i}].content`,
-          inlineBytes(ctx.limits),
-        ).pipe(
-          Effect.andThen(
-            Effect.flatMap(Sessions, (s) => s.importConversation(actorOf(ctx.principal), input)),
-          ),
-        ),
+  conversation: authedProcedure.input(input(ImportConversationInput)).mutation(({ ctx, input }) =>
+    ctx.run(
+      checkContentSize(
+        ctx.limits,
+        // The content alone: imported messages stay inside their event, which bounds the rest.
+        input.messages.map((m) => ({ content: m.content })),
+        (i) => `messages[${i}].content`,
+        inlineBytes(ctx.limits),
+      ).pipe(
+        Effect.andThen(Effect.flatMap(Sessions, (s) => s.importConversation(actorOf(ctx.principal), input))),
       ),
     ),
+  ),
 })
