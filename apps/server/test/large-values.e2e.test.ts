@@ -296,7 +296,46 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
     expect(Number(row!.bytes)).toBeLessThan(4096)
   }, 120_000)
 
-  it("refuses a value over the message limit and metadata that claims to be a reference", async () => {
+  it("delivers large values to a live subscriber, or their references when it asks to leave them out", async () => {
+    const session = await me.sessions.create.mutate({ title: "live" })
+    const content = text(300 * 1000, "live")
+    const gather = (largeContent: "include" | "omit") => {
+      const received: Array<{ type: string; data: unknown }> = []
+      let done!: () => void
+      let failed!: (error: unknown) => void
+      const arrived = new Promise<void>((resolve, reject) => {
+        done = resolve
+        failed = reject
+      })
+      const subscription = me.events.subscribe.subscribe(
+        { sessionId: session.id, types: ["MessageAppended"], largeContent },
+        {
+          onData: (event) => {
+            received.push(event.data)
+            done()
+          },
+          onError: (error) => failed(error),
+        },
+      )
+      return { received, arrived, stop: () => subscription.unsubscribe() }
+    }
+    const included = gather("include")
+    const omitted = gather("omit")
+    try {
+      await me.messages.append.mutate({ sessionId: session.id, role: "user", content })
+      await Promise.all([included.arrived, omitted.arrived])
+      expect(included.received[0]!.data).toMatchObject({ content })
+      expect(omitted.received[0]!.data).toMatchObject({
+        content: "",
+        metadata: { "$chronicle.large": { content: { size: Buffer.byteLength(content) } } },
+      })
+    } finally {
+      included.stop()
+      omitted.stop()
+    }
+  }, 60_000)
+
+  it("refuses metadata or a tool value that claims to be a reference, naming the field", async () => {
     const session = await me.sessions.create.mutate({ title: "refused" })
     await refusal(
       me.messages.append.mutate({
@@ -309,6 +348,21 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
       }),
       { code: "BAD_REQUEST", message: /metadata\.\$chronicle\.large: is reserved/ },
     )
+    await refusal(
+      me.toolRuns.record.mutate({
+        sessionId: session.id,
+        tool: "t",
+        input: {},
+        output: { "$chronicle.large": { sha256: "0".repeat(64), size: 1, mediaType: "application/json" } },
+        status: "succeeded",
+      }),
+      { code: "BAD_REQUEST", message: /^output\.\$chronicle\.large: is reserved/ },
+    )
+    // Nothing was recorded.
+    expect((await me.sessions.get.query({ id: session.id })).counts).toMatchObject({
+      messages: 0,
+      toolRuns: 0,
+    })
   })
 
   it("rebuilds the read models after large writes to the same reads", async () => {
