@@ -177,6 +177,32 @@ describe.each(testDatabases(env))("ChronicleChatStore ($name)", (database) => {
     expect(chat[2]!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/)
   })
 
+  it("saves and loads an answer whose tool call returned 10 MB", async () => {
+    const chatId = await store.createChat()
+    const output = `${'a page of the fetched site, with "quotes" and ünïcødé\n'.repeat(190_000)}end`
+    const messages: Array<UIMessage> = [
+      text("u1", "user", "Fetch the site"),
+      {
+        id: "a1",
+        role: "assistant",
+        parts: [
+          { type: "step-start" },
+          {
+            type: "tool-fetch_page",
+            toolCallId: "call-1",
+            state: "output-available",
+            input: { url: "https://example.test/" },
+            output,
+          },
+          { type: "text", text: "Fetched.", state: "done" },
+        ],
+      },
+    ]
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 2, replaced: 0 })
+    expect(await store.loadChat(chatId)).toEqual(messages)
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 0, replaced: 0 })
+  }, 120_000)
+
   it("saves a turn whose message carries a 5 MB image attachment in onFinish, and loads it back", async () => {
     const chatId = await store.createChat()
     // Bytes that do not compress: a real image's are about as random.

@@ -126,6 +126,27 @@ describe.each(testDatabases(env))("ChronicleSession ($name)", (database) => {
     }
   })
 
+  it("round-trips a user message carrying a 5 MB image", async () => {
+    const s = session()
+    const image = Buffer.alloc(5 * 1024 * 1024)
+    for (let i = 0; i < image.length; i++) image[i] = (i * 2654435761) >>> 24
+    const withImage: AgentInputItem = {
+      role: "user",
+      content: [
+        { type: "input_image", image: `data:image/png;base64,${image.toString("base64")}`, detail: "auto" },
+        { type: "input_text", text: "What is in this picture?" },
+      ],
+    }
+    await s.addItems([withImage, assistant("A cat.")])
+    expect(await s.getItems()).toEqual([withImage, assistant("A cat.")])
+    const page = await s.client.messages.list.query({
+      sessionId: await s.getSessionId(),
+      largeContent: "omit",
+    })
+    expect(page.items[0]).toMatchObject({ content: "What is in this picture?", metadata: {} })
+    expect(page.items[0]!.large?.metadata?.size).toBeGreaterThan(5 * 1024 * 1024)
+  }, 120_000)
+
   it("round-trips a 10 MB tool output and an 800 KB one, the events holding references", async () => {
     const s = session()
     const big = `${'tool output line with "quotes" and ünïcødé\n'.repeat(250_000)}end`
