@@ -365,7 +365,7 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
     })
   })
 
-  it("rebuilds the read models after large writes to the same reads", async () => {
+  it("rebuilds the read models after large writes to the same reads; forks, rollbacks and as-of reads keep them", async () => {
     const session = await me.sessions.create.mutate({ title: "rebuild" })
     const content = text(300 * 1000, "rebuild")
     await me.messages.append.mutate({ sessionId: session.id, role: "user", content })
@@ -395,6 +395,20 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
     expect(messages.items[0]!.large?.content?.size).toBe(Buffer.byteLength(content))
     expect(runs.items[0]!.output).toEqual({ big: content })
     expect(runs.items[0]!.large?.output).toBeDefined()
+
+    // Forks, rollbacks and as-of reads work on the references too.
+    const { version } = await me.sessions.get.query({ id: session.id })
+    await me.messages.append.mutate({ sessionId: session.id, role: "assistant", content: "after" })
+    const child = await me.sessions.fork.mutate({ id: session.id, atVersion: version })
+    expect((await me.messages.list.query({ sessionId: child.id })).items.map((m) => m.content)).toEqual([
+      content,
+    ])
+    await me.sessions.rollback.mutate({ id: session.id, toVersion: version })
+    expect((await me.messages.list.query({ sessionId: session.id })).items.map((m) => m.content)).toEqual([
+      content,
+    ])
+    const asOf = await me.messages.list.query({ sessionId: session.id, asOf: { version: version + 1 } })
+    expect(asOf.items.map((m) => m.content)).toEqual([content, "after"])
   }, 120_000)
 
   it("exports the referenced bytes and imports them into another database, which reads the same", async () => {
