@@ -81,6 +81,9 @@ describe.runIf(postgresUrl !== null)("an attacker with a valid token (child proc
       SUPABASE_JWT_SECRET: authority.jwtSecret,
       CHRONICLE_SESSION_TTL_HOURS: "0",
       CHRONICLE_LOG_LEVEL: "error",
+      // The budget this suite measures against (the default is 32 MiB); a message must fit in it.
+      CHRONICLE_MAX_RESPONSE_BYTES: String(RESPONSE_BUDGET),
+      CHRONICLE_MAX_MESSAGE_BYTES: String(RESPONSE_BUDGET / 2),
     })
     token = await authority.hs256Token({ sub: randomUUID() })
     const client = createChronicleClient({ url: server.url, token })
@@ -174,9 +177,9 @@ describe.runIf(postgresUrl !== null)("an attacker with a valid token (child proc
   })
 
   it("answers a body over the limit with 413 once it is read, never with a broken pipe", async () => {
-    // 17 MiB against the default 16 MiB limit, sent ten times: an answer given before the body
+    // 33 MiB against the default 32 MiB limit, sent ten times: an answer given before the body
     // was read (the connection then closed) left about one sender in three with EPIPE.
-    const body = JSON.stringify({ sessionId, role: "user", content: "x".repeat(17 * 1024 * 1024) })
+    const body = JSON.stringify({ sessionId, role: "user", content: "x".repeat(33 * 1024 * 1024) })
     const outcomes: Record<string, number> = {}
     for (let i = 0; i < 10; i++) {
       let outcome: string
@@ -188,7 +191,7 @@ describe.runIf(postgresUrl !== null)("an attacker with a valid token (child proc
         })
         const answer = (await res.json()) as { error: { message: string } }
         expect(answer.error.message).toMatch(
-          /^The request body is \d+ bytes, over the limit of 16777216 bytes$/,
+          /^The request body is \d+ bytes, over the limit of 33554432 bytes$/,
         )
         outcome = String(res.status)
       } catch (error) {

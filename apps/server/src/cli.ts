@@ -392,7 +392,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         values.in === undefined ? process.stdin : (await openFile(values.in, "r")).createReadStream()
       const report = await withStore(importEvents(input, (line) => console.error(`  ${line}`), owners))
       console.error(
-        `Imported ${report.streams} stream(s): ${report.written} event(s) written, ${report.skipped} already present${report.files > 0 ? `; ${report.files} file(s) stored` : ""}`,
+        `Imported ${report.streams} stream(s): ${report.written} event(s) written, ${report.skipped} already present${report.files > 0 ? `; ${report.files} file(s) stored` : ""}${report.largeValues > 0 ? `; ${report.largeValues} large value(s) stored` : ""}`,
       )
       return 0
     }

@@ -6,6 +6,7 @@ import {
   DEV_OWNER_ID,
   isDevMode,
   type Limits,
+  MAX_LARGE_VALUE_THRESHOLD,
 } from "@chronicle/api"
 import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
 
@@ -227,9 +228,9 @@ const count = (env: NodeJS.ProcessEnv, name: string, fallback: number): number =
 }
 
 /**
- * Size limits: CHRONICLE_MAX_BODY_BYTES (default 16 MiB), CHRONICLE_MAX_MESSAGE_BYTES
- * (default 1 MiB), CHRONICLE_MAX_FILE_BYTES (default 10 MiB; base64-encoded it must fit in
- * a request body); response budgets: CHRONICLE_MAX_RESPONSE_BYTES (default 16 MiB, a whole
+ * Size limits: CHRONICLE_MAX_BODY_BYTES (default 32 MiB), CHRONICLE_MAX_MESSAGE_BYTES
+ * (default 16 MiB; values over CHRONICLE_LARGE_VALUE_BYTES, default 64 KiB, go to the blob store), CHRONICLE_MAX_FILE_BYTES (default 10 MiB; base64-encoded it must fit in
+ * a request body); response budgets: CHRONICLE_MAX_RESPONSE_BYTES (default 32 MiB, a whole
  * response) and CHRONICLE_MAX_PAGE_BYTES (default 4 MiB, one list page); concurrency per
  * user: CHRONICLE_MAX_CONCURRENT_QUERIES (8) and CHRONICLE_MAX_SUBSCRIPTIONS (32). List
  * pages (max 500 items), batches (max 500 items) and calls per batched request (100) are
@@ -239,6 +240,12 @@ export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
   const maxBodyBytes = bytes(env, "CHRONICLE_MAX_BODY_BYTES", DEFAULT_LIMITS.maxBodyBytes)
   const maxMessageBytes = bytes(env, "CHRONICLE_MAX_MESSAGE_BYTES", DEFAULT_LIMITS.maxMessageBytes)
   const maxFileBytes = bytes(env, "CHRONICLE_MAX_FILE_BYTES", DEFAULT_LIMITS.maxFileBytes)
+  const largeValueBytes = bytes(env, "CHRONICLE_LARGE_VALUE_BYTES", DEFAULT_LIMITS.largeValueBytes)
+  if (largeValueBytes > MAX_LARGE_VALUE_THRESHOLD) {
+    throw new ConfigError(
+      `CHRONICLE_LARGE_VALUE_BYTES (${largeValueBytes}) must be at most ${MAX_LARGE_VALUE_THRESHOLD}: values below it stay in the event, whose size is limited`,
+    )
+  }
   const maxResponseBytes = bytes(env, "CHRONICLE_MAX_RESPONSE_BYTES", DEFAULT_LIMITS.maxResponseBytes)
   const maxPageBytes = bytes(env, "CHRONICLE_MAX_PAGE_BYTES", DEFAULT_LIMITS.maxPageBytes)
   const maxConcurrentQueries = count(
@@ -263,6 +270,11 @@ export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
       `CHRONICLE_MAX_PAGE_BYTES (${maxPageBytes}) must not be above CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): a page travels in a response`,
     )
   }
+  if (maxMessageBytes + 64 * 1024 > maxResponseBytes) {
+    throw new ConfigError(
+      `CHRONICLE_MAX_MESSAGE_BYTES (${maxMessageBytes}) does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): messages.list could never return such a message. Raise the response budget or lower the message limit`,
+    )
+  }
   if (encodedFile + 64 * 1024 > maxResponseBytes) {
     throw new ConfigError(
       `CHRONICLE_MAX_FILE_BYTES (${maxFileBytes}) is ${encodedFile} bytes base64-encoded, which does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES (${maxResponseBytes}): files.get could never return it. Raise the response budget or lower the file limit`,
@@ -272,6 +284,7 @@ export const limitsConfig = (env: NodeJS.ProcessEnv = process.env): Limits => {
     ...DEFAULT_LIMITS,
     maxBodyBytes,
     maxMessageBytes,
+    largeValueBytes,
     maxFileBytes,
     maxResponseBytes,
     maxPageBytes,

@@ -198,6 +198,7 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
     maxFileBytes: config.limits.maxFileBytes,
     allowedMimeTypes: config.allowedMimeTypes,
     sessionTtlHours: config.sessionTtlHours,
+    largeValueBytes: config.limits.largeValueBytes,
   })
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
   return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(

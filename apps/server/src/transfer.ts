@@ -9,15 +9,18 @@
  * Two kinds of line:
  *
  * - an event: `{ streamId, version, eventId, type, schemaVersion, data, metadata, recordedAt, ownerId }`;
- * - a file's bytes: `{ blob: { sha256, size, contentBase64 } }`, written before the event that
- *   first names them (a `FileUploaded`), once per export.
+ * - a file's bytes, or a large value's (message content or metadata, a tool run's input or
+ *   output kept in the blob store): `{ blob: { sha256, size, contentBase64 } }`, written before
+ *   the event that first names them (a `FileUploaded`, or a `MessageAppended` or
+ *   `ToolRunRecorded` that refers to them), once per export. An import refuses an event that
+ *   refers to a large value whose bytes it has not seen and the database does not hold.
  *
  * The export reads the log through the event store (`readAll`, `readStream`), in the log's
  * order (seq), the order every reader of the log sees it.
  */
 import { createHash } from "node:crypto"
 import type { Readable, Writable } from "node:stream"
-import { graphIdForThread, sessionIdForKey } from "@chronicle/domain"
+import { eventRefs, graphIdForThread, sessionIdForKey } from "@chronicle/domain"
 import { Database, EventStore, isUuid, type RecordedEvent, type StreamPage } from "@chronicle/store"
 import { Effect } from "effect"
 
@@ -118,6 +121,7 @@ const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =
         yield* writeBlob(exporter, sha256)
         exporter.files++
       }
+      for (const ref of eventRefs(event.type, event.data)) yield* writeBlob(exporter, ref.sha256)
       const detail = details.get(event.eventId)
       const line: ExportedEvent = {
         streamId: event.streamId,
@@ -414,7 +418,6 @@ export const importEvents = (
     const streams = new Set<string>()
     let written = 0
     let skipped = 0
-    let files = 0
     let n = 0
     let batch: Array<ExportedEvent> = []
     let reported = Date.now()
@@ -480,7 +483,32 @@ export const importEvents = (
             [blob.sha256, blob.size, content],
           )
           .pipe(Effect.mapError((error) => new TransferError(`line ${line}: ${error.reason}`)))
-        files++
+        blobsSeen.add(blob.sha256)
+        stored.add(blob.sha256)
+      })
+
+    // Large values this import stored or found: an event may only refer to bytes that exist.
+    const blobsSeen = new Set<string>()
+    // Blobs this import stored, and those events named as large values (the rest are files).
+    const stored = new Set<string>()
+    const largeValues = new Set<string>()
+    const ensureBlobs = (event: ExportedEvent, line: number) =>
+      Effect.gen(function* () {
+        for (const ref of eventRefs(event.type, event.data)) {
+          largeValues.add(ref.sha256)
+          if (blobsSeen.has(ref.sha256)) continue
+          const rows = yield* db
+            .query("select 1 from chronicle.blobs where sha256 = $1", [ref.sha256])
+            .pipe(Effect.mapError((error) => new TransferError(`line ${line}: ${error.reason}`)))
+          if (rows.length === 0) {
+            return yield* Effect.fail(
+              new TransferError(
+                `line ${line}: the event refers to a large value (sha256 ${ref.sha256}, ${ref.size} bytes) whose bytes are neither in the input before it nor in the database`,
+              ),
+            )
+          }
+          blobsSeen.add(ref.sha256)
+        }
       })
 
     while (true) {
@@ -504,6 +532,7 @@ export const importEvents = (
         yield* storeBlob(parsed.blob, n)
         continue
       }
+      yield* ensureBlobs(parsed.event, n)
       const event = remap(parsed.event)
       const last = batch.at(-1)
       if (last !== undefined && (last.streamId !== event.streamId || batch.length >= 500)) yield* flush
@@ -513,5 +542,6 @@ export const importEvents = (
     // The events go into the log's order before this (often short-lived) process goes: the
     // writes above went through SQL, which pokes no sequencer.
     yield* store.sequenceAll()
-    return { streams: streams.size, written, skipped, files }
+    const values = [...stored].filter((sha) => largeValues.has(sha)).length
+    return { streams: streams.size, written, skipped, files: stored.size - values, largeValues: values }
   })

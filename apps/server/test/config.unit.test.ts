@@ -166,8 +166,9 @@ describe("configuration from the environment", () => {
   it("reads size limits in bytes, KiB or MiB and checks they fit together", () => {
     expect(limitsConfig({})).toEqual(DEFAULT_LIMITS)
     expect(DEFAULT_LIMITS).toMatchObject({
-      maxBodyBytes: 16 * 1024 * 1024,
-      maxMessageBytes: 1024 * 1024,
+      maxBodyBytes: 32 * 1024 * 1024,
+      maxMessageBytes: 16 * 1024 * 1024,
+      largeValueBytes: 64 * 1024,
       maxFileBytes: 10 * 1024 * 1024,
       list: { default: 50, max: 500 },
       maxBatchSize: 500,
@@ -189,17 +190,26 @@ describe("configuration from the environment", () => {
     expect(() => limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "0" })).toThrow(
       /CHRONICLE_MAX_MESSAGE_BYTES must be/,
     )
-    expect(() => limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "16MiB" })).toThrow(
-      /CHRONICLE_MAX_MESSAGE_BYTES \(16777216\) must be below CHRONICLE_MAX_BODY_BYTES/,
+    expect(() => limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "32MiB" })).toThrow(
+      /CHRONICLE_MAX_MESSAGE_BYTES \(33554432\) must be below CHRONICLE_MAX_BODY_BYTES/,
     )
-    expect(() => limitsConfig({ CHRONICLE_MAX_FILE_BYTES: "12MiB" })).toThrow(
-      /CHRONICLE_MAX_FILE_BYTES \(12582912\) is 16777216 bytes base64-encoded/,
+    expect(() =>
+      limitsConfig({ CHRONICLE_MAX_MESSAGE_BYTES: "20MiB", CHRONICLE_MAX_RESPONSE_BYTES: "20MiB" }),
+    ).toThrow(
+      /CHRONICLE_MAX_MESSAGE_BYTES \(20971520\) does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES/,
+    )
+    expect(limitsConfig({ CHRONICLE_LARGE_VALUE_BYTES: "16KiB" }).largeValueBytes).toBe(16 * 1024)
+    expect(() => limitsConfig({ CHRONICLE_LARGE_VALUE_BYTES: "1MiB" })).toThrow(
+      /CHRONICLE_LARGE_VALUE_BYTES \(1048576\) must be at most 262144/,
+    )
+    expect(() => limitsConfig({ CHRONICLE_MAX_FILE_BYTES: "24MiB" })).toThrow(
+      /CHRONICLE_MAX_FILE_BYTES \(25165824\) is 33554432 bytes base64-encoded/,
     )
   })
 
   it("reads the response budgets, the limits per user and the request timeout, and keeps them consistent", () => {
     expect(DEFAULT_LIMITS).toMatchObject({
-      maxResponseBytes: 16 * 1024 * 1024,
+      maxResponseBytes: 32 * 1024 * 1024,
       maxPageBytes: 4 * 1024 * 1024,
       maxConcurrentQueries: 8,
       maxSubscriptions: 32,
@@ -217,12 +227,16 @@ describe("configuration from the environment", () => {
       maxConcurrentQueries: 0,
       maxSubscriptions: 4,
     })
-    expect(() => limitsConfig({ CHRONICLE_MAX_PAGE_BYTES: "32MiB" })).toThrow(
-      /CHRONICLE_MAX_PAGE_BYTES \(33554432\) must not be above CHRONICLE_MAX_RESPONSE_BYTES \(16777216\)/,
+    expect(() => limitsConfig({ CHRONICLE_MAX_PAGE_BYTES: "64MiB" })).toThrow(
+      /CHRONICLE_MAX_PAGE_BYTES \(67108864\) must not be above CHRONICLE_MAX_RESPONSE_BYTES \(33554432\)/,
     )
     // files.get must be able to return the largest file.
     expect(() =>
-      limitsConfig({ CHRONICLE_MAX_RESPONSE_BYTES: "8MiB", CHRONICLE_MAX_PAGE_BYTES: "1MiB" }),
+      limitsConfig({
+        CHRONICLE_MAX_RESPONSE_BYTES: "8MiB",
+        CHRONICLE_MAX_PAGE_BYTES: "1MiB",
+        CHRONICLE_MAX_MESSAGE_BYTES: "1MiB",
+      }),
     ).toThrow(
       /CHRONICLE_MAX_FILE_BYTES \(10485760\) is 13981016 bytes base64-encoded, which does not fit in a response of CHRONICLE_MAX_RESPONSE_BYTES/,
     )

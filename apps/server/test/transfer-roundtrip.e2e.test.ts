@@ -256,7 +256,7 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
     const events = text.split("\n").filter((l) => l.startsWith('{"streamId"')).length
     expect(imported.stderr.trim()).toMatch(
       new RegExp(
-        `Imported \\d+ stream\\(s\\): ${events} event\\(s\\) written, 0 already present; 2 file\\(s\\) stored$`,
+        `Imported \\d+ stream\\(s\\): ${events} event\\(s\\) written, 0 already present; 2 file\\(s\\) stored; 1 large value\\(s\\) stored$`,
       ),
     )
     // The copy exports to the same bytes: ids, versions, data, metadata, times to the

@@ -176,4 +176,78 @@ describe.each(testDatabases(env))("ChronicleChatStore ($name)", (database) => {
     ])
     expect(chat[2]!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/)
   })
+
+  it("saves and loads an answer whose tool call returned 10 MB", async () => {
+    const chatId = await store.createChat()
+    const output = `${'a page of the fetched site, with "quotes" and ünïcødé\n'.repeat(190_000)}end`
+    const messages: Array<UIMessage> = [
+      text("u1", "user", "Fetch the site"),
+      {
+        id: "a1",
+        role: "assistant",
+        parts: [
+          { type: "step-start" },
+          {
+            type: "tool-fetch_page",
+            toolCallId: "call-1",
+            state: "output-available",
+            input: { url: "https://example.test/" },
+            output,
+          },
+          { type: "text", text: "Fetched.", state: "done" },
+        ],
+      },
+    ]
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 2, replaced: 0 })
+    expect(await store.loadChat(chatId)).toEqual(messages)
+    expect(await store.saveChat({ chatId, messages })).toEqual({ appended: 0, replaced: 0 })
+  }, 120_000)
+
+  it("saves a turn whose message carries a 5 MB image attachment in onFinish, and loads it back", async () => {
+    const chatId = await store.createChat()
+    // Bytes that do not compress: a real image's are about as random.
+    const image = Buffer.alloc(5 * 1024 * 1024)
+    for (let i = 0; i < image.length; i++) image[i] = (i * 2654435761) >>> 24
+    const withImage: UIMessage = {
+      id: "u-image",
+      role: "user",
+      parts: [
+        { type: "file", mediaType: "image/png", url: `data:image/png;base64,${image.toString("base64")}` },
+        { type: "text", text: "What is in this picture?" },
+      ],
+    }
+    const messages = [...(await store.loadChat(chatId)), withImage]
+    const result = streamText({
+      model: answering("A very large picture."),
+      messages: await convertToModelMessages(messages),
+    })
+    result.consumeStream()
+    let finished!: (saving: Promise<unknown>) => void
+    const saved = new Promise<unknown>((resolve) => {
+      finished = resolve
+    })
+    const response = result.toUIMessageStreamResponse({
+      originalMessages: messages,
+      generateMessageId: store.generateMessageId,
+      onFinish: ({ messages }) => finished(store.saveChat({ chatId, messages })),
+    })
+    await response.text()
+    expect(await saved).toEqual({ appended: 2, replaced: 0 })
+
+    const chat = await store.loadChat(chatId)
+    expect(chat[0]).toEqual(withImage)
+    expect(chat[1]!.parts.filter((p) => p.type === "text").map((p) => p.text)).toEqual([
+      "A very large picture.",
+    ])
+    // Saving the same chat again records nothing.
+    expect(await store.saveChat({ chatId, messages: chat })).toEqual({ appended: 0, replaced: 0 })
+    // The event refers to the attachment; the bytes are in the blob store.
+    const session = await store.session(chatId)
+    const stream = await store.client.events.readStream.query({
+      streamId: `session-${session.id}`,
+      largeContent: "omit",
+    })
+    const appended = stream.items.filter((e) => e.type === "MessageAppended")
+    expect(Math.max(...appended.map((e) => Buffer.byteLength(JSON.stringify(e.data))))).toBeLessThan(4_096)
+  }, 120_000)
 })

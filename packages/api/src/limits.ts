@@ -28,8 +28,19 @@ const MiB = 1024 * 1024
 export interface Limits {
   /** Largest request body, in bytes (CHRONICLE_MAX_BODY_BYTES). Larger bodies get 413. */
   readonly maxBodyBytes: number
-  /** Largest message content, in UTF-8 bytes (CHRONICLE_MAX_MESSAGE_BYTES). */
+  /**
+   * Largest message content or metadata, tool run input or output, in UTF-8 bytes (of JSON
+   * for JSON values) (CHRONICLE_MAX_MESSAGE_BYTES). Values over the large-value threshold are
+   * stored in the blob store, the event keeping a reference; draft code stays inline and is
+   * limited to `inlineBytes`.
+   */
   readonly maxMessageBytes: number
+  /**
+   * Message content and metadata, tool run inputs and outputs whose JSON is larger than this
+   * (CHRONICLE_LARGE_VALUE_BYTES) are stored once in the blob store; the event keeps a
+   * reference. At most MAX_LARGE_VALUE_THRESHOLD, so events stay well inside their limit.
+   */
+  readonly largeValueBytes: number
   /**
    * Largest file, in bytes (CHRONICLE_MAX_FILE_BYTES). Files travel base64-encoded in JSON,
    * so the body limit must hold 4/3 of this plus the rest of the request.
@@ -64,23 +75,39 @@ export interface Limits {
 }
 
 export const DEFAULT_LIMITS: Limits = {
-  maxBodyBytes: 16 * MiB,
-  maxMessageBytes: 1 * MiB,
+  maxBodyBytes: 32 * MiB,
+  maxMessageBytes: 16 * MiB,
+  largeValueBytes: 64 * 1024,
   maxFileBytes: 10 * MiB,
   list: { default: DEFAULT_LIST_LIMIT, max: MAX_LIST_LIMIT },
   maxBatchSize: MAX_BATCH_SIZE,
-  maxResponseBytes: 16 * MiB,
+  maxResponseBytes: 32 * MiB,
   maxPageBytes: 4 * MiB,
   maxConcurrentQueries: 8,
   maxSubscriptions: 32,
 }
 
+/** The highest large-value threshold: two values at it (content and metadata) fit in an event. */
+export const MAX_LARGE_VALUE_THRESHOLD = 256 * 1024
+
 /**
- * The most bytes of JSON (data and metadata) one event may carry: enough for a message at the
- * message limit however its text escapes, with room for the rest of the event.
+ * Text an event carries inline whatever its size, in UTF-8 bytes: draft code and the messages
+ * of `imports.conversation` (message content and metadata, tool run inputs and outputs over
+ * `CHRONICLE_LARGE_VALUE_BYTES` go to the blob store instead, so their limit can be far larger).
+ */
+export const MAX_INLINE_TEXT_BYTES = 1 * MiB
+
+/** The largest text an event carries inline: the message limit, at most MAX_INLINE_TEXT_BYTES. */
+export const inlineBytes = (limits: Pick<Limits, "maxMessageBytes">): number =>
+  Math.min(limits.maxMessageBytes, MAX_INLINE_TEXT_BYTES)
+
+/**
+ * The most bytes of JSON (data and metadata) one event may carry: enough for inline text at
+ * its limit however it escapes, with room for the rest of the event. Large values are not in
+ * the event (only their references), so this stays a guard on what is.
  */
 export const maxEventBytes = (limits: Pick<Limits, "maxMessageBytes">): number =>
-  Math.max(1 * MiB, JSON_ESCAPE_FACTOR * limits.maxMessageBytes + EVENT_ENVELOPE_BYTES)
+  Math.max(1 * MiB, JSON_ESCAPE_FACTOR * inlineBytes(limits) + EVENT_ENVELOPE_BYTES)
 
 /** Bytes a file of `bytes` bytes takes once base64-encoded. */
 export const base64Length = (bytes: number): number => Math.ceil(bytes / 3) * 4

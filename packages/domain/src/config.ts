@@ -9,6 +9,11 @@ export interface DomainConfigShape {
   readonly sessionTtlHours: number
   /** How many times a command is re-decided when a concurrent append moved the stream first. */
   readonly conflictRetries: number
+  /**
+   * Message content and metadata, tool run inputs and outputs larger than this (bytes of JSON)
+   * are stored once in the blob table and the event refers to them (large-values.ts).
+   */
+  readonly largeValueBytes: number
 }
 
 export const DEFAULT_ALLOWED_MIME_TYPES = [
@@ -31,6 +36,7 @@ export const defaultDomainConfig: DomainConfigShape = {
   allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
   sessionTtlHours: 24,
   conflictRetries: 50,
+  largeValueBytes: 64 * 1024,
 }
 
 export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {

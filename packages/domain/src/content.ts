@@ -1,10 +1,25 @@
-import { type ChronicleEvent, NotFound, type SessionCommand } from "@chronicle/events"
+import { type ChronicleEvent, InvalidCommand, NotFound, type SessionCommand } from "@chronicle/events"
 import type { Json, JsonObject, MessageRole, ToolRunStatus } from "@chronicle/events/types"
 import { isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
 import type { CommandOptions, CommandResult, RecordedDomainEvent } from "./command.ts"
+import {
+  type BlobContents,
+  jsonRef,
+  LARGE_KEY,
+  type LargeContent,
+  loadBlobs,
+  messageRefs,
+  type PendingBlob,
+  putBlobs,
+  reservedKeyIn,
+  resolveJson,
+  resolveMessage,
+  storeJson,
+  storeMessage,
+} from "./large-values.ts"
 import {
   budgeted,
   budgetParam,
@@ -78,7 +93,12 @@ export interface ListInput extends PageRequest {
   readonly asOf?: AsOf | undefined
 }
 
-export interface MessageListInput extends ListInput {
+export interface LargeListInput extends ListInput {
+  /** `include` (default): large values read back from the blob table; `omit`: their references only. */
+  readonly largeContent?: LargeContent | undefined
+}
+
+export interface MessageListInput extends LargeListInput {
   /** `asc` (default): oldest first; `desc`: newest first, to read the end of a conversation. */
   readonly order?: PageOrder | undefined
 }
@@ -137,7 +157,7 @@ export interface ContentService {
   readonly listToolRuns: (
     actor: Actor,
     sessionId: string,
-    input: ListInput,
+    input: LargeListInput,
   ) => Effect.Effect<Page<ToolRun>, SessionsError>
   readonly attachFile: (
     actor: Actor,
@@ -158,12 +178,16 @@ export interface ContentService {
   ) => Effect.Effect<Page<AttachedFile>, SessionsError>
 }
 
+/** SQL: the size of the blob a stored value refers to at `path` under its marker (0 when none). */
+const largeSize = (column: string, path: ReadonlyArray<string>) =>
+  `coalesce((${column}->'${LARGE_KEY}'${path.map((p) => `->'${p}'`).join("")}->>'size')::bigint, 0)`
+
 /** What is in a session: messages, revisions, drafts, hole resolutions, tool runs, attached files. */
 export class Content extends Context.Service<Content, ContentService>()("@chronicle/domain/Content") {
   static readonly layer = Layer.effect(
     Content,
     Effect.gen(function* () {
-      const { db, provide } = yield* layerServices
+      const { db, config, provide } = yield* layerServices
 
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
@@ -273,30 +297,99 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           ? Effect.die("the command recorded no event of that kind")
           : Effect.succeed(rows[0])
 
+      const reservedKey = (path: string) =>
+        Effect.fail(
+          new InvalidCommand({
+            path,
+            reason: `is reserved: Chronicle marks values it keeps in its blob store with "${LARGE_KEY}"`,
+          }),
+        )
+
+      /** The blobs items refer to: those just written (`known`), the rest read from the table. */
+      const blobsFor = (shas: ReadonlyArray<string>, known: ReadonlyArray<PendingBlob>) =>
+        Effect.gen(function* () {
+          const have = new Map(known.map((b) => [b.ref.sha256, b.bytes] as const))
+          const loaded = yield* loadBlobs(shas.filter((sha) => !have.has(sha)))
+          for (const [sha, bytes] of loaded) have.set(sha, bytes)
+          return have as BlobContents
+        })
+
+      const resolveMessages = (
+        messages: ReadonlyArray<Message>,
+        largeContent: LargeContent,
+        known: ReadonlyArray<PendingBlob> = [],
+      ) =>
+        Effect.gen(function* () {
+          const shas = messages.flatMap((m) => {
+            const { large } = messageRefs(m.metadata)
+            return [large.content?.sha256, large.metadata?.sha256].filter((x): x is string => x !== undefined)
+          })
+          if (shas.length === 0) return messages
+          const blobs = largeContent === "omit" ? null : yield* blobsFor(shas, known)
+          return messages.map((m) => ({ ...m, ...resolveMessage(m, blobs) }))
+        })
+
+      const resolveToolRuns = (
+        runs: ReadonlyArray<ToolRun>,
+        largeContent: LargeContent,
+        known: ReadonlyArray<PendingBlob> = [],
+      ) =>
+        Effect.gen(function* () {
+          const shas = runs.flatMap((r) =>
+            [jsonRef(r.input)?.sha256, jsonRef(r.output)?.sha256].filter((x): x is string => x !== undefined),
+          )
+          if (shas.length === 0) return runs
+          const blobs = largeContent === "omit" ? null : yield* blobsFor(shas, known)
+          return runs.map((r): ToolRun => {
+            const input = jsonRef(r.input)
+            const output = jsonRef(r.output)
+            if (input === undefined && output === undefined) return r
+            return {
+              ...r,
+              input: resolveJson(r.input, blobs),
+              output: resolveJson(r.output, blobs),
+              large: {
+                ...(input === undefined ? {} : { input }),
+                ...(output === undefined ? {} : { output }),
+              },
+            }
+          })
+        })
+
       const appendMessages = Effect.fn("Content.appendMessages")(function* (
         actor: Actor,
         sessionId: string,
         messages: ReadonlyArray<NewMessage>,
         options?: CommandOptions,
       ) {
+        for (const [i, m] of messages.entries()) {
+          const reserved = reservedKeyIn(m.metadata)
+          if (reserved !== undefined) return yield* reservedKey(`messages[${i}].metadata.${reserved}`)
+        }
+        const stored = messages.map((m) =>
+          storeMessage({ content: m.content, metadata: m.metadata ?? {} }, config.largeValueBytes),
+        )
+        const blobs = stored.flatMap((m) => m.blobs)
+        yield* putBlobs(blobs)
         const result = yield* executeSessionCommand(
           actor,
           sessionId,
           () =>
             Effect.succeed<SessionCommand>({
               type: "AppendMessages",
-              messages: messages.map((m) => ({
+              messages: messages.map((m, i) => ({
                 messageId: uuidv7(),
                 role: m.role,
-                content: m.content,
-                metadata: m.metadata ?? {},
+                content: stored[i]!.content,
+                metadata: stored[i]!.metadata,
                 createdAt: null,
               })),
             }),
           options,
           { messages },
         )
-        return created(result, "MessageAppended", (e, r) => messageOf(sessionId, e, r))
+        const recorded = created(result, "MessageAppended", (e, r) => messageOf(sessionId, e, r))
+        return yield* resolveMessages(recorded, "include", blobs)
       })
 
       const addRevision = Effect.fn("Content.addRevision")(function* (
@@ -386,6 +479,17 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
         input: ToolRunInput,
         options?: CommandOptions,
       ) {
+        for (const [field, value] of [
+          ["input", input.input],
+          ["output", input.output],
+        ] as const) {
+          const reserved = reservedKeyIn(value)
+          if (reserved !== undefined) return yield* reservedKey(`${field}.${reserved}`)
+        }
+        const storedInput = storeJson(input.input, config.largeValueBytes)
+        const storedOutput = storeJson(input.output ?? null, config.largeValueBytes)
+        const blobs = [storedInput.blob, storedOutput.blob].filter((b): b is PendingBlob => b !== undefined)
+        yield* putBlobs(blobs)
         const result = yield* executeSessionCommand(
           actor,
           sessionId,
@@ -394,8 +498,8 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               type: "RecordToolRun",
               toolRunId: uuidv7(),
               tool: input.tool,
-              input: input.input,
-              output: input.output ?? null,
+              input: storedInput.value,
+              output: storedOutput.value,
               status: input.status,
               durationMs: input.durationMs ?? null,
               error: input.error ?? null,
@@ -403,7 +507,8 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
           options,
           input,
         )
-        return yield* one(created(result, "ToolRunRecorded", (e, r) => toolRunOf(sessionId, e, r)))
+        const run = yield* one(created(result, "ToolRunRecorded", (e, r) => toolRunOf(sessionId, e, r)))
+        return (yield* resolveToolRuns([run], "include", blobs))[0]!
       })
 
       const isAttached = (sessionId: string, fileId: string) =>
@@ -514,9 +619,19 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "messages",
               keys: ["seq"],
               map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
-              size: "octet_length(t.content) + octet_length(t.metadata::text)",
+              size:
+                i.largeContent === "omit"
+                  ? "octet_length(t.content) + octet_length(t.metadata::text)"
+                  : `octet_length(t.content) + octet_length(t.metadata::text) + ${largeSize("t.metadata", ["content"])} + ${largeSize("t.metadata", ["metadata"])}`,
               order: i.order ?? "asc",
-            }),
+            }).pipe(
+              Effect.flatMap((page) =>
+                Effect.map(resolveMessages(page.items, i.largeContent ?? "include"), (items) => ({
+                  ...page,
+                  items,
+                })),
+              ),
+            ),
           ),
         addRevision: (a, s, i, o) => provide(addRevision(a, s, i, o)),
         listRevisions: (a, s, i) =>
@@ -556,9 +671,19 @@ export class Content extends Context.Service<Content, ContentService>()("@chroni
               table: "tool_runs",
               keys: ["version", "tool_run_id"],
               map: toToolRun,
-              size: "octet_length(t.input::text) + octet_length(t.output::text) + coalesce(octet_length(t.error), 0)",
+              size:
+                i.largeContent === "omit"
+                  ? "octet_length(t.input::text) + octet_length(t.output::text) + coalesce(octet_length(t.error), 0)"
+                  : `octet_length(t.input::text) + octet_length(t.output::text) + coalesce(octet_length(t.error), 0) + ${largeSize("t.input", [])} + ${largeSize("t.output", [])}`,
               neverReverted: true,
-            }),
+            }).pipe(
+              Effect.flatMap((page) =>
+                Effect.map(resolveToolRuns(page.items, i.largeContent ?? "include"), (items) => ({
+                  ...page,
+                  items,
+                })),
+              ),
+            ),
           ),
         attachFile: (a, s, f, o) => provide(attachFile(a, s, f, o)),
         detachFile: (a, s, f, o) => provide(detachFile(a, s, f, o)),

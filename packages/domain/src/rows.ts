@@ -13,6 +13,7 @@ import type {
   TaskStatus,
   ToolRunStatus,
 } from "@chronicle/events/types"
+import type { MessageLarge, ToolRunLarge } from "./large-values.ts"
 
 export interface Counts {
   readonly messages: number
@@ -49,6 +50,8 @@ export interface Message {
   readonly metadata: JsonObject
   readonly version: number
   readonly createdAt: string
+  /** The values stored in the blob table, with their sizes: left out (`""`, `{}`) when asked to. */
+  readonly large?: MessageLarge
 }
 
 export interface Revision {
@@ -94,6 +97,8 @@ export interface ToolRun {
   readonly error: string | null
   readonly version: number
   readonly createdAt: string
+  /** The values stored in the blob table, with their sizes: left out (null) when asked to. */
+  readonly large?: ToolRunLarge
 }
 
 export interface Checkpoint {

@@ -96,7 +96,13 @@ export const MessageAppended = Schema.Struct({
   /** 1-based position in the session's effective message list when it was appended. */
   seq: PositiveInt,
   role: MessageRole,
+  /** `""` when the content is kept in the blob store (see `metadata["$chronicle.large"]`). */
   content: Schema.String,
+  /**
+   * The message's metadata. A message with a large value also holds
+   * `"$chronicle.large": { content?, metadata? }`, references `{ sha256, size, mediaType }` into
+   * the blob store (the metadata is then only that key when the metadata itself is large).
+   */
   metadata: JsonObject,
   /** When the message was originally written (imports); null means when it was recorded. */
   createdAt: Schema.NullOr(IsoTimestamp),
@@ -149,6 +155,7 @@ export const ToolRunRecorded = Schema.Struct({
   type: Schema.tag("ToolRunRecorded"),
   toolRunId: Uuid,
   tool: Name(200),
+  /** A value kept in the blob store is `{ "$chronicle.large": { sha256, size, mediaType } }`. */
   input: Json,
   output: Json,
   status: ToolRunStatus,

@@ -29,48 +29,145 @@ export type ChronicleSessionOptions = ({ readonly client: ChronicleClient } | Ch
   readonly title?: string | undefined
 }
 
-const textOf = (content: unknown): string => {
-  if (typeof content === "string") return content
-  if (!Array.isArray(content)) return ""
-  return content
-    .map((part) =>
-      typeof part === "object" && part !== null && "text" in part && typeof part.text === "string"
-        ? part.text
-        : typeof part === "object" && part !== null && "refusal" in part && typeof part.refusal === "string"
-          ? part.refusal
-          : "",
-    )
-    .join("")
+/** Where a piece of a message's text comes from in its item: `content.slice(start, start + length)`. */
+interface TextSlot {
+  readonly path: ReadonlyArray<string | number>
+  readonly start: number
+  readonly length: number
 }
 
-/** How an item reads as a Chronicle message: a role and a readable text. The item itself is in the metadata. */
-export const messageOf = (item: AgentInputItem): { role: Role; content: string } => {
-  const it = item as { type?: string; role?: string; content?: unknown; name?: string; arguments?: string }
+type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
+
+/**
+ * How an item reads as a Chronicle message: a role, a readable text, and where in the item
+ * each piece of that text came from (so the item can be stored without it, and the text is
+ * kept once).
+ */
+const readingOf = (item: AgentInputItem): { role: Role; content: string; slots: Array<TextSlot> } => {
+  const it = item as { type?: string; role?: string; content?: unknown; name?: string; arguments?: unknown }
   if (it.role === "user" || it.role === "assistant" || it.role === "system") {
-    return { role: it.role, content: textOf(it.content) }
+    if (typeof it.content === "string") {
+      return {
+        role: it.role,
+        content: it.content,
+        slots: [{ path: ["content"], start: 0, length: it.content.length }],
+      }
+    }
+    let content = ""
+    const slots: Array<TextSlot> = []
+    if (Array.isArray(it.content)) {
+      for (const [i, part] of it.content.entries()) {
+        if (typeof part !== "object" || part === null) continue
+        const key =
+          "text" in part && typeof part.text === "string"
+            ? "text"
+            : "refusal" in part && typeof part.refusal === "string"
+              ? "refusal"
+              : undefined
+        if (key === undefined) continue
+        const text = (part as Record<string, string>)[key]!
+        slots.push({ path: ["content", i, key], start: content.length, length: text.length })
+        content += text
+      }
+    }
+    return { role: it.role, content, slots }
   }
   switch (it.type) {
-    case "function_call":
-      return { role: "assistant", content: `${it.name ?? "tool"}(${it.arguments ?? ""})` }
+    case "function_call": {
+      const name = it.name ?? "tool"
+      if (typeof it.arguments !== "string") return { role: "assistant", content: `${name}()`, slots: [] }
+      return {
+        role: "assistant",
+        content: `${name}(${it.arguments})`,
+        slots: [{ path: ["arguments"], start: name.length + 1, length: it.arguments.length }],
+      }
+    }
     case "function_call_result": {
       const output = (item as { output?: unknown }).output
+      if (typeof output === "string") {
+        return {
+          role: "tool",
+          content: output,
+          slots: [{ path: ["output"], start: 0, length: output.length }],
+        }
+      }
+      if (
+        typeof output === "object" &&
+        output !== null &&
+        "text" in output &&
+        typeof output.text === "string"
+      ) {
+        return {
+          role: "tool",
+          content: output.text,
+          slots: [{ path: ["output", "text"], start: 0, length: output.text.length }],
+        }
+      }
       const text =
-        typeof output === "string"
-          ? output
-          : typeof output === "object" && output !== null && "text" in output
-            ? String(output.text)
-            : JSON.stringify(output ?? null)
-      return { role: "tool", content: text }
+        typeof output === "object" && output !== null && "text" in output
+          ? String(output.text)
+          : JSON.stringify(output ?? null)
+      return { role: "tool", content: text, slots: [] }
     }
     default:
-      return { role: "assistant", content: "" }
+      return { role: "assistant", content: "", slots: [] }
   }
+}
+
+/** How an item reads as a Chronicle message: a role and a readable text. */
+export const messageOf = (item: AgentInputItem): { role: Role; content: string } => {
+  const { role, content } = readingOf(item)
+  return { role, content }
+}
+
+/** A copy of `value` with the string at `path` replaced by `replace(old)`. */
+const withAt = (value: Json, path: ReadonlyArray<string | number>, replace: (old: Json) => Json): Json => {
+  if (path.length === 0) return replace(value)
+  const [head, ...rest] = path
+  if (Array.isArray(value) && typeof head === "number") {
+    return value.map((v, i) => (i === head ? withAt(v, rest, replace) : v))
+  }
+  if (typeof value === "object" && value !== null && !Array.isArray(value) && typeof head === "string") {
+    const record = value as { readonly [key: string]: Json }
+    return { ...record, [head]: withAt(record[head] ?? null, rest, replace) }
+  }
+  return value
+}
+
+/**
+ * The message that stores an item: its text once, in `content`; the item without that text
+ * in `metadata.item`, and where the text goes back in `metadata.itemText`.
+ */
+const storedMessage = (item: AgentInputItem) => {
+  const { role, content, slots } = readingOf(item)
+  let stored = JSON.parse(JSON.stringify(item)) as Json
+  for (const slot of slots) stored = withAt(stored, slot.path, () => "")
+  return {
+    role,
+    content,
+    metadata: { item: stored, ...(slots.length === 0 ? {} : { itemText: slots }) } as unknown as Record<
+      string,
+      never
+    >,
+  }
+}
+
+/** The item a message stores, its text put back where it came from. */
+const itemOf = (message: Message): AgentInputItem => {
+  const metadata = message.metadata as unknown as { item: Json; itemText?: ReadonlyArray<TextSlot> }
+  let item = metadata.item
+  for (const slot of metadata.itemText ?? []) {
+    item = withAt(item, slot.path, () => message.content.slice(slot.start, slot.start + slot.length))
+  }
+  return item as unknown as AgentInputItem
 }
 
 /**
  * An OpenAI Agents SDK `Session` kept in Chronicle. Each item is a message of a Chronicle
- * session whose metadata holds the item's full JSON (`metadata.item`), so history reloads
- * exactly as the SDK wrote it. `popItem` and `clearSession` are rollbacks: events that revert
+ * session: its readable text in `content`, stored once, and the rest of the item's JSON in
+ * `metadata.item` (with `metadata.itemText` saying where the text goes back), so history
+ * reloads exactly as the SDK wrote it. Text over the server's large-value threshold (a big
+ * tool output) is kept in Chronicle's blob store and read back transparently. `popItem` and `clearSession` are rollbacks: events that revert
  * the session's content; the log keeps everything, and the session can still be read as of
  * any earlier version, or forked from one.
  *
@@ -135,16 +232,12 @@ export class ChronicleSession implements Session {
     return { items: newestFirst.reverse(), version }
   }
 
-  private static itemOf(message: Message): AgentInputItem {
-    return (message.metadata as { item: AgentInputItem }).item
-  }
-
   async getItems(limit?: number): Promise<Array<AgentInputItem>> {
     if (limit !== undefined && limit <= 0) return []
     const { items } = await this.messages(
       limit === undefined || !Number.isFinite(limit) ? undefined : Math.floor(limit),
     )
-    return items.map(ChronicleSession.itemOf)
+    return items.map(itemOf)
   }
 
   async addItems(items: Array<AgentInputItem>): Promise<void> {
@@ -152,10 +245,7 @@ export class ChronicleSession implements Session {
     const sessionId = await this.getSessionId()
     for (let start = 0; start < items.length; start += PAGE) {
       const batch = items.slice(start, start + PAGE)
-      const messages = batch.map((item) => ({
-        ...messageOf(item),
-        metadata: { item: JSON.parse(JSON.stringify(item)) as Record<string, never> },
-      }))
+      const messages = batch.map(storedMessage)
       // One key per batch: a retry after a lost response records nothing twice.
       const idempotencyKey = randomUUID()
       await resend(() => this.client.messages.appendMany.mutate({ sessionId, messages, idempotencyKey }))
@@ -195,7 +285,7 @@ export class ChronicleSession implements Session {
     const popped = await this.rollBack((last) =>
       last === undefined ? undefined : { toVersion: last.version - 1, item: last },
     )
-    return popped === undefined ? undefined : ChronicleSession.itemOf(popped)
+    return popped === undefined ? undefined : itemOf(popped)
   }
 
   async clearSession(): Promise<void> {

@@ -104,8 +104,93 @@ describe.each(testDatabases(env))("ChronicleSession ($name)", (database) => {
       ["tool", "shipped"],
       ["assistant", "It shipped."],
     ])
-    expect(page.items[1]!.metadata).toEqual({ item: call })
+    // The item without its text (kept once, in the content), and where the text goes back.
+    expect(page.items[1]!.metadata).toEqual({
+      item: { ...call, arguments: "" },
+      itemText: [{ path: ["arguments"], start: "lookup(".length, length: '{"order":"4711"}'.length }],
+    })
   })
+
+  it("stores each item's text once", async () => {
+    const s = session()
+    const text = "a fairly long answer, ".repeat(1_500)
+    const items = [user(text), assistant(text)]
+    await s.addItems(items)
+    expect(await s.getItems()).toEqual(items)
+    const stream = await s.client.events.readStream.query({ streamId: `session-${await s.getSessionId()}` })
+    const appended = stream.items.filter((e) => e.type === "MessageAppended")
+    expect(appended).toHaveLength(2)
+    for (const event of appended) {
+      const bytes = Buffer.byteLength(JSON.stringify(event.data))
+      expect(bytes, "the event's data holds the text once").toBeLessThan(text.length + 1_000)
+    }
+  })
+
+  it("round-trips a user message carrying a 5 MB image", async () => {
+    const s = session()
+    const image = Buffer.alloc(5 * 1024 * 1024)
+    for (let i = 0; i < image.length; i++) image[i] = (i * 2654435761) >>> 24
+    const withImage: AgentInputItem = {
+      role: "user",
+      content: [
+        { type: "input_image", image: `data:image/png;base64,${image.toString("base64")}`, detail: "auto" },
+        { type: "input_text", text: "What is in this picture?" },
+      ],
+    }
+    await s.addItems([withImage, assistant("A cat.")])
+    expect(await s.getItems()).toEqual([withImage, assistant("A cat.")])
+    const page = await s.client.messages.list.query({
+      sessionId: await s.getSessionId(),
+      largeContent: "omit",
+    })
+    expect(page.items[0]).toMatchObject({ content: "What is in this picture?", metadata: {} })
+    expect(page.items[0]!.large?.metadata?.size).toBeGreaterThan(5 * 1024 * 1024)
+  }, 120_000)
+
+  it("round-trips a 10 MB tool output and an 800 KB one, the events holding references", async () => {
+    const s = session()
+    const big = `${'tool output line with "quotes" and ünïcødé\n'.repeat(250_000)}end`
+    const medium = "x".repeat(800 * 1024)
+    const call: AgentInputItem = {
+      type: "function_call",
+      callId: "call_big",
+      name: "fetch_page",
+      arguments: JSON.stringify({ url: "https://example.test/" }),
+      status: "completed",
+    }
+    const items: Array<AgentInputItem> = [
+      user("Fetch it"),
+      call,
+      {
+        type: "function_call_result",
+        callId: "call_big",
+        name: "fetch_page",
+        status: "completed",
+        output: big,
+      },
+      {
+        type: "function_call_result",
+        callId: "call_big",
+        name: "fetch_page",
+        status: "completed",
+        output: { type: "text", text: medium },
+      },
+      assistant("Done."),
+    ]
+    await s.addItems(items)
+    expect(await s.getItems()).toEqual(items)
+    expect(await s.getItems(3)).toEqual(items.slice(2))
+    // Reloaded in a new session object, as another process would.
+    expect(await new ChronicleSession({ client: s.client, key: s.key }).getItems()).toEqual(items)
+    const stream = await s.client.events.readStream.query({
+      streamId: `session-${await s.getSessionId()}`,
+      largeContent: "omit",
+    })
+    const sizes = stream.items
+      .filter((e) => e.type === "MessageAppended")
+      .map((e) => Buffer.byteLength(JSON.stringify(e.data)))
+    expect(Math.max(...sizes)).toBeLessThan(4_096)
+  }, 120_000)
 
   it("reads the last items of a conversation longer than a page without reading every page", async () => {
     // Every procedure the client calls, one entry per call (a batched request carries several).

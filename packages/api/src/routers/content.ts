@@ -1,8 +1,9 @@
 /** `messages.*`, `revisions.*`, `drafts.*`, `holes.*`, `toolRuns.*`: what is in a session. */
 import { Content } from "@chronicle/domain"
 import { Effect, Schema } from "effect"
+import { inlineBytes } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
-import { actorOf, checkContentSize } from "./actor.ts"
+import { actorOf, checkContentSize, checkValueSize } from "./actor.ts"
 import {
   AsOf,
   CommandOptions,
@@ -10,6 +11,7 @@ import {
   input,
   Json,
   JsonObject,
+  LargeContent,
   MessageBatch,
   MessageRole,
   Name,
@@ -87,6 +89,7 @@ export const messagesRouter = router({
         Schema.Struct({
           ...ListInput.fields,
           order: Schema.optional(Schema.Literals(["asc", "desc"])),
+          largeContent: Schema.optional(LargeContent),
         }),
       ),
     )
@@ -154,7 +157,7 @@ export const draftsRouter = router({
     )
     .mutation(({ ctx, input }) =>
       ctx.run(
-        checkContentSize(ctx.limits, [{ content: input.code }], () => "code").pipe(
+        checkContentSize(ctx.limits, [{ content: input.code }], () => "code", inlineBytes(ctx.limits)).pipe(
           Effect.andThen(
             Effect.flatMap(Content, (c) =>
               c.recordDraft(
@@ -252,25 +255,32 @@ export const toolRunsRouter = router({
     )
     .mutation(({ ctx, input }) =>
       ctx.run(
-        Effect.flatMap(Content, (c) =>
-          c.recordToolRun(
-            actorOf(ctx.principal),
-            input.sessionId,
-            {
-              tool: input.tool,
-              input: input.input,
-              ...(input.output !== undefined ? { output: input.output } : {}),
-              status: input.status,
-              durationMs: input.durationMs ?? null,
-              error: input.error ?? null,
-            },
-            options(input),
-          ),
+        Effect.andThen(
+          checkValueSize(ctx.limits, [
+            ["input", input.input],
+            ["output", input.output],
+          ]),
+          () =>
+            Effect.flatMap(Content, (c) =>
+              c.recordToolRun(
+                actorOf(ctx.principal),
+                input.sessionId,
+                {
+                  tool: input.tool,
+                  input: input.input,
+                  ...(input.output !== undefined ? { output: input.output } : {}),
+                  status: input.status,
+                  durationMs: input.durationMs ?? null,
+                  error: input.error ?? null,
+                },
+                options(input),
+              ),
+            ),
         ),
       ),
     ),
   list: authedProcedure
-    .input(input(ListInput))
+    .input(input(Schema.Struct({ ...ListInput.fields, largeContent: Schema.optional(LargeContent) })))
     .query(({ ctx, input }) =>
       ctx.run(
         Effect.flatMap(Content, (c) =>

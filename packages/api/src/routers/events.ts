@@ -2,6 +2,7 @@
  * `events.*`: the raw log, for clients that follow or audit it. Reads are limited to the
  * streams the caller may see (ownership, auth.ts).
  */
+import { type LargeContent as LargeContentMode, resolveEvents } from "@chronicle/domain"
 import { Json, JsonObject, NotFound, Uuid } from "@chronicle/events"
 import { decodeCursor, EventStore, InvalidCursor, InvalidRead, type RecordedEvent } from "@chronicle/store"
 import { tracked } from "@trpc/server"
@@ -11,7 +12,7 @@ import { callerKey, jsonBytes } from "../budget.ts"
 import { TooManyRequests, toTRPCError } from "../errors.ts"
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
-import { input } from "./schemas.ts"
+import { input, LargeContent } from "./schemas.ts"
 
 // ----- schemas --------------------------------------------------------------------------
 
@@ -73,6 +74,8 @@ export const ReadStreamInput = Schema.Struct({
   /** The `nextCursor` of the previous page; an alternative to `fromVersion`. */
   cursor: Schema.optional(Schema.String),
   limit: Schema.optional(ListLimit),
+  /** `omit`: large message and tool run values stay references (with their sizes). */
+  largeContent: Schema.optional(LargeContent),
 })
 export type ReadStreamInput = typeof ReadStreamInput.Encoded
 
@@ -90,6 +93,7 @@ export const ReadAllInput = Schema.Struct({
   after: Schema.optional(LogCursor),
   limit: Schema.optional(ListLimit),
   types: Schema.optional(EventTypes),
+  largeContent: Schema.optional(LargeContent),
 })
 export type ReadAllInput = typeof ReadAllInput.Encoded
 
@@ -110,6 +114,7 @@ export const SubscribeInput = Schema.Struct({
   types: Schema.optional(EventTypes),
   /** Set by the client when it reconnects: the id of the last event it got. Wins over `after`. */
   lastEventId: Schema.optional(LogCursor),
+  largeContent: Schema.optional(LargeContent),
 })
 export type SubscribeInput = typeof SubscribeInput.Encoded
 
@@ -161,15 +166,20 @@ interface Chunk<C> {
  * last event returned, whichever way the page ended.
  */
 const readWithinBudget = <C, E>(
-  options: { readonly limit: number; readonly maxBytes: number; readonly start: C },
+  options: {
+    readonly limit: number
+    readonly maxBytes: number
+    readonly start: C
+    readonly largeContent: LargeContentMode | undefined
+  },
   read: (from: C, count: number) => Effect.Effect<Chunk<C>, E, EventStore>,
-  resumeAfter: (event: RecordedEvent) => C,
+  resumeAfter: (event: EventView) => C,
 ) =>
   Effect.gen(function* () {
     const items: Array<EventView> = []
     let bytes = 0
     let largest = 1
-    let lastKept: RecordedEvent | undefined
+    let lastKept: EventView | undefined
     let from = options.start
     while (items.length < options.limit) {
       const wanted = options.limit - items.length
@@ -178,14 +188,14 @@ const readWithinBudget = <C, E>(
           ? Math.min(wanted, FIRST_READ)
           : Math.min(wanted, Math.max(1, Math.floor((options.maxBytes - bytes) / largest)))
       const chunk = yield* read(from, count)
-      for (const event of chunk.events) {
-        const view = toEventView(event)
+      // Large values read back before sizing: the page's budget counts what it carries.
+      for (const view of yield* resolveEvents(chunk.events.map(toEventView), options.largeContent)) {
         const size = jsonBytes(view) + 1
         if (lastKept !== undefined && bytes + size > options.maxBytes) {
           return { items, position: resumeAfter(lastKept), end: false }
         }
         items.push(view)
-        lastKept = event
+        lastKept = view
         bytes += size
         largest = Math.max(largest, size)
       }
@@ -209,7 +219,12 @@ export const readStream = Effect.fn("events.readStream")(function* (
   }
   let version = info.value.version
   const page = yield* readWithinBudget(
-    { limit: input.limit ?? DEFAULT_LIST_LIMIT, maxBytes, start: yield* fromVersionOf(input) },
+    {
+      limit: input.limit ?? DEFAULT_LIST_LIMIT,
+      maxBytes,
+      start: yield* fromVersionOf(input),
+      largeContent: input.largeContent,
+    },
     (fromVersion, limit) =>
       store.readStream(input.streamId, { fromVersion, limit }).pipe(
         Effect.map((chunk) => {
@@ -238,7 +253,12 @@ export const readAll = Effect.fn("events.readAll")(function* (
 ) {
   const store = yield* EventStore
   const page = yield* readWithinBudget(
-    { limit: input.limit ?? DEFAULT_LIST_LIMIT, maxBytes, start: input.after },
+    {
+      limit: input.limit ?? DEFAULT_LIST_LIMIT,
+      maxBytes,
+      start: input.after,
+      largeContent: input.largeContent,
+    },
     (after: string | undefined, limit) =>
       store
         .readAll({ after, limit, types: input.types, ownerId: listScope(principal) ?? undefined })
@@ -274,7 +294,11 @@ export const follow = Effect.fn("events.follow")(function* (
       streamIds: input.sessionId === undefined ? undefined : [`session-${input.sessionId}`],
       ownerId: listScope(principal) ?? undefined,
     })
-    .pipe(Stream.map(toEventView))
+    .pipe(
+      Stream.mapEffect((event) =>
+        Effect.map(resolveEvents([toEventView(event)], input.largeContent), (views) => views[0]!),
+      ),
+    )
 })
 
 // ----- procedures -----------------------------------------------------------------------

@@ -98,3 +98,6 @@ export const Base64 = Schema.String.pipe(
     Schema.isPattern(/^[A-Za-z0-9+/]*={0,2}$/, { message: "must be base64 (A–Z, a–z, 0–9, +, /)" }),
   ),
 )
+
+/** `include` (default): large values read back from the blob store; `omit`: their references, with sizes. */
+export const LargeContent = Schema.Literals(["include", "omit"])

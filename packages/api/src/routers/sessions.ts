@@ -1,6 +1,7 @@
 /** `sessions.*`, `checkpoints.*` and `imports.*`: a session's lifecycle, history and time travel. */
-import { Sessions } from "@chronicle/domain"
+import { resolveEvents, Sessions } from "@chronicle/domain"
 import { Effect, Schema } from "effect"
+import { inlineBytes } from "../limits.ts"
 import { authedProcedure, router } from "../trpc.ts"
 import { actorOf, checkContentSize } from "./actor.ts"
 import {
@@ -10,6 +11,7 @@ import {
   ImportedMessage,
   input,
   JsonObject,
+  LargeContent,
   Page,
   Reason,
   SessionStatus,
@@ -206,11 +208,15 @@ export const sessionsRouter = router({
 
   /** Every event of the session; content events of abandoned branches have `reverted: true`. */
   timeline: authedProcedure
-    .input(input(Schema.Struct({ id: Uuid, ...Page })))
+    .input(input(Schema.Struct({ id: Uuid, ...Page, largeContent: Schema.optional(LargeContent) })))
     .query(({ ctx, input }) =>
       ctx.run(
         Effect.flatMap(Sessions, (s) =>
           s.timeline(actorOf(ctx.principal), input.id, { ...input, maxBytes: ctx.pageBytes }),
+        ).pipe(
+          Effect.flatMap((page) =>
+            Effect.map(resolveEvents(page.items, input.largeContent), (items) => ({ ...page, items })),
+          ),
         ),
       ),
     ),
@@ -221,11 +227,15 @@ export const sessionsRouter = router({
    * the pages end there.
    */
   export: authedProcedure
-    .input(input(Schema.Struct({ id: Uuid, ...Page })))
+    .input(input(Schema.Struct({ id: Uuid, ...Page, largeContent: Schema.optional(LargeContent) })))
     .query(({ ctx, input }) =>
       ctx.run(
         Effect.flatMap(Sessions, (s) =>
           s.export(actorOf(ctx.principal), input.id, { ...input, maxBytes: ctx.pageBytes }),
+        ).pipe(
+          Effect.flatMap((page) =>
+            Effect.map(resolveEvents(page.events, input.largeContent), (events) => ({ ...page, events })),
+          ),
         ),
       ),
     ),
@@ -273,15 +283,17 @@ export const ImportConversationInput = Schema.Struct({
 
 export const importsRouter = router({
   /** A legacy in-memory conversation, brought in as a new session in one atomic append. */
-  conversation: authedProcedure
-    .input(input(ImportConversationInput))
-    .mutation(({ ctx, input }) =>
-      ctx.run(
-        checkContentSize(ctx.limits, input.messages, (i) => `messages[${i}].content`).pipe(
-          Effect.andThen(
-            Effect.flatMap(Sessions, (s) => s.importConversation(actorOf(ctx.principal), input)),
-          ),
-        ),
+  conversation: authedProcedure.input(input(ImportConversationInput)).mutation(({ ctx, input }) =>
+    ctx.run(
+      checkContentSize(
+        ctx.limits,
+        // The content alone: imported messages stay inside their event, which bounds the rest.
+        input.messages.map((m) => ({ content: m.content })),
+        (i) => `messages[${i}].content`,
+        inlineBytes(ctx.limits),
+      ).pipe(
+        Effect.andThen(Effect.flatMap(Sessions, (s) => s.importConversation(actorOf(ctx.principal), input))),
       ),
     ),
+  ),
 })
