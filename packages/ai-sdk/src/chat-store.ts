@@ -28,12 +28,56 @@ export type ChronicleChatStoreOptions = ({ readonly client: ChronicleClient } | 
 
 const externalKey = (chatId: string) => `ai-sdk-chat:${chatId}`
 
-/** The readable text of a message: its text parts. The whole message is in the metadata. */
+/** The readable text of a message: its text parts, end to end. */
 const textOf = (message: UIMessage) =>
   message.parts
     .filter((p): p is Extract<UIMessage["parts"][number], { type: "text" }> => p.type === "text")
     .map((p) => p.text)
     .join("")
+
+type StoredMetadata = {
+  readonly uiMessage: { readonly parts?: ReadonlyArray<Record<string, unknown>> }
+  /** Lengths of the text parts' texts, in order, which `content` holds end to end. */
+  readonly textLengths?: ReadonlyArray<number>
+}
+
+/**
+ * A message as stored: its text parts' text goes in `content`, once; the rest of the message
+ * (every other part, where the text parts sit, ids, metadata) in `metadata.uiMessage`.
+ */
+const toStored = (message: UIMessage) => {
+  const textLengths: Array<number> = []
+  const parts = message.parts.map((part) => {
+    if (part.type !== "text") return part
+    const { text, ...rest } = part
+    textLengths.push(text.length)
+    return rest
+  })
+  return {
+    role: message.role,
+    content: textOf(message),
+    metadata: {
+      uiMessage: JSON.parse(JSON.stringify({ ...message, parts })) as Record<string, never>,
+      textLengths,
+    },
+  }
+}
+
+/** The UIMessage a stored message holds (one stored before `textLengths` has its text inside). */
+const fromStored = (message: Message): unknown => {
+  const { uiMessage, textLengths } = message.metadata as unknown as StoredMetadata
+  if (!Array.isArray(textLengths)) return uiMessage
+  let at = 0
+  let index = 0
+  const parts = (uiMessage.parts ?? []).map((part) => {
+    if (part.type !== "text") return part
+    const length = textLengths[index++] ?? 0
+    const text = message.content.slice(at, at + length)
+    at += length
+    return { ...part, text }
+  })
+  return { ...uiMessage, parts }
+}
 
 /** JSON as stored: what the message is, key order aside. */
 const canonical = (value: unknown): string =>
@@ -45,7 +89,8 @@ const canonical = (value: unknown): string =>
 
 /**
  * Chat persistence for the Vercel AI SDK in Chronicle: each chat is a Chronicle session (found
- * by the chat id), each `UIMessage` a message whose metadata holds the whole message.
+ * by the chat id), each `UIMessage` a message: its text in the content, the rest of it (the
+ * other parts, where the text parts sit) in the metadata, so the text is stored once.
  *
  * `saveChat` makes the stored chat equal the list it is given: messages already stored are
  * left alone (saving the same list twice records nothing), new ones are appended, and when the
@@ -92,9 +137,7 @@ export class ChronicleChatStore {
       if (isChronicleError(error) && error.data?.code === "NOT_FOUND") return []
       throw error
     }
-    const messages = (await this.stored(session.id, session.version)).map(
-      (m) => (m.metadata as { uiMessage: unknown }).uiMessage,
-    )
+    const messages = (await this.stored(session.id, session.version)).map(fromStored)
     if (messages.length === 0) return []
     // The schemas are the app's, for its own message type M.
     return validateUIMessages<M>({ ...this.validation, messages } as Parameters<
@@ -123,8 +166,7 @@ export class ChronicleChatStore {
       while (
         common < stored.length &&
         common < wanted.length &&
-        canonical((stored[common]!.metadata as { uiMessage: unknown }).uiMessage) ===
-          canonical(wanted[common])
+        canonical(fromStored(stored[common]!)) === canonical(wanted[common])
       ) {
         common++
       }
@@ -146,11 +188,7 @@ export class ChronicleChatStore {
           const batch = fresh.slice(start, start + PAGE)
           const result = await this.client.messages.appendMany.mutate({
             sessionId: session.id,
-            messages: batch.map((m) => ({
-              role: m.role,
-              content: textOf(m),
-              metadata: { uiMessage: JSON.parse(JSON.stringify(m)) as Record<string, never> },
-            })),
+            messages: batch.map(toStored),
             expectedVersion: version,
             // A retry of this very append (same chat state, same messages) records nothing twice.
             idempotencyKey: createHash("sha256")

@@ -96,6 +96,39 @@ describe.each(testDatabases(env))("ChronicleChatStore ($name)", (database) => {
     expect(await store.loadChat(chatId)).toEqual(more)
   })
 
+  it("stores each message's text once: in its content, not again in the metadata", async () => {
+    const chatId = await store.createChat()
+    const long = "a line of the answer that should be stored once. ".repeat(2_000)
+    const messages: Array<UIMessage> = [
+      text("u1", "user", "Tell me \u2028everything 😀"),
+      {
+        id: "a1",
+        role: "assistant",
+        parts: [
+          { type: "text", text: long, state: "done" },
+          { type: "reasoning", text: "not the answer", state: "done" },
+          { type: "text", text: " — and a second part.", state: "done" },
+        ],
+      },
+    ]
+    await store.saveChat({ chatId, messages })
+    const session = await store.session(chatId)
+    const stored = (await store.client.messages.list.query({ sessionId: session.id })).items
+    expect(stored.map((m) => m.content)).toEqual([
+      "Tell me \u2028everything 😀",
+      `${long} — and a second part.`,
+    ])
+    // The metadata keeps the rest of the message (parts, their order, the reasoning), not the text.
+    for (const m of stored) {
+      const metadata = JSON.stringify(m.metadata)
+      expect(metadata).not.toContain("everything")
+      expect(metadata).not.toContain("a line of the answer")
+      expect(metadata).not.toContain("a second part")
+    }
+    expect(JSON.stringify(stored[1]!.metadata)).toContain("not the answer")
+    expect(await store.loadChat(chatId)).toEqual(messages)
+  })
+
   it("replaces a regenerated answer by a rollback, keeping the old one in the log", async () => {
     const chatId = await store.createChat()
     const question = text("q", "user", "Name a colour")
