@@ -595,10 +595,14 @@ begin
          status = case e.type when 'SessionArchived' then 'archived'
                               when 'SessionDeleted' then 'deleted'
                               when 'SessionExpired' then 'expired'
+                              when 'SessionReopened' then 'active'
                               else s.status end,
          archived_at = case when e.type = 'SessionArchived' then e.recorded_at else s.archived_at end,
          deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at else s.deleted_at end,
-         expired_at = case when e.type = 'SessionExpired' then e.recorded_at else s.expired_at end,
+         -- When the session last expired; cleared when a write reopens it.
+         expired_at = case e.type when 'SessionExpired' then e.recorded_at
+                                  when 'SessionReopened' then null
+                                  else s.expired_at end,
          message_count = s.message_count + (e.type = 'MessageAppended')::integer,
          revision_count = s.revision_count + (e.type = 'RevisionAdded')::integer,
          draft_count = s.draft_count + (e.type = 'DraftRecorded')::integer,

@@ -7,7 +7,7 @@ import {
   isDevMode,
   type Limits,
 } from "@chronicle/api"
-import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
+import { DEFAULT_ALLOWED_MIME_TYPES, DEFAULT_SESSION_TTL_HOURS } from "@chronicle/domain"
 
 /** Where the data lives: the embedded database (on disk or in memory) or a Postgres server. */
 export type DatabaseConfig =
@@ -323,7 +323,7 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
     )
   }
   const rawTtl = setting(env, "CHRONICLE_SESSION_TTL_HOURS")
-  const sessionTtlHours = rawTtl === undefined ? 24 : Number(rawTtl)
+  const sessionTtlHours = rawTtl === undefined ? DEFAULT_SESSION_TTL_HOURS : Number(rawTtl)
   if (!Number.isFinite(sessionTtlHours) || sessionTtlHours < 0) {
     throw new ConfigError(
       `CHRONICLE_SESSION_TTL_HOURS must be a number of hours >= 0 (0 = never expire), got ${JSON.stringify(rawTtl)}`,

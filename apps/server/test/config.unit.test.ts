@@ -21,7 +21,7 @@ describe("configuration from the environment", () => {
       limits: DEFAULT_LIMITS,
       logLevel: "Info",
       shutdownTimeoutMs: 10_000,
-      sessionTtlHours: 24,
+      sessionTtlHours: 720,
       allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
       requestTimeoutMs: 30_000,
     })

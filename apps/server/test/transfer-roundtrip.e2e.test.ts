@@ -102,6 +102,7 @@ const seedEverything = async (t: TestServer, owner: string) => {
   await me.messages.append.mutate({ sessionId: child.id, role: "user", content: HOSTILE[5]! })
   const archived = await me.sessions.create.mutate({ title: "to archive" })
   await me.sessions.archive.mutate({ id: archived.id, reason: "done\u2028" })
+  const resumed = await me.sessions.create.mutate({ title: "to resume" })
   const deleted = await me.sessions.create.mutate({ title: "to delete" })
   await me.sessions.delete.mutate({ id: deleted.id })
 
@@ -166,6 +167,8 @@ const seedEverything = async (t: TestServer, owner: string) => {
   // Expire whatever has been idle: a TTL of a few milliseconds, and a sweep.
   await new Promise((resolve) => setTimeout(resolve, 50))
   await t.server.runtime.runPromise(Effect.flatMap(Retention, (r) => r.sweep()))
+  // … and a conversation resumed after that: its session reopened by the next write.
+  await me.messages.append.mutate({ sessionId: resumed.id, role: "user", content: "back\u2029" })
   return { sessionId: s.id, childId: child.id, fileId: file.id, bytes, key: "thread-\u2028-key" }
 }
 
@@ -238,6 +241,7 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
         "SessionDeleted",
         "SessionExpired",
         "SessionForked",
+        "SessionReopened",
         "SessionRolledBack",
         "SessionStarted",
         "SessionUpdated",

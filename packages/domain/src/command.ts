@@ -251,6 +251,9 @@ export const runCommand = <
       }
       if (pinned !== undefined && pinned !== state.version) {
         forget()
+        // A retry of a command that succeeded moved the stream itself: answer it as a retry.
+        const prior = key === undefined ? undefined : yield* findPriorAttempt(params.streamId, key)
+        if (prior !== undefined) return yield* answerPrior(prior, yield* params.build(state))
         return yield* new VersionConflict({
           streamId: params.streamId,
           expected: pinned,

@@ -11,6 +11,13 @@ export interface DomainConfigShape {
   readonly conflictRetries: number
 }
 
+/**
+ * Thirty days. Expiry marks a session idle (the next write reopens it), so the TTL only says
+ * when a session counts as idle: long enough that a conversation paused over a weekend or a
+ * holiday is not marked, and the log holds no expiry and reopening per day of pause.
+ */
+export const DEFAULT_SESSION_TTL_HOURS = 720
+
 export const DEFAULT_ALLOWED_MIME_TYPES = [
   "text/*",
   "image/*",
@@ -29,7 +36,7 @@ export const DEFAULT_ALLOWED_MIME_TYPES = [
 export const defaultDomainConfig: DomainConfigShape = {
   maxFileBytes: 10 * 1024 * 1024,
   allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
-  sessionTtlHours: 24,
+  sessionTtlHours: DEFAULT_SESSION_TTL_HOURS,
   conflictRetries: 50,
 }
 

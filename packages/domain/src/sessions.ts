@@ -318,6 +318,9 @@ export const advanceSession = (
       case "SessionExpired":
         next = { ...moved, status: "expired" }
         break
+      case "SessionReopened":
+        next = { ...moved, status: "active" }
+        break
       default:
         return undefined
     }

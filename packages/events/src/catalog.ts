@@ -90,6 +90,16 @@ export const SessionExpired = Schema.Struct({
   ttlHours: Schema.Finite,
 })
 
+/**
+ * Appended by the first write to an expired session, just before that write's own events:
+ * expiry marks a session idle, it never ends the conversation. `command` names the write
+ * (AppendMessages, RecordToolRun, RollBack, …). Archived and deleted sessions are never reopened.
+ */
+export const SessionReopened = Schema.Struct({
+  type: Schema.tag("SessionReopened"),
+  command: Name(100),
+})
+
 export const MessageAppended = Schema.Struct({
   type: Schema.tag("MessageAppended"),
   messageId: Uuid,
@@ -300,6 +310,7 @@ export const SessionEvent = Schema.Union([
   SessionArchived,
   SessionDeleted,
   SessionExpired,
+  SessionReopened,
   MessageAppended,
   RevisionAdded,
   DraftRecorded,

@@ -1,0 +1,103 @@
+-- sessions_retention: drafted by `pnpm db:diff`; review before committing.
+
+CREATE OR REPLACE FUNCTION chronicle.project_session(e chronicle.events)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_id uuid := chronicle.stream_uuid(e.stream_id);
+  v integer := e.stream_version;
+  d jsonb := e.data;
+begin
+  -- A session is created by the first event of its stream, and only by it.
+  if v = 1 and e.type = 'SessionStarted' then
+    perform chronicle.start_session(e);
+    return;
+  elsif v = 1 and e.type = 'SessionForked' then
+    perform chronicle.fork_session(e);
+    return;
+  end if;
+
+  if not exists (select 1 from sessions s where s.id = v_id) then
+    return;
+  end if;
+
+  case e.type
+    when 'SessionRolledBack' then
+      perform chronicle.roll_back_session(e);
+      return;
+    when 'SessionUpdated' then
+      insert into session_updates (session_id, version, title_set, title, metadata_set, metadata)
+      values (v_id, v, d ? 'title', d ->> 'title', d ? 'metadata', d -> 'metadata');
+    when 'MessageAppended' then
+      insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+      values (v_id, (d ->> 'messageId')::uuid, v, (d ->> 'seq')::integer, d ->> 'role', d ->> 'content',
+              d -> 'metadata', coalesce((d ->> 'createdAt')::timestamptz, e.recorded_at));
+    when 'RevisionAdded' then
+      insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
+      values (v_id, (d ->> 'revisionId')::uuid, v, (d ->> 'number')::integer, d -> 'ir', d ->> 'note',
+              e.recorded_at);
+    when 'DraftRecorded' then
+      insert into drafts
+        (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
+      values (v_id, (d ->> 'draftId')::uuid, v, d ->> 'code', d ->> 'language', (d ->> 'valid')::boolean,
+              d -> 'metrics', (d ->> 'revisionNumber')::integer, e.recorded_at);
+    when 'HoleResolved' then
+      insert into hole_resolutions
+        (session_id, resolution_id, version, hole_id, value, confidence, created_at)
+      values (v_id, (d ->> 'resolutionId')::uuid, v, d ->> 'holeId', d -> 'value',
+              (d ->> 'confidence')::double precision, e.recorded_at);
+    when 'FileAttached' then
+      insert into session_files
+        (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
+      values (v_id, (d ->> 'fileId')::uuid, v, d ->> 'sha256', d ->> 'name', d ->> 'mimeType',
+              (d ->> 'size')::bigint, e.recorded_at);
+    when 'FileDetached' then
+      insert into session_file_detachments (session_id, file_id, version, detached_at)
+      values (v_id, (d ->> 'fileId')::uuid, v, e.recorded_at);
+    when 'ToolRunRecorded' then
+      insert into tool_runs
+        (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
+      values (v_id, (d ->> 'toolRunId')::uuid, v, d ->> 'tool', d -> 'input', d -> 'output', d ->> 'status',
+              (d ->> 'durationMs')::bigint, d ->> 'error', e.recorded_at);
+    when 'CheckpointCreated' then
+      insert into checkpoints (id, session_id, version, event_version, label, cursor, created_at)
+      values ((d ->> 'checkpointId')::uuid, v_id, (d ->> 'version')::integer, v, d ->> 'label',
+              d ->> 'cursor', e.recorded_at);
+    else
+      -- Lifecycle events change only the session row. A type with no read model still
+      -- advances the session's version, so that it always equals the stream's.
+      null;
+  end case;
+
+  update sessions s
+     set version = v,
+         effective = s.effective + int4multirange(int4range(v, v + 1)),
+         head_cursor = chronicle.event_cursor(e),
+         updated_at = e.recorded_at,
+         last_activity_at = e.recorded_at,
+         title = case when e.type = 'SessionUpdated' and d ? 'title' then d ->> 'title' else s.title end,
+         metadata = case when e.type = 'SessionUpdated' and d ? 'metadata' then d -> 'metadata'
+                         else s.metadata end,
+         status = case e.type when 'SessionArchived' then 'archived'
+                              when 'SessionDeleted' then 'deleted'
+                              when 'SessionExpired' then 'expired'
+                              when 'SessionReopened' then 'active'
+                              else s.status end,
+         archived_at = case when e.type = 'SessionArchived' then e.recorded_at else s.archived_at end,
+         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at else s.deleted_at end,
+         -- When the session last expired; cleared when a write reopens it.
+         expired_at = case e.type when 'SessionExpired' then e.recorded_at
+                                  when 'SessionReopened' then null
+                                  else s.expired_at end,
+         message_count = s.message_count + (e.type = 'MessageAppended')::integer,
+         revision_count = s.revision_count + (e.type = 'RevisionAdded')::integer,
+         draft_count = s.draft_count + (e.type = 'DraftRecorded')::integer,
+         hole_count = s.hole_count + (e.type = 'HoleResolved')::integer,
+         file_count = s.file_count + case e.type when 'FileAttached' then 1
+                                                 when 'FileDetached' then -1
+                                                 else 0 end,
+         tool_run_count = s.tool_run_count + (e.type = 'ToolRunRecorded')::integer
+   where s.id = v_id;
+end
+$function$;
