@@ -1,4 +1,7 @@
 -- sessions_retention: drafted by `pnpm db:diff`; review before committing.
+--
+-- Not drafted (written by hand below, as the schema files do):
+--   function chronicle.purge_session_stream(uuid) (grants, comment): added
 
 CREATE OR REPLACE FUNCTION chronicle.project_session(e chronicle.events)
  RETURNS void
@@ -81,11 +84,14 @@ begin
                          else s.metadata end,
          status = case e.type when 'SessionArchived' then 'archived'
                               when 'SessionDeleted' then 'deleted'
+                              when 'SessionPurged' then 'deleted'
                               when 'SessionExpired' then 'expired'
                               when 'SessionReopened' then 'active'
                               else s.status end,
          archived_at = case when e.type = 'SessionArchived' then e.recorded_at else s.archived_at end,
-         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at else s.deleted_at end,
+         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at
+                           when e.type = 'SessionPurged' then coalesce(s.deleted_at, e.recorded_at)
+                           else s.deleted_at end,
          -- When the session last expired; cleared when a write reopens it.
          expired_at = case e.type when 'SessionExpired' then e.recorded_at
                                   when 'SessionReopened' then null
@@ -101,3 +107,89 @@ begin
    where s.id = v_id;
 end
 $function$;
+
+CREATE OR REPLACE FUNCTION chronicle.purge_session_stream(p_session_id uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'chronicle', 'pg_temp'
+AS $function$
+declare
+  v_stream text := 'session-' || p_session_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+
+  delete from messages where session_id = p_session_id;
+  delete from revisions where session_id = p_session_id;
+  delete from drafts where session_id = p_session_id;
+  delete from hole_resolutions where session_id = p_session_id;
+  delete from session_files where session_id = p_session_id;
+  delete from session_file_detachments where session_id = p_session_id;
+  delete from tool_runs where session_id = p_session_id;
+  delete from checkpoints where session_id = p_session_id;
+  delete from session_rollbacks where session_id = p_session_id;
+  delete from session_updates where session_id = p_session_id;
+  delete from sessions where id = p_session_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_session(e);
+  end loop;
+  return v_count;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION chronicle.redact_event_data(p_type text, p_data jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  select p_data || coalesce(
+    (select jsonb_object_agg(b.key, b.value)
+       from jsonb_each(case p_type
+              when 'SessionStarted' then '{"title": null, "metadata": {}, "externalKey": null}'
+              when 'SessionForked' then '{"title": null, "metadata": {}, "externalKey": null}'
+              when 'SessionUpdated' then '{"title": null, "metadata": {}}'
+              when 'SessionArchived' then '{"reason": null}'
+              when 'SessionDeleted' then '{"reason": null}'
+              when 'SessionPurged' then '{"reason": null}'
+              when 'MessageAppended' then '{"content": "", "metadata": {}}'
+              when 'RevisionAdded' then '{"ir": null, "note": null}'
+              when 'DraftRecorded' then '{"code": "", "metrics": {}}'
+              when 'HoleResolved' then '{"value": null}'
+              when 'FileAttached' then '{"name": "redacted"}'
+              when 'ToolRunRecorded' then '{"input": null, "output": null, "error": null}'
+              when 'CheckpointCreated' then '{"label": null}'
+              else '{}' end::jsonb) as b
+      where p_data ? b.key),
+    '{}'::jsonb)
+$function$;
+
+CREATE OR REPLACE FUNCTION chronicle.reject_event_mutation()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if tg_op = 'UPDATE' then
+    if current_setting('chronicle.redacting', true) = pg_current_xact_id()::text
+       and (new.global_position, new.transaction_id, new.stream_id, new.stream_version, new.event_id,
+            new.type, new.schema_version, new.recorded_at)
+           is not distinct from
+           (old.global_position, old.transaction_id, old.stream_id, old.stream_version, old.event_id,
+            old.type, old.schema_version, old.recorded_at) then
+      return new;
+    end if;
+  end if;
+  raise exception 'chronicle.events is append-only: % is not allowed', tg_op
+    using errcode = 'CH001',
+          hint = 'Record a new event (for example a rollback) instead of changing history.';
+end
+$function$;
+
+revoke all on function chronicle.purge_session_stream(uuid) from public;

@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import type { ChronicleClient } from "@chronicle/client"
-import { Retention } from "@chronicle/domain"
+import { Purge, Retention, serviceActor } from "@chronicle/domain"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
@@ -169,6 +169,12 @@ const seedEverything = async (t: TestServer, owner: string) => {
   await t.server.runtime.runPromise(Effect.flatMap(Retention, (r) => r.sweep()))
   // … and a conversation resumed after that: its session reopened by the next write.
   await me.messages.append.mutate({ sessionId: resumed.id, role: "user", content: "back\u2029" })
+  // An erased session: its events redacted, the purge recorded.
+  const erased = await me.sessions.create.mutate({ title: "to erase" })
+  await me.messages.append.mutate({ sessionId: erased.id, role: "user", content: "erase me" })
+  await t.server.runtime.runPromise(
+    Effect.flatMap(Purge, (p) => p.purge(serviceActor(), { sessionId: erased.id }, { reason: "asked" })),
+  )
   return { sessionId: s.id, childId: child.id, fileId: file.id, bytes, key: "thread-\u2028-key" }
 }
 
@@ -241,6 +247,7 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
         "SessionDeleted",
         "SessionExpired",
         "SessionForked",
+        "SessionPurged",
         "SessionReopened",
         "SessionRolledBack",
         "SessionStarted",

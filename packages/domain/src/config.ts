@@ -9,6 +9,11 @@ export interface DomainConfigShape {
   readonly sessionTtlHours: number
   /** How many times a command is re-decided when a concurrent append moved the stream first. */
   readonly conflictRetries: number
+  /**
+   * Sessions expired for this many days are purged by the retention sweep (their content
+   * erased, irreversibly); 0 = never.
+   */
+  readonly purgeExpiredAfterDays: number
 }
 
 /**
@@ -38,6 +43,7 @@ export const defaultDomainConfig: DomainConfigShape = {
   allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
   sessionTtlHours: DEFAULT_SESSION_TTL_HOURS,
   conflictRetries: 50,
+  purgeExpiredAfterDays: 0,
 }
 
 export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {

@@ -329,6 +329,9 @@ export const advanceSession = (
       case "SessionReopened":
         next = { ...moved, status: "active" }
         break
+      case "SessionPurged":
+        next = { ...moved, status: "deleted" }
+        break
       default:
         return undefined
     }

@@ -100,6 +100,17 @@ export const SessionReopened = Schema.Struct({
   command: Name(100),
 })
 
+/**
+ * Recorded by an erasure (`chronicle purge`, the retention policy): the payloads of versions 1
+ * to `throughVersion` were redacted, irreversibly, and the session reads as deleted. Only the
+ * service can purge; the event is the audit record of it.
+ */
+export const SessionPurged = Schema.Struct({
+  type: Schema.tag("SessionPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 export const MessageAppended = Schema.Struct({
   type: Schema.tag("MessageAppended"),
   messageId: Uuid,
@@ -311,6 +322,7 @@ export const SessionEvent = Schema.Union([
   SessionDeleted,
   SessionExpired,
   SessionReopened,
+  SessionPurged,
   MessageAppended,
   RevisionAdded,
   DraftRecorded,

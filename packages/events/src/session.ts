@@ -317,6 +317,10 @@ const evolve = (state: Building, record: SessionEventRecord, parent: ResolvePare
     case "SessionReopened":
       state.status = "active"
       return
+    case "SessionPurged":
+      // The redacted events before it already read as empty content; the session is gone.
+      state.status = "deleted"
+      return
     case "MessageAppended":
       state.messages.push({
         messageId: event.messageId,
@@ -571,6 +575,7 @@ export const indexSession = (
       case "SessionDeleted":
       case "SessionExpired":
       case "SessionReopened":
+      case "SessionPurged":
       case "CheckpointCreated":
       case "MessageAppended":
       case "RevisionAdded":

@@ -314,6 +314,13 @@ describe("status", () => {
         .map((e) => e.version),
     ).toEqual([5])
   })
+
+  it("is deleted once purged, whatever the as-of version", () => {
+    const purged: SessionEvent = { type: "SessionPurged", reason: null, throughVersion: 2 }
+    const log = record([start(), msg("", 1), purged])
+    expect(view(log, 2)).toMatchObject({ status: "deleted", version: 3 })
+    expect(view(log, 3).messages.map((m) => m.content)).toEqual([""])
+  })
 })
 
 describe("fork", () => {
