@@ -51,6 +51,11 @@ export interface ServerConfig {
   readonly shutdownTimeoutMs: number
   /** Sessions idle longer than this many hours are expired; 0 = never (CHRONICLE_SESSION_TTL_HOURS). */
   readonly sessionTtlHours: number
+  /**
+   * Sessions expired for this many days are purged (content erased) by the sweep; 0 = never
+   * (CHRONICLE_PURGE_EXPIRED_AFTER_DAYS).
+   */
+  readonly purgeExpiredAfterDays: number
   /** MIME types files.put accepts; `type/*` allows a family (CHRONICLE_ALLOWED_MIME_TYPES). */
   readonly allowedMimeTypes: ReadonlyArray<string>
   /**
@@ -329,6 +334,13 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
       `CHRONICLE_SESSION_TTL_HOURS must be a number of hours >= 0 (0 = never expire), got ${JSON.stringify(rawTtl)}`,
     )
   }
+  const rawPurge = setting(env, "CHRONICLE_PURGE_EXPIRED_AFTER_DAYS")
+  const purgeExpiredAfterDays = rawPurge === undefined ? 0 : Number(rawPurge)
+  if (!Number.isFinite(purgeExpiredAfterDays) || purgeExpiredAfterDays < 0) {
+    throw new ConfigError(
+      `CHRONICLE_PURGE_EXPIRED_AFTER_DAYS must be a number of days >= 0 (0 = never purge), got ${JSON.stringify(rawPurge)}`,
+    )
+  }
   const rawMime = setting(env, "CHRONICLE_ALLOWED_MIME_TYPES")
   const allowedMimeTypes =
     rawMime === undefined ? DEFAULT_ALLOWED_MIME_TYPES : rawMime.split(",").map((m) => m.trim().toLowerCase())
@@ -349,6 +361,7 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
   }
   return {
     sessionTtlHours,
+    purgeExpiredAfterDays,
     allowedMimeTypes,
     requestTimeoutMs,
     database: databaseConfig(env),

@@ -198,6 +198,7 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
     maxFileBytes: config.limits.maxFileBytes,
     allowedMimeTypes: config.allowedMimeTypes,
     sessionTtlHours: config.sessionTtlHours,
+    purgeExpiredAfterDays: config.purgeExpiredAfterDays,
   })
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
   return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(
@@ -216,9 +217,14 @@ const retentionSweep = (ttlHours: number) =>
       const retention = yield* Retention
       yield* retention.sweep().pipe(
         Effect.tap((report) =>
-          report.expired > 0
-            ? Effect.logInfo("expired idle sessions", { expired: report.expired, ttlHours })
-            : Effect.void,
+          Effect.all([
+            report.expired > 0
+              ? Effect.logInfo("expired idle sessions", { expired: report.expired, ttlHours })
+              : Effect.void,
+            report.purged > 0
+              ? Effect.logInfo("purged expired sessions", { purged: report.purged })
+              : Effect.void,
+          ]),
         ),
         Effect.catchCause((cause) => Effect.logWarning("retention sweep failed; will retry", cause)),
         Effect.repeat(Schedule.spaced("10 minutes")),
