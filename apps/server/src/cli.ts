@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { open } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
 import { Purge, type PurgeTarget, serviceActor } from "@chronicle/domain"
+import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
 import { type Database, EventStore, isUuid } from "@chronicle/store"
 import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
 import serverPackage from "../package.json" with { type: "json" }
