@@ -337,7 +337,10 @@ export const runCommand = <
             Effect.catchTag("VersionConflict", (conflict) => {
               forget()
               return pinned === undefined && attempt < config.conflictRetries
-                ? Effect.as(jitter(attempt), { retry: true } as const)
+                ? Effect.logDebug("command decided again: another append moved the stream", {
+                    streamId: params.streamId,
+                    attempt: attempt + 1,
+                  }).pipe(Effect.andThen(jitter(attempt)), Effect.as({ retry: true } as const))
                 : Effect.fail(conflict)
             }),
             // Events the deciders produced are valid by construction: a refusal here is a bug.
