@@ -1,6 +1,7 @@
 -- sessions_retention: drafted by `pnpm db:diff`; review before committing.
 --
--- Not drafted (written by hand below, as the schema files do):
+-- Not drafted (written by hand at the end, as the schema files do):
+--   function chronicle.purge_file_stream(uuid) (grants, comment): added
 --   function chronicle.purge_session_stream(uuid) (grants, comment): added
 
 CREATE OR REPLACE FUNCTION chronicle.project_session(e chronicle.events)
@@ -108,6 +109,32 @@ begin
 end
 $function$;
 
+CREATE OR REPLACE FUNCTION chronicle.purge_file_stream(p_file_id uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'chronicle', 'pg_temp'
+AS $function$
+declare
+  v_stream text := 'file-' || p_file_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from files where id = p_file_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_file(e);
+  end loop;
+  return v_count;
+end
+$function$;
+
 CREATE OR REPLACE FUNCTION chronicle.purge_session_stream(p_session_id uuid)
  RETURNS integer
  LANGUAGE plpgsql
@@ -166,6 +193,8 @@ AS $function$
               when 'FileAttached' then '{"name": "redacted"}'
               when 'ToolRunRecorded' then '{"input": null, "output": null, "error": null}'
               when 'CheckpointCreated' then '{"label": null}'
+              when 'FileUploaded' then '{"name": "redacted"}'
+              when 'FilePurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -193,3 +222,4 @@ end
 $function$;
 
 revoke all on function chronicle.purge_session_stream(uuid) from public;
+revoke all on function chronicle.purge_file_stream(uuid) from public;

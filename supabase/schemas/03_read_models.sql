@@ -642,6 +642,8 @@ language sql immutable as $$
               when 'FileAttached' then '{"name": "redacted"}'
               when 'ToolRunRecorded' then '{"input": null, "output": null, "error": null}'
               when 'CheckpointCreated' then '{"label": null}'
+              when 'FileUploaded' then '{"name": "redacted"}'
+              when 'FilePurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -688,6 +690,33 @@ end
 $$;
 
 revoke all on function chronicle.purge_session_stream(uuid) from public;
+
+-- The same for a stored file (an owner's erasure): its upload's name is redacted and its row
+-- made again from the redacted events; the caller records FilePurged and deletes the bytes
+-- nothing unpurged references any more.
+create function chronicle.purge_file_stream(p_file_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'file-' || p_file_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from files where id = p_file_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_file(e);
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_file_stream(uuid) from public;
 
 -- ----- job streams ------------------------------------------------------------------------
 

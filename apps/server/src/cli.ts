@@ -67,7 +67,7 @@ auth configured) no token is needed.`,
   purge: {
     usage: "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]",
     summary: "erase sessions' content irreversibly (with their forks), recorded as SessionPurged",
-    help: `Erases the content of the named sessions, of every session of --owner, or of the sessions
+    help: `Erases the content of the named sessions, of every session and file of --owner, or of the sessions
 expired for at least --expired-days days (the retention policy the server's sweep applies with
 CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together with their forks, which copied their content.
 The payload of each of their events is redacted (text, JSON values and names blanked; ids,
@@ -435,15 +435,17 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       const sessions = reports.flatMap((r) => r.sessions)
       const events = reports.reduce((n, r) => n + r.events, 0)
       const blobs = reports.reduce((n, r) => n + r.blobs, 0)
+      const files = reports.reduce((n, r) => n + r.files, 0)
+      const andFiles = files > 0 ? ` and ${files} file(s)` : ""
       if (dryRun) {
         for (const s of sessions) console.log(`${s.id}  ${s.events} event(s)`)
         console.error(
-          `Would purge ${sessions.length} session(s), ${events} event(s) (dry run: nothing written)`,
+          `Would purge ${sessions.length} session(s)${andFiles}, ${events} session event(s) (dry run: nothing written)`,
         )
       } else {
         for (const s of sessions) console.log(s.id)
         console.error(
-          `Purged ${sessions.length} session(s): ${events} event(s) redacted, ${blobs} file content(s) deleted`,
+          `Purged ${sessions.length} session(s)${andFiles}: ${events} session event(s) redacted, ${blobs} file content(s) deleted`,
         )
       }
       return 0

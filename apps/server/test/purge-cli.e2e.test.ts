@@ -30,13 +30,15 @@ describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
     const dry = await cli(["purge", session.id, "--dry-run"], t.databaseUrl!)
     expect(dry.code, dry.stderr).toBe(0)
     expect(dry.stdout.trim().split("\n")).toEqual([`${session.id}  2 event(s)`, `${fork.id}  1 event(s)`])
-    expect(dry.stderr).toContain("Would purge 2 session(s), 3 event(s) (dry run: nothing written)")
+    expect(dry.stderr).toContain("Would purge 2 session(s), 3 session event(s) (dry run: nothing written)")
     expect((await me.sessions.get.query({ id: session.id })).title).toBe("private plans")
 
     const done = await cli(["purge", session.id, "--reason", "erasure request 7"], t.databaseUrl!)
     expect(done.code, done.stderr).toBe(0)
     expect(done.stderr).toContain("purged 2/2 session(s)")
-    expect(done.stderr).toContain("Purged 2 session(s): 3 event(s) redacted, 0 file content(s) deleted")
+    expect(done.stderr).toContain(
+      "Purged 2 session(s): 3 session event(s) redacted, 0 file content(s) deleted",
+    )
     expect(await me.sessions.get.query({ id: session.id })).toMatchObject({ status: "deleted", title: null })
     const messages = await me.messages.list.query({ sessionId: session.id })
     expect(messages.items.map((m) => m.content)).toEqual([""])

@@ -37,7 +37,9 @@ export interface PurgeReport {
   readonly sessions: ReadonlyArray<{ readonly id: string; readonly events: number }>
   /** Events whose payload was redacted (or would be). */
   readonly events: number
-  /** Stored file contents deleted because nothing references them any more. */
+  /** The owner's stored files purged (or that would be): an owner's erasure only. */
+  readonly files: number
+  /** Stored file contents deleted because nothing unpurged references them any more. */
   readonly blobs: number
   readonly dryRun: boolean
 }
@@ -114,6 +116,66 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           [id],
         )
 
+      /**
+       * Deletes the contents among `hashes` that nothing unpurged references any more: no file
+       * that is not purged, no event of a stream that is not purged.
+       */
+      const deleteUnreferenced = (hashes: ReadonlyArray<string>) =>
+        hashes.length === 0
+          ? Effect.succeed(0)
+          : query<{ sha256: string }>(
+              `delete from chronicle.blobs b
+                where b.sha256 = any ($1::text[])
+                  and not exists (
+                    select 1 from chronicle.files f
+                     where f.sha256 = b.sha256
+                       and not exists (select 1 from chronicle.events p
+                                        where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged'))
+                  and not exists (
+                    select 1 from chronicle.events e
+                     where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath
+                       and not exists (select 1 from chronicle.events p
+                                        where p.stream_id = e.stream_id
+                                          and p.type in ('SessionPurged', 'FilePurged')))
+                returning b.sha256`,
+              [hashes],
+            ).pipe(Effect.map((rows) => rows.length))
+
+      /** An owner's files not purged yet. */
+      const ownerFiles = (ownerId: string) =>
+        query<{ id: string; version: number; sha256: string }>(
+          `select f.id::text, f.version, f.sha256 from chronicle.files f
+            where f.owner_id = $1::uuid
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged')
+            order by f.created_at, f.id`,
+          [ownerId],
+        )
+
+      /** Purges files in one transaction, then the contents only they referenced. */
+      const purgeFiles = (files: ReadonlyArray<{ id: string; sha256: string }>, reason: string | null) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              for (const file of files) {
+                const [row] = yield* query<{ n: number }>(
+                  `select chronicle.purge_file_stream($1::uuid) as n`,
+                  [file.id],
+                )
+                yield* store.append(
+                  `file-${file.id}`,
+                  [{ ...toStored({ type: "FilePurged", reason }), metadata: { actor: "service" } }],
+                  { expectedVersion: Number(row!.n) },
+                )
+              }
+              return yield* deleteUnreferenced([...new Set(files.map((f) => f.sha256))])
+            }),
+          )
+          .pipe(
+            Effect.retry({ times: ATTEMPTS - 1, while: (e) => e._tag === "VersionConflict" }),
+            Effect.orDie,
+          )
+
       /** Purges one tree in one transaction; a concurrent append makes it start again. */
       const purgeTree = (ids: ReadonlyArray<string>, reason: string | null) =>
         db
@@ -146,20 +208,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                 )
                 purged.push({ id, events: n })
               }
-              // Contents nothing references any more: no file, no event of the log.
-              const blobs =
-                hashes.length === 0
-                  ? []
-                  : yield* query<{ sha256: string }>(
-                      `delete from chronicle.blobs b
-                        where b.sha256 = any ($1::text[])
-                          and not exists (select 1 from chronicle.files f where f.sha256 = b.sha256)
-                          and not exists (select 1 from chronicle.events e
-                                           where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath)
-                       returning b.sha256`,
-                      [hashes.map((h) => h.sha256)],
-                    )
-              return { purged, blobs: blobs.length }
+              return { purged, blobs: yield* deleteUnreferenced(hashes.map((h) => h.sha256)) }
             }),
           )
           .pipe(
@@ -201,9 +250,13 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           }
           options.onProgress?.(sessions.length, total)
         }
+        // An owner's erasure takes their stored files too, and the contents only they had.
+        const files = "ownerId" in target ? yield* ownerFiles(target.ownerId) : []
+        if (!dryRun && files.length > 0) blobs += yield* purgeFiles(files, reason)
         return {
           sessions,
           events: sessions.reduce((n, s) => n + s.events, 0),
+          files: files.length,
           blobs,
           dryRun,
         } satisfies PurgeReport

@@ -265,10 +265,25 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     )
     expect(String(forged)).toMatch(/append-only/)
     expect(Object.keys(await traces(SECRET)).length).toBeGreaterThan(0)
+    // The purge function does what nothing else may.
+    await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))
+    expect(await traces(SECRET)).toEqual({})
   })
 
-  it("lets only the service role purge, and purges every session of an owner", async () => {
+  it("lets only the service role purge, and purges every session and file of an owner", async () => {
     const { alice, s, kept, bobs, bob } = await secretSession()
+    const put = (actor: typeof alice, text: string, name: string) =>
+      run(
+        Effect.flatMap(Files, (f) =>
+          f.put(actor, { content: new TextEncoder().encode(text), name, mimeType: "text/plain" }),
+        ),
+      )
+    // Bytes only Alice has, and bytes Bob has too: the first go, the second stay.
+    const own = await put(alice, `only alice ${SECRET}`, `notes ${SECRET}.txt`)
+    const shared = await put(alice, "shared bytes", "shared.txt")
+    const bobsFile = await put(bob, "shared bytes", "bob.txt")
+    const hex = Buffer.from(`only alice ${SECRET}`).toString("hex")
+    expect(Object.keys(await traces(hex)).length).toBe(1)
     const forbidden = await failureOf(
       runtime,
       Effect.flatMap(Purge, (p) => p.purge(alice, { sessionId: s.id })),
@@ -278,6 +293,18 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     const report = await purge((p) => p.purge(serviceActor(), { ownerId: owner }))
     expect(report.sessions.map((x) => x.id).sort()).toContain(kept.id)
     expect(report.sessions.map((x) => x.id)).toContain(s.id)
+    expect(report).toMatchObject({ files: 3, blobs: 1 })
+    expect(await traces(SECRET)).toEqual({})
+    expect(await traces(hex)).toEqual({})
+    expect((await run(Effect.flatMap(Files, (f) => f.get(alice, own.id)))).name).toBe("redacted")
+    const erased = await failureOf(
+      runtime,
+      Effect.flatMap(Files, (f) => f.content(alice, own.id)),
+    )
+    expect(erased._tag).toBe("NotFound")
+    expect((await run(Effect.flatMap(Files, (f) => f.content(bob, bobsFile.id)))).file.sha256).toBe(
+      shared.sha256,
+    )
     expect((await sessions((x) => x.get(alice, kept.id))).status).toBe("deleted")
     expect((await content((c) => c.listMessages(bob, bobs.id, {}))).items.map((m) => m.content)).toEqual([
       "bob keeps this",

@@ -290,6 +290,15 @@ export const FileUploaded = Schema.Struct({
   size: NonNegativeInt,
 })
 
+/**
+ * Recorded by an erasure of the file's owner: the upload's name was redacted and the bytes are
+ * deleted unless another, unpurged file has the same. Only the service can purge.
+ */
+export const FilePurged = Schema.Struct({
+  type: Schema.tag("FilePurged"),
+  reason: Schema.NullOr(Text(1000)),
+})
+
 // ----- sandbox stream ---------------------------------------------------------------------
 
 /** A remote execution sandbox (an E2B instance, say) starting for a session. */
@@ -350,7 +359,7 @@ export const JobEvent = Schema.Union([
 ]).pipe(Schema.toTaggedUnion("type"))
 export type JobEvent = typeof JobEvent.Type
 
-export const FileEvent = Schema.Union([FileUploaded]).pipe(Schema.toTaggedUnion("type"))
+export const FileEvent = Schema.Union([FileUploaded, FilePurged]).pipe(Schema.toTaggedUnion("type"))
 export type FileEvent = typeof FileEvent.Type
 
 export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged]).pipe(
