@@ -419,19 +419,27 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       if (positionals.length > 0 && targets.length > positionals.length)
         return usageError("purge: name sessions, or give --owner or --expired-days, one of them", command)
       const dryRun = values["dry-run"] === true
-      const reports = await withStore(
-        Effect.forEach(targets, (target) =>
-          Effect.flatMap(Purge, (p) =>
-            p.purge(serviceActor(), target, {
-              reason: values.reason ?? null,
-              dryRun,
-              onProgress: (done, total) => {
-                if (!dryRun) process.stderr.write(`  purged ${done}/${total} session(s)\n`)
-              },
-            }),
-          ),
-        ).pipe(Effect.provide(Purge.layer)),
+      const [reports, snapshots] = await withStore(
+        Effect.all([
+          Effect.forEach(targets, (target) =>
+            Effect.flatMap(Purge, (p) =>
+              p.purge(serviceActor(), target, {
+                reason: values.reason ?? null,
+                dryRun,
+                onProgress: (done, total) => {
+                  if (!dryRun) process.stderr.write(`  purged ${done}/${total} session(s)\n`)
+                },
+              }),
+            ),
+          ).pipe(Effect.provide(Purge.layer)),
+          Effect.flatMap(Projections, (p) => p.snapshots()),
+        ]),
       )
+      // Point-in-time snapshots are copies made before: the purge does not reach into them.
+      if (snapshots.length > 0)
+        console.error(
+          `Note: ${snapshots.length} snapshot(s) built before may still hold purged content (${snapshots.map((s) => s.label).join(", ")}); drop them with \`chronicle snapshots --drop <label>\``,
+        )
       const sessions = reports.flatMap((r) => r.sessions)
       const events = reports.reduce((n, r) => n + r.events, 0)
       const blobs = reports.reduce((n, r) => n + r.blobs, 0)
