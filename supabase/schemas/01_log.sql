@@ -46,10 +46,24 @@ create table chronicle.events (
 -- The sequencer's lookups: the events of given transactions, of transactions after a horizon.
 create index events_tx_position_idx on chronicle.events (transaction_id, global_position);
 
--- Guarantee 1: the log is append-only. Rows can be neither changed nor removed.
+-- Guarantee 1: the log is append-only. Rows can be neither changed nor removed. The one
+-- exception is erasure: chronicle.purge_session_stream (03_read_models.sql), the only code that
+-- sets `chronicle.redacting` (to its own transaction's id, for its own statement), may replace
+-- the payload and metadata of events; their identity, type, stream, version, position and time
+-- stay, so the log's shape, versions and cursors stay valid.
 create function chronicle.reject_event_mutation() returns trigger
 language plpgsql as $$
 begin
+  if tg_op = 'UPDATE' then
+    if current_setting('chronicle.redacting', true) = pg_current_xact_id()::text
+       and (new.global_position, new.transaction_id, new.stream_id, new.stream_version, new.event_id,
+            new.type, new.schema_version, new.recorded_at)
+           is not distinct from
+           (old.global_position, old.transaction_id, old.stream_id, old.stream_version, old.event_id,
+            old.type, old.schema_version, old.recorded_at) then
+      return new;
+    end if;
+  end if;
   raise exception 'chronicle.events is append-only: % is not allowed', tg_op
     using errcode = 'CH001',
           hint = 'Record a new event (for example a rollback) instead of changing history.';

@@ -594,11 +594,18 @@ begin
                          else s.metadata end,
          status = case e.type when 'SessionArchived' then 'archived'
                               when 'SessionDeleted' then 'deleted'
+                              when 'SessionPurged' then 'deleted'
                               when 'SessionExpired' then 'expired'
+                              when 'SessionReopened' then 'active'
                               else s.status end,
          archived_at = case when e.type = 'SessionArchived' then e.recorded_at else s.archived_at end,
-         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at else s.deleted_at end,
-         expired_at = case when e.type = 'SessionExpired' then e.recorded_at else s.expired_at end,
+         deleted_at = case when e.type = 'SessionDeleted' then e.recorded_at
+                           when e.type = 'SessionPurged' then coalesce(s.deleted_at, e.recorded_at)
+                           else s.deleted_at end,
+         -- When the session last expired; cleared when a write reopens it.
+         expired_at = case e.type when 'SessionExpired' then e.recorded_at
+                                  when 'SessionReopened' then null
+                                  else s.expired_at end,
          message_count = s.message_count + (e.type = 'MessageAppended')::integer,
          revision_count = s.revision_count + (e.type = 'RevisionAdded')::integer,
          draft_count = s.draft_count + (e.type = 'DraftRecorded')::integer,
@@ -610,6 +617,106 @@ begin
    where s.id = v_id;
 end
 $$;
+
+-- ----- erasure ------------------------------------------------------------------------------
+
+-- An event's payload with its content blanked: text, JSON values and names a person wrote or
+-- an agent produced. Ids, numbers, roles, statuses, hashes and times stay, so the event still
+-- decodes as its type and every fold, projection and rebuild still runs over it. Only keys the
+-- payload has are replaced (an update that did not set the title still does not).
+create function chronicle.redact_event_data(p_type text, p_data jsonb) returns jsonb
+language sql immutable as $$
+  select p_data || coalesce(
+    (select jsonb_object_agg(b.key, b.value)
+       from jsonb_each(case p_type
+              when 'SessionStarted' then '{"title": null, "metadata": {}, "externalKey": null}'
+              when 'SessionForked' then '{"title": null, "metadata": {}, "externalKey": null}'
+              when 'SessionUpdated' then '{"title": null, "metadata": {}}'
+              when 'SessionArchived' then '{"reason": null}'
+              when 'SessionDeleted' then '{"reason": null}'
+              when 'SessionPurged' then '{"reason": null}'
+              when 'MessageAppended' then '{"content": "", "metadata": {}}'
+              when 'RevisionAdded' then '{"ir": null, "note": null}'
+              when 'DraftRecorded' then '{"code": "", "metrics": {}}'
+              when 'HoleResolved' then '{"value": null}'
+              when 'FileAttached' then '{"name": "redacted"}'
+              when 'ToolRunRecorded' then '{"input": null, "output": null, "error": null}'
+              when 'CheckpointCreated' then '{"label": null}'
+              when 'FileUploaded' then '{"name": "redacted"}'
+              when 'FilePurged' then '{"reason": null}'
+              else '{}' end::jsonb) as b
+      where p_data ? b.key),
+    '{}'::jsonb)
+$$;
+
+-- Erases a session's content irreversibly: the payload of every event of its stream is
+-- redacted (chronicle.redact_event_data; metadata keeps only what is not content), and its
+-- read-model rows are made again from the redacted events by the projection itself, so they
+-- are exactly what a rebuild makes. Returns the number of events redacted (the stream's
+-- version). The caller records the purge as a SessionPurged event in the same transaction,
+-- and purges the session's forks too (their rows copy its content). The one path that may
+-- change an event (see chronicle.reject_event_mutation): for the service, never the API roles.
+create function chronicle.purge_session_stream(p_session_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'session-' || p_session_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+
+  delete from messages where session_id = p_session_id;
+  delete from revisions where session_id = p_session_id;
+  delete from drafts where session_id = p_session_id;
+  delete from hole_resolutions where session_id = p_session_id;
+  delete from session_files where session_id = p_session_id;
+  delete from session_file_detachments where session_id = p_session_id;
+  delete from tool_runs where session_id = p_session_id;
+  delete from checkpoints where session_id = p_session_id;
+  delete from session_rollbacks where session_id = p_session_id;
+  delete from session_updates where session_id = p_session_id;
+  delete from sessions where id = p_session_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_session(e);
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_session_stream(uuid) from public;
+
+-- The same for a stored file (an owner's erasure): its upload's name is redacted and its row
+-- made again from the redacted events; the caller records FilePurged and deletes the bytes
+-- nothing unpurged references any more.
+create function chronicle.purge_file_stream(p_file_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'file-' || p_file_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from files where id = p_file_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_file(e);
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_file_stream(uuid) from public;
 
 -- ----- job streams ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 -- a batch is all or nothing, and nothing in the log can be changed or removed.
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(17);
+select plan(21);
 
 select has_table('chronicle', 'events', 'the log is chronicle.events');
 select has_table('chronicle', 'streams', 'streams are chronicle.streams');
@@ -65,6 +65,24 @@ select is(
 select throws_ok('update chronicle.events set data = ''{}''', 'CH001', null, 'events cannot be updated');
 select throws_ok('delete from chronicle.events', 'CH001', null, 'events cannot be deleted');
 select throws_ok('truncate chronicle.events cascade', 'CH001', null, 'the log cannot be truncated');
+-- Erasure is the one exception, and only through the purge function: a flag set by hand to
+-- anything but the transaction's id lets nothing through, and the function changes payloads only.
+select throws_ok(
+  $$ select set_config('chronicle.redacting', '1', true);
+     update chronicle.events set data = '{}' $$,
+  'CH001', null, 'a hand-set redaction flag does not open the log');
+select throws_ok(
+  $$ select set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+     update chronicle.events set stream_version = stream_version + 100 $$,
+  'CH001', null, 'even with the flag, only payloads may change');
+select is(
+  chronicle.redact_event_data('MessageAppended', '{"messageId": "m", "seq": 1, "role": "user", "content": "secret", "metadata": {"a": 1}, "createdAt": null}'),
+  '{"messageId": "m", "seq": 1, "role": "user", "content": "", "metadata": {}, "createdAt": null}'::jsonb,
+  'a message is redacted to its structure: ids, seq and role kept, content and metadata blanked');
+select is(
+  chronicle.redact_event_data('SessionUpdated', '{"metadata": {"k": "secret"}}'),
+  '{"metadata": {}}'::jsonb,
+  'redaction replaces only the keys an event has');
 
 select throws_ok(
   $$ select * from chronicle.import_events('session-00000000-0000-4000-8000-0000000000a1',

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { open } from "node:fs/promises"
 import { parseArgs } from "node:util"
+import { Purge, type PurgeTarget, serviceActor } from "@chronicle/domain"
 import { type AsOf, type ProjectionStatus, Projections, type Run } from "@chronicle/projections"
 import { type Database, EventStore, isUuid } from "@chronicle/store"
 import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
@@ -62,6 +63,18 @@ JWT secret as Supabase Auth signs one, so the server accepts it as that user: se
 Authorization: Bearer <token>, or pass it as the client's \`token\`. It expires after --expires
 (default 1h). Needs SUPABASE_URL and SUPABASE_JWT_SECRET, as the server does; in dev mode (no
 auth configured) no token is needed.`,
+  },
+  purge: {
+    usage: "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]",
+    summary: "erase sessions' content irreversibly (with their forks), recorded as SessionPurged",
+    help: `Erases the content of the named sessions, of every session and file of --owner, or of the sessions
+expired for at least --expired-days days (the retention policy the server's sweep applies with
+CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together with their forks, which copied their content.
+The payload of each of their events is redacted (text, JSON values and names blanked; ids,
+versions, positions and times kept, so cursors, exports and rebuilds stay valid), their read
+models are made again from the redacted log, file contents nothing references any more are
+deleted, and a SessionPurged event (with --reason) records each purge. This cannot be undone.
+--dry-run lists what would be purged and writes nothing. Progress goes to stderr.`,
   },
   import: {
     usage: "import [--in <file>] [--map-owner <old>=<new> …]",
@@ -190,6 +203,10 @@ const OPTIONS = {
   "from-snapshot": { type: "string" },
   "batch-size": { type: "string" },
   drop: { type: "string" },
+  owner: { type: "string" },
+  "expired-days": { type: "string" },
+  reason: { type: "string" },
+  "dry-run": { type: "boolean" },
   user: { type: "string" },
   expires: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -204,6 +221,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   export: ["out"],
   import: ["in", "map-owner"],
   token: ["user", "expires"],
+  purge: ["owner", "expired-days", "reason", "dry-run"],
 }
 
 const main = async (argv: ReadonlyArray<string>): Promise<number> => {
@@ -234,7 +252,8 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   )
   if (extra !== undefined)
     return usageError(`${command}: --${extra} is not an option of this command`, command)
-  const maxPositionals = command === "rebuild" ? Number.POSITIVE_INFINITY : command === "export" ? 1 : 0
+  const maxPositionals =
+    command === "rebuild" || command === "purge" ? Number.POSITIVE_INFINITY : command === "export" ? 1 : 0
   if (positionals.length > maxPositionals)
     return usageError(
       `${command}: unexpected argument ${JSON.stringify(positionals[maxPositionals])}`,
@@ -384,6 +403,59 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           command,
         )
       console.log(await mintUserToken(values.user, expires))
+      return 0
+    }
+    case "purge": {
+      const days = values["expired-days"] === undefined ? undefined : Number(values["expired-days"])
+      const targets: Array<PurgeTarget> = [
+        ...positionals.map((id) => ({ sessionId: id.toLowerCase() })),
+        ...(values.owner === undefined ? [] : [{ ownerId: values.owner.toLowerCase() }]),
+        ...(days === undefined ? [] : [{ expiredForDays: days }]),
+      ]
+      if (days !== undefined && !(Number.isFinite(days) && days >= 0))
+        return usageError("purge: --expired-days must be a number of days >= 0", command)
+      if (targets.length === 0)
+        return usageError("purge: name the sessions, or give --owner or --expired-days", command)
+      if (positionals.length > 0 && targets.length > positionals.length)
+        return usageError("purge: name sessions, or give --owner or --expired-days, one of them", command)
+      const dryRun = values["dry-run"] === true
+      const [reports, snapshots] = await withStore(
+        Effect.all([
+          Effect.forEach(targets, (target) =>
+            Effect.flatMap(Purge, (p) =>
+              p.purge(serviceActor(), target, {
+                reason: values.reason ?? null,
+                dryRun,
+                onProgress: (done, total) => {
+                  if (!dryRun) process.stderr.write(`  purged ${done}/${total} session(s)\n`)
+                },
+              }),
+            ),
+          ).pipe(Effect.provide(Purge.layer)),
+          Effect.flatMap(Projections, (p) => p.snapshots()),
+        ]),
+      )
+      // Point-in-time snapshots are copies made before: the purge does not reach into them.
+      if (snapshots.length > 0)
+        console.error(
+          `Note: ${snapshots.length} snapshot(s) built before may still hold purged content (${snapshots.map((s) => s.label).join(", ")}); drop them with \`chronicle snapshots --drop <label>\``,
+        )
+      const sessions = reports.flatMap((r) => r.sessions)
+      const events = reports.reduce((n, r) => n + r.events, 0)
+      const blobs = reports.reduce((n, r) => n + r.blobs, 0)
+      const files = reports.reduce((n, r) => n + r.files, 0)
+      const andFiles = files > 0 ? ` and ${files} file(s)` : ""
+      if (dryRun) {
+        for (const s of sessions) console.log(`${s.id}  ${s.events} event(s)`)
+        console.error(
+          `Would purge ${sessions.length} session(s)${andFiles}, ${events} session event(s) (dry run: nothing written)`,
+        )
+      } else {
+        for (const s of sessions) console.log(s.id)
+        console.error(
+          `Purged ${sessions.length} session(s)${andFiles}: ${events} session event(s) redacted, ${blobs} file content(s) deleted`,
+        )
+      }
       return 0
     }
     case "import": {

@@ -8,7 +8,7 @@ import {
   type Limits,
   MAX_LARGE_VALUE_THRESHOLD,
 } from "@chronicle/api"
-import { DEFAULT_ALLOWED_MIME_TYPES } from "@chronicle/domain"
+import { DEFAULT_ALLOWED_MIME_TYPES, DEFAULT_SESSION_TTL_HOURS } from "@chronicle/domain"
 
 /** Where the data lives: the embedded database (on disk or in memory) or a Postgres server. */
 export type DatabaseConfig =
@@ -52,6 +52,11 @@ export interface ServerConfig {
   readonly shutdownTimeoutMs: number
   /** Sessions idle longer than this many hours are expired; 0 = never (CHRONICLE_SESSION_TTL_HOURS). */
   readonly sessionTtlHours: number
+  /**
+   * Sessions expired for this many days are purged (content erased) by the sweep; 0 = never
+   * (CHRONICLE_PURGE_EXPIRED_AFTER_DAYS).
+   */
+  readonly purgeExpiredAfterDays: number
   /** MIME types files.put accepts; `type/*` allows a family (CHRONICLE_ALLOWED_MIME_TYPES). */
   readonly allowedMimeTypes: ReadonlyArray<string>
   /**
@@ -336,10 +341,17 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
     )
   }
   const rawTtl = setting(env, "CHRONICLE_SESSION_TTL_HOURS")
-  const sessionTtlHours = rawTtl === undefined ? 24 : Number(rawTtl)
+  const sessionTtlHours = rawTtl === undefined ? DEFAULT_SESSION_TTL_HOURS : Number(rawTtl)
   if (!Number.isFinite(sessionTtlHours) || sessionTtlHours < 0) {
     throw new ConfigError(
       `CHRONICLE_SESSION_TTL_HOURS must be a number of hours >= 0 (0 = never expire), got ${JSON.stringify(rawTtl)}`,
+    )
+  }
+  const rawPurge = setting(env, "CHRONICLE_PURGE_EXPIRED_AFTER_DAYS")
+  const purgeExpiredAfterDays = rawPurge === undefined ? 0 : Number(rawPurge)
+  if (!Number.isFinite(purgeExpiredAfterDays) || purgeExpiredAfterDays < 0) {
+    throw new ConfigError(
+      `CHRONICLE_PURGE_EXPIRED_AFTER_DAYS must be a number of days >= 0 (0 = never purge), got ${JSON.stringify(rawPurge)}`,
     )
   }
   const rawMime = setting(env, "CHRONICLE_ALLOWED_MIME_TYPES")
@@ -362,6 +374,7 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
   }
   return {
     sessionTtlHours,
+    purgeExpiredAfterDays,
     allowedMimeTypes,
     requestTimeoutMs,
     database: databaseConfig(env),

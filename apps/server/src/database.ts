@@ -199,6 +199,7 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
     allowedMimeTypes: config.allowedMimeTypes,
     sessionTtlHours: config.sessionTtlHours,
     largeValueBytes: config.limits.largeValueBytes,
+    purgeExpiredAfterDays: config.purgeExpiredAfterDays,
   })
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
   return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(
@@ -217,9 +218,14 @@ const retentionSweep = (ttlHours: number) =>
       const retention = yield* Retention
       yield* retention.sweep().pipe(
         Effect.tap((report) =>
-          report.expired > 0
-            ? Effect.logInfo("expired idle sessions", { expired: report.expired, ttlHours })
-            : Effect.void,
+          Effect.all([
+            report.expired > 0
+              ? Effect.logInfo("expired idle sessions", { expired: report.expired, ttlHours })
+              : Effect.void,
+            report.purged > 0
+              ? Effect.logInfo("purged expired sessions", { purged: report.purged })
+              : Effect.void,
+          ]),
         ),
         Effect.catchCause((cause) => Effect.logWarning("retention sweep failed; will retry", cause)),
         Effect.repeat(Schedule.spaced("10 minutes")),

@@ -21,7 +21,8 @@ describe("configuration from the environment", () => {
       limits: DEFAULT_LIMITS,
       logLevel: "Info",
       shutdownTimeoutMs: 10_000,
-      sessionTtlHours: 24,
+      sessionTtlHours: 720,
+      purgeExpiredAfterDays: 0,
       allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
       requestTimeoutMs: 30_000,
     })
@@ -34,6 +35,10 @@ describe("configuration from the environment", () => {
     ).toEqual(["text/*", "application/json"])
     expect(() => serverConfig({ CHRONICLE_SESSION_TTL_HOURS: "-1" })).toThrow(
       /CHRONICLE_SESSION_TTL_HOURS must be/,
+    )
+    expect(serverConfig({ CHRONICLE_PURGE_EXPIRED_AFTER_DAYS: "90" }).purgeExpiredAfterDays).toBe(90)
+    expect(() => serverConfig({ CHRONICLE_PURGE_EXPIRED_AFTER_DAYS: "soon" })).toThrow(
+      /CHRONICLE_PURGE_EXPIRED_AFTER_DAYS must be a number of days >= 0/,
     )
     expect(() => serverConfig({ CHRONICLE_ALLOWED_MIME_TYPES: "text" })).toThrow(
       /CHRONICLE_ALLOWED_MIME_TYPES must be/,

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { startTestAuthority, type TestAuthority } from "@chronicle/api/testing"
 import { type ChronicleClient, createChronicleClient } from "@chronicle/client"
+import { Retention } from "@chronicle/domain"
 import { Database, EventStore, type NewEvent } from "@chronicle/store"
 import { createPostgresDatabase, pgliteTestLayer, type TestEnvironment } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
@@ -102,6 +103,15 @@ export const startTestServer = async (
     },
   }
 }
+
+/**
+ * Runs the server's own retention sweep as if `hours` had passed: every active session then
+ * idle longer than the server's TTL is expired (SessionExpired), as the periodic sweep does.
+ */
+export const sweepLater = (t: TestServer, hours: number) =>
+  t.server.runtime.runPromise(
+    Effect.flatMap(Retention, (retention) => retention.sweep(new Date(Date.now() + hours * 3_600_000))),
+  )
 
 export const clientFor = (url: string, token?: string, actingFor?: string) =>
   createChronicleClient({

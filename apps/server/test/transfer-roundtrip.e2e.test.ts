@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import type { ChronicleClient } from "@chronicle/client"
-import { Retention } from "@chronicle/domain"
+import { Purge, Retention, serviceActor } from "@chronicle/domain"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
@@ -102,6 +102,7 @@ const seedEverything = async (t: TestServer, owner: string) => {
   await me.messages.append.mutate({ sessionId: child.id, role: "user", content: HOSTILE[5]! })
   const archived = await me.sessions.create.mutate({ title: "to archive" })
   await me.sessions.archive.mutate({ id: archived.id, reason: "done\u2028" })
+  const resumed = await me.sessions.create.mutate({ title: "to resume" })
   const deleted = await me.sessions.create.mutate({ title: "to delete" })
   await me.sessions.delete.mutate({ id: deleted.id })
 
@@ -166,6 +167,14 @@ const seedEverything = async (t: TestServer, owner: string) => {
   // Expire whatever has been idle: a TTL of a few milliseconds, and a sweep.
   await new Promise((resolve) => setTimeout(resolve, 50))
   await t.server.runtime.runPromise(Effect.flatMap(Retention, (r) => r.sweep()))
+  // … and a conversation resumed after that: its session reopened by the next write.
+  await me.messages.append.mutate({ sessionId: resumed.id, role: "user", content: "back\u2029" })
+  // An erased session: its events redacted, the purge recorded.
+  const erased = await me.sessions.create.mutate({ title: "to erase" })
+  await me.messages.append.mutate({ sessionId: erased.id, role: "user", content: "erase me" })
+  await t.server.runtime.runPromise(
+    Effect.flatMap(Purge, (p) => p.purge(serviceActor(), { sessionId: erased.id }, { reason: "asked" })),
+  )
   return { sessionId: s.id, childId: child.id, fileId: file.id, bytes, key: "thread-\u2028-key" }
 }
 
@@ -238,6 +247,8 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
         "SessionDeleted",
         "SessionExpired",
         "SessionForked",
+        "SessionPurged",
+        "SessionReopened",
         "SessionRolledBack",
         "SessionStarted",
         "SessionUpdated",

@@ -4,7 +4,13 @@
  * (`consumeStream()` + `onFinish` → `saveChat`) with a scripted model, no network.
  */
 import { randomUUID } from "node:crypto"
-import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import {
+  clientFor,
+  startTestServer,
+  sweepLater,
+  type TestServer,
+  testDatabases,
+} from "@chronicle/server/testing"
 import { convertToModelMessages, simulateReadableStream, streamText, type UIMessage } from "ai"
 import { MockLanguageModelV4 } from "ai/test"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
@@ -283,4 +289,42 @@ describe.each(testDatabases(env))("ChronicleChatStore ($name)", (database) => {
     const appended = stream.items.filter((e) => e.type === "MessageAppended")
     expect(Math.max(...appended.map((e) => Buffer.byteLength(JSON.stringify(e.data))))).toBeLessThan(4_096)
   }, 120_000)
+})
+
+describe.each(testDatabases(env))("ChronicleChatStore resumed after expiry ($name)", (database) => {
+  let server: TestServer
+  let store: ChronicleChatStore
+  beforeAll(async () => {
+    server = await startTestServer(database)
+    const token = await server.authority.hs256Token({ sub: randomUUID() })
+    store = new ChronicleChatStore({ client: clientFor(server.server.url, token) })
+  })
+  afterAll(async () => {
+    await server?.close()
+  })
+
+  /** The server's retention sweep, run as if a year had passed: every idle chat expires. */
+  const expireAll = async (chatId: string) => {
+    expect((await sweepLater(server, 24 * 365)).expired).toBeGreaterThanOrEqual(1)
+    expect((await store.session(chatId)).status).toBe("expired")
+  }
+
+  it("saves a chat the sweep expired: new messages, and a regenerated answer", async () => {
+    const chatId = await store.createChat()
+    const question = text("m1", "user", "Plan a CLI")
+    await store.saveChat({ chatId, messages: [question, text("m2", "assistant", "Step 1")] })
+    await expireAll(chatId)
+
+    // Resumed the next day: the conversation goes on.
+    const followUp = [question, text("m2", "assistant", "Step 1"), text("m3", "user", "And then?")]
+    expect(await store.saveChat({ chatId, messages: followUp })).toEqual({ appended: 1, replaced: 0 })
+    expect(await store.loadChat(chatId)).toEqual(followUp)
+    expect((await store.session(chatId)).status).toBe("active")
+
+    // Expired again, then the last answer regenerated: a rollback and an append.
+    await expireAll(chatId)
+    const regenerated = [question, text("m2b", "assistant", "Step one, better")]
+    expect(await store.saveChat({ chatId, messages: regenerated })).toEqual({ appended: 1, replaced: 2 })
+    expect(await store.loadChat(chatId)).toEqual(regenerated)
+  })
 })

@@ -9,6 +9,7 @@ import type {
   Files,
   Graphs,
   Jobs,
+  Purge,
   Retention,
   Sandboxes,
   Sessions,
@@ -32,6 +33,7 @@ export type ApiServices =
   | Jobs
   | Sandboxes
   | Retention
+  | Purge
   | Analytics
   | Graphs
   | Projections

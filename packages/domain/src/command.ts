@@ -23,7 +23,7 @@ import {
   IdempotencyConflict,
   VersionConflict,
 } from "@chronicle/store"
-import { Context, Effect, Layer, type Result } from "effect"
+import { Context, Effect, Layer, type Result, Semaphore } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import type { Actor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
@@ -61,18 +61,50 @@ export interface CommandOutcome<S> extends CommandResult {
 
 const CACHE_ENTRIES = 10_000
 
-/** What the last command on each stream left, per process, most recently used kept. */
+/**
+ * What the last command on each stream left, per process, most recently used kept; and the
+ * turn each command on a stream takes in this process.
+ */
 export class CommandCache extends Context.Service<
   CommandCache,
   {
     readonly get: (streamId: string) => unknown
     readonly set: (streamId: string, state: unknown) => void
     readonly delete: (streamId: string) => void
+    /**
+     * Runs `effect` when no other command on the stream runs in this process: writers of one
+     * session on one server take turns instead of racing to the same version and deciding
+     * again, so only writers in other processes can make a command conflict.
+     */
+    readonly serialize: (
+      streamId: string,
+    ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   }
 >()("@chronicle/domain/CommandCache") {
   static readonly layer = Layer.sync(CommandCache, () => {
     const entries = new Map<string, unknown>()
+    // One lock per stream that has a command running or waiting; dropped when none has.
+    const turns = new Map<string, { readonly lock: Semaphore.Semaphore; waiting: number }>()
     return CommandCache.of({
+      serialize:
+        (streamId) =>
+        <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          Effect.suspend(() => {
+            let turn = turns.get(streamId)
+            if (turn === undefined) {
+              turn = { lock: Semaphore.makeUnsafe(1), waiting: 0 }
+              turns.set(streamId, turn)
+            }
+            const held = turn
+            held.waiting++
+            return held.lock.withPermit(effect).pipe(
+              Effect.ensuring(
+                Effect.sync(() => {
+                  if (--held.waiting === 0) turns.delete(streamId)
+                }),
+              ),
+            )
+          }),
       get: (streamId) => {
         const state = entries.get(streamId)
         if (state !== undefined) {
@@ -172,14 +204,22 @@ const findPriorAttempt = (streamId: string, key: string) =>
 
 // ----- the command path ----------------------------------------------------------------------
 
-/** A short pause before deciding again, so that writers racing on one stream spread out. */
-const jitter = (attempt: number) => Effect.sleep(Math.floor(Math.random() * Math.min(2 ** attempt, 20)))
+/**
+ * A short pause before deciding again, so that writers racing on one stream from several
+ * processes spread out: "full jitter", a random time up to 2^(attempt + 1) ms, at most 50 ms.
+ * With the default 50 retries a command gives up after at most 2.3 s of pauses.
+ */
+const jitter = (attempt: number) =>
+  Effect.sleep(Math.floor(Math.random() * Math.min(2 ** (attempt + 1), MAX_BACKOFF_MS)))
+
+const MAX_BACKOFF_MS = 50
 
 /**
  * Runs one command against one stream: state, decide, append expecting the state's version.
- * When another append moved the stream first, the command is decided again on the new state
- * (up to `conflictRetries` times) — unless the caller pinned `expectedVersion`, in which case
- * the conflict is theirs to handle.
+ * Commands on one stream take turns within the process (`CommandCache.serialize`). When an
+ * append from another process moved the stream first, the command is decided again on the new
+ * state after a jittered pause (up to `conflictRetries` times) — unless the caller pinned
+ * `expectedVersion`, in which case the conflict is theirs to handle.
  */
 export const runCommand = <
   S extends { readonly version: number },
@@ -241,98 +281,107 @@ export const runCommand = <
       cache._tag === "Some" ? (cache.value.get(params.streamId) as S | undefined) : undefined
     const forget = () => (cache._tag === "Some" ? cache.value.delete(params.streamId) : undefined)
 
-    for (let attempt = 0; ; attempt++) {
-      let state = cached()
-      // A cached state that disagrees with the caller's expected version may only be stale.
-      if (state !== undefined && (pinned === undefined || pinned === state.version)) {
-        if (params.authorize !== undefined) yield* params.authorize(state)
-      } else {
-        state = yield* params.load
-      }
-      if (pinned !== undefined && pinned !== state.version) {
-        forget()
-        return yield* new VersionConflict({
-          streamId: params.streamId,
-          expected: pinned,
-          actual: state.version,
-        })
-      }
-      const command = yield* params.build(state)
-      const decided = params.decide(command, state)
-      if (decided._tag === "Failure" && key !== undefined) {
-        // Refused on this state: a retry of a command that succeeded (a job started twice)
-        // answers with the first attempt's result.
-        const prior = yield* findPriorAttempt(params.streamId, key)
-        if (prior !== undefined) return yield* answerPrior(prior, command)
-      }
-      const events = yield* Effect.fromResult(decided)
-      const metadata = {
-        actor: actorLabel(params.actor),
-        ...(key !== undefined
-          ? {
-              idempotencyKey: key,
-              batchSize: events.length,
-              operation: command.type,
-              fingerprint: fingerprintOf(command.type, params.input ?? command),
-            }
-          : {}),
-      }
-      const expectedVersion: ExpectedVersion = state.version === 0 ? "no_stream" : state.version
-      const appended = yield* store
-        .append(
-          params.streamId,
-          events.map((event, i) => ({
-            ...toStored(event),
-            metadata,
-            ...(key !== undefined ? { eventId: derivedEventId(params.streamId, key, i) } : {}),
-          })),
-          { expectedVersion, ownerId: params.ownerId },
-        )
-        .pipe(
-          Effect.map((result) => ({ result }) as const),
-          Effect.catchTag("VersionConflict", (conflict) => {
-            forget()
-            return pinned === undefined && attempt < config.conflictRetries
-              ? Effect.as(jitter(attempt), { retry: true } as const)
-              : Effect.fail(conflict)
-          }),
-          // Events the deciders produced are valid by construction: a refusal here is a bug.
-          Effect.catchTag("InvalidAppend", (invalid) => Effect.die(invalid)),
-          Effect.catchTag("IdempotencyConflict", (conflict) =>
-            key === undefined ? Effect.die(conflict) : Effect.succeed({ prior: true } as const),
-          ),
-        )
-      if ("retry" in appended) continue
-      if ("prior" in appended) {
-        // The key's events are in the log: this is a retry, or the key was used for something else.
-        const prior = yield* findPriorAttempt(params.streamId, key!)
-        if (prior === undefined) {
-          if (attempt < config.conflictRetries) continue
-          return yield* Effect.die(
-            new Error(`idempotency key ${key} conflicted, yet its events are not found`),
-          )
+    const attempts = Effect.gen(function* () {
+      for (let attempt = 0; ; attempt++) {
+        let state = cached()
+        // A cached state that disagrees with the caller's expected version may only be stale.
+        if (state !== undefined && (pinned === undefined || pinned === state.version)) {
+          if (params.authorize !== undefined) yield* params.authorize(state)
+        } else {
+          state = yield* params.load
         }
-        return yield* answerPrior(prior, command)
+        if (pinned !== undefined && pinned !== state.version) {
+          forget()
+          // A retry of a command that succeeded moved the stream itself: answer it as a retry.
+          const prior = key === undefined ? undefined : yield* findPriorAttempt(params.streamId, key)
+          if (prior !== undefined) return yield* answerPrior(prior, yield* params.build(state))
+          return yield* new VersionConflict({
+            streamId: params.streamId,
+            expected: pinned,
+            actual: state.version,
+          })
+        }
+        const command = yield* params.build(state)
+        const decided = params.decide(command, state)
+        if (decided._tag === "Failure" && key !== undefined) {
+          // Refused on this state: a retry of a command that succeeded (a job started twice)
+          // answers with the first attempt's result.
+          const prior = yield* findPriorAttempt(params.streamId, key)
+          if (prior !== undefined) return yield* answerPrior(prior, command)
+        }
+        const events = yield* Effect.fromResult(decided)
+        const metadata = {
+          actor: actorLabel(params.actor),
+          ...(key !== undefined
+            ? {
+                idempotencyKey: key,
+                batchSize: events.length,
+                operation: command.type,
+                fingerprint: fingerprintOf(command.type, params.input ?? command),
+              }
+            : {}),
+        }
+        const expectedVersion: ExpectedVersion = state.version === 0 ? "no_stream" : state.version
+        const appended = yield* store
+          .append(
+            params.streamId,
+            events.map((event, i) => ({
+              ...toStored(event),
+              metadata,
+              ...(key !== undefined ? { eventId: derivedEventId(params.streamId, key, i) } : {}),
+            })),
+            { expectedVersion, ownerId: params.ownerId },
+          )
+          .pipe(
+            Effect.map((result) => ({ result }) as const),
+            Effect.catchTag("VersionConflict", (conflict) => {
+              forget()
+              return pinned === undefined && attempt < config.conflictRetries
+                ? Effect.logDebug("command decided again: another append moved the stream", {
+                    streamId: params.streamId,
+                    attempt: attempt + 1,
+                  }).pipe(Effect.andThen(jitter(attempt)), Effect.as({ retry: true } as const))
+                : Effect.fail(conflict)
+            }),
+            // Events the deciders produced are valid by construction: a refusal here is a bug.
+            Effect.catchTag("InvalidAppend", (invalid) => Effect.die(invalid)),
+            Effect.catchTag("IdempotencyConflict", (conflict) =>
+              key === undefined ? Effect.die(conflict) : Effect.succeed({ prior: true } as const),
+            ),
+          )
+        if ("retry" in appended) continue
+        if ("prior" in appended) {
+          // The key's events are in the log: this is a retry, or the key was used for something else.
+          const prior = yield* findPriorAttempt(params.streamId, key!)
+          if (prior === undefined) {
+            if (attempt < config.conflictRetries) continue
+            return yield* Effect.die(
+              new Error(`idempotency key ${key} conflicted, yet its events are not found`),
+            )
+          }
+          return yield* answerPrior(prior, command)
+        }
+        const recorded = events.map(
+          (event, i): RecordedDomainEvent => ({
+            version: appended.result.events[i]!.version,
+            event,
+            recordedAt: appended.result.events[i]!.recordedAt.toISOString(),
+            globalPosition: appended.result.events[i]!.globalPosition,
+          }),
+        )
+        // A retry whose events were exactly the first attempt's: the stream may have moved since.
+        const next = appended.result.duplicate ? undefined : params.advance?.(state, recorded)
+        if (cache._tag === "Some") {
+          if (next === undefined) forget()
+          else cache.value.set(params.streamId, next)
+        }
+        return {
+          version: appended.result.version,
+          events: recorded,
+          duplicate: appended.result.duplicate,
+          state: next,
+        } satisfies CommandOutcome<S>
       }
-      const recorded = events.map(
-        (event, i): RecordedDomainEvent => ({
-          version: appended.result.events[i]!.version,
-          event,
-          recordedAt: appended.result.events[i]!.recordedAt.toISOString(),
-          globalPosition: appended.result.events[i]!.globalPosition,
-        }),
-      )
-      // A retry whose events were exactly the first attempt's: the stream may have moved since.
-      const next = appended.result.duplicate ? undefined : params.advance?.(state, recorded)
-      if (cache._tag === "Some") {
-        if (next === undefined) forget()
-        else cache.value.set(params.streamId, next)
-      }
-      return {
-        version: appended.result.version,
-        events: recorded,
-        duplicate: appended.result.duplicate,
-        state: next,
-      } satisfies CommandOutcome<S>
-    }
+    })
+    return yield* cache._tag === "Some" ? cache.value.serialize(params.streamId)(attempts) : attempts
   })

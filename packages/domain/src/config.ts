@@ -14,7 +14,19 @@ export interface DomainConfigShape {
    * are stored once in the blob table and the event refers to them (large-values.ts).
    */
   readonly largeValueBytes: number
+  /**
+   * Sessions expired for this many days are purged by the retention sweep (their content
+   * erased, irreversibly); 0 = never.
+   */
+  readonly purgeExpiredAfterDays: number
 }
+
+/**
+ * Thirty days. Expiry marks a session idle (the next write reopens it), so the TTL only says
+ * when a session counts as idle: long enough that a conversation paused over a weekend or a
+ * holiday is not marked, and the log holds no expiry and reopening per day of pause.
+ */
+export const DEFAULT_SESSION_TTL_HOURS = 720
 
 export const DEFAULT_ALLOWED_MIME_TYPES = [
   "text/*",
@@ -34,9 +46,10 @@ export const DEFAULT_ALLOWED_MIME_TYPES = [
 export const defaultDomainConfig: DomainConfigShape = {
   maxFileBytes: 10 * 1024 * 1024,
   allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
-  sessionTtlHours: 24,
+  sessionTtlHours: DEFAULT_SESSION_TTL_HOURS,
   conflictRetries: 50,
   largeValueBytes: 64 * 1024,
+  purgeExpiredAfterDays: 0,
 }
 
 export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {

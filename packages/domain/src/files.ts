@@ -104,7 +104,8 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
       const content = Effect.fn("Files.content")(function* (actor: Actor, id: string) {
         const file = yield* get(actor, id)
         const rows = yield* query("select content from chronicle.blobs where sha256 = $1", [file.sha256])
-        if (rows[0] === undefined) return yield* Effect.die(`blob ${file.sha256} of file ${id} is missing`)
+        // Only an erasure of the owner (chronicle purge --owner) deletes a file's bytes.
+        if (rows[0] === undefined) return yield* new NotFound({ entity: "file content (erased)", id })
         return { file, content: new Uint8Array(rows[0].content as Uint8Array) }
       })
 

@@ -5,6 +5,7 @@ import { Content } from "./content.ts"
 import { Files } from "./files.ts"
 import { Graphs } from "./graphs.ts"
 import { Jobs } from "./jobs.ts"
+import { Purge } from "./purge.ts"
 import { Retention } from "./retention.ts"
 import { Sandboxes } from "./sandboxes.ts"
 import { Sessions } from "./sessions.ts"
@@ -16,7 +17,8 @@ export const DomainLayer = Layer.mergeAll(
   Files.layer,
   Jobs.layer,
   Sandboxes.layer,
-  Retention.layer,
+  Purge.layer,
+  Retention.layer.pipe(Layer.provide(Purge.layer)),
   Analytics.layer,
   Graphs.layer,
 ).pipe(Layer.provideMerge(CommandCache.layer))

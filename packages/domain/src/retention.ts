@@ -2,11 +2,14 @@ import { Database, EventStore } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
 import { serviceActor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
+import { Purge } from "./purge.ts"
 import { executeSessionCommand } from "./sessions.ts"
 
 export interface SweepReport {
   /** Sessions expired by this sweep. */
   readonly expired: number
+  /** Sessions purged by this sweep (expired longer than the retention policy allows, with their forks). */
+  readonly purged: number
   /** Sessions that moved (a new event) between the scan and the expiry, and were left alone. */
   readonly skipped: number
 }
@@ -14,7 +17,8 @@ export interface SweepReport {
 export interface RetentionService {
   /**
    * Expires active sessions with no event for longer than the TTL (0 = never), in batches,
-   * by appending SessionExpired. A session that moves concurrently is left alone.
+   * by appending SessionExpired. A session that moves concurrently is left alone. Then, when
+   * a retention policy is set, purges the sessions expired for longer than it.
    */
   readonly sweep: (now?: Date) => Effect.Effect<SweepReport>
 }
@@ -27,10 +31,21 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
       const db = yield* Database
       const store = yield* EventStore
       const layerConfig = yield* DomainConfig
+      const purger = yield* Purge
       const sweep = Effect.fn("Retention.sweep")(
         function* (now: Date = new Date()) {
           const config = yield* DomainConfig
-          if (config.sessionTtlHours <= 0) return { expired: 0, skipped: 0 }
+          const purged =
+            config.purgeExpiredAfterDays > 0
+              ? (yield* purger
+                  .purge(
+                    serviceActor(),
+                    { expiredForDays: config.purgeExpiredAfterDays, now },
+                    { reason: `retention: expired for more than ${config.purgeExpiredAfterDays} day(s)` },
+                  )
+                  .pipe(Effect.orDie)).sessions.length
+              : 0
+          if (config.sessionTtlHours <= 0) return { expired: 0, skipped: 0, purged }
           const cutoff = new Date(now.getTime() - config.sessionTtlHours * 3_600_000)
           let expired = 0
           let skipped = 0
@@ -67,7 +82,7 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
             if (rows.length < 200 || expired + skipped > 100_000) break
             if (skipped >= rows.length) break
           }
-          return { expired, skipped }
+          return { expired, skipped, purged }
         },
         Effect.provideService(Database, db),
         Effect.provideService(EventStore, store),

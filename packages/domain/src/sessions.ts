@@ -16,7 +16,7 @@ import type { JsonObject, SessionStatus } from "@chronicle/events/types"
 import {
   type BatchTooLarge,
   Database,
-  type EventTooLarge,
+  EventTooLarge,
   type IdempotencyConflict,
   isUuid,
   type VersionConflict,
@@ -202,6 +202,14 @@ const firstEvent = (ownerId: string, input: CreateSessionInput) => {
   })
 }
 
+const actorLabel = (actor: Actor) => (actor.kind === "user" ? `user:${actor.userId}` : "service")
+
+/**
+ * Events per append of an import: the store's batch limit. An import of up to 5,000 messages
+ * is several appends in one transaction.
+ */
+export const IMPORT_CHUNK = 500
+
 const notFound = (id: string) => new NotFound({ entity: "session", id })
 
 /** Loads a session the actor may see, or fails with NotFound. */
@@ -317,6 +325,12 @@ export const advanceSession = (
         break
       case "SessionExpired":
         next = { ...moved, status: "expired" }
+        break
+      case "SessionReopened":
+        next = { ...moved, status: "active" }
+        break
+      case "SessionPurged":
+        next = { ...moved, status: "deleted" }
         break
       default:
         return undefined
@@ -443,7 +457,7 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
             sessionStreamId(sessionId),
             events.map((e) => ({
               ...toStored(e),
-              metadata: { actor: actor.kind === "user" ? `user:${actor.userId}` : "service" },
+              metadata: { actor: actorLabel(actor) },
             })),
             { expectedVersion: "no_stream", ownerId },
           )
@@ -451,6 +465,21 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
             // Fresh ids and decided events: a refusal of either is a bug, not the caller's mistake.
             Effect.catchTags({ InvalidAppend: Effect.die, IdempotencyConflict: Effect.die }),
           )
+
+      /** A further chunk of a new stream, expecting the version the previous chunks left. */
+      const appendChunk = (
+        actor: Actor,
+        sessionId: string,
+        events: ReadonlyArray<ChronicleEvent>,
+        expectedVersion: number,
+      ) =>
+        store
+          .append(
+            sessionStreamId(sessionId),
+            events.map((e) => ({ ...toStored(e), metadata: { actor: actorLabel(actor) } })),
+            { expectedVersion },
+          )
+          .pipe(Effect.catchTags({ InvalidAppend: Effect.die, IdempotencyConflict: Effect.die }))
 
       const create = Effect.fn("Sessions.create")(function* (actor: Actor, input: CreateSessionInput) {
         const ownerId = yield* ownerFor(actor)
@@ -796,19 +825,48 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
                   snapshot,
                 ),
               )
-        yield* createStream(actor, ownerId, sessionId, [started, ...messages]).pipe(
-          Effect.catchTag("VersionConflict", () =>
-            Effect.fail(
-              new InvalidTransition({
-                entity: "session",
-                id: sessionId,
-                state: "exists",
-                action: "import",
-                reason: `a session with external key ${JSON.stringify(key)} already exists`,
-              }),
-            ),
-          ),
+        // One transaction of appends of at most IMPORT_CHUNK events each (the store's batch
+        // limit): the import is all or nothing, and a reader never sees half of it.
+        const events: ReadonlyArray<ChronicleEvent> = [started, ...messages]
+        const chunks = Array.from({ length: Math.ceil(events.length / IMPORT_CHUNK) }, (_, i) =>
+          events.slice(i * IMPORT_CHUNK, (i + 1) * IMPORT_CHUNK),
         )
+        yield* db
+          .transaction(
+            Effect.forEach(
+              chunks,
+              (chunk, i) =>
+                (i === 0
+                  ? createStream(actor, ownerId, sessionId, chunk)
+                  : appendChunk(actor, sessionId, chunk, i * IMPORT_CHUNK)
+                ).pipe(
+                  // Named as the caller wrote it: events[k] of chunk i is messages[i * chunk + k - 1]
+                  // (the first event, the session's start, holds its title and metadata).
+                  Effect.catchTag("EventTooLarge", (e) => {
+                    const k = Number(/^events\[(\d+)\]/.exec(e.path)?.[1] ?? Number.NaN)
+                    const index = i * IMPORT_CHUNK + k - 1
+                    const path = !Number.isInteger(k) ? e.path : index < 0 ? "metadata" : `messages[${index}]`
+                    return Effect.fail(new EventTooLarge({ ...e, path }))
+                  }),
+                ),
+              { discard: true },
+            ),
+          )
+          .pipe(
+            // A database failure inside it is not the caller's doing.
+            Effect.catchTag("SqlError", Effect.die),
+            Effect.catchTag("VersionConflict", () =>
+              Effect.fail(
+                new InvalidTransition({
+                  entity: "session",
+                  id: sessionId,
+                  state: "exists",
+                  action: "import",
+                  reason: `a session with external key ${JSON.stringify(key)} already exists`,
+                }),
+              ),
+            ),
+          )
         return yield* current(actor, sessionId)
       })
 

@@ -18,11 +18,11 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import type { Actor } from "../src/actor.ts"
+import { type Actor, serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
 import { Files } from "../src/files.ts"
 import type { Page } from "../src/rows.ts"
-import { type AsOf, Sessions } from "../src/sessions.ts"
+import { type AsOf, executeSessionCommand, Sessions } from "../src/sessions.ts"
 import { type DomainRuntime, makeDomainRuntime, newUser, type Services } from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
@@ -41,6 +41,7 @@ type Op =
   | { readonly op: "rollbackToVersion"; readonly pick: number }
   | { readonly op: "fork"; readonly pick: number }
   | { readonly op: "switch"; readonly pick: number }
+  | { readonly op: "expire" }
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
@@ -89,6 +90,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant("rollbackToVersion" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("fork" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("switch" as const), pick: fc.nat() }) },
+  // The retention sweep's command: the next write reopens the session (SessionReopened).
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("expire" as const) }) },
 )
 
 /** Everything a reader sees of a session, in a form both sides can produce. */
@@ -362,6 +365,17 @@ describe.each(testDatabases(env))("read models equal the fold of the log on $nam
             }
             case "switch":
               current = sessionIds[op.pick % sessionIds.length]!
+              break
+            case "expire":
+              await tolerate(
+                executeSessionCommand(serviceActor(), current, () =>
+                  Effect.succeed({
+                    type: "ExpireSession" as const,
+                    idleSince: new Date().toISOString(),
+                    ttlHours: 1,
+                  }),
+                ),
+              )
               break
           }
         }

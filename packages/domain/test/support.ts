@@ -8,11 +8,21 @@ import type { Content } from "../src/content.ts"
 import type { Files } from "../src/files.ts"
 import type { Jobs } from "../src/jobs.ts"
 import { DomainLayer } from "../src/layer.ts"
+import type { Purge } from "../src/purge.ts"
 import type { Retention } from "../src/retention.ts"
 import type { Sandboxes } from "../src/sandboxes.ts"
 import type { Sessions } from "../src/sessions.ts"
 
-export type Services = Sessions | Content | Files | Jobs | Sandboxes | Retention | Database | EventStore
+export type Services =
+  | Sessions
+  | Content
+  | Files
+  | Jobs
+  | Sandboxes
+  | Retention
+  | Purge
+  | Database
+  | EventStore
 
 /** A runtime with every domain service over a fresh database. */
 export const makeDomainRuntime = (

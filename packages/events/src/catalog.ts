@@ -90,6 +90,27 @@ export const SessionExpired = Schema.Struct({
   ttlHours: Schema.Finite,
 })
 
+/**
+ * Appended by the first write to an expired session, just before that write's own events:
+ * expiry marks a session idle, it never ends the conversation. `command` names the write
+ * (AppendMessages, RecordToolRun, RollBack, …). Archived and deleted sessions are never reopened.
+ */
+export const SessionReopened = Schema.Struct({
+  type: Schema.tag("SessionReopened"),
+  command: Name(100),
+})
+
+/**
+ * Recorded by an erasure (`chronicle purge`, the retention policy): the payloads of versions 1
+ * to `throughVersion` were redacted, irreversibly, and the session reads as deleted. Only the
+ * service can purge; the event is the audit record of it.
+ */
+export const SessionPurged = Schema.Struct({
+  type: Schema.tag("SessionPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 export const MessageAppended = Schema.Struct({
   type: Schema.tag("MessageAppended"),
   messageId: Uuid,
@@ -276,6 +297,15 @@ export const FileUploaded = Schema.Struct({
   size: NonNegativeInt,
 })
 
+/**
+ * Recorded by an erasure of the file's owner: the upload's name was redacted and the bytes are
+ * deleted unless another, unpurged file has the same. Only the service can purge.
+ */
+export const FilePurged = Schema.Struct({
+  type: Schema.tag("FilePurged"),
+  reason: Schema.NullOr(Text(1000)),
+})
+
 // ----- sandbox stream ---------------------------------------------------------------------
 
 /** A remote execution sandbox (an E2B instance, say) starting for a session. */
@@ -307,6 +337,8 @@ export const SessionEvent = Schema.Union([
   SessionArchived,
   SessionDeleted,
   SessionExpired,
+  SessionReopened,
+  SessionPurged,
   MessageAppended,
   RevisionAdded,
   DraftRecorded,
@@ -334,7 +366,7 @@ export const JobEvent = Schema.Union([
 ]).pipe(Schema.toTaggedUnion("type"))
 export type JobEvent = typeof JobEvent.Type
 
-export const FileEvent = Schema.Union([FileUploaded]).pipe(Schema.toTaggedUnion("type"))
+export const FileEvent = Schema.Union([FileUploaded, FilePurged]).pipe(Schema.toTaggedUnion("type"))
 export type FileEvent = typeof FileEvent.Type
 
 export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged]).pipe(

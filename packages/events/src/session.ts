@@ -314,6 +314,13 @@ const evolve = (state: Building, record: SessionEventRecord, parent: ResolvePare
     case "SessionExpired":
       state.status = "expired"
       return
+    case "SessionReopened":
+      state.status = "active"
+      return
+    case "SessionPurged":
+      // The redacted events before it already read as empty content; the session is gone.
+      state.status = "deleted"
+      return
     case "MessageAppended":
       state.messages.push({
         messageId: event.messageId,
@@ -567,6 +574,8 @@ export const indexSession = (
       case "SessionArchived":
       case "SessionDeleted":
       case "SessionExpired":
+      case "SessionReopened":
+      case "SessionPurged":
       case "CheckpointCreated":
       case "MessageAppended":
       case "RevisionAdded":
@@ -814,17 +823,13 @@ const refuse = (
 
 const invalid = (path: string, reason: string) => Result.fail(new InvalidCommand({ path, reason }))
 
-/** Why a session that is not active takes no appends. */
-const notActiveReason = (status: SessionStatus): string => {
+/** Why an archived or deleted session takes no appends (an expired one is reopened instead). */
+const closedReason = (status: "archived" | "deleted"): string => {
   switch (status) {
     case "archived":
       return "the session is archived, and an archived session is read-only"
     case "deleted":
       return "the session is deleted, and a deleted session is read-only"
-    case "expired":
-      return "the session expired after being idle longer than its time to live, and an expired session is read-only"
-    case "active":
-      return "the session is active"
   }
 }
 
@@ -944,9 +949,30 @@ export const decideSession = (command: SessionCommand, state: SessionSnapshot): 
       break
   }
 
-  // Everything else writes content, checkpoints or rollbacks, which only a live session takes.
-  if (state.status !== "active") return refuse(state, actionOf[command.type], notActiveReason(state.status))
+  // Everything else writes content, checkpoints or rollbacks. Expiry only marks a session idle:
+  // the next write reopens it, recorded as SessionReopened just before the write's own events,
+  // and is decided as on the active session. Archived and deleted sessions stay read-only.
+  switch (state.status) {
+    case "active":
+      return decideWrite(command, state)
+    case "expired":
+      return Result.map(
+        decideWrite(command, { ...state, status: "active" }),
+        (events): ReadonlyArray<SessionEvent> => [
+          { type: "SessionReopened", command: command.type },
+          ...events,
+        ],
+      )
+    case "archived":
+    case "deleted":
+      return refuse(state, actionOf[command.type], closedReason(state.status))
+  }
+}
 
+type WriteCommand = Exclude<SessionCommand, ArchiveSession | DeleteSession | ExpireSession>
+
+/** Decides a write on an active session. */
+const decideWrite = (command: WriteCommand, state: SessionSnapshot): SessionDecision => {
   switch (command.type) {
     case "UpdateSession": {
       const setsTitle = "title" in command

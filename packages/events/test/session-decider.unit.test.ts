@@ -44,6 +44,15 @@ const file = {
   size: 12,
 }
 
+const draftCiting = (revisionNumber: number | null) => ({
+  draftId: uuid(31),
+  code: "x",
+  language: "ts",
+  valid: true,
+  metrics: {},
+  revisionNumber,
+})
+
 /** One command of each kind that needs an active session. */
 const contentCommands: ReadonlyArray<SessionCommand> = [
   { type: "UpdateSession", title: "new" },
@@ -228,8 +237,8 @@ describe("lifecycle", () => {
   })
 })
 
-describe("a session that is not active", () => {
-  const statuses: ReadonlyArray<SessionStatus> = ["archived", "deleted", "expired"]
+describe("an archived or deleted session", () => {
+  const statuses: ReadonlyArray<SessionStatus> = ["archived", "deleted"]
   for (const status of statuses) {
     for (const command of contentCommands) {
       it(`refuses ${command.type} when ${status}`, () => {
@@ -245,6 +254,55 @@ describe("a session that is not active", () => {
 
   it("accepts every one of those commands when active", () => {
     for (const command of contentCommands) expect(when(given(), command)._tag).toBe("Success")
+  })
+})
+
+describe("an expired session", () => {
+  const expired = given({ status: "expired", version: 6, headCursor: "cursor-6" })
+
+  for (const command of contentCommands) {
+    it(`is reopened by ${command.type}: SessionReopened, then what the active session would record`, () => {
+      const active = ok(when({ ...expired, status: "active" }, command))
+      then(when(expired, command), [{ type: "SessionReopened", command: command.type }, ...active])
+    })
+  }
+
+  it("numbers a reopening message after the effective ones", () => {
+    const message = {
+      messageId: uuid(11),
+      role: "user" as const,
+      content: "back",
+      metadata: {},
+      createdAt: null,
+    }
+    then(when(expired, { type: "AppendMessages", messages: [message] }), [
+      { type: "SessionReopened", command: "AppendMessages" },
+      { type: "MessageAppended", seq: 3, ...message },
+    ])
+  })
+
+  it("refuses what an active session refuses, and then records nothing, not even the reopening", () => {
+    refused(
+      when(expired, { type: "RecordDraft", ...draftCiting(7) }),
+      "InvalidTransition",
+      /names revision 7, but the session's revisions are 1 to 1/,
+    )
+    refused(when(expired, { type: "UpdateSession" }), "InvalidCommand", /needs a new title/)
+    refused(
+      when(expired, { type: "RollBack", toVersion: 6, checkpointId: null }),
+      "InvalidCommand",
+      /toVersion: cannot roll back to version 6/,
+    )
+  })
+
+  it("is archived or deleted without being reopened, and is not expired again", () => {
+    then(when(expired, { type: "ArchiveSession", reason: null }), [{ type: "SessionArchived", reason: null }])
+    then(when(expired, { type: "DeleteSession", reason: null }), [{ type: "SessionDeleted", reason: null }])
+    refused(
+      when(expired, { type: "ExpireSession", idleSince: "2026-01-01T00:00:00.000Z", ttlHours: 1 }),
+      "InvalidTransition",
+      /only an active session can expire; this one is expired/,
+    )
   })
 })
 

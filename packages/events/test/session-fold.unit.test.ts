@@ -286,6 +286,41 @@ describe("status", () => {
     ])
     expect(view(deleted, 1).status).toBe("deleted")
   })
+
+  it("is active again once an expired session is reopened, as of any version, and a rollback keeps it so", () => {
+    const expired: SessionEvent = { type: "SessionExpired", idleSince: at(2), ttlHours: 24 }
+    const reopened: SessionEvent = { type: "SessionReopened", command: "AppendMessages" }
+    const log = record([start(), msg("a", 1), expired, reopened, msg("b", 2)])
+    expect(view(log, 3)).toMatchObject({ status: "active", version: 5 })
+    expect(view(log, 5).messages.map((m) => m.content)).toEqual(["a", "b"])
+    // Reopened again by a rollback, to before the expiry: the status is the current one, never reverted.
+    const rolled = record([
+      start(),
+      msg("a", 1),
+      expired,
+      reopened,
+      msg("b", 2),
+      expired,
+      reopened,
+      rollback(2),
+    ])
+    expect(view(rolled, 8)).toMatchObject({ status: "active", version: 8 })
+    expect(view(rolled, 8).messages.map((m) => m.content)).toEqual(["a"])
+    expect(view(rolled, 6).status).toBe("active")
+    // The reopening is a lifecycle event: never marked reverted on the timeline.
+    expect(
+      timeline(rolled)
+        .filter((e) => e.reverted)
+        .map((e) => e.version),
+    ).toEqual([5])
+  })
+
+  it("is deleted once purged, whatever the as-of version", () => {
+    const purged: SessionEvent = { type: "SessionPurged", reason: null, throughVersion: 2 }
+    const log = record([start(), msg("", 1), purged])
+    expect(view(log, 2)).toMatchObject({ status: "deleted", version: 3 })
+    expect(view(log, 3).messages.map((m) => m.content)).toEqual([""])
+  })
 })
 
 describe("fork", () => {

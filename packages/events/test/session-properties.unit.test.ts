@@ -45,6 +45,7 @@ type Step =
   | { readonly kind: "rollback"; readonly pick: number }
   | { readonly kind: "rollbackToCheckpoint"; readonly pick: number }
   | { readonly kind: "update"; readonly title: boolean; readonly metadata: boolean; readonly value: number }
+  | { readonly kind: "expire" }
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -76,6 +77,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       value: fc.integer({ min: 0, max: 3 }),
     }),
   },
+  // The sweep expiring an idle session; whatever comes next reopens it.
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("expire") }) },
 )
 
 const steps = (maxLength: number) => fc.array(step, { maxLength, size: "max" })
@@ -228,6 +231,11 @@ const commandFor = (
           ...(s.metadata ? { metadata: { v: s.value } } : {}),
         },
         allowed: s.title || s.metadata,
+      }
+    case "expire":
+      return {
+        command: { type: "ExpireSession", idleSince: "2026-01-01T00:00:00.000Z", ttlHours: 24 },
+        allowed: current.status === "active",
       }
   }
 }

@@ -5,7 +5,13 @@
  */
 import { randomUUID } from "node:crypto"
 import { createChronicleClient } from "@chronicle/client"
-import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import {
+  clientFor,
+  startTestServer,
+  sweepLater,
+  type TestServer,
+  testDatabases,
+} from "@chronicle/server/testing"
 import {
   Agent,
   type AgentInputItem,
@@ -332,5 +338,55 @@ describe.each(testDatabases(env))("ChronicleSession ($name)", (database) => {
     expect(sent.slice(0, 4)).toEqual(history)
     expect(sent.at(-1)).toMatchObject({ role: "user", content: "What did I ask?" })
     expect(await session(key).getItems()).toHaveLength(6)
+  })
+})
+
+describe.each(testDatabases(env))("ChronicleSession resumed after expiry ($name)", (database) => {
+  let server: TestServer
+  let token: string
+  beforeAll(async () => {
+    server = await startTestServer(database)
+    token = await server.authority.hs256Token({ sub: randomUUID() })
+  })
+  afterAll(async () => {
+    await server?.close()
+  })
+
+  /** The server's retention sweep, run as if a year had passed: every idle session expires. */
+  const expireAll = async (s: ChronicleSession) => {
+    expect((await sweepLater(server, 24 * 365)).expired).toBeGreaterThanOrEqual(1)
+    expect((await s.client.sessions.get.query({ id: await s.getSessionId() })).status).toBe("expired")
+  }
+
+  it("adds, pops and clears items of a session the sweep expired, from a new process too", async () => {
+    const key = randomUUID()
+    const first = new ChronicleSession({ client: clientFor(server.server.url, token), key })
+    await first.addItems([user("Where is 4711?"), assistant("It shipped.")])
+    await expireAll(first)
+
+    // The next day, another process picks the conversation up by key.
+    const next = new ChronicleSession({ client: clientFor(server.server.url, token), key })
+    expect(await next.getItems()).toEqual([user("Where is 4711?"), assistant("It shipped.")])
+    await next.addItems([user("And 4712?")])
+    expect(await next.getItems()).toEqual([
+      user("Where is 4711?"),
+      assistant("It shipped."),
+      user("And 4712?"),
+    ])
+    const id = await next.getSessionId()
+    expect((await next.client.sessions.get.query({ id })).status).toBe("active")
+
+    await expireAll(next)
+    expect(await next.popItem()).toEqual(user("And 4712?"))
+    expect(await next.getItems()).toHaveLength(2)
+    await expireAll(next)
+    await next.clearSession()
+    expect(await next.getItems()).toEqual([])
+    await next.addItems([user("Start over")])
+    expect(await next.getItems()).toEqual([user("Start over")])
+
+    const types = (await next.client.sessions.timeline.query({ id, limit: 100 })).items.map((e) => e.type)
+    expect(types.filter((type) => type === "SessionExpired")).toHaveLength(3)
+    expect(types.filter((type) => type === "SessionReopened")).toHaveLength(3)
   })
 })

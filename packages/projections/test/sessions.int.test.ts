@@ -375,6 +375,27 @@ describe.each(testDatabases(env))("session projections on $name", (database) => 
       deleted: null,
       expired: true,
     })
+    // A write reopens an expired session: active again, its expiry time cleared.
+    expect(await lifecycle([ev.expired(), ev.reopened()])).toEqual({
+      status: "active",
+      version: 4,
+      title: "kept",
+      message_count: 1,
+      archived: null,
+      deleted: null,
+      expired: null,
+    })
+    const again = await newSession()
+    await h.append(again.stream, [ev.expired(), ev.reopened(), ev.message(1, "m")])
+    await h.append(again.stream, [ev.expired()])
+    expect(
+      await h.one(
+        `select s.status, s.version,
+                s.expired_at = (select max(recorded_at) from chronicle.events where stream_id = $2) as expired
+           from chronicle.sessions s where s.id = $1::uuid`,
+        [again.id, again.stream],
+      ),
+    ).toEqual({ status: "expired", version: 5, expired: true })
     expect(await lifecycle([ev.archived(), ev.deleted()])).toEqual({
       status: "deleted",
       version: 4,

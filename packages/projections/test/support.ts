@@ -158,6 +158,7 @@ export const ev = {
     idleSince: "2026-11-01T00:00:00Z",
     ttlHours: 24,
   }),
+  reopened: (): ChronicleEvent => ({ type: "SessionReopened", command: "AppendMessages" }),
   jobCreated: (
     jobId: string,
     ownerId: string,

@@ -146,7 +146,8 @@ export const SessionPage = ({ id }: { id: string }) => {
       />
       <ErrorMessage error={viewed.error} title="Cannot read it as of that point" />
 
-      {asOf === null && session.status === "active" ? (
+      {/* An expired session takes writes too: the next one reopens it. */}
+      {asOf === null && (session.status === "active" || session.status === "expired") ? (
         <Composer sessionId={id} onDone={() => setRevision((r) => r + 1)} />
       ) : null}
 

@@ -282,7 +282,10 @@ export const ImportConversationInput = Schema.Struct({
 })
 
 export const importsRouter = router({
-  /** A legacy in-memory conversation, brought in as a new session in one atomic append. */
+  /**
+   * A legacy in-memory conversation of up to 5,000 messages, brought in as a new session: one
+   * transaction of appends of at most 500 events, so it lands whole or not at all.
+   */
   conversation: authedProcedure.input(input(ImportConversationInput)).mutation(({ ctx, input }) =>
     ctx.run(
       checkContentSize(

@@ -32,7 +32,10 @@ export const AsOfBar = ({
     : `v${version}`
   const selectValue = asOf === null ? "" : (formatAt(asOf) ?? "")
   const canRollback =
-    asOf !== null && shown !== null && session.status === "active" && version < session.version
+    asOf !== null &&
+    shown !== null &&
+    (session.status === "active" || session.status === "expired") &&
+    version < session.version
   const canFork = shown !== null
 
   const run = async (action: () => Promise<string | null>) => {

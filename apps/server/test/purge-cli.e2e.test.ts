@@ -1,0 +1,62 @@
+/**
+ * `chronicle purge` against Postgres, beside a running server: a dry run lists what would go
+ * and writes nothing; a purge erases a session and its fork with progress on stderr, records
+ * SessionPurged with the reason, and the server then reads the session as deleted and empty.
+ */
+import { randomUUID } from "node:crypto"
+import type { ChronicleClient } from "@chronicle/client"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { cli } from "./cli-support.ts"
+import { clientFor, startTestServer, type TestServer, testDatabases } from "./support.ts"
+
+const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+const postgres = testDatabases(env).find((d) => d.name === "postgres")
+
+describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
+  let t: TestServer
+  let me: ChronicleClient
+  beforeAll(async () => {
+    t = await startTestServer(postgres!)
+    me = clientFor(t.server.url, await t.authority.hs256Token({ sub: randomUUID() }))
+  })
+  afterAll(() => t?.close())
+
+  it("lists with --dry-run, then erases a session and its fork, recorded with the reason", async () => {
+    const session = await me.sessions.create.mutate({ title: "private plans" })
+    await me.messages.append.mutate({ sessionId: session.id, role: "user", content: "my secret plan" })
+    const fork = await me.sessions.fork.mutate({ id: session.id, atVersion: 2 })
+    const kept = await me.sessions.create.mutate({ title: "kept" })
+
+    const dry = await cli(["purge", session.id, "--dry-run"], t.databaseUrl!)
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stdout.trim().split("\n")).toEqual([`${session.id}  2 event(s)`, `${fork.id}  1 event(s)`])
+    expect(dry.stderr).toContain("Would purge 2 session(s), 3 session event(s) (dry run: nothing written)")
+    expect((await me.sessions.get.query({ id: session.id })).title).toBe("private plans")
+
+    const done = await cli(["purge", session.id, "--reason", "erasure request 7"], t.databaseUrl!)
+    expect(done.code, done.stderr).toBe(0)
+    expect(done.stderr).toContain("purged 2/2 session(s)")
+    expect(done.stderr).toContain(
+      "Purged 2 session(s): 3 session event(s) redacted, 0 file content(s) deleted",
+    )
+    expect(await me.sessions.get.query({ id: session.id })).toMatchObject({ status: "deleted", title: null })
+    const messages = await me.messages.list.query({ sessionId: session.id })
+    expect(messages.items.map((m) => m.content)).toEqual([""])
+    const timeline = await me.sessions.timeline.query({ id: session.id })
+    expect(timeline.items.at(-1)).toMatchObject({
+      type: "SessionPurged",
+      data: { reason: "erasure request 7", throughVersion: 2 },
+    })
+    expect((await me.sessions.get.query({ id: fork.id })).status).toBe("deleted")
+    expect((await me.sessions.get.query({ id: kept.id })).title).toBe("kept")
+  })
+
+  it("refuses a purge with nothing named, or an unknown session, in one line", async () => {
+    const none = await cli(["purge"], t.databaseUrl!)
+    expect(none.code).toBe(2)
+    expect(none.stderr).toContain("purge: name the sessions, or give --owner or --expired-days")
+    const unknown = await cli(["purge", randomUUID()], t.databaseUrl!)
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^chronicle: .*session .* not found/im)
+  })
+})

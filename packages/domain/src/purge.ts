@@ -1,0 +1,268 @@
+/**
+ * Erasure: the one privileged path that removes content from the log. A purge redacts the
+ * payload of every event of a session and of its forks (which copied its content), in the SQL
+ * function `chronicle.purge_session_stream` (the only code the log's append-only trigger lets
+ * change an event, and only its payload), makes the session's read-model rows again from the
+ * redacted events, and records `SessionPurged` in the same transaction: the audit record. The
+ * log keeps its shape, versions and cursors; folds, exports and rebuilds still run over it.
+ * Only the service role purges.
+ */
+import { Forbidden, InvalidCommand, NotFound, toStored } from "@chronicle/events"
+import { Database, EventStore, isUuid } from "@chronicle/store"
+import { Context, Effect, Layer } from "effect"
+import type { Actor } from "./actor.ts"
+import { sessionStreamId } from "./queries.ts"
+
+/** What to purge: one session (with its forks), every session of an owner, or the retention policy's. */
+export type PurgeTarget =
+  | { readonly sessionId: string }
+  | { readonly ownerId: string }
+  | {
+      /** Sessions expired at least this many days before `now`. */
+      readonly expiredForDays: number
+      readonly now?: Date | undefined
+    }
+
+export interface PurgeOptions {
+  /** Recorded in the SessionPurged event (the audit record). */
+  readonly reason?: string | null | undefined
+  /** Report what would be purged and write nothing. */
+  readonly dryRun?: boolean | undefined
+  /** Called after each session is purged (or counted, in a dry run). */
+  readonly onProgress?: ((done: number, total: number) => void) | undefined
+}
+
+export interface PurgeReport {
+  /** The sessions purged (or that would be), forks included, each with its events redacted. */
+  readonly sessions: ReadonlyArray<{ readonly id: string; readonly events: number }>
+  /** Events whose payload was redacted (or would be). */
+  readonly events: number
+  /** The owner's stored files purged (or that would be): an owner's erasure only. */
+  readonly files: number
+  /** Stored file contents deleted because nothing unpurged references them any more. */
+  readonly blobs: number
+  readonly dryRun: boolean
+}
+
+export interface PurgeService {
+  readonly purge: (
+    actor: Actor,
+    target: PurgeTarget,
+    options?: PurgeOptions,
+  ) => Effect.Effect<PurgeReport, Forbidden | NotFound | InvalidCommand>
+}
+
+const ATTEMPTS = 5
+
+export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/domain/Purge") {
+  static readonly layer = Layer.effect(
+    Purge,
+    Effect.gen(function* () {
+      const db = yield* Database
+      const store = yield* EventStore
+      const query = <T extends Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
+        db.query<T>(text, params).pipe(Effect.orDie)
+
+      /** The roots the target names, not purged yet. */
+      const roots = (target: PurgeTarget) =>
+        Effect.gen(function* () {
+          if ("sessionId" in target) {
+            if (!isUuid(target.sessionId))
+              return yield* new NotFound({ entity: "session", id: target.sessionId })
+            const rows = yield* query<{ id: string }>(
+              `select id::text from chronicle.sessions where id = $1::uuid`,
+              [target.sessionId],
+            )
+            if (rows.length === 0) return yield* new NotFound({ entity: "session", id: target.sessionId })
+            return rows.map((r) => r.id)
+          }
+          if ("ownerId" in target) {
+            if (!isUuid(target.ownerId)) {
+              return yield* new InvalidCommand({ path: "ownerId", reason: "must be a UUID" })
+            }
+            const rows = yield* query<{ id: string }>(
+              `select id::text from chronicle.sessions where owner_id = $1::uuid order by created_at, id`,
+              [target.ownerId],
+            )
+            return rows.map((r) => r.id)
+          }
+          const days = target.expiredForDays
+          if (!(Number.isFinite(days) && days >= 0)) {
+            return yield* new InvalidCommand({
+              path: "expiredForDays",
+              reason: "must be a number of days >= 0",
+            })
+          }
+          const cutoff = new Date((target.now ?? new Date()).getTime() - days * 86_400_000)
+          const rows = yield* query<{ id: string }>(
+            `select id::text from chronicle.sessions
+              where status = 'expired' and expired_at <= $1::timestamptz order by expired_at, id`,
+            [cutoff.toISOString()],
+          )
+          return rows.map((r) => r.id)
+        })
+
+      /** The session and its forks, forks of forks…, parents first; those already purged left out. */
+      const tree = (id: string) =>
+        query<{ id: string; version: number }>(
+          `with recursive tree(id, depth) as (
+             select $1::uuid, 0
+             union all
+             select s.id, t.depth + 1 from chronicle.sessions s join tree t on s.parent_id = t.id)
+           select t.id::text, s.version from tree t join chronicle.sessions s on s.id = t.id
+            where not exists (select 1 from chronicle.events e
+                               where e.stream_id = 'session-' || t.id::text and e.type = 'SessionPurged')
+            order by t.depth, s.created_at, t.id`,
+          [id],
+        )
+
+      /**
+       * Deletes the contents among `hashes` that nothing unpurged references any more: no file
+       * that is not purged, no event of a stream that is not purged.
+       */
+      const deleteUnreferenced = (hashes: ReadonlyArray<string>) =>
+        hashes.length === 0
+          ? Effect.succeed(0)
+          : query<{ sha256: string }>(
+              `delete from chronicle.blobs b
+                where b.sha256 = any ($1::text[])
+                  and not exists (
+                    select 1 from chronicle.files f
+                     where f.sha256 = b.sha256
+                       and not exists (select 1 from chronicle.events p
+                                        where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged'))
+                  and not exists (
+                    select 1 from chronicle.events e
+                     where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath
+                       and not exists (select 1 from chronicle.events p
+                                        where p.stream_id = e.stream_id
+                                          and p.type in ('SessionPurged', 'FilePurged')))
+                returning b.sha256`,
+              [hashes],
+            ).pipe(Effect.map((rows) => rows.length))
+
+      /** An owner's files not purged yet. */
+      const ownerFiles = (ownerId: string) =>
+        query<{ id: string; version: number; sha256: string }>(
+          `select f.id::text, f.version, f.sha256 from chronicle.files f
+            where f.owner_id = $1::uuid
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged')
+            order by f.created_at, f.id`,
+          [ownerId],
+        )
+
+      /** Purges files in one transaction, then the contents only they referenced. */
+      const purgeFiles = (files: ReadonlyArray<{ id: string; sha256: string }>, reason: string | null) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              for (const file of files) {
+                const [row] = yield* query<{ n: number }>(
+                  `select chronicle.purge_file_stream($1::uuid) as n`,
+                  [file.id],
+                )
+                yield* store.append(
+                  `file-${file.id}`,
+                  [{ ...toStored({ type: "FilePurged", reason }), metadata: { actor: "service" } }],
+                  { expectedVersion: Number(row!.n) },
+                )
+              }
+              return yield* deleteUnreferenced([...new Set(files.map((f) => f.sha256))])
+            }),
+          )
+          .pipe(
+            Effect.retry({ times: ATTEMPTS - 1, while: (e) => e._tag === "VersionConflict" }),
+            Effect.orDie,
+          )
+
+      /** Purges one tree in one transaction; a concurrent append makes it start again. */
+      const purgeTree = (ids: ReadonlyArray<string>, reason: string | null) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              // Hashes the payloads name (file contents), gathered before they are redacted.
+              const hashes = yield* query<{ sha256: string }>(
+                `select distinct h.value #>> '{}' as sha256
+                   from chronicle.events e, jsonb_path_query(e.data, 'strict $.**') as h(value)
+                  where e.stream_id = any ($1::text[]) and jsonb_typeof(h.value) = 'string'
+                    and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
+                [ids.map(sessionStreamId)],
+              )
+              const purged: Array<{ id: string; events: number }> = []
+              for (const id of ids) {
+                const [row] = yield* query<{ n: number }>(
+                  `select chronicle.purge_session_stream($1::uuid) as n`,
+                  [id],
+                )
+                const n = Number(row!.n)
+                yield* store.append(
+                  sessionStreamId(id),
+                  [
+                    {
+                      ...toStored({ type: "SessionPurged", reason, throughVersion: n }),
+                      metadata: { actor: "service" },
+                    },
+                  ],
+                  { expectedVersion: n },
+                )
+                purged.push({ id, events: n })
+              }
+              return { purged, blobs: yield* deleteUnreferenced(hashes.map((h) => h.sha256)) }
+            }),
+          )
+          .pipe(
+            Effect.retry({ times: ATTEMPTS - 1, while: (e) => e._tag === "VersionConflict" }),
+            // Decided events on a locked tree: anything else is a defect, not the caller's mistake.
+            Effect.orDie,
+          )
+
+      const purge = Effect.fn("Purge.purge")(function* (
+        actor: Actor,
+        target: PurgeTarget,
+        options: PurgeOptions = {},
+      ) {
+        if (actor.kind !== "service" || actor.actingFor !== null) {
+          return yield* new Forbidden({ reason: "Only the service role may purge sessions" })
+        }
+        const dryRun = options.dryRun === true
+        const reason = options.reason ?? null
+        const seen = new Set<string>()
+        const trees: Array<ReadonlyArray<{ id: string; version: number }>> = []
+        for (const root of yield* roots(target)) {
+          if (seen.has(root)) continue
+          const members = (yield* tree(root)).filter((m) => !seen.has(m.id))
+          for (const m of members) seen.add(m.id)
+          if (members.length > 0) trees.push(members)
+        }
+        const total = trees.reduce((n, t) => n + t.length, 0)
+        const sessions: Array<{ id: string; events: number }> = []
+        let blobs = 0
+        for (const members of trees) {
+          if (dryRun) sessions.push(...members.map((m) => ({ id: m.id, events: m.version })))
+          else {
+            const done = yield* purgeTree(
+              members.map((m) => m.id),
+              reason,
+            )
+            sessions.push(...done.purged)
+            blobs += done.blobs
+          }
+          options.onProgress?.(sessions.length, total)
+        }
+        // An owner's erasure takes their stored files too, and the contents only they had.
+        const files = "ownerId" in target ? yield* ownerFiles(target.ownerId) : []
+        if (!dryRun && files.length > 0) blobs += yield* purgeFiles(files, reason)
+        return {
+          sessions,
+          events: sessions.reduce((n, s) => n + s.events, 0),
+          files: files.length,
+          blobs,
+          dryRun,
+        } satisfies PurgeReport
+      })
+
+      return Purge.of({ purge })
+    }),
+  )
+}

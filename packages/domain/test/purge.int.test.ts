@@ -1,0 +1,332 @@
+/**
+ * Erasure, on both databases: a purged session (and its forks) leaves no trace of its text in
+ * any table of the chronicle schemas; the log keeps its shape and still replays, a rebuild of
+ * the read models equals the inline ones, other sessions are untouched; the append-only
+ * trigger still refuses every other change to an event; only the service role purges; the
+ * retention sweep purges sessions expired longer than its policy.
+ */
+import { Database } from "@chronicle/store"
+import { testDatabases } from "@chronicle/store/testing"
+import { type Context, Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { serviceActor } from "../src/actor.ts"
+import { Content } from "../src/content.ts"
+import { Files } from "../src/files.ts"
+import { Purge } from "../src/purge.ts"
+import { Retention } from "../src/retention.ts"
+import { Sessions } from "../src/sessions.ts"
+import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
+
+const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+
+const SECRET = "Xylophone-Secret-7431"
+
+/** The read models a rebuild makes (every inline projection's tables). */
+const READ_MODELS = [
+  "sessions",
+  "session_rollbacks",
+  "session_updates",
+  "messages",
+  "revisions",
+  "drafts",
+  "hole_resolutions",
+  "session_files",
+  "session_file_detachments",
+  "tool_runs",
+  "checkpoints",
+  "files",
+  "jobs",
+  "tasks",
+  "artifacts",
+  "sandboxes",
+]
+
+describe.each(testDatabases(env))("purging sessions on $name", (database) => {
+  let runtime: DomainRuntime
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect)
+  const use =
+    <I extends Services, S>(tag: Context.Key<I, S>) =>
+    <A, E>(f: (s: S) => Effect.Effect<A, E>) =>
+      run(Effect.flatMap(tag, f))
+  const sessions = use(Sessions)
+  const content = use(Content)
+  const purge = use(Purge)
+  const sql = <T extends Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
+    run(Effect.flatMap(Database, (db) => db.query<T>(text, params)))
+
+  beforeAll(async () => {
+    runtime = makeDomainRuntime(database.layer(), { sessionTtlHours: 24, purgeExpiredAfterDays: 7 })
+    await run(Effect.void)
+  })
+  afterAll(() => runtime.dispose())
+
+  /** Rows of every table of every chronicle schema whose text holds `needle`, by table. */
+  const traces = async (needle: string) => {
+    const tables = await sql<{ s: string; t: string }>(
+      `select table_schema as s, table_name as t from information_schema.tables
+        where table_schema like 'chronicle%' and table_type = 'BASE TABLE' order by 1, 2`,
+    )
+    expect(tables.length).toBeGreaterThan(20)
+    const found: Record<string, number> = {}
+    for (const { s, t } of tables) {
+      const [row] = await sql<{ n: number }>(
+        `select count(*)::int as n from "${s}"."${t}" x where x::text like '%' || $1 || '%'`,
+        [needle],
+      )
+      if (row!.n > 0) found[`${s}.${t}`] = row!.n
+    }
+    return found
+  }
+
+  const dumpReadModels = () =>
+    Effect.gen(function* () {
+      const db = yield* Database
+      const dump: Record<string, unknown> = {}
+      for (const table of READ_MODELS) {
+        const [row] = yield* db.query<{ rows: string }>(
+          `select coalesce(jsonb_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]')::text as rows from chronicle.${table} t`,
+        )
+        dump[table] = JSON.parse(row!.rows)
+      }
+      return dump
+    })
+
+  /** The read models a from-scratch replay of the log makes, in a transaction rolled back. */
+  const rebuilt = () =>
+    run(
+      Effect.gen(function* () {
+        const db = yield* Database
+        let dump: Record<string, unknown> | undefined
+        yield* db
+          .transaction(
+            Effect.gen(function* () {
+              yield* db.query("select chronicle.rebuild_read_models()")
+              dump = yield* dumpReadModels()
+              return yield* Effect.fail("roll back" as const)
+            }),
+          )
+          .pipe(Effect.ignore)
+        return dump!
+      }),
+    )
+
+  /** A session with the secret in every kind of content, and a fork of it with more. */
+  const secretSession = async () => {
+    const alice = newUser()
+    const s = await sessions((x) =>
+      x.create(alice, { title: `title ${SECRET}`, metadata: { note: SECRET }, externalKey: `key-${SECRET}` }),
+    )
+    await content((c) =>
+      c.appendMessages(alice, s.id, [{ role: "user", content: `hello ${SECRET}`, metadata: { m: SECRET } }], {
+        idempotencyKey: `idem-${SECRET}`,
+      }),
+    )
+    await content((c) => c.addRevision(alice, s.id, { ir: { step: SECRET }, note: SECRET }))
+    await content((c) =>
+      c.recordDraft(alice, s.id, {
+        code: `print("${SECRET}")`,
+        language: "py",
+        valid: true,
+        metrics: { s: SECRET },
+      }),
+    )
+    await content((c) => c.resolveHole(alice, s.id, { holeId: "h1", value: SECRET, confidence: 0.5 }))
+    await content((c) =>
+      c.recordToolRun(alice, s.id, {
+        tool: "search",
+        input: { q: SECRET },
+        output: { r: SECRET },
+        status: "failed",
+        error: SECRET,
+      }),
+    )
+    const file = await run(
+      Effect.flatMap(Files, (f) =>
+        f.put(alice, {
+          content: new TextEncoder().encode("bytes"),
+          name: "plain.txt",
+          mimeType: "text/plain",
+        }),
+      ),
+    )
+    await content((c) => c.attachFile(alice, s.id, file.id))
+    const checkpoint = await sessions((x) => x.createCheckpoint(alice, s.id, `label ${SECRET}`))
+    await sessions((x) => x.update(alice, s.id, { title: `renamed ${SECRET}` }))
+    await content((c) =>
+      c.appendMessages(alice, s.id, [{ role: "assistant", content: `reverted ${SECRET}` }]),
+    )
+    await sessions((x) => x.rollback(alice, s.id, { checkpointId: checkpoint.id }))
+    const child = await sessions((x) => x.fork(alice, s.id, { checkpointId: checkpoint.id }))
+    await content((c) => c.appendMessages(alice, child.id, [{ role: "user", content: `child ${SECRET}` }]))
+    // Another session of the same owner, and one of another owner: never touched.
+    const kept = await sessions((x) => x.create(alice, { title: "kept" }))
+    await content((c) => c.appendMessages(alice, kept.id, [{ role: "user", content: "keep me" }]))
+    const bob = newUser()
+    const bobs = await sessions((x) => x.create(bob, { title: "bob's" }))
+    await content((c) => c.appendMessages(bob, bobs.id, [{ role: "user", content: "bob keeps this" }]))
+    return { alice, s, child, kept, bob, bobs }
+  }
+
+  it("erases a session and its forks: no trace of its text in any table, the log still replays, rebuilds equal", async () => {
+    const { alice, s, child, kept, bob, bobs } = await secretSession()
+    expect(Object.keys(await traces(SECRET)).length).toBeGreaterThan(5)
+    const before = {
+      kept: await content((c) => c.listMessages(alice, kept.id, {})),
+      bobs: await content((c) => c.listMessages(bob, bobs.id, {})),
+      keptSession: await sessions((x) => x.get(alice, kept.id)),
+    }
+    const versions = await sql<{ stream_id: string; n: number; max: number }>(
+      `select stream_id, count(*)::int as n, max(stream_version) as max from chronicle.events
+        where stream_id = any ($1::text[]) group by stream_id order by stream_id`,
+      [[`session-${s.id}`, `session-${child.id}`]],
+    )
+
+    // A dry run says what would go and writes nothing.
+    const head = await sql<{ n: number }>(`select count(*)::int as n from chronicle.events`)
+    const dry = await purge((p) => p.purge(serviceActor(), { sessionId: s.id }, { dryRun: true }))
+    expect(dry).toMatchObject({ dryRun: true, sessions: [{ id: s.id }, { id: child.id }] })
+    expect(await sql(`select count(*)::int as n from chronicle.events`)).toEqual(head)
+    expect(Object.keys(await traces(SECRET)).length).toBeGreaterThan(5)
+
+    const progress: Array<[number, number]> = []
+    const report = await purge((p) =>
+      p.purge(
+        serviceActor(),
+        { sessionId: s.id },
+        { reason: "erasure request 42", onProgress: (done, total) => progress.push([done, total]) },
+      ),
+    )
+    expect(report.sessions.map((x) => x.id)).toEqual([s.id, child.id])
+    expect(report.events).toBe(versions.reduce((n, v) => n + v.n, 0))
+    expect(progress.at(-1)).toEqual([2, 2])
+
+    // No table of any chronicle schema holds the text any more.
+    expect(await traces(SECRET)).toEqual({})
+
+    // The log kept its shape: the same events, versions and ids, and one SessionPurged more each.
+    const after = await sql<{ stream_id: string; n: number; max: number }>(
+      `select stream_id, count(*)::int as n, max(stream_version) as max from chronicle.events
+        where stream_id = any ($1::text[]) group by stream_id order by stream_id`,
+      [[`session-${s.id}`, `session-${child.id}`]],
+    )
+    expect(after).toEqual(versions.map((v) => ({ ...v, n: v.n + 1, max: v.max + 1 })))
+    // It still replays: the timeline decodes every event, the last one records the purge.
+    const timeline = await sessions((x) => x.timeline(serviceActor(), s.id, { limit: 500 }))
+    expect(timeline.items.at(-1)).toMatchObject({
+      type: "SessionPurged",
+      data: {
+        reason: "erasure request 42",
+        throughVersion: versions.find((v) => v.stream_id === `session-${s.id}`)!.max,
+      },
+    })
+    expect(await sessions((x) => x.get(alice, s.id))).toMatchObject({ status: "deleted", title: null })
+    const messages = await content((c) => c.listMessages(alice, s.id, {}))
+    expect(messages.items.map((m) => m.content)).toEqual([""])
+
+    // A rebuild from the log makes exactly the read models the purge left.
+    expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+
+    // Other sessions are untouched.
+    expect(await content((c) => c.listMessages(alice, kept.id, {}))).toEqual(before.kept)
+    expect(await content((c) => c.listMessages(bob, bobs.id, {}))).toEqual(before.bobs)
+    expect(await sessions((x) => x.get(alice, kept.id))).toEqual(before.keptSession)
+
+    // A purged session takes no more writes, and is not purged twice.
+    const refused = await failureOf(
+      runtime,
+      Effect.flatMap(Content, (c) => c.appendMessages(alice, s.id, [{ role: "user", content: "x" }])),
+    )
+    expect(refused._tag).toBe("InvalidTransition")
+    expect((await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))).sessions).toEqual([])
+  })
+
+  it("keeps the log append-only for everything but the purge function", async () => {
+    const { s } = await secretSession()
+    for (const statement of [
+      `update chronicle.events set data = '{}'::jsonb where stream_id = 'session-${s.id}'`,
+      `delete from chronicle.events where stream_id = 'session-${s.id}'`,
+    ]) {
+      const exit = await runtime.runPromiseExit(Effect.flatMap(Database, (db) => db.query(statement)))
+      expect(exit._tag).toBe("Failure")
+      expect(String(exit)).toMatch(/append-only/)
+    }
+    // Setting the flag by hand to anything but the transaction's own id lets nothing through.
+    const forged = await runtime.runPromiseExit(
+      Effect.flatMap(Database, (db) =>
+        db.transaction(
+          Effect.gen(function* () {
+            yield* db.query(`select set_config('chronicle.redacting', '1', true)`)
+            yield* db.query(
+              `update chronicle.events set data = '{}'::jsonb where stream_id = 'session-${s.id}'`,
+            )
+          }),
+        ),
+      ),
+    )
+    expect(String(forged)).toMatch(/append-only/)
+    expect(Object.keys(await traces(SECRET)).length).toBeGreaterThan(0)
+    // The purge function does what nothing else may.
+    await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))
+    expect(await traces(SECRET)).toEqual({})
+  })
+
+  it("lets only the service role purge, and purges every session and file of an owner", async () => {
+    const { alice, s, kept, bobs, bob } = await secretSession()
+    const put = (actor: typeof alice, text: string, name: string) =>
+      run(
+        Effect.flatMap(Files, (f) =>
+          f.put(actor, { content: new TextEncoder().encode(text), name, mimeType: "text/plain" }),
+        ),
+      )
+    // Bytes only Alice has, and bytes Bob has too: the first go, the second stay.
+    const own = await put(alice, `only alice ${SECRET}`, `notes ${SECRET}.txt`)
+    const shared = await put(alice, "shared bytes", "shared.txt")
+    const bobsFile = await put(bob, "shared bytes", "bob.txt")
+    const hex = Buffer.from(`only alice ${SECRET}`).toString("hex")
+    expect(Object.keys(await traces(hex)).length).toBe(1)
+    const forbidden = await failureOf(
+      runtime,
+      Effect.flatMap(Purge, (p) => p.purge(alice, { sessionId: s.id })),
+    )
+    expect(forbidden._tag).toBe("Forbidden")
+    const owner = alice.kind === "user" ? alice.userId : ""
+    const report = await purge((p) => p.purge(serviceActor(), { ownerId: owner }))
+    expect(report.sessions.map((x) => x.id).sort()).toContain(kept.id)
+    expect(report.sessions.map((x) => x.id)).toContain(s.id)
+    expect(report).toMatchObject({ files: 3, blobs: 1 })
+    expect(await traces(SECRET)).toEqual({})
+    expect(await traces(hex)).toEqual({})
+    expect((await run(Effect.flatMap(Files, (f) => f.get(alice, own.id)))).name).toBe("redacted")
+    const erased = await failureOf(
+      runtime,
+      Effect.flatMap(Files, (f) => f.content(alice, own.id)),
+    )
+    expect(erased._tag).toBe("NotFound")
+    expect((await run(Effect.flatMap(Files, (f) => f.content(bob, bobsFile.id)))).file.sha256).toBe(
+      shared.sha256,
+    )
+    expect((await sessions((x) => x.get(alice, kept.id))).status).toBe("deleted")
+    expect((await content((c) => c.listMessages(bob, bobs.id, {}))).items.map((m) => m.content)).toEqual([
+      "bob keeps this",
+    ])
+    expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+  })
+
+  it("purges, in the retention sweep, the sessions expired longer than the policy", async () => {
+    const alice = newUser()
+    const idle = await sessions((x) => x.create(alice, { title: `idle ${SECRET}-retained` }))
+    const now = Date.now()
+    const sweep = (hours: number) =>
+      run(Effect.flatMap(Retention, (r) => r.sweep(new Date(now + hours * 3_600_000))))
+    const expired = await sweep(25)
+    expect(expired.expired).toBeGreaterThanOrEqual(1)
+    expect((await sessions((x) => x.get(alice, idle.id))).status).toBe("expired")
+    // Expired (now, by the clock of the log) six days before the sweep: kept; eight: purged.
+    await sweep(6 * 24)
+    expect((await sessions((x) => x.get(alice, idle.id))).title).toBe(`idle ${SECRET}-retained`)
+    const purged = await sweep(8 * 24)
+    expect(purged.purged).toBeGreaterThanOrEqual(1)
+    expect(await sessions((x) => x.get(alice, idle.id))).toMatchObject({ status: "deleted", title: null })
+    expect(await traces(`${SECRET}-retained`)).toEqual({})
+  })
+})
