@@ -369,59 +369,56 @@ describe.runIf(postgresUrl !== null)("the log's order on Postgres, across proces
   })
 })
 
-describe.runIf(postgresUrl !== null)(
-  "the log's order: events another writer left unsequenced (Postgres)",
-  () => {
-    // Two processes that only sequence when poked or asked (their idle poll is an hour away), and
-    // a third writer that appends through SQL alone, as `chronicle import` does: nobody pokes.
-    let holder: TestRuntime
-    let reader: TestRuntime
-    let sql: postgres.Sql
-    let drop: () => Promise<void>
-    beforeAll(async () => {
-      const created = await createPostgresDatabase(postgresUrl!)
-      drop = created.drop
-      const { Layer } = await import("effect")
-      const { migrate } = await import("../src/migrations.ts")
-      const layer = () =>
-        Layer.effectDiscard(migrate().pipe(Effect.orDie)).pipe(
-          Layer.provideMerge(Database.layerPostgres({ url: created.url, max: 4 }).pipe(Layer.orDie)),
-        )
-      const options = { sequencer: { pollIntervalMs: 3_600_000 } }
-      holder = makeTestRuntime(layer(), options)
-      await holder.runPromise(Effect.void)
-      reader = makeTestRuntime(layer(), options)
-      await reader.runPromise(Effect.void)
-      sql = postgres(created.url, { max: 1, onnotice: () => {} })
-    })
-    afterAll(async () => {
-      await sql?.end({ timeout: 1 })
-      await reader?.dispose()
-      await holder?.dispose()
-      await drop?.()
-    })
-
-    it("sequenceAll() puts every event committed before it in the order, whoever wrote it and whoever holds the lease", async () => {
-      const start = await reader.runPromise(Effect.flatMap(EventStore, (s) => s.head()))
-      const streams = Array.from({ length: 3 }, sessionId)
-      for (const stream of streams)
-        await sql`select * from chronicle.append_events(${stream}, 'session', null,
-        ${JSON.stringify(["A", "B"].map((type) => ({ event_id: randomUUID(), type, data: {} })))}::text::jsonb)`
-      // Without being asked, neither process has ordered them: a reader of the log sees nothing.
-      const unasked = await readEverything(reader, start.cursor, streams)
-      expect(unasked.events).toEqual([])
-      // The process without the lease is asked for the whole log as it stands.
-      await reader.runPromise(Effect.flatMap(EventStore, (s) => s.sequenceAll()))
-      const all = await readEverything(reader, start.cursor, streams)
-      expect(all.events.map((e) => `${e.streamId}:${e.version}`)).toEqual(
-        streams.flatMap((s) => [`${s}:1`, `${s}:2`]),
+describe.runIf(postgresUrl !== null)("the log's order: events another writer left unsequenced (Postgres)", () => {
+  // Two processes that only sequence when poked or asked (their idle poll is an hour away), and
+  // a third writer that appends through SQL alone, as `chronicle import` does: nobody pokes.
+  let holder: TestRuntime
+  let reader: TestRuntime
+  let sql: postgres.Sql
+  let drop: () => Promise<void>
+  beforeAll(async () => {
+    const created = await createPostgresDatabase(postgresUrl!)
+    drop = created.drop
+    const { Layer } = await import("effect")
+    const { migrate } = await import("../src/migrations.ts")
+    const layer = () =>
+      Layer.effectDiscard(migrate().pipe(Effect.orDie)).pipe(
+        Layer.provideMerge(Database.layerPostgres({ url: created.url, max: 4 }).pipe(Layer.orDie)),
       )
-      // And once more from the lease holder: nothing new, nothing twice.
-      await holder.runPromise(Effect.flatMap(EventStore, (s) => s.sequenceAll()))
-      expect((await readEverything(holder, start.cursor, streams)).events).toHaveLength(6)
-    })
-  },
-)
+    const options = { sequencer: { pollIntervalMs: 3_600_000 } }
+    holder = makeTestRuntime(layer(), options)
+    await holder.runPromise(Effect.void)
+    reader = makeTestRuntime(layer(), options)
+    await reader.runPromise(Effect.void)
+    sql = postgres(created.url, { max: 1, onnotice: () => {} })
+  })
+  afterAll(async () => {
+    await sql?.end({ timeout: 1 })
+    await reader?.dispose()
+    await holder?.dispose()
+    await drop?.()
+  })
+
+  it("sequenceAll() puts every event committed before it in the order, whoever wrote it and whoever holds the lease", async () => {
+    const start = await reader.runPromise(Effect.flatMap(EventStore, (s) => s.head()))
+    const streams = Array.from({ length: 3 }, sessionId)
+    for (const stream of streams)
+      await sql`select * from chronicle.append_events(${stream}, 'session', null,
+        ${JSON.stringify(["A", "B"].map((type) => ({ event_id: randomUUID(), type, data: {} })))}::text::jsonb)`
+    // Without being asked, neither process has ordered them: a reader of the log sees nothing.
+    const unasked = await readEverything(reader, start.cursor, streams)
+    expect(unasked.events).toEqual([])
+    // The process without the lease is asked for the whole log as it stands.
+    await reader.runPromise(Effect.flatMap(EventStore, (s) => s.sequenceAll()))
+    const all = await readEverything(reader, start.cursor, streams)
+    expect(all.events.map((e) => `${e.streamId}:${e.version}`)).toEqual(
+      streams.flatMap((s) => [`${s}:1`, `${s}:2`]),
+    )
+    // And once more from the lease holder: nothing new, nothing twice.
+    await holder.runPromise(Effect.flatMap(EventStore, (s) => s.sequenceAll()))
+    expect((await readEverything(holder, start.cursor, streams)).events).toHaveLength(6)
+  })
+})
 
 describe.runIf(postgresUrl !== null)("the log's order: the old order key, for comparison (Postgres)", () => {
   let runtime: TestRuntime
