@@ -103,14 +103,24 @@ begin
             metadata = excluded.metadata,
             channel_versions = excluded.channel_versions,
             version = excluded.version;
-      -- A channel's value at a version never changes: the first one stored stays.
+      -- A channel's value at a version never changes: the first one stored stays. A list keeps
+      -- the items of its base only when the thread holds that base as a list (as the service
+      -- checks before it appends), and at most all of them: every list rests on one stored
+      -- before it, so the chains graph_value walks are finite and their lengths exact.
       insert into graph_blobs
         (graph_id, checkpoint_ns, channel, version, type, data, sha256, base_version, keep, items, length)
       select v_id, d ->> 'checkpointNs', b ->> 'channel', b ->> 'version', b -> 'value' ->> 'type',
-             b -> 'value' ->> 'data', b -> 'value' ->> 'sha256', b -> 'list' ->> 'base',
-             (b -> 'list' ->> 'keep')::integer, b -> 'list' -> 'items',
-             (b -> 'list' ->> 'keep')::integer + jsonb_array_length(b -> 'list' -> 'items')
+             b -> 'value' ->> 'data', b -> 'value' ->> 'sha256', base.version, l.keep, b -> 'list' -> 'items',
+             l.keep + jsonb_array_length(b -> 'list' -> 'items')
         from jsonb_array_elements(d -> 'blobs') b
+        left join graph_blobs base
+          on base.graph_id = v_id and base.checkpoint_ns = d ->> 'checkpointNs' and base.channel = b ->> 'channel'
+         and base.version = b -> 'list' ->> 'base' and base.items is not null
+        cross join lateral (
+          select case when not b ? 'list' then null
+                      when base.version is null then 0
+                      else least((b -> 'list' ->> 'keep')::integer, base.length) end
+        ) l (keep)
       on conflict do nothing;
     when 'GraphWritesSaved' then
       insert into graph_writes
