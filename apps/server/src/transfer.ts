@@ -9,8 +9,9 @@
  * Two kinds of line:
  *
  * - an event: `{ streamId, version, eventId, type, schemaVersion, data, metadata, recordedAt, ownerId }`;
- * - a file's bytes: `{ blob: { sha256, size, contentBase64 } }`, written before the event that
- *   first names them (a `FileUploaded`), once per export.
+ * - a file's bytes, or a graph value's kept in the blob store: `{ blob: { sha256, size,
+ *   contentBase64 } }`, written before the event that first names them (a `FileUploaded`, a
+ *   `GraphCheckpointSaved` or `GraphWritesSaved`), once per export.
  *
  * The export reads the log through the event store (`readAll`, `readStream`), in the log's
  * order (seq), the order every reader of the log sees it.
@@ -108,7 +109,28 @@ const writeBlob = (exporter: Exporter, sha256: string) =>
     yield* write(exporter.out, JSON.stringify(blob))
   })
 
-/** Writes a page of events, each preceded by the bytes of the file it uploads. */
+/**
+ * The SHA-256s of the values a graph event keeps in the blob store (`{ type, sha256, size }`):
+ * whole channel values, list items, pending writes.
+ */
+const graphBlobRefs = (data: unknown): Array<string> => {
+  const refs: Array<string> = []
+  const valueRef = (value: unknown) => {
+    const sha256 = (value as { sha256?: unknown } | null)?.sha256
+    if (typeof sha256 === "string") refs.push(sha256)
+  }
+  const d = data as { blobs?: unknown; writes?: unknown } | null
+  for (const blob of Array.isArray(d?.blobs) ? d.blobs : []) {
+    const b = blob as { value?: unknown; list?: { items?: unknown } } | null
+    valueRef(b?.value)
+    for (const item of Array.isArray(b?.list?.items) ? b.list.items : []) valueRef(item)
+  }
+  for (const write of Array.isArray(d?.writes) ? d.writes : [])
+    valueRef((write as { value?: unknown } | null)?.value)
+  return refs
+}
+
+/** Writes a page of events, each preceded by the bytes of the file it uploads or the graph values it keeps in the blob store. */
 const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =>
   Effect.gen(function* () {
     const details = yield* detailsOf(events)
@@ -117,6 +139,9 @@ const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =
       if (event.type === "FileUploaded" && typeof sha256 === "string") {
         yield* writeBlob(exporter, sha256)
         exporter.files++
+      }
+      if (event.type === "GraphCheckpointSaved" || event.type === "GraphWritesSaved") {
+        for (const ref of graphBlobRefs(event.data)) yield* writeBlob(exporter, ref)
       }
       const detail = details.get(event.eventId)
       const line: ExportedEvent = {
