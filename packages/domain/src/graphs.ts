@@ -524,8 +524,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                           ? Effect.void
                           : Effect.fail(
                               new NotFound({
-                                entity: `The list of ${base.keep} or more items that ${base.path} names: channel`,
-                                id: `${JSON.stringify(base.channel)} at version ${JSON.stringify(base.version)}`,
+                                entity: `${base.path}: the list`,
+                                id: `of channel ${JSON.stringify(base.channel)} at version ${JSON.stringify(base.version)}, with ${base.keep} or more items,`,
                               }),
                             ),
                       ),
