@@ -98,7 +98,8 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
 
   it("keeps one value larger than an event may hold", async () => {
     const saver = new ChronicleSaver({ client: clientFor(server.server.url, token) })
-    const graph = chatGraph(saver, 3 * 1024 * 1024)
+    // 5 MiB of text: more than one event may hold (6 MiB of JSON here) once base64-encoded.
+    const graph = chatGraph(saver, 5 * 1024 * 1024)
     const config = { configurable: { thread_id: `big-${randomUUID()}` } }
     await graph.invoke({ messages: [new HumanMessage("give me everything")] }, config)
     await graph.invoke({ messages: [new HumanMessage("and again")] }, config)
@@ -106,10 +107,17 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
     const messages = (await fresh.getState(config)).values.messages as Array<BaseMessage>
     expect(messages.map((m) => (m.content as string).length)).toEqual([
       "give me everything".length,
-      prose("reply 1", 3 * 1024 * 1024).length,
+      prose("reply 1", 5 * 1024 * 1024).length,
       "and again".length,
-      prose("reply 3", 3 * 1024 * 1024).length,
+      prose("reply 3", 5 * 1024 * 1024).length,
     ])
-    expect(messages[3]!.content).toBe(prose("reply 3", 3 * 1024 * 1024))
+    expect(messages[3]!.content).toBe(prose("reply 3", 5 * 1024 * 1024))
+    // The log carries the replies' SHA-256, their bytes are in the blob store.
+    const page = await clientFor(server.server.url, token).events.readStream.query({
+      streamId: graphStreamId(graphIdForThread(user, config.configurable.thread_id)),
+      limit: 500,
+    })
+    for (const event of page.items) expect(JSON.stringify(event.data).length).toBeLessThan(100_000)
+    expect(JSON.stringify(page.items)).toContain('"sha256"')
   })
 })
