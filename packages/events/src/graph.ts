@@ -59,7 +59,8 @@ export const ChannelVersion = Name(200)
 export const ChannelList = <V extends Schema.Top>(item: V) =>
   Schema.Struct({
     base: Schema.NullOr(ChannelVersion),
-    keep: NonNegativeInt,
+    /** Stored as a Postgres integer. */
+    keep: NonNegativeInt.pipe(Schema.check(Schema.isLessThanOrEqualTo(2_147_483_647))),
     items: Schema.Array(item),
   })
 
