@@ -82,19 +82,37 @@ export const graphFigures = async (env: BenchEnv, quick: boolean): Promise<Secti
   const turns: ReadonlyArray<number> = quick ? GRAPH_TURNS.quick : GRAPH_TURNS.full
   const server = await startChronicle(env)
   try {
-    const chronicle = chatGraph(new ChronicleSaver({ client: createChronicleClient({ url: server.url }) }))
+    const saver = new ChronicleSaver({ client: createChronicleClient({ url: server.url }) })
+    const chronicle = chatGraph(saver)
     const memorySaver = new MemorySaver()
     const memory = chatGraph(memorySaver)
     const threadId = `bench-chat-${Date.now()}`
     const config = { configurable: { thread_id: threadId } }
-    const at = new Map<number, { log: number; readModel: number; blobs: number; memory: number }>()
+    const at = new Map<
+      number,
+      { log: number; readModel: number; blobs: number; memory: number; readMs: number }
+    >()
+    /** Median time to read the thread's latest checkpoint (its whole message list) through the saver. */
+    const readMs = async () => {
+      const times: Array<number> = []
+      for (let i = 0; i < 11; i++) {
+        const t = performance.now()
+        await saver.getTuple(config)
+        times.push(performance.now() - t)
+      }
+      return Math.round(times.sort((a, b) => a - b)[5]! * 100) / 100
+    }
     const last = turns.at(-1)!
     for (let turn = 1; turn <= last; turn++) {
       const input = { messages: [new HumanMessage(prose(`question ${turn}`, MESSAGE_BYTES))] }
       await chronicle.invoke(input, config)
       await memory.invoke(input, config)
       if (turns.includes(turn)) {
-        at.set(turn, { ...(await chronicleBytes(env, threadId)), memory: memoryBytes(memorySaver) })
+        at.set(turn, {
+          ...(await chronicleBytes(env, threadId)),
+          memory: memoryBytes(memorySaver),
+          readMs: await readMs(),
+        })
       }
     }
     const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 100) / 100
@@ -124,6 +142,12 @@ export const graphFigures = async (env: BenchEnv, quick: boolean): Promise<Secti
           title: `Messages thread, ${turn} turns: LangGraph MemorySaver (serialized)`,
           value: mib(m.memory),
           unit: "MiB",
+        }),
+        value({
+          id: `graphs.getTuple.t${turn}`,
+          title: `Messages thread, ${turn} turns: ChronicleSaver.getTuple (latest checkpoint, ${turn * 2} messages), median of 11`,
+          value: m.readMs,
+          unit: "ms",
         }),
       )
     }
