@@ -49,10 +49,17 @@ const PAGE_SIZE = 100
 /** Versions of one list channel remembered as bases for the next ones. */
 const KNOWN_VERSIONS = 4
 /** List channels (thread, namespace, channel) remembered, the least recently used forgotten first. */
-const KNOWN_CHANNELS = 1_000
+const KNOWN_CHANNELS = 256
 
+/** An item's digest: 128 bits of the SHA-256 of its serialized form (the saver's memory is bounded by these). */
 const digestOf = (value: Serialized) =>
-  createHash("sha256").update(value.type).update("\0").update(value.data).digest("base64")
+  createHash("sha256")
+    .update(value.type)
+    .update("\0")
+    .update(value.data)
+    .digest()
+    .subarray(0, 16)
+    .toString("base64")
 
 /** A value stored item by item: a plain array whose items each serialize on their own. */
 const isList = (value: unknown): value is Array<unknown> =>
