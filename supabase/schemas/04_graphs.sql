@@ -4,7 +4,13 @@
 -- A thread is the stream 'graph-<uuid>', the uuid derived from (owner, thread id). Its events
 -- (packages/events/src/graph.ts): GraphThreadStarted, GraphCheckpointSaved, GraphWritesSaved,
 -- GraphThreadDeleted. Values the graph framework serialized travel as { type, data: base64 }
--- and are kept as such: the service never interprets them.
+-- and are kept as such: the service never interprets them. A value too large for an event
+-- travels as { type, sha256, size }, its bytes in chronicle.blobs (content-addressed, written
+-- directly, as files' bytes are).
+--
+-- Storage grows with what a thread adds: a channel's value is stored once per version, and a
+-- list channel (messages) is stored as the items it added on top of the version it grew from;
+-- chronicle.graph_value assembles a list from that chain when a checkpoint is read.
 --
 -- The handler writes unqualified table names: the projection engine points search_path at
 -- chronicle for live projection and at a shadow schema during a rebuild.
@@ -47,9 +53,20 @@ create table chronicle.graph_blobs (
   checkpoint_ns text not null,
   channel       text not null,
   version       text not null,
-  type          text not null,
-  data          text not null,
-  primary key (graph_id, checkpoint_ns, channel, version)
+  -- A whole value: its serializer's type tag and its bytes, inline (base64 in data) or in
+  -- chronicle.blobs (sha256). Type 'empty': the channel has no value at this version.
+  type          text,
+  data          text,
+  sha256        text,
+  -- A list, its items serialized one by one: the first `keep` items of the list stored under
+  -- base_version (null: none), then `items` ([{type, data} | {type, sha256, size}]);
+  -- `length` counts them all.
+  base_version  text,
+  keep          integer,
+  items         jsonb,
+  length        integer,
+  primary key (graph_id, checkpoint_ns, channel, version),
+  constraint graph_blobs_whole_or_list check ((type is null) = (items is not null))
 );
 
 create table chronicle.graph_writes (
@@ -60,9 +77,11 @@ create table chronicle.graph_writes (
   idx           integer not null,
   task_path     text not null,
   channel       text not null,
+  -- The value: its type tag and its bytes, inline (base64 in data) or in chronicle.blobs (sha256).
   type          text not null,
-  data          text not null,
+  data          text,
   version       integer not null,
+  sha256        text,
   primary key (graph_id, checkpoint_ns, checkpoint_id, task_id, idx)
 );
 
@@ -123,17 +142,31 @@ begin
             metadata = excluded.metadata,
             channel_versions = excluded.channel_versions,
             version = excluded.version;
-      -- A channel's value at a version never changes: the first one stored stays.
-      insert into graph_blobs (graph_id, checkpoint_ns, channel, version, type, data)
+      -- A channel's value at a version never changes: the first one stored stays. A list keeps
+      -- the items of its base only when the thread holds that base as a list (as the service
+      -- checks before it appends), and at most all of them: every list rests on one stored
+      -- before it, so the chains graph_value walks are finite and their lengths exact.
+      insert into graph_blobs
+        (graph_id, checkpoint_ns, channel, version, type, data, sha256, base_version, keep, items, length)
       select v_id, d ->> 'checkpointNs', b ->> 'channel', b ->> 'version', b -> 'value' ->> 'type',
-             b -> 'value' ->> 'data'
+             b -> 'value' ->> 'data', b -> 'value' ->> 'sha256', base.version, l.keep, b -> 'list' -> 'items',
+             l.keep + jsonb_array_length(b -> 'list' -> 'items')
         from jsonb_array_elements(d -> 'blobs') b
+        left join graph_blobs base
+          on base.graph_id = v_id and base.checkpoint_ns = d ->> 'checkpointNs' and base.channel = b ->> 'channel'
+         and base.version = b -> 'list' ->> 'base' and base.items is not null
+        cross join lateral (
+          select case when not b ? 'list' then null
+                      when base.version is null then 0
+                      else least((b -> 'list' ->> 'keep')::integer, base.length) end
+        ) l (keep)
       on conflict do nothing;
     when 'GraphWritesSaved' then
       insert into graph_writes
-        (graph_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, data, version)
+        (graph_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, data, sha256, version)
       select v_id, d ->> 'checkpointNs', d ->> 'checkpointId', d ->> 'taskId', (w ->> 'idx')::integer,
-             d ->> 'taskPath', w ->> 'channel', w -> 'value' ->> 'type', w -> 'value' ->> 'data', e.stream_version
+             d ->> 'taskPath', w ->> 'channel', w -> 'value' ->> 'type', w -> 'value' ->> 'data',
+             w -> 'value' ->> 'sha256', e.stream_version
         from jsonb_array_elements(d -> 'writes') w
       -- A regular write is stored once; a special one (error, interrupt, resume…) replaces its predecessor.
       on conflict (graph_id, checkpoint_ns, checkpoint_id, task_id, idx) do update
@@ -141,6 +174,7 @@ begin
             channel = excluded.channel,
             type = excluded.type,
             data = excluded.data,
+            sha256 = excluded.sha256,
             version = excluded.version
         where excluded.idx < 0;
     when 'GraphThreadDeleted' then
@@ -151,6 +185,49 @@ begin
       null; -- a type with no read model only advanced the thread's version
   end case;
 end
+$$;
+
+-- A stored value as reads return it: { type, data } with its bytes inline, fetched from
+-- chronicle.blobs when the event carried their sha256.
+create function chronicle.graph_inline(p_type text, p_data text, p_sha256 text) returns jsonb
+language sql stable as $$
+  select jsonb_build_object('type', p_type, 'data', coalesce(p_data,
+           (select translate(encode(b.content, 'base64'), E'\n', '') from chronicle.blobs b
+             where b.sha256 = p_sha256), ''))
+$$;
+
+-- One channel's value at one version, as reads return it: { "value": { type, data } } for a
+-- whole value, { "items": [{ type, data }, …] } for a list, assembled from the chain of versions
+-- it grew from (each contributes the items it added that the later ones kept); null when the
+-- thread stores none.
+create function chronicle.graph_value(p_graph uuid, p_ns text, p_channel text, p_version text) returns jsonb
+language sql stable as $$
+  with recursive chain (depth, version, need) as (
+    select 0, b.version, b.length
+      from chronicle.graph_blobs b
+     where b.graph_id = p_graph and b.checkpoint_ns = p_ns and b.channel = p_channel
+       and b.version = p_version and b.items is not null
+    union all
+    select c.depth + 1, b.base_version, least(c.need, b.keep)
+      from chain c
+      join chronicle.graph_blobs b
+        on b.graph_id = p_graph and b.checkpoint_ns = p_ns and b.channel = p_channel and b.version = c.version
+     where b.base_version is not null and least(c.need, b.keep) > 0
+  )
+  select jsonb_build_object('value', chronicle.graph_inline(b.type, b.data, b.sha256))
+    from chronicle.graph_blobs b
+   where b.graph_id = p_graph and b.checkpoint_ns = p_ns and b.channel = p_channel
+     and b.version = p_version and b.items is null
+  union all
+  select jsonb_build_object('items', coalesce(jsonb_agg(
+           chronicle.graph_inline(i.item ->> 'type', i.item ->> 'data', i.item ->> 'sha256')
+           order by c.depth desc, i.n), '[]'::jsonb))
+    from chain c
+    join chronicle.graph_blobs b
+      on b.graph_id = p_graph and b.checkpoint_ns = p_ns and b.channel = p_channel and b.version = c.version
+    cross join lateral jsonb_array_elements(b.items) with ordinality i (item, n)
+   where i.n <= c.need - b.keep
+  having count(*) > 0 or exists (select 1 from chain)
 $$;
 
 select chronicle.register_projection(

@@ -10,6 +10,7 @@ import { mkdir, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { DEFAULT_DATABASE_URL, openEnv } from "./env.ts"
+import { graphFigures } from "./graphs.ts"
 import { httpFigures } from "./http.ts"
 import { peerFigures } from "./peer.ts"
 import { machine, markdown, type Report, value } from "./report.ts"
@@ -40,6 +41,7 @@ export const WORKLOADS = [
   "catchup",
   "rebuild",
   "scale",
+  "graphs",
 ] as const
 export type Workload = (typeof WORKLOADS)[number]
 
@@ -143,6 +145,7 @@ export const runBench = async (options: BenchOptions) => {
     if (selected("peer")) await step("peer", () => peerFigures(env, sizes))
     if (selected("http")) await step("http", () => httpFigures(env, sizes))
     if (selected("live")) await step("live", () => liveFigures(env, sizes))
+    if (selected("graphs")) await step("graphs", () => graphFigures(env, options.quick))
     if (selected("catchup") || selected("rebuild") || selected("scale")) {
       await step("log", async () => {
         const filled = await fillLog(env, sizes.logEvents, options.log)

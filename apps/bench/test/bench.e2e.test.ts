@@ -63,6 +63,10 @@ const VALUES = [
   "live.p99.s100",
   "rebuild.eventsPerSecond",
   "scale.ratio",
+  "graphs.log.t40",
+  "graphs.readModel.t40",
+  "graphs.memorySaver.t40",
+  "graphs.log.growth",
 ]
 
 const checkFigure = (f: Figure) => {

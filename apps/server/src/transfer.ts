@@ -10,10 +10,11 @@
  *
  * - an event: `{ streamId, version, eventId, type, schemaVersion, data, metadata, recordedAt, ownerId }`;
  * - a file's bytes, or a large value's (message content or metadata, a tool run's input or
- *   output kept in the blob store): `{ blob: { sha256, size, contentBase64 } }`, written before
- *   the event that first names them (a `FileUploaded`, or a `MessageAppended` or
- *   `ToolRunRecorded` that refers to them), once per export. An import refuses an event that
- *   refers to a large value whose bytes it has not seen and the database does not hold.
+ *   output, a graph value kept in the blob store): `{ blob: { sha256, size, contentBase64 } }`,
+ *   written before the event that first names them (a `FileUploaded`, or a `MessageAppended`,
+ *   `ToolRunRecorded`, `GraphCheckpointSaved` or `GraphWritesSaved` that refers to them), once
+ *   per export. An import refuses an event that refers to a large value whose bytes it has not
+ *   seen and the database does not hold.
  *
  * The export reads the log through the event store (`readAll`, `readStream`), in the log's
  * order (seq), the order every reader of the log sees it.
@@ -111,7 +112,33 @@ const writeBlob = (exporter: Exporter, sha256: string) =>
     yield* write(exporter.out, JSON.stringify(blob))
   })
 
-/** Writes a page of events, each preceded by the bytes of the file it uploads. */
+/**
+ * The SHA-256s of the values a graph event keeps in the blob store (`{ type, sha256, size }`):
+ * whole channel values, list items, pending writes.
+ */
+const graphBlobRefs = (
+  type: string,
+  data: unknown,
+): Array<{ readonly sha256: string; readonly size: number }> => {
+  if (type !== "GraphCheckpointSaved" && type !== "GraphWritesSaved") return []
+  const refs: Array<{ readonly sha256: string; readonly size: number }> = []
+  const valueRef = (value: unknown) => {
+    const ref = value as { sha256?: unknown; size?: unknown } | null
+    if (typeof ref?.sha256 === "string")
+      refs.push({ sha256: ref.sha256, size: typeof ref.size === "number" ? ref.size : 0 })
+  }
+  const d = data as { blobs?: unknown; writes?: unknown } | null
+  for (const blob of Array.isArray(d?.blobs) ? d.blobs : []) {
+    const b = blob as { value?: unknown; list?: { items?: unknown } } | null
+    valueRef(b?.value)
+    for (const item of Array.isArray(b?.list?.items) ? b.list.items : []) valueRef(item)
+  }
+  for (const write of Array.isArray(d?.writes) ? d.writes : [])
+    valueRef((write as { value?: unknown } | null)?.value)
+  return refs
+}
+
+/** Writes a page of events, each preceded by the bytes of the file it uploads or the graph values it keeps in the blob store. */
 const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =>
   Effect.gen(function* () {
     const details = yield* detailsOf(events)
@@ -122,6 +149,7 @@ const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =
         exporter.files++
       }
       for (const ref of eventRefs(event.type, event.data)) yield* writeBlob(exporter, ref.sha256)
+      for (const ref of graphBlobRefs(event.type, event.data)) yield* writeBlob(exporter, ref.sha256)
       const detail = details.get(event.eventId)
       const line: ExportedEvent = {
         streamId: event.streamId,
@@ -494,7 +522,7 @@ export const importEvents = (
     const largeValues = new Set<string>()
     const ensureBlobs = (event: ExportedEvent, line: number) =>
       Effect.gen(function* () {
-        for (const ref of eventRefs(event.type, event.data)) {
+        for (const ref of [...eventRefs(event.type, event.data), ...graphBlobRefs(event.type, event.data)]) {
           largeValues.add(ref.sha256)
           if (blobsSeen.has(ref.sha256)) continue
           const rows = yield* db

@@ -79,6 +79,33 @@ describe.each(testDatabases(env))("graphs puts on retry ($name)", (database) => 
     expect(tuple).toMatchObject({ checkpoint: put.checkpoint, metadata: put.metadata, version: 2 })
   })
 
+  it("records a list on a base, or a value in the blob store, once when put again without a key", async () => {
+    const threadId = `thread-${randomUUID()}`
+    const large = value("x".repeat(100_000))
+    const base = {
+      ...checkpoint(threadId, "cp-1", 1),
+      channelVersions: { messages: "1.25" },
+      blobs: [
+        { channel: "messages", version: "1.25", list: { base: null, keep: 0, items: [value("a"), large] } },
+      ],
+    }
+    const grown = {
+      ...checkpoint(threadId, "cp-2", 2),
+      channelVersions: { messages: "2.25" },
+      blobs: [{ channel: "messages", version: "2.25", list: { base: "1.25", keep: 2, items: [value("b")] } }],
+    }
+    for (const put of [base, base, grown, grown]) await client.graphs.putCheckpoint.mutate(put)
+    expect((await log(threadId)).map((e) => e.type)).toEqual([
+      "GraphThreadStarted",
+      "GraphCheckpointSaved",
+      "GraphCheckpointSaved",
+    ])
+    const tuple = await client.graphs.getTuple.query({ threadId, checkpointNs: "" })
+    expect(tuple?.blobs).toEqual([
+      { channel: "messages", version: "2.25", items: [value("a"), large, value("b")] },
+    ])
+  })
+
   it("records a checkpoint put again with other content, and the first content put after it", async () => {
     const threadId = `thread-${randomUUID()}`
     const a = checkpoint(threadId, "cp-1", 1)

@@ -152,6 +152,31 @@ const seedEverything = async (t: TestServer, owner: string) => {
     taskPath: "p",
     writes: [{ idx: 0, channel: "messages", value: blob(HOSTILE[4]!) }],
   })
+  // A list channel stored as what it added, and values large enough for the blob store.
+  const large = blob(`${"x".repeat(100_000)}${HOSTILE[1]!}`)
+  for (const [id, version, list] of [
+    ["cp-2", "2", { base: null, keep: 0, items: [blob(HOSTILE[0]!), large] }],
+    ["cp-3", "3", { base: "2", keep: 2, items: [blob(HOSTILE[2]!)] }],
+  ] as const) {
+    await me.graphs.putCheckpoint.mutate({
+      threadId: "graph-thread\u2028",
+      checkpointNs: "",
+      checkpointId: id,
+      parentCheckpointId: "cp-1",
+      checkpoint: blob(id),
+      metadata: { step: Number(version) },
+      channelVersions: { messages: "1", history: version },
+      blobs: [{ channel: "history", version, list: { ...list, items: [...list.items] } }],
+    })
+  }
+  await me.graphs.putWrites.mutate({
+    threadId: "graph-thread\u2028",
+    checkpointNs: "",
+    checkpointId: "cp-3",
+    taskId: "t2",
+    taskPath: "p",
+    writes: [{ idx: 0, channel: "history", value: large }],
+  })
   await me.graphs.putCheckpoint.mutate({
     threadId: "gone",
     checkpointNs: "",
@@ -265,9 +290,10 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
     const imported = await cli(["import", "--in", original], target)
     expect(imported.code, imported.stderr).toBe(0)
     const events = text.split("\n").filter((l) => l.startsWith('{"streamId"')).length
+    // Blobs stored: the bytes of the two files, and the large values (a tool output, a graph value).
     expect(imported.stderr.trim()).toMatch(
       new RegExp(
-        `Imported \\d+ stream\\(s\\): ${events} event\\(s\\) written, 0 already present; 2 file\\(s\\) stored; 1 large value\\(s\\) stored$`,
+        `Imported \\d+ stream\\(s\\): ${events} event\\(s\\) written, 0 already present; 2 file\\(s\\) stored; 2 large value\\(s\\) stored$`,
       ),
     )
     // The copy exports to the same bytes: ids, versions, data, metadata, times to the
@@ -348,8 +374,16 @@ describe.runIf(env.postgresUrl !== null)("export and import, on postgres", () =>
       ).toEqual(HOSTILE)
       const file = await asCarol.files.get.query({ id: seeded.fileId, includeContent: true })
       expect(Buffer.from(file.contentBase64!, "base64").equals(seeded.bytes)).toBe(true)
-      const thread = await asCarol.graphs.getTuple.query({ threadId: "graph-thread\u2028", checkpointNs: "" })
+      const thread = await asCarol.graphs.getTuple.query({
+        threadId: "graph-thread\u2028",
+        checkpointNs: "",
+        checkpointId: "cp-1",
+      })
       expect(thread?.metadata).toEqual({ step: 1, note: HOSTILE[0] })
+      // The list and the value in the blob store came along.
+      const latest = await asCarol.graphs.getTuple.query({ threadId: "graph-thread\u2028", checkpointNs: "" })
+      const history = latest?.blobs.find((b) => b.channel === "history")
+      expect(history !== undefined && "items" in history ? history.items.length : 0).toBe(3)
       expect((await asCarol.jobs.list.query({ limit: 500 })).items).toHaveLength(3)
       // The old owner has nothing there.
       expect((await asOwner.sessions.list.query({ limit: 500 })).items).toEqual([])

@@ -132,7 +132,21 @@ const seed = async (api: ChronicleClient) => {
       checkpoint: json({ v: 1, id: checkpointId, ts: new Date().toISOString() }),
       metadata: { source, step },
       channelVersions: { messages: String(step + 2) },
-      blobs: [{ channel: "messages", version: String(step + 2), value: json(messages) }],
+      // The input's list whole (as stored before lists came item by item), then each step's
+      // list as what it added on top of the one before.
+      blobs: [
+        step < 0
+          ? { channel: "messages", version: String(step + 2), value: json(messages) }
+          : {
+              channel: "messages",
+              version: String(step + 2),
+              list: {
+                base: step === 0 ? null : String(step + 1),
+                keep: step,
+                items: messages.slice(step).map((m) => json(m)),
+              },
+            },
+      ],
     })
     parent = checkpointId
   }

@@ -10,14 +10,25 @@
  * thread already holds exactly records nothing; the event id is then derived from the put's
  * content and the stream version it was decided at, so identical puts racing each other are
  * recorded once by the store.
+ *
+ * Storage grows with what a thread adds. A channel's value is stored once per version, and a
+ * list channel (a conversation's messages) may arrive as the items it added to another
+ * version of it (`list.base`, whose first `list.keep` items it keeps): a 200-turn chat stores
+ * each message once, not once per turn. A value larger than INLINE_VALUE_BYTES goes to the
+ * content-addressed blob store (as files' bytes do) and the event carries its SHA-256, so no
+ * single value is too large for a thread.
  */
 import { createHash } from "node:crypto"
 import {
+  type ChannelBlob,
+  type ChannelBlobInput,
   type ChronicleEvent,
   type Forbidden,
   fromStored,
   type GraphThreadStarted,
   InvalidCommand,
+  NotFound,
+  type StoredValue,
   toStored,
 } from "@chronicle/events"
 import type { JsonObject, SerializedValue } from "@chronicle/events/types"
@@ -72,11 +83,19 @@ export interface GraphPutOptions {
   readonly idempotencyKey?: string | undefined
 }
 
-export interface ChannelBlobView {
-  readonly channel: string
-  readonly version: string
-  readonly value: SerializedValue
-}
+/**
+ * One channel's value at one version as a read returns it: a whole value (`value`), or a list
+ * whose items were serialized one by one (`items`, assembled from the versions it grew from).
+ */
+export type ChannelBlobView =
+  | { readonly channel: string; readonly version: string; readonly value: SerializedValue }
+  | { readonly channel: string; readonly version: string; readonly items: ReadonlyArray<SerializedValue> }
+
+/**
+ * The largest value (its base64 text) an event carries inline; a larger one goes to the blob
+ * store, and the event carries its SHA-256.
+ */
+export const INLINE_VALUE_BYTES = 64 * 1024
 
 export interface PendingWriteView {
   readonly taskId: string
@@ -94,7 +113,8 @@ export interface PutCheckpointInput {
   readonly checkpoint: SerializedValue
   readonly metadata: JsonObject
   readonly channelVersions: { readonly [channel: string]: string }
-  readonly blobs: ReadonlyArray<ChannelBlobView>
+  /** The values of the channels that changed: whole, or a list on top of another version. */
+  readonly blobs: ReadonlyArray<ChannelBlobInput>
 }
 
 export interface PutWritesInput {
@@ -151,7 +171,13 @@ export interface ListCheckpointsInput {
   readonly maxBytes?: number | undefined
 }
 
-export type GraphsError = InvalidCommand | Forbidden | BatchTooLarge | EventTooLarge | IdempotencyConflict
+export type GraphsError =
+  | InvalidCommand
+  | NotFound
+  | Forbidden
+  | BatchTooLarge
+  | EventTooLarge
+  | IdempotencyConflict
 
 export interface GraphsService {
   /** Saves a checkpoint; one the thread already holds exactly records nothing (see GraphPutOptions). */
@@ -189,14 +215,13 @@ export interface GraphsService {
 
 const TUPLE_COLUMNS = `c.checkpoint_ns, c.checkpoint_id, c.thread_id, c.parent_checkpoint_id, c.checkpoint_type,
   c.checkpoint, c.metadata, c.channel_versions, c.version, c.created_at,
-  (select coalesce(jsonb_agg(jsonb_build_object('channel', b.channel, 'version', b.version,
-            'value', jsonb_build_object('type', b.type, 'data', b.data)) order by b.channel), '[]'::jsonb)
+  (select coalesce(jsonb_agg(jsonb_build_object('channel', v.channel, 'version', v.version) || x.value
+            order by v.channel), '[]'::jsonb)
      from jsonb_each_text(c.channel_versions) v(channel, version)
-     join chronicle.graph_blobs b
-       on b.graph_id = c.graph_id and b.checkpoint_ns = c.checkpoint_ns and b.channel = v.channel
-      and b.version = v.version) as blobs,
+     cross join lateral chronicle.graph_value(c.graph_id, c.checkpoint_ns, v.channel, v.version) x(value)
+    where x.value is not null) as blobs,
   (select coalesce(jsonb_agg(jsonb_build_object('taskId', w.task_id, 'taskPath', w.task_path, 'idx', w.idx,
-            'channel', w.channel, 'value', jsonb_build_object('type', w.type, 'data', w.data))
+            'channel', w.channel, 'value', chronicle.graph_inline(w.type, w.data, w.sha256))
             order by w.task_path collate "C", w.task_id collate "C", w.idx), '[]'::jsonb)
      from chronicle.graph_writes w
     where w.graph_id = c.graph_id and w.checkpoint_ns = c.checkpoint_ns
@@ -275,6 +300,7 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         threadId: string,
         put: { readonly event: ChronicleEvent; readonly eventId?: string | undefined },
         extraMetadata: { readonly idempotencyKey?: string } = {},
+        expected?: number,
       ) =>
         Effect.gen(function* () {
           const ownerId = yield* ownerFor(actor)
@@ -297,6 +323,11 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
               expectedVersion,
               ownerId,
             })
+          if (expected !== undefined) {
+            // The put was decided at this version of the thread: a conflict means decide again.
+            const result = yield* append(false, expected).pipe(Effect.catchTag("InvalidAppend", Effect.die))
+            return { graphId, version: result.version }
+          }
           const exists = yield* query("select 1 from chronicle.streams where stream_id = $1", [streamId])
           const result = yield* (
             exists.length > 0 ? append(false, "stream_exists") : append(true, "no_stream")
@@ -339,6 +370,11 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         readonly threadId: string
         readonly event: ChronicleEvent
         readonly key: string | undefined
+        /**
+         * What must hold of the thread for the put to be recorded, checked at the version it is
+         * appended at: the put is appended only if the thread has not moved since.
+         */
+        readonly check?: ((graphId: string) => Effect.Effect<void, NotFound>) | undefined
         readonly held: (graphId: string, data: unknown) => Effect.Effect<A | undefined>
         readonly answer: (recorded: { readonly event: ChronicleEvent; readonly version: number }) => A
       }) =>
@@ -369,15 +405,20 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
               }
               eventId = contentEventId(streamId, data, streamVersion)
             }
+            if (params.check !== undefined) yield* params.check(graphId)
             const appended = yield* appendToThread(
               params.actor,
               params.threadId,
               { event: params.event, eventId },
               params.key === undefined ? {} : { idempotencyKey: params.key },
+              params.check === undefined ? undefined : streamVersion,
             ).pipe(
               Effect.map((result) => ({ result }) as const),
               Effect.catchTag("IdempotencyConflict", (conflict) =>
                 attempt < 3 ? Effect.succeed({ retry: true } as const) : Effect.fail(conflict),
+              ),
+              Effect.catchTag("VersionConflict", (conflict) =>
+                attempt < 20 ? Effect.succeed({ retry: true } as const) : Effect.die(conflict),
               ),
             )
             if ("retry" in appended) continue
@@ -385,19 +426,67 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
           }
         })
 
+      /**
+       * A value as the event keeps it: inline, or (larger than INLINE_VALUE_BYTES) in the blob
+       * store under its SHA-256. The bytes are stored before the event: a put that then fails
+       * leaves them unreferenced, never an event without its bytes.
+       */
+      const storeValue = (value: SerializedValue): Effect.Effect<StoredValue> => {
+        if (value.data.length <= INLINE_VALUE_BYTES) return Effect.succeed(value)
+        const bytes = Buffer.from(value.data, "base64")
+        const sha256 = createHash("sha256").update(bytes).digest("hex")
+        return query(
+          `insert into chronicle.blobs (sha256, size, content) values ($1, $2, $3::bytea)
+           on conflict (sha256) do nothing`,
+          [sha256, bytes.byteLength, new Uint8Array(bytes)],
+        ).pipe(Effect.as({ type: value.type, sha256, size: bytes.byteLength }))
+      }
+
+      const storeChannelBlob = (blob: ChannelBlobInput): Effect.Effect<ChannelBlob> =>
+        "list" in blob
+          ? Effect.map(Effect.forEach(blob.list.items, storeValue), (items) => ({
+              channel: blob.channel,
+              version: blob.version,
+              list: { base: blob.list.base, keep: blob.list.keep, items },
+            }))
+          : Effect.map(storeValue(blob.value), (value) => ({
+              channel: blob.channel,
+              version: blob.version,
+              value,
+            }))
+
       const putCheckpoint = Effect.fn("Graphs.putCheckpoint")(function* (
         actor: Actor,
         input: PutCheckpointInput,
         options?: GraphPutOptions,
       ) {
-        for (const blob of input.blobs) {
+        const bases: Array<{ channel: string; version: string; keep: number; path: string }> = []
+        for (const [i, blob] of input.blobs.entries()) {
           if (input.channelVersions[blob.channel] === undefined) {
             return yield* new InvalidCommand({
               path: "blobs",
               reason: `channel ${JSON.stringify(blob.channel)} has a value but no version in channelVersions`,
             })
           }
+          if (!("list" in blob)) continue
+          const { base, keep } = blob.list
+          if (base === null && keep > 0) {
+            return yield* new InvalidCommand({
+              path: `blobs.${i}.list.keep`,
+              reason: "must be 0 when the list has no base",
+            })
+          }
+          if (base === blob.version) {
+            return yield* new InvalidCommand({
+              path: `blobs.${i}.list.base`,
+              reason: "must be another version than the list's own",
+            })
+          }
+          if (base !== null && keep > 0) {
+            bases.push({ channel: blob.channel, version: base, keep, path: `blobs.${i}.list.base` })
+          }
         }
+        const blobs = yield* Effect.forEach(input.blobs, storeChannelBlob)
         const asked: CheckpointRef = {
           threadId: input.threadId,
           checkpointNs: input.checkpointNs,
@@ -415,8 +504,33 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             checkpoint: input.checkpoint,
             metadata: input.metadata,
             channelVersions: input.channelVersions,
-            blobs: input.blobs,
+            blobs,
           },
+          // A list on top of another version needs that version, stored as a list of at least
+          // the items it keeps (a deleted thread holds none).
+          check:
+            bases.length === 0
+              ? undefined
+              : (graphId) =>
+                  Effect.forEach(bases, (base) =>
+                    query(
+                      `select 1 from chronicle.graph_blobs
+                        where graph_id = $1::uuid and checkpoint_ns = $2 and channel = $3 and version = $4
+                          and items is not null and length >= $5`,
+                      [graphId, input.checkpointNs, base.channel, base.version, base.keep],
+                    ).pipe(
+                      Effect.flatMap((rows) =>
+                        rows.length > 0
+                          ? Effect.void
+                          : Effect.fail(
+                              new NotFound({
+                                entity: `${base.path}: the list`,
+                                id: `of channel ${JSON.stringify(base.channel)} at version ${JSON.stringify(base.version)}, with ${base.keep} or more items,`,
+                              }),
+                            ),
+                      ),
+                    ),
+                  ).pipe(Effect.asVoid),
           // Held: the checkpoint row is as given, and so is every value it brings (the
           // comparison mirrors what project_graph stores).
           held: (graphId, data) =>
@@ -434,7 +548,13 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                        select 1 from chronicle.graph_blobs g
                         where g.graph_id = c.graph_id and g.checkpoint_ns = c.checkpoint_ns
                           and g.channel = b ->> 'channel' and g.version = b ->> 'version'
-                          and g.type = b -> 'value' ->> 'type' and g.data = b -> 'value' ->> 'data'))`,
+                          and case when b ? 'list'
+                                then g.items = b -> 'list' -> 'items'
+                                 and g.keep = (b -> 'list' ->> 'keep')::integer
+                                 and g.base_version is not distinct from b -> 'list' ->> 'base'
+                                else g.type = b -> 'value' ->> 'type'
+                                 and g.data is not distinct from b -> 'value' ->> 'data'
+                                 and g.sha256 is not distinct from b -> 'value' ->> 'sha256' end))`,
               [graphId, JSON.stringify(data)],
             ).pipe(Effect.map((rows) => (rows.length > 0 ? asked : undefined))),
           // A retry under a key names the checkpoint its first attempt saved.
@@ -464,7 +584,9 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             checkpointId: input.checkpointId,
             taskId: input.taskId,
             taskPath: input.taskPath,
-            writes: input.writes,
+            writes: yield* Effect.forEach(input.writes, (write) =>
+              Effect.map(storeValue(write.value), (value) => ({ ...write, value })),
+            ),
           },
           // Held: every write is stored as given; the answer is the version that stored them.
           held: (graphId, data) =>
@@ -477,7 +599,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                   and w.checkpoint_id = p.d ->> 'checkpointId' and w.task_id = p.d ->> 'taskId'
                   and w.idx = (x ->> 'idx')::integer and w.task_path = p.d ->> 'taskPath'
                   and w.channel = x ->> 'channel' and w.type = x -> 'value' ->> 'type'
-                  and w.data = x -> 'value' ->> 'data'
+                  and w.data is not distinct from x -> 'value' ->> 'data'
+                  and w.sha256 is not distinct from x -> 'value' ->> 'sha256'
                 group by p.d`,
               [graphId, JSON.stringify(data)],
             ).pipe(
@@ -566,8 +689,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         // Nothing to delete: record nothing, so deleting twice is one event.
         if (rows[0]?.live !== true) return { deleted: false }
         yield* appendToThread(actor, threadId, { event: { type: "GraphThreadDeleted" } }).pipe(
-          // The event gets a fresh id: no other append can have used it.
-          Effect.catchTag("IdempotencyConflict", Effect.die),
+          // The event gets a fresh id: no other append can have used it; it names no version.
+          Effect.catchTags({ IdempotencyConflict: Effect.die, VersionConflict: Effect.die }),
         )
         return { deleted: true }
       })

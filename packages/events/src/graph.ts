@@ -5,10 +5,16 @@
  *
  * Values the graph framework serializes (checkpoints, channel values, pending writes) travel
  * as the framework's own serializer wrote them: a type tag and the bytes in base64, so any
- * value round-trips exactly, whatever the serializer.
+ * value round-trips exactly, whatever the serializer. A value too large to travel in an event
+ * is kept in the content-addressed blob store (where files' bytes are) and the event carries
+ * its SHA-256.
+ *
+ * A thread's storage grows with what it adds, not with its length: a checkpoint carries only
+ * the channels that changed, and a list channel (a conversation's messages) that grew carries
+ * only its new items, on top of the version it grew from.
  */
 import { Schema } from "effect"
-import { JsonObject, Name, Text, Uuid } from "./primitives.ts"
+import { JsonObject, Name, NonNegativeInt, Sha256, Text, Uuid } from "./primitives.ts"
 import type * as Types from "./types.ts"
 
 /** Base64 of some bytes (standard alphabet, padding optional). */
@@ -25,6 +31,19 @@ export const SerializedValue: Schema.Codec<Types.SerializedValue> = Schema.Struc
 })
 export type SerializedValue = Types.SerializedValue
 
+/** A serialized value whose bytes are in the blob store (`chronicle.blobs`), under their SHA-256. */
+export const BlobValue = Schema.Struct({
+  type: Name(100),
+  sha256: Sha256,
+  /** Bytes (not base64). */
+  size: NonNegativeInt,
+})
+export type BlobValue = typeof BlobValue.Type
+
+/** A serialized value as an event keeps it: its bytes inline, or in the blob store. */
+export const StoredValue = Schema.Union([SerializedValue, BlobValue])
+export type StoredValue = typeof StoredValue.Type
+
 /** A checkpoint namespace: "" for the root graph, a path for a subgraph. */
 export const CheckpointNamespace = Text(2000)
 /** A checkpoint id (LangGraph uses time-ordered UUIDv6 strings). */
@@ -32,17 +51,50 @@ export const GraphCheckpointId = Name(200)
 /** A channel version, as text (LangGraph versions are numbers or strings). */
 export const ChannelVersion = Name(200)
 
-/** One channel's value at one version, stored once and shared by every checkpoint that has it. */
-export const ChannelBlob = Schema.Struct({
-  channel: Name(500),
-  version: ChannelVersion,
-  value: SerializedValue,
-})
+/**
+ * A list channel's value at a version, each item serialized alone: the first `keep` items of
+ * the list stored under `base` (a version of the same channel in the same namespace, itself
+ * stored as a list), then `items`. With no base, the list is `items`.
+ */
+export const ChannelList = <V extends Schema.Top>(item: V) =>
+  Schema.Struct({
+    base: Schema.NullOr(ChannelVersion),
+    /** Stored as a Postgres integer. */
+    keep: NonNegativeInt.pipe(Schema.check(Schema.isLessThanOrEqualTo(2_147_483_647))),
+    items: Schema.Array(item),
+  })
+
+/**
+ * One channel's value at one version, stored once and shared by every checkpoint that has it:
+ * a whole value (`value`), or a list (`list`).
+ */
+export const ChannelBlob = Schema.Union([
+  Schema.Struct({ channel: Name(500), version: ChannelVersion, value: StoredValue }),
+  Schema.Struct({ channel: Name(500), version: ChannelVersion, list: ChannelList(StoredValue) }),
+])
+export type ChannelBlob = typeof ChannelBlob.Type
+
+/** A channel value as a client sends it: its bytes inline (the service decides where they go). */
+export const ChannelBlobInput = Schema.Union([
+  Schema.Struct({ channel: Name(500), version: ChannelVersion, value: SerializedValue }),
+  Schema.Struct({ channel: Name(500), version: ChannelVersion, list: ChannelList(SerializedValue) }),
+])
+export type ChannelBlobInput = typeof ChannelBlobInput.Type
 
 /** One pending write of a task against a checkpoint; `idx` < 0 marks a special write (error, interrupt…). */
+const WriteIndex = Schema.Int.pipe(
+  Schema.check(Schema.isBetween({ minimum: -2_147_483_648, maximum: 2_147_483_647 })),
+)
 export const PendingWrite = Schema.Struct({
   /** Stored as a Postgres integer. */
-  idx: Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: -2_147_483_648, maximum: 2_147_483_647 }))),
+  idx: WriteIndex,
+  channel: Name(500),
+  value: StoredValue,
+})
+
+/** A pending write as a client sends it: its value's bytes inline. */
+export const PendingWriteInput = Schema.Struct({
+  idx: WriteIndex,
   channel: Name(500),
   value: SerializedValue,
 })
@@ -59,8 +111,8 @@ export const GraphThreadStarted = Schema.Struct({
 /**
  * A checkpoint of the thread. `checkpoint` is the checkpoint without its channel values;
  * `blobs` are the values of the channels that changed in it (the others are found under the
- * versions in `channelVersions`, stored by an earlier checkpoint). Saving a checkpoint id
- * again replaces it.
+ * versions in `channelVersions`, stored by an earlier checkpoint); a list that grew carries
+ * only what it added. Saving a checkpoint id again replaces it.
  */
 export const GraphCheckpointSaved = Schema.Struct({
   type: Schema.tag("GraphCheckpointSaved"),

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import {
   type ChronicleClient,
   type ChronicleClientOptions,
@@ -26,6 +26,19 @@ import {
 
 type StoredTuple = NonNullable<RouterOutputs["graphs"]["getTuple"]>
 type Serialized = { readonly type: string; readonly data: string }
+type ChannelBlob =
+  | { readonly channel: string; readonly version: string; readonly value: Serialized }
+  | {
+      readonly channel: string
+      readonly version: string
+      readonly list: {
+        readonly base: string | null
+        readonly keep: number
+        readonly items: Array<Serialized>
+      }
+    }
+/** A list channel's value at a version, as the digests of its serialized items. */
+type KnownList = { readonly version: string; readonly digests: ReadonlyArray<string> }
 
 /** A channel listed in a checkpoint's new versions but holding no value (LangGraph's convention). */
 const EMPTY = "empty"
@@ -33,6 +46,32 @@ const EMPTY = "empty"
 const WRITES_PER_CALL = 500
 /** How many checkpoints one `list` request asks for at most. */
 const PAGE_SIZE = 100
+/** Versions of one list channel remembered as bases for the next ones. */
+const KNOWN_VERSIONS = 4
+/** List channels (thread, namespace, channel) remembered, the least recently used forgotten first. */
+const KNOWN_CHANNELS = 256
+
+/** An item's digest: 128 bits of the SHA-256 of its serialized form (the saver's memory is bounded by these). */
+const digestOf = (value: Serialized) =>
+  createHash("sha256")
+    .update(value.type)
+    .update("\0")
+    .update(value.data)
+    .digest()
+    .subarray(0, 16)
+    .toString("base64")
+
+/** A value stored item by item: a plain array whose items each serialize on their own. */
+const isList = (value: unknown): value is Array<unknown> =>
+  Array.isArray(value) &&
+  Object.getPrototypeOf(value) === Array.prototype &&
+  value.length > 0 &&
+  value.every((item, i) => Object.hasOwn(value, i) && item !== undefined && typeof item !== "function")
+
+const isNotFound = (error: unknown) =>
+  typeof error === "object" &&
+  error !== null &&
+  (error as { data?: { code?: unknown } }).data?.code === "NOT_FOUND"
 export type ChronicleSaverOptions = ({ readonly client: ChronicleClient } | ChronicleClientOptions) & {
   /** The serializer for checkpoints, channel values and writes; default LangGraph's JsonPlusSerializer. */
   readonly serde?: SerializerProtocol | undefined
@@ -57,11 +96,19 @@ const threadIdOf = (config: RunnableConfig): string | undefined => {
  * A write whose response is lost is sent again, and recorded once (each put carries an
  * idempotency key).
  *
+ * A channel holding an array (a conversation's messages) is stored item by item: when its new
+ * value starts with the items of a version this saver wrote or read, the put carries only the
+ * items after them, so a thread's storage grows with what each step adds, not with its
+ * length. The saver remembers the items' digests of the last few versions of each such
+ * channel; a saver that remembers nothing (a new process) sends the whole list once.
+ *
  *   const checkpointer = new ChronicleSaver({ url: "http://127.0.0.1:4000", token })
  *   const graph = workflow.compile({ checkpointer })
  */
 export class ChronicleSaver extends BaseCheckpointSaver {
   readonly client: ChronicleClient
+  /** The last versions of each list channel, by thread, namespace and channel. */
+  private readonly known = new Map<string, Array<KnownList>>()
 
   constructor(options: ChronicleSaverOptions) {
     super(options.serde)
@@ -77,6 +124,64 @@ export class ChronicleSaver extends BaseCheckpointSaver {
     return this.serde.loadsTyped(value.type, new Uint8Array(Buffer.from(value.data, "base64")))
   }
 
+  private knownKey(threadId: string, checkpointNs: string, channel: string) {
+    return JSON.stringify([threadId, checkpointNs, channel])
+  }
+
+  /** Remembers a list channel's version; the first value stored under a version stays, as on the server. */
+  private remember(threadId: string, checkpointNs: string, channel: string, list: KnownList) {
+    const key = this.knownKey(threadId, checkpointNs, channel)
+    const versions = this.known.get(key) ?? []
+    this.known.delete(key)
+    if (!versions.some((v) => v.version === list.version)) versions.push(list)
+    if (versions.length > KNOWN_VERSIONS) versions.shift()
+    this.known.set(key, versions)
+    if (this.known.size > KNOWN_CHANNELS) this.known.delete(this.known.keys().next().value!)
+  }
+
+  private forgetThread(threadId: string) {
+    for (const key of this.known.keys()) {
+      if ((JSON.parse(key) as Array<string>)[0] === threadId) this.known.delete(key)
+    }
+  }
+
+  /**
+   * A list channel's value at `version`: the items after the longest run of items it shares
+   * with the start of a remembered version, on top of that version.
+   */
+  private async listBlob(
+    threadId: string,
+    checkpointNs: string,
+    channel: string,
+    version: string,
+    value: Array<unknown>,
+    useBases: boolean,
+  ): Promise<{ blob: ChannelBlob; digests: Array<string> }> {
+    const items = await Promise.all(value.map((item) => this.dump(item)))
+    const digests = items.map(digestOf)
+    let base: KnownList | undefined
+    let keep = 0
+    const known = useBases ? (this.known.get(this.knownKey(threadId, checkpointNs, channel)) ?? []) : []
+    for (const candidate of known) {
+      if (candidate.version === version) continue
+      let shared = 0
+      const most = Math.min(candidate.digests.length, digests.length)
+      while (shared < most && candidate.digests[shared] === digests[shared]) shared++
+      if (shared > keep) {
+        base = candidate
+        keep = shared
+      }
+    }
+    return {
+      blob: {
+        channel,
+        version,
+        list: { base: base?.version ?? null, keep, items: items.slice(keep) },
+      },
+      digests,
+    }
+  }
+
   /** Metadata travels as JSON, so the server can filter on it. */
   private async dumpMetadata(metadata: CheckpointMetadata): Promise<Record<string, never>> {
     const [type, bytes] = await this.serde.dumpsTyped(metadata)
@@ -84,11 +189,21 @@ export class ChronicleSaver extends BaseCheckpointSaver {
     return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, never>
   }
 
-  private async toTuple(stored: StoredTuple): Promise<CheckpointTuple> {
+  /** `remember`: keep the digests of its lists, as bases for the next puts (a graph resuming from it). */
+  private async toTuple(stored: StoredTuple, remember = false): Promise<CheckpointTuple> {
     const checkpoint = (await this.load(stored.checkpoint)) as Checkpoint
     const channelValues: Record<string, unknown> = {}
     for (const blob of stored.blobs) {
-      if (blob.value.type !== EMPTY) channelValues[blob.channel] = await this.load(blob.value)
+      if ("items" in blob) {
+        channelValues[blob.channel] = await Promise.all(blob.items.map((item) => this.load(item)))
+        if (remember)
+          this.remember(stored.threadId, stored.checkpointNs, blob.channel, {
+            version: blob.version,
+            digests: blob.items.map(digestOf),
+          })
+      } else if (blob.value.type !== EMPTY) {
+        channelValues[blob.channel] = await this.load(blob.value)
+      }
     }
     checkpoint.channel_values = channelValues
     if (checkpoint.v < 4 && stored.parentCheckpointId !== null) {
@@ -154,7 +269,7 @@ export class ChronicleSaver extends BaseCheckpointSaver {
       checkpointNs: config.configurable?.checkpoint_ns ?? "",
       ...(checkpointId ? { checkpointId } : {}),
     })
-    return stored === null ? undefined : this.toTuple(stored)
+    return stored === null ? undefined : this.toTuple(stored, true)
   }
 
   override async *list(
@@ -199,18 +314,23 @@ export class ChronicleSaver extends BaseCheckpointSaver {
     const checkpointNs: string = config.configurable.checkpoint_ns ?? ""
     const parentCheckpointId: string | undefined = config.configurable.checkpoint_id
     // The checkpoint is stored without its values; each channel's value is stored once per
-    // version, and only for the channels that changed (newVersions).
+    // version, and only for the channels that changed (newVersions); a list as what it added.
     const { channel_values: values, ...rest } = copyCheckpoint(checkpoint)
-    const blobs = await Promise.all(
-      Object.entries(newVersions).map(async ([channel, version]) => ({
-        channel,
-        version: String(version),
-        value:
-          Object.hasOwn(values, channel) && values[channel] !== undefined
-            ? await this.dump(values[channel])
-            : { type: EMPTY, data: "" },
-      })),
-    )
+    const blobsOf = (useBases: boolean) =>
+      Promise.all(
+        Object.entries(newVersions).map(async ([channel, version]) => {
+          const value = Object.hasOwn(values, channel) ? values[channel] : undefined
+          if (isList(value)) {
+            return this.listBlob(threadId, checkpointNs, channel, String(version), value, useBases)
+          }
+          const blob: ChannelBlob = {
+            channel,
+            version: String(version),
+            value: value === undefined ? { type: EMPTY, data: "" } : await this.dump(value),
+          }
+          return { blob, digests: undefined }
+        }),
+      )
     const put = {
       threadId,
       checkpointNs,
@@ -221,10 +341,25 @@ export class ChronicleSaver extends BaseCheckpointSaver {
       channelVersions: Object.fromEntries(
         Object.entries(checkpoint.channel_versions).map(([channel, version]) => [channel, String(version)]),
       ),
-      blobs,
     }
-    const idempotencyKey = randomUUID()
-    await resend(() => this.client.graphs.putCheckpoint.mutate({ ...put, idempotencyKey }))
+    const send = async (useBases: boolean) => {
+      const blobs = await blobsOf(useBases)
+      const idempotencyKey = randomUUID()
+      await resend(() =>
+        this.client.graphs.putCheckpoint.mutate({ ...put, blobs: blobs.map((b) => b.blob), idempotencyKey }),
+      )
+      return blobs
+    }
+    // A base the server no longer holds (the thread was deleted meanwhile): send whole lists.
+    const blobs = await send(true).catch((error: unknown) => {
+      if (!isNotFound(error)) throw error
+      this.forgetThread(threadId)
+      return send(false)
+    })
+    for (const { blob, digests } of blobs) {
+      if (digests !== undefined)
+        this.remember(threadId, checkpointNs, blob.channel, { version: blob.version, digests })
+    }
     return {
       configurable: { thread_id: threadId, checkpoint_ns: checkpointNs, checkpoint_id: checkpoint.id },
     }
@@ -263,6 +398,7 @@ export class ChronicleSaver extends BaseCheckpointSaver {
   }
 
   override async deleteThread(threadId: string): Promise<void> {
+    this.forgetThread(String(threadId))
     await resend(() => this.client.graphs.deleteThread.mutate({ threadId: String(threadId) }))
   }
 }

@@ -4,9 +4,12 @@
  * of threads (checkpoints saved and saved again, with parents, channel values shared between
  * checkpoints, writes with special negative indexes that replace, deletions followed by new
  * checkpoints) are appended, the projection is rebuilt through the engine, and the four
- * tables must hold the same rows before and after.
+ * tables must hold the same rows before and after. Channel values come whole, in the blob
+ * store (by SHA-256), or as lists on top of another version (which may be missing, a whole
+ * value, or shorter than what the list keeps): every stored value must read, through
+ * chronicle.graph_value, as an in-memory fold of the same events says.
  */
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import type { ChronicleEvent } from "@chronicle/events"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
@@ -46,6 +49,26 @@ const channelArb = fc.constantFrom("messages", "topic", "__pregel_tasks")
 const versionArb = fc.constantFrom("1.1", "2.3", "3.2")
 const textArb = fc.string({ maxLength: 12 })
 
+/** Two values kept in the blob store, and one whose bytes it does not hold (it reads empty). */
+const STORED_BYTES = ["a value in the blob store", "another one"]
+const sha256Of = (text: string) => createHash("sha256").update(text).digest("hex")
+const BLOB_REFS = [...STORED_BYTES, "never stored"].map((text) => ({
+  value: { type: "json", sha256: sha256Of(text), size: Buffer.byteLength(text) },
+  reads: STORED_BYTES.includes(text) ? Buffer.from(text).toString("base64") : "",
+}))
+
+type StoredValue = { type: string; data: string } | { type: string; sha256: string; size: number }
+/** A value as graph_value returns it: its bytes inline. */
+const readsAs = (value: StoredValue) =>
+  "data" in value
+    ? value
+    : { type: value.type, data: BLOB_REFS.find((r) => r.value.sha256 === value.sha256)!.reads }
+
+const storedValueArb: fc.Arbitrary<StoredValue> = fc.oneof(
+  { weight: 3, arbitrary: textArb.map(serialized) },
+  { weight: 1, arbitrary: fc.constantFrom(...BLOB_REFS.map((r) => r.value)) },
+)
+
 type Op =
   | { readonly kind: "checkpoint"; readonly thread: number; readonly event: ChronicleEvent }
   | { readonly kind: "writes"; readonly thread: number; readonly event: ChronicleEvent }
@@ -59,10 +82,28 @@ const checkpointOp = fc
     parent: fc.option(checkpointIdArb, { nil: null }),
     content: textArb,
     step: fc.integer({ min: -1, max: 5 }),
-    channels: fc.uniqueArray(fc.record({ channel: channelArb, version: versionArb, value: textArb }), {
-      selector: (c) => c.channel,
-      maxLength: 3,
-    }),
+    channels: fc.uniqueArray(
+      fc.record({
+        channel: channelArb,
+        version: versionArb,
+        value: fc.oneof(
+          {
+            weight: 2,
+            arbitrary: textArb.map((text) => (text === "" ? { type: "empty", data: "" } : serialized(text))),
+          },
+          { weight: 1, arbitrary: fc.constantFrom(...BLOB_REFS.map((r) => r.value)) },
+          {
+            weight: 4,
+            arbitrary: fc.record({
+              base: fc.option(versionArb, { nil: null, freq: 4 }),
+              keep: fc.nat(4),
+              items: fc.array(storedValueArb, { minLength: 1, maxLength: 3 }),
+            }),
+          },
+        ),
+      }),
+      { selector: (c) => c.channel, maxLength: 3 },
+    ),
     stored: fc.nat(3),
   })
   .map(
@@ -78,11 +119,13 @@ const checkpointOp = fc
         metadata: { source: "loop", step: r.step },
         channelVersions: Object.fromEntries(r.channels.map((c) => [c.channel, c.version])),
         // The values of some of the channels: those that changed in this checkpoint.
-        blobs: r.channels.slice(0, r.stored).map((c) => ({
-          channel: c.channel,
-          version: c.version,
-          value: c.value === "" ? { type: "empty", data: "" } : serialized(c.value),
-        })),
+        blobs: r.channels
+          .slice(0, r.stored)
+          .map((c) =>
+            "items" in c.value
+              ? { channel: c.channel, version: c.version, list: c.value }
+              : { channel: c.channel, version: c.version, value: c.value },
+          ),
       },
     }),
   )
@@ -96,7 +139,7 @@ const writesOp = fc
     path: fc.constantFrom("", "~__pregel_pull, agent"),
     // Special writes (error, interrupt, scheduled, resume) have negative indexes.
     writes: fc.uniqueArray(
-      fc.record({ idx: fc.integer({ min: -4, max: 3 }), channel: channelArb, value: textArb }),
+      fc.record({ idx: fc.integer({ min: -4, max: 3 }), channel: channelArb, value: storedValueArb }),
       { selector: (w) => w.idx, minLength: 1, maxLength: 4 },
     ),
   })
@@ -110,7 +153,7 @@ const writesOp = fc
         checkpointId: r.id,
         taskId: r.task,
         taskPath: r.path,
-        writes: r.writes.map((w) => ({ idx: w.idx, channel: w.channel, value: serialized(w.value) })),
+        writes: r.writes.map((w) => ({ idx: w.idx, channel: w.channel, value: w.value })),
       },
     }),
   )
@@ -161,6 +204,61 @@ const play = async (h: Harness, ops: ReadonlyArray<Op>) => {
     batch.events.push(event)
   }
   await flush()
+  return threads.map((t) => t.graphId)
+}
+
+type Read = { value: { type: string; data: string } } | { items: Array<{ type: string; data: string }> }
+
+/**
+ * What graph_value reads for each stored (graph, namespace, channel, version), folded in
+ * memory: the first value stored under a version stays; a list is the first `keep` items of
+ * its base when the thread held the base as a list before the event, then its own items.
+ */
+const expectedValues = (ops: ReadonlyArray<Op>, graphIds: ReadonlyArray<string>) => {
+  const threads = graphIds.map(() => new Map<string, Read>())
+  for (const op of ops) {
+    const thread = threads[op.thread]!
+    if (op.kind === "delete") thread.clear()
+    if (op.kind !== "checkpoint" || op.event.type !== "GraphCheckpointSaved") continue
+    const ns = op.event.checkpointNs
+    const before = new Map(thread)
+    for (const blob of op.event.blobs) {
+      const key = JSON.stringify([ns, blob.channel, blob.version])
+      if (thread.has(key)) continue
+      if ("value" in blob) {
+        thread.set(key, { value: readsAs(blob.value) })
+        continue
+      }
+      const base =
+        blob.list.base === null ? undefined : before.get(JSON.stringify([ns, blob.channel, blob.list.base]))
+      const kept = base !== undefined && "items" in base ? base.items.slice(0, blob.list.keep) : []
+      thread.set(key, { items: [...kept, ...blob.list.items.map(readsAs)] })
+    }
+  }
+  return Object.fromEntries(
+    threads.flatMap((values, i) =>
+      [...values].map(([key, read]) => [JSON.stringify([graphIds[i], ...JSON.parse(key)]), read]),
+    ),
+  )
+}
+
+/** What graph_value reads for every stored value of these threads. */
+const storedValues = async (h: Harness, graphIds: ReadonlyArray<string>) => {
+  const rows = await h.query<{
+    graph_id: string
+    checkpoint_ns: string
+    channel: string
+    version: string
+    value: Read
+  }>(
+    `select b.graph_id::text, b.checkpoint_ns, b.channel, b.version,
+            chronicle.graph_value(b.graph_id, b.checkpoint_ns, b.channel, b.version) as value
+       from chronicle.graph_blobs b where b.graph_id = any($1::uuid[])`,
+    [`{${graphIds.join(",")}}`],
+  )
+  return Object.fromEntries(
+    rows.map((r) => [JSON.stringify([r.graph_id, r.checkpoint_ns, r.channel, r.version]), r.value]),
+  )
 }
 
 describe.each(testDatabases(env))("rebuilding the graph projection on $name", (database) => {
@@ -169,6 +267,12 @@ describe.each(testDatabases(env))("rebuilding the graph projection on $name", (d
   beforeAll(async () => {
     h = await makeHarness(database)
     engine = await engineOf(h)
+    for (const text of STORED_BYTES) {
+      await h.query(
+        "insert into chronicle.blobs (sha256, size, content) values ($1, $2, $3::bytea) on conflict do nothing",
+        [sha256Of(text), Buffer.byteLength(text), new Uint8Array(Buffer.from(text))],
+      )
+    }
   })
   afterAll(async () => {
     await engine?.dispose()
@@ -178,7 +282,8 @@ describe.each(testDatabases(env))("rebuilding the graph projection on $name", (d
   it("reproduces the rows the inline projection wrote, for random thread histories", async () => {
     await fc.assert(
       fc.asyncProperty(historyArb, async (ops) => {
-        await play(h, ops)
+        const graphIds = await play(h, ops)
+        expect(await storedValues(h, graphIds)).toEqual(expectedValues(ops, graphIds))
         const inline = await dumpGraph(h)
         const run = await engine.run((p) =>
           Effect.flatMap(p.startRebuild({ projections: ["graph"] }), (r) => p.execute(r.id)),
@@ -192,11 +297,54 @@ describe.each(testDatabases(env))("rebuilding the graph projection on $name", (d
     const [counts] = await h.query<Record<string, number>>(
       `select (select count(*)::int from chronicle.graph_threads where deletions > 0) as deleted_threads,
               (select count(*)::int from chronicle.graph_checkpoints where parent_checkpoint_id is not null) as with_parent,
-              (select count(*)::int from chronicle.graph_blobs) as blobs,
+              (select count(*)::int from chronicle.graph_blobs where items is null) as whole,
+              (select count(*)::int from chronicle.graph_blobs where sha256 is not null) as in_blob_store,
+              (select count(*)::int from chronicle.graph_blobs where items is not null and base_version is null) as lists_alone,
+              (select count(*)::int from chronicle.graph_writes where sha256 is not null) as writes_in_blob_store,
               (select count(*)::int from chronicle.graph_writes where idx < 0) as special,
               (select count(*)::int from chronicle.graph_writes where idx >= 0) as regular`,
     )
     for (const [what, n] of Object.entries(counts!)) expect(n, what).toBeGreaterThan(0)
+  })
+
+  it("reads a list from the chain of versions it grew from, before and after a rebuild", async () => {
+    const ops: Array<Op> = []
+    const list = (version: string, base: string | null, keep: number, items: Array<string>): Op => ({
+      kind: "checkpoint",
+      thread: 0,
+      event: {
+        type: "GraphCheckpointSaved",
+        checkpointNs: "",
+        checkpointId: `cp-${version}`,
+        parentCheckpointId: null,
+        checkpoint: serialized(version),
+        metadata: {},
+        channelVersions: { messages: version },
+        blobs: [{ channel: "messages", version, list: { base, keep, items: items.map(serialized) } }],
+      },
+    })
+    ops.push(list("1", null, 0, ["a", "b"]))
+    ops.push(list("2", "1", 2, ["c"]))
+    ops.push(list("3", "2", 3, ["d", "e"]))
+    // A branch from version 2 that dropped its last item, and one whose base is unknown.
+    ops.push(list("4", "2", 2, ["x"]))
+    ops.push(list("5", "9", 2, ["y"]))
+    const graphIds = await play(h, ops)
+    const read = async () => Object.values(await storedValues(h, graphIds))
+    const letters = (r: Read) =>
+      "items" in r ? r.items.map((i) => Buffer.from(i.data, "base64").toString()) : []
+    const expected = [["a", "b"], ["a", "b", "c"], ["a", "b", "c", "d", "e"], ["a", "b", "x"], ["y"]]
+    expect((await read()).map(letters).sort()).toEqual(expected.sort())
+    expect(await storedValues(h, graphIds)).toEqual(expectedValues(ops, graphIds))
+    const [stored] = await h.query<{ n: number }>(
+      "select count(*)::int as n from chronicle.graph_blobs where graph_id = $1::uuid and base_version is not null",
+      [graphIds[0]],
+    )
+    expect(stored!.n).toBe(3)
+    await engine.run((p) =>
+      Effect.flatMap(p.startRebuild({ projections: ["graph"] }), (r) => p.execute(r.id)),
+    )
+    expect((await read()).map(letters).sort()).toEqual(expected.sort())
   })
 
   it("rebuilds from the log, not from the tables: rows that drifted are put back", async () => {

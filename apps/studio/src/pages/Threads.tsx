@@ -217,7 +217,15 @@ const Checkpoints = ({ client, threadId }: { client: ChronicleClient; threadId: 
             </div>
             <details>
               <summary>State ({t.blobs.length} channel(s))</summary>
-              <Json value={Object.fromEntries(t.blobs.map((b) => [b.channel, decodeValue(b.value)]))} />
+              <Json
+                value={Object.fromEntries(
+                  t.blobs.map((b) => [
+                    b.channel,
+                    // A list channel comes item by item (each serialized alone).
+                    "items" in b ? b.items.map(decodeValue) : decodeValue(b.value),
+                  ]),
+                )}
+              />
             </details>
             {t.writes.length === 0 ? null : (
               <details>

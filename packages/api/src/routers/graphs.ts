@@ -9,11 +9,11 @@
  */
 import { Graphs } from "@chronicle/domain"
 import {
-  ChannelBlob,
+  ChannelBlobInput,
   ChannelVersion,
   CheckpointNamespace,
   GraphCheckpointId,
-  PendingWrite,
+  PendingWriteInput,
   SerializedValue,
 } from "@chronicle/events"
 import { Effect, Schema } from "effect"
@@ -25,7 +25,12 @@ import { CommandOptions, input, JsonObject, Name, Page, Text } from "./schemas.t
 const ThreadId = Name(500)
 
 export const graphsRouter = router({
-  /** Saves a checkpoint and the values of the channels that changed in it. */
+  /**
+   * Saves a checkpoint and the values of the channels that changed in it: each whole
+   * (`value`), or a list as the items it added to another version of the channel (`list`:
+   * `base`, the `keep` first items of it, then `items`). A base the thread does not hold is
+   * NOT_FOUND (send the whole list instead).
+   */
   putCheckpoint: authedProcedure
     .input(
       input(
@@ -37,7 +42,7 @@ export const graphsRouter = router({
           checkpoint: SerializedValue,
           metadata: JsonObject,
           channelVersions: Schema.Record(Schema.String, ChannelVersion),
-          blobs: Schema.Array(ChannelBlob),
+          blobs: Schema.Array(ChannelBlobInput),
           idempotencyKey: CommandOptions.idempotencyKey,
         }),
       ),
@@ -58,7 +63,7 @@ export const graphsRouter = router({
           checkpointId: GraphCheckpointId,
           taskId: Name(500),
           taskPath: Text(2000),
-          writes: Schema.Array(PendingWrite).pipe(Schema.check(Schema.isMaxLength(MAX_BATCH_SIZE))),
+          writes: Schema.Array(PendingWriteInput).pipe(Schema.check(Schema.isMaxLength(MAX_BATCH_SIZE))),
           idempotencyKey: CommandOptions.idempotencyKey,
         }),
       ),
