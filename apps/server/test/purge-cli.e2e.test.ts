@@ -51,6 +51,52 @@ describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
     expect((await me.sessions.get.query({ id: kept.id })).title).toBe("kept")
   })
 
+  it("erases a session's large values too: their bytes leave the blob store, other sessions' stay", async () => {
+    const secret = `large secret ${randomUUID()} `.repeat(5_000)
+    const shared = `shared output ${randomUUID()} `.repeat(5_000)
+    const session = await me.sessions.create.mutate({ title: "large" })
+    await me.messages.append.mutate({ sessionId: session.id, role: "user", content: secret })
+    const output = { text: shared }
+    await me.toolRuns.record.mutate({
+      sessionId: session.id,
+      tool: "t",
+      input: {},
+      output,
+      status: "succeeded",
+    })
+    const kept = await me.sessions.create.mutate({ title: "kept" })
+    await me.toolRuns.record.mutate({ sessionId: kept.id, tool: "t", input: {}, output, status: "succeeded" })
+
+    const done = await cli(["purge", session.id], t.databaseUrl!)
+    expect(done.code, done.stderr).toBe(0)
+    expect(done.stderr).toContain("1 file content(s) deleted")
+    const { default: postgres } = await import("postgres")
+    const sql = postgres(t.databaseUrl!, { max: 1, onnotice: () => {} })
+    try {
+      // No row of any of Chronicle's tables holds the erased text, nor any blob its bytes.
+      const marker = secret.slice(0, 60)
+      const tables = await sql<Array<{ t: string }>>`
+        select format('%I.%I', n.nspname, c.relname) as t from pg_class c
+          join pg_namespace n on n.oid = c.relnamespace
+         where c.relkind = 'r' and n.nspname like 'chronicle%'`
+      for (const { t: table } of tables) {
+        const [hit] = await sql.unsafe(
+          `select count(*)::int as n from ${table} x where position($1 in x::text) > 0`,
+          [marker],
+        )
+        expect(hit!.n, table).toBe(0)
+      }
+      const [blob] = await sql`select count(*)::int as n from chronicle.blobs
+                                where position(${Buffer.from(marker)}::bytea in content) > 0`
+      expect(blob!.n).toBe(0)
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+    // The other session's value, stored once for both, is still there.
+    const runs = await me.toolRuns.list.query({ sessionId: kept.id })
+    expect(runs.items[0]!.output).toEqual(output)
+  })
+
   it("refuses a purge with nothing named, or an unknown session, in one line", async () => {
     const none = await cli(["purge"], t.databaseUrl!)
     expect(none.code).toBe(2)
