@@ -28,6 +28,7 @@ import {
   type Section,
   type Sizes,
   section,
+  swapFigures,
 } from "./workloads.ts"
 
 export const WORKLOADS = [
@@ -39,6 +40,7 @@ export const WORKLOADS = [
   "live",
   "catchup",
   "rebuild",
+  "swap",
   "scale",
 ] as const
 export type Workload = (typeof WORKLOADS)[number]
@@ -166,6 +168,7 @@ export const runBench = async (options: BenchOptions) => {
     }
     if (selected("catchup")) await step("catch-up", () => catchUpFigures(env, sizes))
     if (selected("rebuild")) await step("rebuild", () => rebuildFigures(env, sizes))
+    if (selected("swap")) await step("swap", () => swapFigures(env, sizes))
     if (selected("scale")) {
       await step("scale", async () => {
         await measureScale(levels[1]!)
