@@ -28,8 +28,9 @@ begin
    where x.id = p_run;
   if r.kind = 'rebuild' then
     update chronicle.projections p
-       set state = 'failed',
-           last_error = format('rebuild to v%s failed (run %s): %s', p.version, p_run, p_error),
+       set state = case when p.built_version = p.version then 'live' else 'failed' end,
+           last_error = case when p.built_version = p.version then p.last_error
+                             else format('rebuild to v%s failed (run %s): %s', p.version, p_run, p_error) end,
            updated_at = now()
      where p.name = any (r.projections);
   end if;

@@ -313,9 +313,11 @@ begin
 end
 $$;
 
--- Ends a run that failed: it is marked failed with the error, its schema is dropped, and the
--- projections a rebuild was building are marked failed with the reason (their live tables stay
--- and keep serving; the daemon retries the rebuild with back-off, projection_retry_at).
+-- Ends a run that failed: it is marked failed with the error and its schema is dropped. The
+-- projections a rebuild was building that need it (a new version, or never built) are marked
+-- failed with the reason: their live tables stay and keep serving, and the daemon retries the
+-- rebuild with back-off (projection_retry_at). One whose live tables are current goes back to
+-- live: only the run records the failure.
 -- Fenced: false, and nothing changed, when p_worker no longer holds the run under p_generation.
 create function chronicle.fail_projection_run(p_run uuid, p_worker text, p_generation bigint, p_error text)
 returns boolean
@@ -334,8 +336,9 @@ begin
    where x.id = p_run;
   if r.kind = 'rebuild' then
     update chronicle.projections p
-       set state = 'failed',
-           last_error = format('rebuild to v%s failed (run %s): %s', p.version, p_run, p_error),
+       set state = case when p.built_version = p.version then 'live' else 'failed' end,
+           last_error = case when p.built_version = p.version then p.last_error
+                             else format('rebuild to v%s failed (run %s): %s', p.version, p_run, p_error) end,
            updated_at = now()
      where p.name = any (r.projections);
   end if;

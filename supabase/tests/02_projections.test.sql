@@ -87,6 +87,8 @@ select results_eq(
   'the built-in projections are registered and live');
 
 -- A run's writes are fenced by its claim: a worker that lost it (an older generation) changes nothing.
+select chronicle.register_projection('jobs', 2, 'inline', 'chronicle.project_job', array['jobs', 'tasks', 'artifacts'],
+                                     array['job']);
 insert into chronicle.projection_runs (id, kind, projections, target_schema, state, worker, generation, heartbeat_at)
 values ('00000000-0000-4000-8000-0000000000e1', 'rebuild', array['jobs'], 'chronicle_build_fence', 'running', 'w-new', 2, now());
 select chronicle.prepare_projection_build('00000000-0000-4000-8000-0000000000e1', 'w-new', 2);
@@ -107,7 +109,7 @@ select is(
   chronicle.fail_projection_run('00000000-0000-4000-8000-0000000000e1', 'w-new', 2, 'it broke'), true,
   'the holder marks it failed');
 select results_eq(
-  $$ select r.state, r.error, p.state, p.last_error like 'rebuild to v1 failed (run %): it broke',
+  $$ select r.state, r.error, p.state, p.last_error like 'rebuild to v2 failed (run %): it broke',
             to_regnamespace('chronicle_build_fence') is null
        from chronicle.projection_runs r, chronicle.projections p
       where r.id = '00000000-0000-4000-8000-0000000000e1' and p.name = 'jobs' $$,

@@ -331,7 +331,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             lagSeconds,
             eventsPerSecond: p.events_per_second === null ? null : Math.round(p.events_per_second),
             lastError: p.last_error,
-            retryAt: p.state === "failed" ? p.retry_at : null,
+            // The daemon retries a failed rebuild only when the projection needs one.
+            retryAt: p.state === "failed" && p.built_version !== p.version ? p.retry_at : null,
           })
         }
         return { head, projections }
