@@ -490,18 +490,17 @@ export const rebuildFigures = async (env: BenchEnv, sizes: Sizes): Promise<Secti
 
 // ----- 5b: the swap beside a long reader ----------------------------------------------------------
 
-/** Appends of one message, by `writers` workers on their own sessions, until `stop` resolves. */
+/** Appends of one message, by a worker per session (created beforehand), until `stop` resolves. */
 const appendUntil = async (
   env: BenchEnv,
   store: EventStoreService,
-  writers: number,
+  streams: ReadonlyArray<{ streamId: string; version: number }>,
   stop: Promise<unknown>,
 ): Promise<Array<number>> => {
   let stopped = false
   void stop.then(() => {
     stopped = true
   })
-  const streams = await Promise.all(Array.from({ length: writers }, () => newSession(env, store)))
   const latencies: Array<number> = []
   await Promise.all(
     streams.map(async (s) => {
@@ -582,18 +581,24 @@ export const swapFigures = async (env: BenchEnv, sizes: Sizes): Promise<Section>
     }),
   )
 
+  // Each phase's writers have their sessions before its reader starts.
+  const sessionsOfWriters = () => Promise.all(Array.from({ length: writers }, () => newSession(env, store)))
+
+  let streams = await sessionsOfWriters()
   const reader = longReader(env, readerMs)
   await reader.holding
-  const reference = await appendUntil(env, store, writers, reader.done)
+  const reference = await appendUntil(env, store, streams, reader.done)
 
+  streams = await sessionsOfWriters()
   const previousReader = longReader(env, readerMs)
   await previousReader.holding
   const previousAttempts = previousSwapLocks(env, previousReader.done)
-  const previous = await appendUntil(env, store, writers, previousReader.done)
+  const previous = await appendUntil(env, store, streams, previousReader.done)
   const previousTries = await previousAttempts
 
   // The reader starts once the rebuild has caught up with the log (however long the log), so
   // the swap meets it.
+  streams = await sessionsOfWriters()
   let engineReader: ReturnType<typeof longReader> | undefined
   let readerStarted!: (r: ReturnType<typeof longReader>) => void
   const started = new Promise<ReturnType<typeof longReader>>((resolve) => {
@@ -614,7 +619,7 @@ export const swapFigures = async (env: BenchEnv, sizes: Sizes): Promise<Section>
   const { holding, done } = await started
   await holding
   // Appends go on until both the reader has finished and the swap has gone through.
-  const engine = await appendUntil(env, store, writers, Promise.all([done, rebuild]))
+  const engine = await appendUntil(env, store, streams, Promise.all([done, rebuild]))
   const run = await rebuild
   if (run.state !== "completed") throw new Error(`rebuild ended ${run.state}: ${run.error}`)
 
