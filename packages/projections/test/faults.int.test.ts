@@ -11,6 +11,7 @@ import { randomUUID } from "node:crypto"
 import { Database, EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
+import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { dumpReadModels, type ReadModelTable, type Run } from "../src/index.ts"
 import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
@@ -341,7 +342,6 @@ describe.each(testDatabases(env))("the projection engine under faults on $name",
         p.execute(r.id, { batchSize: 50 }),
       ),
     )
-    await engine.dispose()
     expect(run.state).toBe("completed")
     const fold = await foldByRegisteredHandlers(h)
     // The handlers do change the result (else this would prove nothing).
@@ -349,6 +349,20 @@ describe.each(testDatabases(env))("the projection engine under faults on $name",
     expect(JSON.stringify(fold.sessions)).not.toMatch(/"content":"first"/)
     expect(await h.run(dumpReadModels(SESSION_TABLES))).toEqual(fold.sessions)
     expect(await h.query(ACTIVITY_ROWS("chronicle"))).toEqual(fold.activity)
+    // Wherever the batches cut the log, the rebuild is that fold.
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 400 }), async (batchSize) => {
+        const again = await engine.run((p) =>
+          Effect.flatMap(p.startRebuild({ projections: ["activity"] }), (r) =>
+            p.execute(r.id, { batchSize }),
+          ),
+        )
+        expect(again.state).toBe("completed")
+        expect(await h.query(ACTIVITY_ROWS("chronicle"))).toEqual(fold.activity)
+      }),
+      { numRuns: 4 },
+    )
+    await engine.dispose()
   })
 
   it("keeps the live tables' storage parameters across a rebuild", async () => {
