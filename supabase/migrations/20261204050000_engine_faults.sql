@@ -10,6 +10,25 @@ alter table chronicle.projection_runs add column swap_attempts integer not null 
 -- Snapshots' as-of selectors were stored as JSON strings holding the JSON text: store the object.
 update chronicle.projection_runs set as_of = (as_of #>> '{}')::jsonb where jsonb_typeof(as_of) = 'string';
 
+-- Failed runs used to leave their schema behind: drop those no other run uses (a snapshot's
+-- schema is named by its label, which a later snapshot may have taken again).
+do $$
+declare
+  v_schema text;
+begin
+  for v_schema in
+    select distinct f.target_schema
+      from chronicle.projection_runs f
+     where f.state = 'failed'
+       and not exists (select 1 from chronicle.projection_runs o
+                        where o.target_schema = f.target_schema and o.state in ('running', 'cancelling', 'completed'))
+       and to_regnamespace(f.target_schema) is not null
+  loop
+    execute format('drop schema %I cascade', v_schema);
+  end loop;
+end
+$$;
+
 CREATE OR REPLACE FUNCTION chronicle.fail_projection_run(p_run uuid, p_worker text, p_generation bigint, p_error text)
  RETURNS boolean
  LANGUAGE plpgsql
