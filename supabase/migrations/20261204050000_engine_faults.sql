@@ -59,7 +59,7 @@ $function$;
 
 drop function chronicle.finish_projection_rebuild(uuid,text);
 
-CREATE OR REPLACE FUNCTION chronicle.finish_projection_rebuild(p_run uuid, p_worker text, p_generation bigint, p_lock_timeout_ms integer DEFAULT 100)
+CREATE OR REPLACE FUNCTION chronicle.finish_projection_rebuild(p_run uuid, p_worker text, p_generation bigint, p_lock_timeout_ms integer DEFAULT 100, p_table_wait_ms integer DEFAULT 0)
  RETURNS bigint
  LANGUAGE plpgsql
 AS $function$
@@ -118,7 +118,13 @@ begin
             join pg_class v on v.oid = rw.ev_class
            where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v' and v.oid <> d.refobjid
              and d.refobjid in (select format('chronicle.%I', tb)::regclass from unnest(v_tables) tb)) l;
-  execute format('lock table %s in access exclusive mode nowait', v_locked);
+  if coalesce(p_table_wait_ms, 0) <= 0 then
+    execute format('lock table %s in access exclusive mode nowait', v_locked);
+  else
+    perform set_config('lock_timeout', p_table_wait_ms || 'ms', true);
+    execute format('lock table %s in access exclusive mode', v_locked);
+    perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
+  end if;
   if v_inline then
     -- Sequencing every committed event here puts every event the live tables hold before the
     -- swap in the log's order.

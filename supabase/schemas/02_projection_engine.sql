@@ -635,9 +635,12 @@ $$;
 -- it to wait for a reader while holding the log's lock (or queued for a table's lock, which
 -- every later append writing that table would queue behind), appends would stop for as long
 -- as the reader reads. A table in use fails the attempt at once (SQLSTATE 55P03), which
--- releases everything; the engine catches up and tries again after a jittered back-off.
+-- releases everything; the engine catches up and tries again after a jittered back-off. Under
+-- reads that never leave a table free, the engine lets later attempts wait p_table_wait_ms
+-- (small) for the tables: appends then queue for at most that long more.
 create function chronicle.finish_projection_rebuild(p_run uuid, p_worker text, p_generation bigint,
-                                                    p_lock_timeout_ms integer default 100) returns bigint
+                                                    p_lock_timeout_ms integer default 100,
+                                                    p_table_wait_ms integer default 0) returns bigint
 language plpgsql as $$
 declare
   r chronicle.projection_runs;
@@ -694,7 +697,13 @@ begin
             join pg_class v on v.oid = rw.ev_class
            where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v' and v.oid <> d.refobjid
              and d.refobjid in (select format('chronicle.%I', tb)::regclass from unnest(v_tables) tb)) l;
-  execute format('lock table %s in access exclusive mode nowait', v_locked);
+  if coalesce(p_table_wait_ms, 0) <= 0 then
+    execute format('lock table %s in access exclusive mode nowait', v_locked);
+  else
+    perform set_config('lock_timeout', p_table_wait_ms || 'ms', true);
+    execute format('lock table %s in access exclusive mode', v_locked);
+    perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
+  end if;
   if v_inline then
     -- Sequencing every committed event here puts every event the live tables hold before the
     -- swap in the log's order.

@@ -117,6 +117,12 @@ export interface ExecuteOptions {
    * Appends queue behind the swap for at most this long per attempt.
    */
   readonly swapLockTimeoutMs?: number
+  /**
+   * Attempts at which the swap takes the tables with NOWAIT before it waits up to 50 ms for
+   * their readers (default 20): a bound on how long reads that never leave a table free can
+   * defer it.
+   */
+  readonly swapPatientAfter?: number
 }
 
 export type RunError = NotFound | InvalidCommand | InvalidTransition
@@ -175,6 +181,15 @@ const RETRY_CAP_SECONDS = 600
 /** The swap's back-off after finding a table in use: full jitter, doubling from the base to the cap. */
 const SWAP_BACKOFF_BASE_MS = 50
 const SWAP_BACKOFF_CAP_MS = 2_000
+/**
+ * How long the swap waits for a table's readers: not at all (NOWAIT) for its first attempts;
+ * after SWAP_PATIENT_AFTER of them (reads that never leave a table free), up to
+ * SWAP_TABLE_WAIT_MS, which appends may then queue behind, once per attempt.
+ */
+const SWAP_PATIENT_AFTER = 20
+const SWAP_TABLE_WAIT_MS = 50
+export const swapTableWaitMs = (attempt: number, patientAfter = SWAP_PATIENT_AFTER) =>
+  attempt >= patientAfter ? SWAP_TABLE_WAIT_MS : 0
 export const swapBackoffMs = (attempt: number, random: () => number = Math.random) => {
   const ceiling = Math.min(SWAP_BACKOFF_CAP_MS, SWAP_BACKOFF_BASE_MS * 2 ** Math.max(0, attempt))
   return Math.round(ceiling / 2 + random() * (ceiling / 2))
@@ -786,11 +801,12 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             // deadlock with an append, 40P01, likewise): it goes back to catching up, backs off
             // with jitter, and tries again.
             const swapped = yield* db
-              .query("select chronicle.finish_projection_rebuild($1, $2, $3::bigint, $4)", [
+              .query("select chronicle.finish_projection_rebuild($1, $2, $3::bigint, $4, $5)", [
                 runId,
                 worker,
                 generation,
                 lockTimeoutMs,
+                swapTableWaitMs(swapAttempts, options.swapPatientAfter),
               ])
               .pipe(
                 Effect.as(true),

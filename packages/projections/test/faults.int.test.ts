@@ -497,5 +497,47 @@ describe.each(testDatabases(env).filter((d) => d.name === "postgres"))(
       expect(run.swapAttempts).toBeGreaterThanOrEqual(4)
       expect(await h.run(dumpReadModels())).toEqual(await scratchFold(h))
     })
+
+    it("after its patient attempts, waits a moment for a table's readers, and swaps once they are gone", async () => {
+      const id = randomUUID()
+      await h.append(sessionStream(id), [ev.started(id, randomUUID()), ev.message(1, "first")])
+      const reading = gate()
+      const release = gate()
+      const reader = h.run(
+        Effect.flatMap(Database, (db) =>
+          db.transaction(
+            Effect.gen(function* () {
+              yield* db.query("select count(*) from chronicle.sessions")
+              reading.open()
+              yield* Effect.promise(() => release.opened)
+            }),
+          ),
+        ),
+      )
+      await reading.opened
+      const writing = writer(h, [id], 5_000)
+      const engine = await engineOf(h)
+      const started = await engine.run((p) => p.startRebuild({ projections: ["sessions"] }))
+      // From the second attempt on, the swap waits (briefly) for the reader rather than NOWAIT.
+      const running = engine.run((p) => p.execute(started.id, { batchSize: 50, swapPatientAfter: 1 }))
+      await waitFor(
+        () =>
+          h.one<{ attempts: number }>(
+            "select swap_attempts as attempts from chronicle.projection_runs where id = $1",
+            [started.id],
+          ),
+        (r) => r.attempts >= 3,
+        "three deferred swaps",
+      )
+      release.open()
+      await reader
+      const run = await running
+      const appended = await writing.stop()
+      await engine.dispose()
+      expect(run.state).toBe("completed")
+      expect(run.swapAttempts).toBeGreaterThanOrEqual(3)
+      expect(appended).toBeGreaterThan(0)
+      expect(await h.run(dumpReadModels())).toEqual(await scratchFold(h))
+    })
   },
 )
