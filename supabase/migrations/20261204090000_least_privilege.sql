@@ -26,7 +26,8 @@ $$;
 -- Migrations run as the schema's owner (`chronicle migrate`); the service may run as a login
 -- role that is a member of chronicle_runtime (README, "Database roles"). That role reads every
 -- table, appends only through the append functions, and writes nothing else but the engine's
--- bookkeeping (projection runs and registry state), the sequencer's lease and file blobs. It
+-- bookkeeping (projection runs and registry state), the sequencer's lease and blobs; it may
+-- purge (erasure is its own audited function, 03_read_models.sql). It
 -- owns nothing, so it can neither alter a table nor disable the log's append-only trigger.
 -- The functions that write the log, the read models or build tables run as their owner
 -- (security definer, with a fixed search_path); EXECUTE on every function is granted
@@ -47,17 +48,19 @@ alter function chronicle.append_group(jsonb)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.sequence_events(integer, text)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
-alter function chronicle.prepare_projection_build(uuid)
+alter function chronicle.prepare_projection_build(uuid, text, bigint)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
-alter function chronicle.projection_build_batch(uuid, text, integer)
+alter function chronicle.projection_build_batch(uuid, text, bigint, integer)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
-alter function chronicle.finish_projection_rebuild(uuid, text)
+alter function chronicle.finish_projection_rebuild(uuid, text, bigint, integer, integer)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
-alter function chronicle.finish_projection_snapshot(uuid, text)
+alter function chronicle.finish_projection_snapshot(uuid, text, bigint)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.projection_async_batch(text, text, integer, integer)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.projection_table_rows(text[], bigint)
+  security definer set search_path = pg_catalog, chronicle, pg_temp;
+alter function chronicle.fail_projection_run(uuid, text, bigint, text)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.drop_projection_schema(uuid)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
@@ -72,7 +75,8 @@ grant select on all tables in schema chronicle to chronicle_runtime;
 -- Tables made later (by a migration, a rebuild's swap, a snapshot) are readable too.
 alter default privileges grant select on tables to chronicle_runtime;
 alter default privileges grant usage on schemas to chronicle_runtime;
-grant insert on chronicle.blobs to chronicle_runtime;
+-- Blobs: written by files and large values; deleted only by a purge, once nothing names them.
+grant insert, delete on chronicle.blobs to chronicle_runtime;
 grant update (lease_owner, lease_expires_at) on chronicle.sequencer to chronicle_runtime;
 grant update on chronicle.projections to chronicle_runtime;
 grant insert, update on chronicle.projection_runs to chronicle_runtime;
@@ -89,16 +93,23 @@ grant execute on function
   chronicle.attached_files(uuid, int4multirange),
   chronicle.rm_effective_versions(uuid, integer),
   chronicle.rm_attached_files(uuid, int4multirange),
-  chronicle.prepare_projection_build(uuid),
-  chronicle.projection_build_batch(uuid, text, integer),
-  chronicle.finish_projection_rebuild(uuid, text),
-  chronicle.finish_projection_snapshot(uuid, text),
+  chronicle.prepare_projection_build(uuid, text, bigint),
+  chronicle.projection_build_batch(uuid, text, bigint, integer),
+  chronicle.finish_projection_rebuild(uuid, text, bigint, integer, integer),
+  chronicle.fail_projection_run(uuid, text, bigint, text),
+  chronicle.projection_retry_at(text, double precision, double precision),
+  chronicle.finish_projection_snapshot(uuid, text, bigint),
   chronicle.projection_async_batch(text, text, integer, integer),
   chronicle.projection_table_rows(text[], bigint),
   chronicle.projection_tables_exist(text[]),
   chronicle.projection_tables_mismatch(text, text[]),
   chronicle.drop_projection_schema(uuid),
-  chronicle.rebuild_read_models()
+  chronicle.rebuild_read_models(),
+  chronicle.graph_value(uuid, text, text, text),
+  chronicle.graph_inline(text, text, text),
+  -- Erasure (the Purge service: the retention sweep and `chronicle purge`), audited in the log.
+  chronicle.purge_session_stream(uuid),
+  chronicle.purge_file_stream(uuid)
   to chronicle_runtime;
 
 -- Where row-level security is on (Supabase), the service's role reads every row: the API

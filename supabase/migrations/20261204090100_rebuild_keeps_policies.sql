@@ -1,6 +1,6 @@
 -- rebuild_keeps_policies: the swap writes out every policy on the swapped tables, and every policy that reads one of them, before it moves anything, and re-creates them over the new tables (a rebuild dropped 15 of the 53 policies of a Supabase database: those reading a swapped table went with the retired copy).
 
-CREATE OR REPLACE FUNCTION chronicle.finish_projection_rebuild(p_run uuid, p_worker text)
+CREATE OR REPLACE FUNCTION chronicle.finish_projection_rebuild(p_run uuid, p_worker text, p_generation bigint, p_lock_timeout_ms integer DEFAULT 100, p_table_wait_ms integer DEFAULT 0)
  RETURNS bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -29,22 +29,49 @@ declare
   v_publications jsonb;
   -- Publications' column lists and row filters (pg_publication_rel.prattrs, prqual) exist from 15 on.
   v_publication_details boolean := current_setting('server_version_num')::integer >= 150000;
+  v_refusal text;
+  v_locked text;
 begin
   select * into r from chronicle.projection_runs x where x.id = p_run for update;
-  if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'rebuild' then
-    raise exception 'projection run % is not a running rebuild held by this worker', p_run using errcode = '55000';
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running'
+     or r.kind <> 'rebuild' then
+    raise exception 'projection run % is not a running rebuild under this worker''s claim', p_run
+      using errcode = '55000';
   end if;
   select bool_or(p.mode = 'inline'), array_agg(tb order by tb)
     into v_inline, v_tables
     from chronicle.projections p cross join lateral unnest(p.tables) tb
    where p.name = any (r.projections);
+  v_refusal := chronicle.projection_swap_refusal(v_tables);
+  if v_refusal is not null then
+    raise exception '%', v_refusal using errcode = '55000';
+  end if;
 
-  -- Give up quickly rather than queue readers behind us; the caller retries.
-  perform set_config('lock_timeout', '2s', true);
+  perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
   if v_inline then
-    -- No append can be in flight after this, so every event is committed; sequencing them
-    -- all here puts every event the live tables hold before the swap in the log's order.
+    -- No append can be in flight after this, so every event is committed.
     lock table chronicle.events in share row exclusive mode;
+  end if;
+  -- The tables, and the views over them (recreated below), without waiting for their readers.
+  select string_agg(x, ', ' order by x) into v_locked
+    from (select format('chronicle.%I', tb) as x from unnest(v_tables) tb
+          union
+          select v.oid::regclass::text
+            from pg_depend d
+            join pg_rewrite rw on rw.oid = d.objid
+            join pg_class v on v.oid = rw.ev_class
+           where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v' and v.oid <> d.refobjid
+             and d.refobjid in (select format('chronicle.%I', tb)::regclass from unnest(v_tables) tb)) l;
+  if coalesce(p_table_wait_ms, 0) <= 0 then
+    execute format('lock table %s in access exclusive mode nowait', v_locked);
+  else
+    perform set_config('lock_timeout', p_table_wait_ms || 'ms', true);
+    execute format('lock table %s in access exclusive mode', v_locked);
+    perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
+  end if;
+  if v_inline then
+    -- Sequencing every committed event here puts every event the live tables hold before the
+    -- swap in the log's order.
     while chronicle.sequencer_pending() loop
       perform chronicle.sequence_events(null);
     end loop;
@@ -71,7 +98,7 @@ begin
       from pg_depend d
       join pg_rewrite rw on rw.oid = d.objid
       join pg_class v on v.oid = rw.ev_class
-     where d.classid = 'pg_rewrite'::regclass
+     where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v'
        and d.refobjid in (select format('chronicle.%I', x)::regclass from unnest(v_tables) x)
        and v.oid <> d.refobjid
      order by v.oid

@@ -66,6 +66,7 @@ create table chronicle.projection_runs (
   phase           text not null default 'preparing',
   events_done     bigint not null default 0,
   events_total    bigint not null default 0,
+  -- The worker that holds the run (its claim's fencing token is generation, below).
   worker          text,
   heartbeat_at    timestamptz,
   started_at      timestamptz not null default now(),
@@ -83,7 +84,13 @@ create table chronicle.projection_runs (
   -- follows the head. A snapshot made before the log had seqs has none.
   bound_seq       bigint,
   -- The seq of the last event applied.
-  cursor_seq      bigint
+  cursor_seq      bigint,
+  -- The fencing token of the worker's claim: every claim adds one, and every write of a run
+  -- checks worker and generation, so a worker that lost the run (paused past the takeover
+  -- window) can change nothing once another has claimed it.
+  generation      bigint not null default 0,
+  -- Rebuilds: how many times the swap found a table in use and backed off.
+  swap_attempts   integer not null default 0
 );
 
 create index projection_runs_started_idx on chronicle.projection_runs (started_at desc);
@@ -216,22 +223,69 @@ language sql stable as $$
            where a.attrelid = format('chronicle.%I', t)::regclass and a.attnum > 0 and not a.attisdropped)
 $$;
 
--- Creates the run's schema and, in it, an empty copy of every table of its projections; for a
--- rebuild from a snapshot, fills them with the snapshot's rows, once. One transaction, and
--- idempotent, so a resumed run can call it again.
-create function chronicle.prepare_projection_build(p_run uuid) returns void
+-- Whether p_worker holds run r under the claim p_generation (the fence every write of a run checks).
+create function chronicle.projection_run_held(r chronicle.projection_runs, p_worker text, p_generation bigint)
+returns boolean
+language sql immutable as $$
+  select r.worker is not distinct from p_worker and r.generation = p_generation
+$$;
+
+-- Why the swap could not move p_tables, or null: a materialized view reads one of them (a view
+-- is recreated over the new table; a materialized view cannot be, and would go with the old).
+create function chronicle.projection_swap_refusal(p_tables text[]) returns text
+language sql stable as $$
+  select format('%s reads %s: a rebuild cannot swap a table a materialized view depends on; drop the '
+                'materialized view (or make it a view) and the rebuild is retried',
+                string_agg(distinct 'materialized view ' || v.oid::regclass::text, ', '),
+                string_agg(distinct 'chronicle.' || t.relname, ', '))
+    from pg_depend d
+    join pg_rewrite rw on rw.oid = d.objid
+    join pg_class v on v.oid = rw.ev_class
+    join pg_class t on t.oid = d.refobjid
+   where d.classid = 'pg_rewrite'::regclass and v.relkind = 'm' and v.oid <> d.refobjid
+     and t.relnamespace = 'chronicle'::regnamespace and t.relname = any (p_tables)
+  having count(*) > 0
+$$;
+
+-- Creates the run's schema and, in it, an empty copy of every table of its projections, with
+-- the live table's storage parameters (fillfactor, autovacuum settings: LIKE … INCLUDING ALL
+-- does not copy them, and the swapped-in table must keep them); for a rebuild from a
+-- snapshot, fills them with the snapshot's rows, once. One transaction, and idempotent, so a
+-- resumed run can call it again. Only the worker holding the run may (see projection_run_held).
+create function chronicle.prepare_projection_build(p_run uuid, p_worker text, p_generation bigint) returns void
 language plpgsql as $$
 declare
   r chronicle.projection_runs;
   v_source chronicle.projection_runs;
   t text;
   v_columns text;
+  v_options text;
+  v_refusal text;
+  v_tables text[];
 begin
   select * into r from chronicle.projection_runs where id = p_run for update;
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running' then
+    raise exception 'projection run % is not running under this worker''s claim', p_run using errcode = '55000';
+  end if;
+  select array_agg(tb) into v_tables
+    from chronicle.projections p cross join lateral unnest(p.tables) tb
+   where p.name = any (r.projections);
+  if r.kind = 'rebuild' then
+    -- Refused now rather than after the whole build, at the swap.
+    v_refusal := chronicle.projection_swap_refusal(v_tables);
+    if v_refusal is not null then
+      raise exception '%', v_refusal using errcode = '55000';
+    end if;
+  end if;
   execute format('create schema if not exists %I', r.target_schema);
-  for t in select unnest(p.tables) from chronicle.projections p where p.name = any (r.projections) loop
+  foreach t in array v_tables loop
     if to_regclass(format('%I.%I', r.target_schema, t)) is null then
       execute format('create table %I.%I (like chronicle.%I including all)', r.target_schema, t, t);
+      select array_to_string(c.reloptions, ', ') into v_options
+        from pg_class c where c.oid = format('chronicle.%I', t)::regclass;
+      if v_options is not null then
+        execute format('alter table %I.%I set (%s)', r.target_schema, t, v_options);
+      end if;
     end if;
   end loop;
   if r.source_run is not null and r.seeded_at is null then
@@ -242,7 +296,7 @@ begin
       raise exception 'snapshot % that run % starts from is gone', coalesce(v_source.label, r.source_run::text), p_run
         using errcode = 'P0002';
     end if;
-    for t in select unnest(p.tables) from chronicle.projections p where p.name = any (r.projections) loop
+    foreach t in array v_tables loop
       select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
         into v_columns
         from pg_attribute a
@@ -259,6 +313,61 @@ begin
 end
 $$;
 
+-- Ends a run that failed: it is marked failed with the error and its schema is dropped. The
+-- projections a rebuild was building that need it (a new version, or never built) are marked
+-- failed with the reason: their live tables stay and keep serving, and the daemon retries the
+-- rebuild with back-off (projection_retry_at). One whose live tables are current goes back to
+-- live: only the run records the failure.
+-- Fenced: false, and nothing changed, when p_worker no longer holds the run under p_generation.
+create function chronicle.fail_projection_run(p_run uuid, p_worker text, p_generation bigint, p_error text)
+returns boolean
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+begin
+  select * into r from chronicle.projection_runs x where x.id = p_run for update;
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation)
+     or r.state not in ('running', 'cancelling') then
+    return false;
+  end if;
+  execute format('drop schema if exists %I cascade', r.target_schema);
+  update chronicle.projection_runs x
+     set state = 'failed', error = p_error, finished_at = now(), updated_at = now()
+   where x.id = p_run;
+  if r.kind = 'rebuild' then
+    update chronicle.projections p
+       set state = case when p.built_version = p.version then 'live' else 'failed' end,
+           last_error = case when p.built_version = p.version then p.last_error
+                             else format('rebuild to v%s failed (run %s): %s', p.version, p_run, p_error) end,
+           updated_at = now()
+     where p.name = any (r.projections);
+  end if;
+  return true;
+end
+$$;
+
+-- When the daemon may next start a rebuild of a projection whose last rebuilds failed: after
+-- the last failure plus p_base_seconds doubled per failure since its last completed rebuild,
+-- at most p_cap_seconds. Null when its last rebuild did not fail.
+create function chronicle.projection_retry_at(p_name text, p_base_seconds double precision default 10,
+                                              p_cap_seconds double precision default 600)
+returns timestamptz
+language sql stable as $$
+  with mine as (
+    select r.state, r.started_at, r.finished_at
+      from chronicle.projection_runs r
+     where r.kind = 'rebuild' and p_name = any (r.projections)),
+  failures as (
+    select count(*) as n, max(m.finished_at) as last_at
+      from mine m
+     where m.state = 'failed'
+       and m.started_at > coalesce((select max(c.started_at) from mine c where c.state = 'completed'), '-infinity'))
+  select f.last_at + make_interval(secs => least(p_base_seconds * power(2, f.n - 1), p_cap_seconds))
+    from failures f
+   where f.n > 0
+     and (select m.state from mine m order by m.started_at desc limit 1) = 'failed'
+$$;
+
 -- A rebuild or snapshot applies events in batches of thousands. Projecting them one by one
 -- updates a session's row once per event, inside one transaction, which is what made builds
 -- slow. chronicle.project_batch() projects a batch with the same result, faster:
@@ -268,17 +377,39 @@ $$;
 --     every other session event goes through the per-event handler, in order;
 --   * activity: counts are sums, so a batch is folded with one upsert per owner and day;
 --   * every other projection: the per-event handler, in order.
--- The engine's tests compare the result with the stop-the-world per-event rebuild.
+-- The set-wise code restates the handlers chronicle.project_session and
+-- chronicle.project_activity at version 1, and is used only while the registry holds exactly
+-- those (chronicle.project_batch_setwise): a bumped version or another handler under either
+-- name takes the per-event path, so a rebuild always folds with the registered handler. A
+-- change to either handler bumps its version; the set-wise code then serves it again once it
+-- has been brought in line and the versions below moved with it. The engine's tests compare
+-- the result with the stop-the-world per-event rebuild, and a changed handler's rebuild with a
+-- fold by that handler.
+
+create function chronicle.project_batch_setwise(p_name text) returns boolean
+language sql stable as $$
+  select exists (
+    select 1
+      from chronicle.projections p
+      join (values ('sessions', 'chronicle.project_session', 1),
+                   ('activity', 'chronicle.project_activity', 1)) w (name, handler, version)
+        on w.name = p.name and w.handler = p.handler and w.version = p.version
+     where p.name = p_name)
+$$;
 
 create function chronicle.project_batch(p_batch chronicle.events[], p_names text[]) returns void
 language plpgsql as $$
 declare
   v_simple constant text[] := array['MessageAppended', 'RevisionAdded', 'DraftRecorded', 'HoleResolved',
                                     'ToolRunRecorded'];
-  v_fast_sessions boolean := 'sessions' = any (p_names);
-  v_fast_activity boolean := 'activity' = any (p_names);
-  v_rest text[] := array(select x from unnest(p_names) x where x not in ('sessions', 'activity'));
-  v_with_sessions text[] := array_append(array(select x from unnest(p_names) x where x <> 'activity'), 'sessions');
+  v_fast_sessions boolean := 'sessions' = any (p_names) and chronicle.project_batch_setwise('sessions');
+  v_fast_activity boolean := 'activity' = any (p_names) and chronicle.project_batch_setwise('activity');
+  -- The projections folded one event at a time (all but the set-wise ones).
+  v_rest text[] := array(
+    select x from unnest(p_names) x
+     where not ((x = 'sessions' and v_fast_sessions) or (x = 'activity' and v_fast_activity)));
+  -- A session event that cannot be folded set-wise goes to every per-event projection and to sessions.
+  v_with_sessions text[] := array_append(array(select x from unnest(v_rest) x where x <> 'sessions'), 'sessions');
   -- The stream categories the per-event projections care about ('*': every one).
   v_rest_categories text[] := array(
     select coalesce(c, '*') from chronicle.projections p
@@ -436,10 +567,12 @@ begin
 end
 $$;
 
--- Applies the next events (at most p_limit, in the log's order, up to the run's bound) into the run's schema, set-wise where it can (above), and moves its cursor,
--- in one transaction. Only the worker holding the run may apply; the cursor is read under the
--- run's row lock, so an event is never applied twice, even by two workers.
-create function chronicle.projection_build_batch(p_run uuid, p_worker text, p_limit integer)
+-- Applies the next events (at most p_limit, in the log's order, up to the run's bound) into the
+-- run's schema, set-wise where it can (above), and moves its cursor, in one transaction. Only
+-- the worker holding the run under its claim may apply (state 'taken' otherwise: another
+-- worker has claimed it since); the cursor is read under the run's row lock, so an event is
+-- never applied twice, even by two workers.
+create function chronicle.projection_build_batch(p_run uuid, p_worker text, p_generation bigint, p_limit integer)
 returns table (applied integer, caught_up boolean, state text)
 language plpgsql as $$
 declare
@@ -452,7 +585,11 @@ begin
   if not found then
     raise exception 'no projection run %', p_run using errcode = 'P0002';
   end if;
-  if r.state <> 'running' or r.worker is distinct from p_worker then
+  if not chronicle.projection_run_held(r, p_worker, p_generation) then
+    return query select 0, true, 'taken'::text;
+    return;
+  end if;
+  if r.state <> 'running' then
     return query select 0, true, r.state;
     return;
   end if;
@@ -491,7 +628,19 @@ $$;
 -- same membership on 14). A publication lists tables by oid, so without that Supabase Realtime's
 -- supabase_realtime feed would go silent after a rebuild. Adding a table to a publication needs
 -- to own it: a rebuild run by a role that does not own one fails and leaves the live tables.
-create function chronicle.finish_projection_rebuild(p_run uuid, p_worker text) returns bigint
+--
+-- The swap must not stall the service while a reader holds one of the tables. It takes the
+-- log's lock first, waiting at most p_lock_timeout_ms for the appends in flight (appends queue
+-- behind it for that long at most), then the tables and the views over them with NOWAIT: were
+-- it to wait for a reader while holding the log's lock (or queued for a table's lock, which
+-- every later append writing that table would queue behind), appends would stop for as long
+-- as the reader reads. A table in use fails the attempt at once (SQLSTATE 55P03), which
+-- releases everything; the engine catches up and tries again after a jittered back-off. Under
+-- reads that never leave a table free, the engine lets later attempts wait p_table_wait_ms
+-- (small) for the tables: appends then queue for at most that long more.
+create function chronicle.finish_projection_rebuild(p_run uuid, p_worker text, p_generation bigint,
+                                                    p_lock_timeout_ms integer default 100,
+                                                    p_table_wait_ms integer default 0) returns bigint
 language plpgsql as $$
 declare
   r chronicle.projection_runs;
@@ -516,22 +665,49 @@ declare
   v_publications jsonb;
   -- Publications' column lists and row filters (pg_publication_rel.prattrs, prqual) exist from 15 on.
   v_publication_details boolean := current_setting('server_version_num')::integer >= 150000;
+  v_refusal text;
+  v_locked text;
 begin
   select * into r from chronicle.projection_runs x where x.id = p_run for update;
-  if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'rebuild' then
-    raise exception 'projection run % is not a running rebuild held by this worker', p_run using errcode = '55000';
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running'
+     or r.kind <> 'rebuild' then
+    raise exception 'projection run % is not a running rebuild under this worker''s claim', p_run
+      using errcode = '55000';
   end if;
   select bool_or(p.mode = 'inline'), array_agg(tb order by tb)
     into v_inline, v_tables
     from chronicle.projections p cross join lateral unnest(p.tables) tb
    where p.name = any (r.projections);
+  v_refusal := chronicle.projection_swap_refusal(v_tables);
+  if v_refusal is not null then
+    raise exception '%', v_refusal using errcode = '55000';
+  end if;
 
-  -- Give up quickly rather than queue readers behind us; the caller retries.
-  perform set_config('lock_timeout', '2s', true);
+  perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
   if v_inline then
-    -- No append can be in flight after this, so every event is committed; sequencing them
-    -- all here puts every event the live tables hold before the swap in the log's order.
+    -- No append can be in flight after this, so every event is committed.
     lock table chronicle.events in share row exclusive mode;
+  end if;
+  -- The tables, and the views over them (recreated below), without waiting for their readers.
+  select string_agg(x, ', ' order by x) into v_locked
+    from (select format('chronicle.%I', tb) as x from unnest(v_tables) tb
+          union
+          select v.oid::regclass::text
+            from pg_depend d
+            join pg_rewrite rw on rw.oid = d.objid
+            join pg_class v on v.oid = rw.ev_class
+           where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v' and v.oid <> d.refobjid
+             and d.refobjid in (select format('chronicle.%I', tb)::regclass from unnest(v_tables) tb)) l;
+  if coalesce(p_table_wait_ms, 0) <= 0 then
+    execute format('lock table %s in access exclusive mode nowait', v_locked);
+  else
+    perform set_config('lock_timeout', p_table_wait_ms || 'ms', true);
+    execute format('lock table %s in access exclusive mode', v_locked);
+    perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
+  end if;
+  if v_inline then
+    -- Sequencing every committed event here puts every event the live tables hold before the
+    -- swap in the log's order.
     while chronicle.sequencer_pending() loop
       perform chronicle.sequence_events(null);
     end loop;
@@ -558,7 +734,7 @@ begin
       from pg_depend d
       join pg_rewrite rw on rw.oid = d.objid
       join pg_class v on v.oid = rw.ev_class
-     where d.classid = 'pg_rewrite'::regclass
+     where d.classid = 'pg_rewrite'::regclass and v.relkind = 'v'
        and d.refobjid in (select format('chronicle.%I', x)::regclass from unnest(v_tables) x)
        and v.oid <> d.refobjid
      order by v.oid
@@ -726,7 +902,7 @@ end
 $$;
 
 -- Finishes a snapshot: the views over its tables are created in its schema too.
-create function chronicle.finish_projection_snapshot(p_run uuid, p_worker text) returns void
+create function chronicle.finish_projection_snapshot(p_run uuid, p_worker text, p_generation bigint) returns void
 language plpgsql as $$
 declare
   r chronicle.projection_runs;
@@ -734,8 +910,10 @@ declare
   v record;
 begin
   select * into r from chronicle.projection_runs x where x.id = p_run for update;
-  if r.state <> 'running' or r.worker is distinct from p_worker or r.kind <> 'snapshot' then
-    raise exception 'projection run % is not a running snapshot held by this worker', p_run using errcode = '55000';
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running'
+     or r.kind <> 'snapshot' then
+    raise exception 'projection run % is not a running snapshot under this worker''s claim', p_run
+      using errcode = '55000';
   end if;
   select array_agg(tb) into v_tables
     from chronicle.projections p cross join lateral unnest(p.tables) tb
@@ -815,6 +993,8 @@ begin
     v_last_seq := v_next.seq;
     v_last_at := (v_next.event).recorded_at;
   end loop;
+  -- A batch that went through clears a failure of the daemon's; not a failed or pending rebuild
+  -- (built_version behind version), which the rebuild's outcome reports.
   if n > 0 then
     update chronicle.projections x
        set cursor_seq = v_last_seq,
@@ -822,11 +1002,11 @@ begin
            last_event_at = v_last_at,
            last_applied_at = now(),
            events_per_second = n / greatest(extract(epoch from clock_timestamp() - v_started), 0.000001),
-           state = 'live',
-           last_error = null,
+           state = case when x.built_version = x.version then 'live' else x.state end,
+           last_error = case when x.built_version = x.version then null else x.last_error end,
            updated_at = now()
      where x.name = p_name;
-  elsif p.state = 'failed' then
+  elsif p.state = 'failed' and p.built_version = p.version then
     update chronicle.projections x set state = 'live', last_error = null, updated_at = now() where x.name = p_name;
   end if;
   return query select n, true, n < p_limit;

@@ -1,9 +1,11 @@
 -- The projections' rules: an append updates the read models in its own transaction, a
 -- rollback and a fork compute the effective history, a rebuild reproduces the same rows,
--- and the registry refuses a handler that does not exist or a version that goes back.
+-- and the registry refuses a handler that does not exist or a version that goes back. Runs are
+-- fenced by their claim, failed runs leave nothing behind and are retried with back-off, and
+-- the set-wise batch path serves only the handler versions it restates.
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(14);
+select plan(23);
 
 -- A session of four events: started, two messages, then a rollback to version 2.
 select chronicle.append_events(
@@ -83,6 +85,54 @@ select results_eq(
   $$ values ('activity'::text, 'async'::text, 'live'::text), ('files', 'inline', 'live'), ('graph', 'inline', 'live'),
             ('jobs', 'inline', 'live'), ('sandboxes', 'inline', 'live'), ('sessions', 'inline', 'live') $$,
   'the built-in projections are registered and live');
+
+-- A run's writes are fenced by its claim: a worker that lost it (an older generation) changes nothing.
+select chronicle.register_projection('jobs', 2, 'inline', 'chronicle.project_job', array['jobs', 'tasks', 'artifacts'],
+                                     array['job']);
+insert into chronicle.projection_runs (id, kind, projections, target_schema, state, worker, generation, heartbeat_at)
+values ('00000000-0000-4000-8000-0000000000e1', 'rebuild', array['jobs'], 'chronicle_build_fence', 'running', 'w-new', 2, now());
+select chronicle.prepare_projection_build('00000000-0000-4000-8000-0000000000e1', 'w-new', 2);
+select results_eq(
+  $$ select state from chronicle.projection_build_batch('00000000-0000-4000-8000-0000000000e1', 'w-new', 1, 10) $$,
+  $$ values ('taken'::text) $$,
+  'a build batch under an older claim is refused');
+select throws_ok(
+  $$ select chronicle.finish_projection_rebuild('00000000-0000-4000-8000-0000000000e1', 'w-old', 2) $$,
+  '55000', null, 'another worker cannot swap the run in');
+select is(
+  chronicle.fail_projection_run('00000000-0000-4000-8000-0000000000e1', 'w-new', 1, 'late'), false,
+  'a worker that lost the run cannot mark it failed');
+select is(
+  (select state from chronicle.projection_runs where id = '00000000-0000-4000-8000-0000000000e1'), 'running',
+  'so it stays running');
+select is(
+  chronicle.fail_projection_run('00000000-0000-4000-8000-0000000000e1', 'w-new', 2, 'it broke'), true,
+  'the holder marks it failed');
+select results_eq(
+  $$ select r.state, r.error, p.state, p.last_error like 'rebuild to v2 failed (run %): it broke',
+            to_regnamespace('chronicle_build_fence') is null
+       from chronicle.projection_runs r, chronicle.projections p
+      where r.id = '00000000-0000-4000-8000-0000000000e1' and p.name = 'jobs' $$,
+  $$ values ('failed'::text, 'it broke'::text, 'failed'::text, true, true) $$,
+  'with its error, on the projection too, and its schema dropped');
+select ok(
+  chronicle.projection_retry_at('jobs', 10, 600) between now() + interval '9 seconds' and now() + interval '11 seconds',
+  'the first retry waits the base back-off');
+insert into chronicle.projection_runs (id, kind, projections, target_schema, state, started_at, finished_at)
+values ('00000000-0000-4000-8000-0000000000e2', 'rebuild', array['jobs'], 'chronicle_build_fence2', 'failed',
+        now() + interval '1 second', now() + interval '1 second');
+select ok(
+  chronicle.projection_retry_at('jobs', 10, 600) between now() + interval '20 seconds' and now() + interval '22 seconds',
+  'the second waits twice as long');
+
+-- The set-wise batch path serves the handler versions it restates, and nothing else.
+select chronicle.register_projection('activity', 2, 'async', 'chronicle.project_activity',
+                                     array['activity_streams', 'activity_daily', 'activity_daily_drafts'],
+                                     array['session', 'job']);
+select results_eq(
+  $$ select chronicle.project_batch_setwise('sessions'), chronicle.project_batch_setwise('activity') $$,
+  $$ values (true, false) $$,
+  'a bumped version takes the per-event path');
 
 select * from finish();
 rollback;

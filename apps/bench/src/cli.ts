@@ -29,6 +29,7 @@ import {
   type Section,
   type Sizes,
   section,
+  swapFigures,
 } from "./workloads.ts"
 
 export const WORKLOADS = [
@@ -40,6 +41,7 @@ export const WORKLOADS = [
   "live",
   "catchup",
   "rebuild",
+  "swap",
   "scale",
   "graphs",
 ] as const
@@ -169,6 +171,7 @@ export const runBench = async (options: BenchOptions) => {
     }
     if (selected("catchup")) await step("catch-up", () => catchUpFigures(env, sizes))
     if (selected("rebuild")) await step("rebuild", () => rebuildFigures(env, sizes))
+    if (selected("swap")) await step("swap", () => swapFigures(env, sizes))
     if (selected("scale")) {
       await step("scale", async () => {
         await measureScale(levels[1]!)

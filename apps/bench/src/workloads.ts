@@ -37,6 +37,8 @@ export interface Sizes {
   readonly liveSubscribers: ReadonlyArray<number>
   /** Log sizes at which append latency is measured. */
   readonly scaleLevels: ReadonlyArray<number>
+  /** How long the reader beside the swap holds its table, in ms. */
+  readonly swapReaderMs: number
 }
 
 export const QUICK: Sizes = {
@@ -51,6 +53,7 @@ export const QUICK: Sizes = {
   liveEvents: 5,
   liveSubscribers: [1, 100],
   scaleLevels: [0, 3_000, 6_000],
+  swapReaderMs: 3_000,
 }
 
 export const FULL: Sizes = {
@@ -65,6 +68,7 @@ export const FULL: Sizes = {
   liveEvents: 200,
   liveSubscribers: [1, 100],
   scaleLevels: [0, 1_000_000, 10_000_000],
+  swapReaderMs: 12_000,
 }
 
 export interface Section {
@@ -480,6 +484,189 @@ export const rebuildFigures = async (env: BenchEnv, sizes: Sizes): Promise<Secti
       unit: "events/s",
       target: { op: ">=", value: 50_000 },
     }),
+  )
+  return out
+}
+
+// ----- 5b: the swap beside a long reader ----------------------------------------------------------
+
+/** Appends of one message, by a worker per session (created beforehand), until `stop` resolves. */
+const appendUntil = async (
+  env: BenchEnv,
+  store: EventStoreService,
+  streams: ReadonlyArray<{ streamId: string; version: number }>,
+  stop: Promise<unknown>,
+): Promise<Array<number>> => {
+  let stopped = false
+  void stop.then(() => {
+    stopped = true
+  })
+  const latencies: Array<number> = []
+  await Promise.all(
+    streams.map(async (s) => {
+      while (!stopped) {
+        const t = performance.now()
+        const result = await env.runtime.runPromise(
+          store.append(s.streamId, [messageAppended(s.version)], { expectedVersion: s.version }),
+        )
+        latencies.push(performance.now() - t)
+        s.version = result.version
+      }
+    }),
+  )
+  return latencies.sort((a, b) => a - b)
+}
+
+/**
+ * A transaction that reads chronicle.sessions and stays open for `ms`, on the baselines' pool:
+ * `holding` once it has read, `done` once it has ended.
+ */
+const longReader = (env: BenchEnv, ms: number) => {
+  let held!: () => void
+  const holding = new Promise<void>((resolve) => {
+    held = resolve
+  })
+  const done = env.raw.transaction(async (tx) => {
+    await tx.query("select count(*) from chronicle.sessions")
+    held()
+    await new Promise((resolve) => setTimeout(resolve, ms))
+  })
+  return { holding, done }
+}
+
+/**
+ * The lock sequence of the swap before it backed off: the log's lock first, then the read
+ * model's, waiting for its reader up to a 2 s lock timeout, and again at once after each
+ * timeout, until `until` resolves. (Replayed on its own: the function that did it is gone.)
+ */
+const previousSwapLocks = async (env: BenchEnv, until: Promise<unknown>) => {
+  let done = false
+  void until.then(() => {
+    done = true
+  })
+  let attempts = 0
+  while (!done) {
+    attempts++
+    await env.raw
+      .transaction(async (tx) => {
+        await tx.exec("set local lock_timeout = '2s'")
+        await tx.exec("lock table chronicle.events in share row exclusive mode")
+        await tx.exec("lock table chronicle.sessions in access exclusive mode")
+        throw new Error("the reader is gone")
+      })
+      .catch(() => undefined)
+  }
+  return attempts
+}
+
+/**
+ * Appends' latency while a rebuild of `sessions` swaps its tables in and a reader holds
+ * chronicle.sessions for `readerMs`: with no swap (the reference), with the lock sequence of
+ * the previous swap, and with the engine's swap (the log's lock with a 100 ms timeout, the
+ * tables with NOWAIT, jittered back-off between attempts). Postgres only: the embedded
+ * database runs one transaction at a time, so a reader there stalls every writer anyway.
+ */
+export const swapFigures = async (env: BenchEnv, sizes: Sizes): Promise<Section> => {
+  const out = section()
+  if (env.kind !== "postgres") {
+    out.notes.push("Swap beside a reader: not measured on the embedded database (one transaction at a time).")
+    return out
+  }
+  const readerMs = sizes.swapReaderMs
+  const writers = 8
+  const store = await storeOf(env)
+  const projections = await env.runtime.runPromise(
+    Effect.gen(function* () {
+      return yield* Projections
+    }),
+  )
+
+  // Each phase's writers have their sessions before its reader starts.
+  const sessionsOfWriters = () => Promise.all(Array.from({ length: writers }, () => newSession(env, store)))
+
+  let streams = await sessionsOfWriters()
+  const reader = longReader(env, readerMs)
+  await reader.holding
+  const reference = await appendUntil(env, store, streams, reader.done)
+
+  streams = await sessionsOfWriters()
+  const previousReader = longReader(env, readerMs)
+  await previousReader.holding
+  const previousAttempts = previousSwapLocks(env, previousReader.done)
+  const previous = await appendUntil(env, store, streams, previousReader.done)
+  const previousTries = await previousAttempts
+
+  // The reader starts once the rebuild has caught up with the log (however long the log), so
+  // the swap meets it.
+  streams = await sessionsOfWriters()
+  let engineReader: ReturnType<typeof longReader> | undefined
+  let readerStarted!: (r: ReturnType<typeof longReader>) => void
+  const started = new Promise<ReturnType<typeof longReader>>((resolve) => {
+    readerStarted = resolve
+  })
+  const rebuild = env.runtime.runPromise(
+    Effect.flatMap(projections.startRebuild({ projections: ["sessions"] }), (run) =>
+      projections.execute(run.id, {
+        onProgress: async (progress) => {
+          if (engineReader !== undefined || progress.phase !== "catching-up") return
+          engineReader = longReader(env, readerMs)
+          readerStarted(engineReader)
+          await engineReader.holding
+        },
+      }),
+    ),
+  )
+  const { holding, done } = await started
+  await holding
+  // Appends go on until both the reader has finished and the swap has gone through.
+  const engine = await appendUntil(env, store, streams, Promise.all([done, rebuild]))
+  const run = await rebuild
+  if (run.state !== "completed") throw new Error(`rebuild ended ${run.state}: ${run.error}`)
+
+  const sides = [
+    ["reference", "no swap", reference],
+    ["previous", "previous swap's locks", previous],
+    ["engine", "engine's swap", engine],
+  ] as const
+  for (const [id, title, latencies] of sides) {
+    out.values.push(
+      value({
+        id: `swap.${id}.p50`,
+        title: `Append p50 beside a ${readerMs / 1000} s reader, ${title}`,
+        value: percentile(latencies, 50),
+        unit: "ms",
+      }),
+      value({
+        id: `swap.${id}.p99`,
+        title: `Append p99 beside a ${readerMs / 1000} s reader, ${title}`,
+        value: percentile(latencies, 99),
+        unit: "ms",
+      }),
+      value({
+        id: `swap.${id}.appends`,
+        title: `Appends completed (${writers} writers), ${title}`,
+        value: latencies.length,
+        unit: "appends",
+      }),
+    )
+  }
+  out.values.push(
+    value({
+      id: "swap.p99.ratio",
+      title: "Append p99 during the engine's swap ÷ during the previous swap's locks",
+      value: percentile(engine, 99) / percentile(previous, 99),
+      unit: "×",
+      target: { op: "<=", value: 0.1 },
+    }),
+    value({
+      id: "swap.p99.overReference",
+      title: "Append p99 during the engine's swap ÷ with no swap",
+      value: percentile(engine, 99) / percentile(reference, 99),
+      unit: "×",
+    }),
+  )
+  out.notes.push(
+    `Swap beside a reader: the previous swap's lock sequence tried ${previousTries} times in ${readerMs / 1000} s; the engine's swap backed off ${run.swapAttempts} times and went through once the reader had finished.`,
   )
   return out
 }

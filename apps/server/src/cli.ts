@@ -156,7 +156,9 @@ const printStatus = (status: ProjectionStatus) => {
     // "~": a table this large is counted from the planner's statistics, not row by row.
     `${p.tables.some((t) => t.estimated) ? "~" : ""}${p.tables.reduce((n, t) => n + t.rows, 0).toLocaleString("en-US")}`,
     p.mode === "inline" ? "0 (inline)" : `${p.lagEvents.toLocaleString("en-US")} events, ${p.lagSeconds}s`,
-    p.lastError ?? "",
+    p.lastError === null
+      ? ""
+      : `${p.lastError}${p.retryAt === null ? "" : ` (next attempt ${utc(p.retryAt)})`}`,
   ])
   const header = ["projection", "mode", "version", "state", "rows", "lag", "last error"]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
@@ -181,9 +183,7 @@ const parseAsOf = (value: string): AsOf | string => {
 const utc = (iso: string) => `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC`
 
 /** What a snapshot was taken as of, in words, with the cursor that became its bound. */
-const describeBound = (given: AsOf | null, cursor: string | null) => {
-  // Runs recorded on Postgres hand their bound back as JSON text: read either form.
-  const asOf: AsOf | null = typeof given === "string" ? JSON.parse(given) : given
+const describeBound = (asOf: AsOf | null, cursor: string | null) => {
   const bound = cursor === null ? "" : ` (cursor ${cursor})`
   if (asOf === null || "cursor" in asOf) return `cursor ${cursor ?? "–"}`
   if ("checkpointId" in asOf) return `checkpoint ${asOf.checkpointId}${bound}`
@@ -318,9 +318,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
             ...(batchSize === undefined ? {} : { batchSize }),
             onProgress: (r: Run) => printer.update(r),
           }
-          // A running server's daemon takes over runs no worker holds, and may take this one
-          // before this process does: execute then returns it unfinished. Follow it to its end
-          // (and take it over should that worker die) rather than report it "ended running".
+          // The run is born claimed by this process; should another take it over (this one
+          // stalled past the takeover window), execute returns it unfinished. Follow it to its
+          // end (and take it back should that worker die) rather than report it "ended running".
           const follow = Effect.gen(function* () {
             let run = yield* engine.execute(started.id, options)
             if (run.state === "running" || run.state === "cancelling")

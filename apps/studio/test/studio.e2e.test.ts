@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs"
 import { mkdir } from "node:fs/promises"
 import { type ChronicleClient, createChronicleClient } from "@chronicle/client"
-import { callers, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import { callers, sql, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 
@@ -474,6 +474,30 @@ describe(`Chronicle Studio in Chromium (${database.name})`, () => {
       "python",
     ])
     await screenshot(page, "analytics")
+  })
+
+  it("shows a projection whose rebuild fails: why, the next attempt, and its last good tables serving", async () => {
+    // A materialized view over a read model: no swap can move that table, so the rebuild the
+    // server's daemon starts for the new version fails.
+    await sql(
+      t.server,
+      `create materialized view chronicle.studio_titles as select id, title from chronicle.sessions;
+       select chronicle.register_projection('sessions', 2, 'inline', 'chronicle.project_session',
+         (select tables from chronicle.projections where name = 'sessions'), array['session'])`,
+    )
+    const page = await open("/projections")
+    const row = page.locator('tr[data-projection="sessions"]')
+    await expect
+      .poll(() => row.textContent(), { timeout: 60_000 })
+      .toContain("materialized view chronicle.studio_titles reads chronicle.sessions")
+    const text = (await row.textContent()) ?? ""
+    expect(text).toContain("failed")
+    expect(text).toContain("(built v1)")
+    expect(text).toMatch(/next attempt .+; its last good tables keep serving/)
+    await screenshot(page, "projections-failing")
+    // The sessions still read as before; once the obstacle is gone the next attempt goes through.
+    expect((await api.sessions.get.query({ id: seeded.main.id })).title).toBe("Plan a word-count CLI")
+    await sql(t.server, "drop materialized view chronicle.studio_titles")
   })
 
   it("fits a phone-width screen", async () => {

@@ -45,7 +45,14 @@ export interface ProjectionInfo {
   readonly lagSeconds: number
   /** Async: the rate of the last batch applied. */
   readonly eventsPerSecond: number | null
+  /** Why it is failing (a daemon batch, or its last rebuild); null when it is not. */
   readonly lastError: string | null
+  /**
+   * Its last rebuild failed: when the daemon starts the next attempt (ISO-8601). The back-off
+   * doubles with every failure since the last completed rebuild, up to a cap. Meanwhile its
+   * last good tables keep serving.
+   */
+  readonly retryAt: string | null
 }
 
 export interface ProjectionStatus {
@@ -81,6 +88,8 @@ export interface Run {
   readonly eventsTotal: number
   readonly eventsPerSecond: number
   readonly etaSeconds: number | null
+  /** A rebuild: how often the swap found one of its tables in use, and backed off. */
+  readonly swapAttempts: number
   readonly startedAt: string
   readonly finishedAt: string | null
   readonly error: string | null
@@ -101,8 +110,19 @@ export interface Snapshot {
 export interface ExecuteOptions {
   /** Events per batch transaction (default 10,000). */
   readonly batchSize?: number
-  /** Called after every batch and at the end. */
-  readonly onProgress?: (run: Run) => void
+  /** Called after every batch and at the end; a promise it returns is awaited before going on. */
+  readonly onProgress?: (run: Run) => unknown
+  /**
+   * The swap's wait for the log's lock (the appends in flight), in milliseconds (default 100).
+   * Appends queue behind the swap for at most this long per attempt.
+   */
+  readonly swapLockTimeoutMs?: number
+  /**
+   * Attempts at which the swap takes the tables with NOWAIT before it waits up to 50 ms for
+   * their readers (default 20): a bound on how long reads that never leave a table free can
+   * defer it.
+   */
+  readonly swapPatientAfter?: number
 }
 
 export type RunError = NotFound | InvalidCommand | InvalidTransition
@@ -152,6 +172,28 @@ interface SnapshotSeed {
 
 /** A run whose worker has not reported for this long is taken over by another process. */
 const STALE_SECONDS = 30
+/**
+ * A failed rebuild is retried after this many seconds, doubled per failure since the last
+ * completed rebuild of the projection, at most RETRY_CAP_SECONDS.
+ */
+const RETRY_BASE_SECONDS = 10
+const RETRY_CAP_SECONDS = 600
+/** The swap's back-off after finding a table in use: full jitter, doubling from the base to the cap. */
+const SWAP_BACKOFF_BASE_MS = 50
+const SWAP_BACKOFF_CAP_MS = 2_000
+/**
+ * How long the swap waits for a table's readers: not at all (NOWAIT) for its first attempts;
+ * after SWAP_PATIENT_AFTER of them (reads that never leave a table free), up to
+ * SWAP_TABLE_WAIT_MS, which appends may then queue behind, once per attempt.
+ */
+const SWAP_PATIENT_AFTER = 20
+const SWAP_TABLE_WAIT_MS = 50
+export const swapTableWaitMs = (attempt: number, patientAfter = SWAP_PATIENT_AFTER) =>
+  attempt >= patientAfter ? SWAP_TABLE_WAIT_MS : 0
+export const swapBackoffMs = (attempt: number, random: () => number = Math.random) => {
+  const ceiling = Math.min(SWAP_BACKOFF_CAP_MS, SWAP_BACKOFF_BASE_MS * 2 ** Math.max(0, attempt))
+  return Math.round(ceiling / 2 + random() * (ceiling / 2))
+}
 const LEASE_SECONDS = 15
 const ASYNC_BATCH = 2_000
 
@@ -170,6 +212,7 @@ interface RunRow {
   phase: string
   events_done: string
   events_total: string
+  swap_attempts: number
   worker: string | null
   started_at: string
   finished_at: string | null
@@ -181,7 +224,8 @@ interface RunRow {
 const RUN_COLUMNS = `r.id::text, r.kind, r.projections, r.label, r.target_schema, r.as_of,
   r.bound_seq::text as as_of_cursor,
   (select s.label from chronicle.projection_runs s where s.id = r.source_run) as from_snapshot,
-  r.events_seeded::text, r.versions, r.state, r.phase, r.events_done::text, r.events_total::text, r.worker,
+  r.events_seeded::text, r.versions, r.state, r.phase, r.events_done::text, r.events_total::text,
+  r.swap_attempts, r.worker,
   to_char(r.started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
   to_char(r.finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at,
   r.error, extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as elapsed`
@@ -208,6 +252,7 @@ const toRun = (row: RunRow): Run => {
     eventsTotal: total,
     eventsPerSecond: Math.round(rate),
     etaSeconds: row.state === "running" && rate > 0 ? Math.max(0, Math.round((total - done) / rate)) : null,
+    swapAttempts: row.swap_attempts,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     error: row.error,
@@ -256,10 +301,14 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           cursor: string | null
           events_per_second: number | null
           last_error: string | null
+          retry_at: string | null
         }>(
           `select name, version, built_version, mode, state, description, tables,
-                  coalesce(cursor_seq, 0)::text as cursor, events_per_second, last_error
+                  coalesce(cursor_seq, 0)::text as cursor, events_per_second, last_error,
+                  to_char(chronicle.projection_retry_at(name, $1, $2) at time zone 'UTC',
+                          'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as retry_at
              from chronicle.projections order by name`,
+          [RETRY_BASE_SECONDS, RETRY_CAP_SECONDS],
         )
         const projections: Array<ProjectionInfo> = []
         for (const p of rows) {
@@ -297,6 +346,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             lagSeconds,
             eventsPerSecond: p.events_per_second === null ? null : Math.round(p.events_per_second),
             lastError: p.last_error,
+            // The daemon retries a failed rebuild only when the projection needs one.
+            retryAt: p.state === "failed" && p.built_version !== p.version ? p.retry_at : null,
           })
         }
         return { head, projections }
@@ -370,15 +421,18 @@ export class Projections extends Context.Service<Projections, ProjectionsService
       }) =>
         q(
           // A snapshot records the versions it is built with; a seeded rebuild starts at its
-          // seed's bound, with the seed's events done.
+          // seed's bound, with the seed's events done. The run is born claimed by this worker
+          // (claim 1): no other daemon can take it before this process executes it, only once
+          // this process stops reporting. The as-of selector goes in as JSON text (`::text::jsonb`):
+          // a string bound to a jsonb parameter would be stored as a JSON string.
           `insert into chronicle.projection_runs
              (id, kind, projections, label, target_schema, as_of, bound_seq, state, events_total,
-              versions, source_run, cursor_seq, events_done, events_seeded)
-           values ($1, $2, $3::text[], $4, $5, $6::jsonb, $7::bigint, 'running', $8,
+              versions, source_run, cursor_seq, events_done, events_seeded, worker, generation, heartbeat_at)
+           values ($1, $2, $3::text[], $4, $5, $6::text::jsonb, $7::bigint, 'running', $8,
                    case when $2 = 'snapshot'
                         then (select jsonb_object_agg(p.name, p.version) from chronicle.projections p
                                where p.name = any ($3::text[])) end,
-                   $9::uuid, $10::bigint, $11, $11)`,
+                   $9::uuid, $10::bigint, $11, $11, $12, 1, now())`,
           [
             run.id,
             run.kind,
@@ -391,6 +445,7 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             run.seed?.runId ?? null,
             run.seed?.bound ?? null,
             run.seed?.events ?? 0,
+            worker,
           ],
         )
 
@@ -614,28 +669,32 @@ export class Projections extends Context.Service<Projections, ProjectionsService
         return yield* getRun(id)
       })
 
-      /** Takes the run for this worker unless a live worker holds it. */
+      /**
+       * Takes the run for this worker unless another live worker holds it, and returns the
+       * claim's fencing token (null when not taken): every later write of the run names it, so
+       * once another worker claims the run, this one can change nothing.
+       */
       const claim = (runId: string) =>
-        q<{ id: string }>(
+        q<{ generation: string }>(
           `update chronicle.projection_runs
-              set worker = $2, heartbeat_at = now(), updated_at = now()
+              set worker = $2, generation = generation + 1, heartbeat_at = now(), updated_at = now()
             where id = $1 and state in ('running', 'cancelling')
               and (worker is null or worker = $2 or heartbeat_at < now() - make_interval(secs => $3))
-            returning id::text`,
+            returning generation::text`,
           [runId, worker, STALE_SECONDS],
-        ).pipe(Effect.map((rows) => rows.length === 1))
+        ).pipe(Effect.map((rows) => rows[0]?.generation ?? null))
 
       /** Ends a cancelled run: its schema goes, the projections keep their live tables. */
-      const finishCancel = (runId: string) =>
+      const finishCancel = (runId: string, generation: string) =>
         db
           .transaction(
             Effect.gen(function* () {
               const [row] = yield* q<{ target_schema: string; kind: string; projections: Array<string> }>(
                 `update chronicle.projection_runs
                     set state = 'cancelled', phase = 'cancelled', finished_at = now(), updated_at = now()
-                  where id = $1 and state in ('running', 'cancelling')
+                  where id = $1 and state in ('running', 'cancelling') and worker = $2 and generation = $3::bigint
                   returning target_schema, kind, projections`,
-                [runId],
+                [runId, worker, generation],
               )
               if (row === undefined) return
               yield* q("select chronicle.drop_projection_schema($1)", [runId])
@@ -652,99 +711,135 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           )
           .pipe(Effect.orDie)
 
-      const execute = Effect.fn("Projections.execute")(
-        function* (runId: string, options: ExecuteOptions = {}) {
-          const batchSize = options.batchSize ?? 10_000
-          const report = (run: Run) => Effect.sync(() => options.onProgress?.(run))
-          let run = yield* getRun(runId)
-          if (run.state !== "running" && run.state !== "cancelling") return run
-          if (!(yield* claim(runId))) return run
-          active.add(runId)
-          return yield* Effect.gen(function* () {
-            if (run.state === "cancelling") {
-              yield* finishCancel(runId)
-              return yield* getRun(runId)
+      /**
+       * Records a run's failure (fenced: nothing happens when this worker no longer holds it):
+       * the run ends failed with the error, its schema is dropped, a rebuild's projections say
+       * why and keep serving their live tables.
+       */
+      const recordFailure = (runId: string, generation: string, message: string) =>
+        q<{ recorded: boolean }>("select chronicle.fail_projection_run($1, $2, $3::bigint, $4) as recorded", [
+          runId,
+          worker,
+          generation,
+          message,
+        ]).pipe(
+          Effect.tap((rows) =>
+            rows[0]?.recorded === true
+              ? Effect.logWarning("projection run failed", { runId, error: message })
+              : Effect.void,
+          ),
+        )
+
+      const execute = Effect.fn("Projections.execute")(function* (
+        runId: string,
+        options: ExecuteOptions = {},
+      ) {
+        const batchSize = options.batchSize ?? 10_000
+        const lockTimeoutMs = Math.max(1, Math.round(options.swapLockTimeoutMs ?? 100))
+        const report = (run: Run) =>
+          Effect.promise(() => Promise.resolve(options.onProgress?.(run))).pipe(Effect.asVoid)
+        let run = yield* getRun(runId)
+        if (run.state !== "running" && run.state !== "cancelling") return run
+        const generation = yield* claim(runId)
+        if (generation === null) return run
+        active.add(runId)
+        // Every write below names this worker and its claim: the run's own functions check
+        // them in SQL, and the engine's updates carry them in their WHERE clauses.
+        const fenced = "id = $1 and worker = $2 and generation = $3::bigint"
+        const work = Effect.gen(function* () {
+          if (run.state === "cancelling") {
+            yield* finishCancel(runId, generation)
+            return yield* getRun(runId)
+          }
+          yield* db.query("select chronicle.prepare_projection_build($1, $2, $3::bigint)", [
+            runId,
+            worker,
+            generation,
+          ])
+          let batches = 0
+          let swapAttempts = 0
+          while (true) {
+            const [step] = yield* db.query<{ applied: number; caught_up: boolean; state: string }>(
+              "select * from chronicle.projection_build_batch($1, $2, $3::bigint, $4)",
+              [runId, worker, generation, batchSize],
+            )
+            batches++
+            // Another worker claimed the run (this one was paused past the takeover window):
+            // it is theirs now; leave it as it is.
+            if (step === undefined || step.state === "taken") break
+            if (step.state === "cancelling") {
+              yield* finishCancel(runId, generation)
+              break
             }
-            yield* q("select chronicle.prepare_projection_build($1)", [runId])
-            let batches = 0
-            while (true) {
-              const [step] = yield* q<{ applied: number; caught_up: boolean; state: string }>(
-                "select * from chronicle.projection_build_batch($1, $2, $3)",
-                [runId, worker, batchSize],
-              )
-              batches++
-              if (step === undefined || step.state === "cancelling") {
-                yield* finishCancel(runId)
-                break
-              }
-              if (step.state !== "running") break
-              if (run.kind === "rebuild" && batches % 20 === 0) {
-                // The head moves while we build: re-estimate what is left.
-                yield* q(
-                  `update chronicle.projection_runs r
+            if (step.state !== "running") break
+            if (run.kind === "rebuild" && batches % 20 === 0) {
+              // The head moves while we build: re-estimate what is left.
+              yield* q(
+                `update chronicle.projection_runs r
                     set events_total = r.events_done
                           + greatest(0, (select last_seq from chronicle.sequencer) - coalesce(r.cursor_seq, 0))
-                  where r.id = $1`,
-                  [runId],
-                )
-              }
-              run = yield* getRun(runId)
-              yield* report(run)
-              if (!step.caught_up) continue
-              if (run.kind === "snapshot") {
-                yield* q("select chronicle.finish_projection_snapshot($1, $2)", [runId, worker])
-                break
-              }
-              yield* q(
-                "update chronicle.projection_runs set phase = 'swapping', updated_at = now() where id = $1",
-                [runId],
+                  where ${fenced}`,
+                [runId, worker, generation],
               )
-              // The swap waits for appends in flight; on a lock timeout it goes back to
-              // catching up and tries again.
-              const swapped = yield* db
-                .query("select chronicle.finish_projection_rebuild($1, $2)", [runId, worker])
-                .pipe(
-                  Effect.as(true),
-                  Effect.catchTag("SqlError", (error) =>
-                    error.code === "55P03" || error.code === "40P01"
-                      ? q("update chronicle.projection_runs set phase = 'catching-up' where id = $1", [
-                          runId,
-                        ]).pipe(Effect.as(false))
-                      : Effect.fail(error),
-                  ),
-                )
-              if (swapped) {
-                yield* q("analyze chronicle.events").pipe(Effect.ignore)
-                break
-              }
             }
             run = yield* getRun(runId)
             yield* report(run)
-            return run
-          }).pipe(Effect.ensuring(Effect.sync(() => active.delete(runId))))
-        },
-        (effect, runId) =>
-          effect.pipe(
-            Effect.tapError((error) =>
-              error._tag === "SqlError"
-                ? q(
-                    `update chronicle.projection_runs set state = 'failed', error = $2, finished_at = now(), updated_at = now()
-                    where id = $1 and state = 'running'`,
-                    [runId, error.message],
-                  ).pipe(
-                    Effect.andThen(
-                      q(
-                        `update chronicle.projections p set state = 'failed', last_error = $2, updated_at = now()
-                         from chronicle.projection_runs r
-                        where r.id = $1 and p.name = any (r.projections) and r.kind = 'rebuild'`,
-                        [runId, error.message],
-                      ),
-                    ),
-                  )
-                : Effect.void,
-            ),
+            if (!step.caught_up) continue
+            if (run.kind === "snapshot") {
+              yield* db.query("select chronicle.finish_projection_snapshot($1, $2, $3::bigint)", [
+                runId,
+                worker,
+                generation,
+              ])
+              break
+            }
+            yield* q(
+              `update chronicle.projection_runs set phase = 'swapping', updated_at = now() where ${fenced}`,
+              [runId, worker, generation],
+            )
+            // The swap never waits for a reader (a table in use fails it at once, 55P03; a
+            // deadlock with an append, 40P01, likewise): it goes back to catching up, backs off
+            // with jitter, and tries again.
+            const swapped = yield* db
+              .query("select chronicle.finish_projection_rebuild($1, $2, $3::bigint, $4, $5)", [
+                runId,
+                worker,
+                generation,
+                lockTimeoutMs,
+                swapTableWaitMs(swapAttempts, options.swapPatientAfter),
+              ])
+              .pipe(
+                Effect.as(true),
+                Effect.catchTag("SqlError", (error) =>
+                  error.code === "55P03" || error.code === "40P01"
+                    ? q(
+                        `update chronicle.projection_runs
+                            set phase = 'catching-up', swap_attempts = swap_attempts + 1, updated_at = now()
+                          where ${fenced}`,
+                        [runId, worker, generation],
+                      ).pipe(Effect.andThen(Effect.sleep(swapBackoffMs(swapAttempts++))), Effect.as(false))
+                    : Effect.fail(error),
+                ),
+              )
+            if (swapped) {
+              yield* q("analyze chronicle.events").pipe(Effect.ignore)
+              break
+            }
+          }
+          run = yield* getRun(runId)
+          yield* report(run)
+          return run
+        })
+        return yield* work.pipe(
+          // A failing build (a handler's error, a swap that cannot be done) ends the run failed
+          // with its error, unless another worker holds it by now; either way the caller gets
+          // the run as it stands.
+          Effect.catchTag("SqlError", (error) =>
+            recordFailure(runId, generation, error.message).pipe(Effect.andThen(getRun(runId))),
           ),
-      )
+          Effect.ensuring(Effect.sync(() => active.delete(runId))),
+        )
+      })
 
       const launch = (runId: string) =>
         execute(runId).pipe(
@@ -768,7 +863,10 @@ export class Projections extends Context.Service<Projections, ProjectionsService
           [runId],
         )
         // Nobody is working on it (the process that was died): end it here.
-        if (!active.has(runId) && (yield* claim(runId))) yield* finishCancel(runId)
+        if (!active.has(runId)) {
+          const generation = yield* claim(runId)
+          if (generation !== null) yield* finishCancel(runId, generation)
+        }
         return yield* getRun(runId)
       })
 
@@ -850,8 +948,10 @@ export class Projections extends Context.Service<Projections, ProjectionsService
                 Effect.map((rows) => rows[0]),
                 Effect.catchTag("SqlError", (error) =>
                   q(
-                    "update chronicle.projections set state = 'failed', last_error = $2, updated_at = now() where name = $1",
-                    [name, error.message],
+                    // Only while this worker holds the lease: one that lost it reports nothing.
+                    `update chronicle.projections set state = 'failed', last_error = $2, updated_at = now()
+                      where name = $1 and lease_owner = $3`,
+                    [name, error.message, worker],
                   ).pipe(
                     Effect.andThen(
                       Effect.logWarning("async projection failed; will retry", {
@@ -868,7 +968,8 @@ export class Projections extends Context.Service<Projections, ProjectionsService
             if (result.caught_up) break
           }
         }
-        // Runs whose worker died, and the builds that registered versions need.
+        // Runs whose worker died, and the builds that registered versions need (a projection
+        // whose last rebuild failed waits for its back-off: projection_retry_at).
         const orphans = yield* q<{ id: string }>(
           `select id::text from chronicle.projection_runs
             where state in ('running', 'cancelling')
@@ -885,7 +986,9 @@ export class Projections extends Context.Service<Projections, ProjectionsService
               and coalesce((select r.state from chronicle.projection_runs r
                              where r.kind = 'rebuild' and p.name = any (r.projections)
                              order by r.started_at desc limit 1), '') <> 'cancelled'
+              and coalesce(chronicle.projection_retry_at(p.name, $1, $2), '-infinity') <= now()
             order by p.name`,
+          [RETRY_BASE_SECONDS, RETRY_CAP_SECONDS],
         )
         if (needed.length > 0) {
           const run = yield* startRebuild({ projections: needed.map((n) => n.name) }).pipe(

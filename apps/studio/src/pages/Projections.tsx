@@ -145,7 +145,17 @@ const ProjectionsManager = () => {
                     {p.builtVersion === p.version ? "" : ` (built v${p.builtVersion ?? "–"})`}
                   </span>
                   <div className="muted small">{p.description}</div>
-                  {p.lastError === null ? null : <div className="error small">{p.lastError}</div>}
+                  {p.lastError === null ? null : (
+                    <div className="error small">
+                      {p.lastError}
+                      {p.retryAt === null ? null : (
+                        <>
+                          {" "}
+                          · next attempt <Time iso={p.retryAt} />; its last good tables keep serving
+                        </>
+                      )}
+                    </div>
+                  )}
                 </td>
                 <td>
                   <StateBadge state={p.state} />
@@ -214,6 +224,7 @@ const RunSummary = ({ run }: { run: Run }) => (
       {run.phase} · {fmt(run.eventsDone)} / {fmt(run.eventsTotal)} events
       {run.eventsPerSecond === null ? "" : ` · ${fmt(run.eventsPerSecond)} events/s`}
       {run.etaSeconds === null || run.state !== "running" ? "" : ` · about ${fmt(run.etaSeconds)} s left`}
+      {run.swapAttempts === 0 ? "" : ` · swap deferred ${fmt(run.swapAttempts)}× (a table was in use)`}
     </div>
     {run.error === null ? null : <div className="error small">{run.error}</div>}
   </>
@@ -252,9 +263,7 @@ const RunWatcher = ({ runId, onClose }: { runId: string; onClose: () => void }) 
 type SnapshotInfo = RouterOutputs["projections"]["snapshots"][number]
 
 /** What a snapshot was taken as of: a time, a checkpoint or a cursor, with the cursor it became. */
-const SnapshotBound = ({ asOf: given, cursor }: { asOf: SnapshotInfo["asOf"]; cursor: string | null }) => {
-  // Runs recorded on Postgres hand their bound back as JSON text: read either form.
-  const asOf: SnapshotInfo["asOf"] = typeof given === "string" ? JSON.parse(given) : given
+const SnapshotBound = ({ asOf, cursor }: { asOf: SnapshotInfo["asOf"]; cursor: string | null }) => {
   const at = cursor === null ? null : <span className="muted"> (cursor {cursor})</span>
   if (asOf === null) return <>cursor {cursor ?? "–"}</>
   if ("timestamp" in asOf)
