@@ -160,6 +160,13 @@ describe.runIf(env.postgresUrl !== null)("the service as chronicle_runtime (Post
     // `chronicle export` reads everything as that role.
     const exported = await cli(["export", "--out", "/dev/null"], runtimeUrl)
     expect(exported.code, exported.stderr).toBe(0)
+    // Erasure is the role's too (the retention sweep runs as it): a session purged, its bytes gone.
+    const doomed = await me.sessions.create.mutate({ title: "to erase" })
+    await me.messages.append.mutate({ sessionId: doomed.id, role: "user", content: "x".repeat(100_000) })
+    const purged = await cli(["purge", doomed.id], runtimeUrl)
+    expect(purged.code, purged.stderr).toBe(0)
+    expect(purged.stderr).toContain("1 file content(s) deleted")
+    expect((await me.sessions.get.query({ id: doomed.id })).status).toBe("deleted")
     // Nothing the server did in the background was refused either.
     expect(t.logs.filter((line) => JSON.stringify(line).includes("permission denied"))).toEqual([])
   })
