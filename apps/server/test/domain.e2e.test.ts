@@ -8,6 +8,7 @@ import {
   clientFor,
   ISO,
   refusal,
+  runEnded,
   SMALL_LIMITS,
   smallLimitsEnv,
   startTestServer,
@@ -1406,11 +1407,7 @@ describe.each(testDatabases(env))("the domain API over HTTP, on $name", (databas
         message: "Only the service role may rebuild the read models: it covers every owner's data",
       })
       const { runId } = await c.asService.projections.rebuild.mutate()
-      let run = await c.asService.projections.run.query({ runId })
-      while (run.state === "running") {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        run = await c.asService.projections.run.query({ runId })
-      }
+      const run = await runEnded(c.asService, runId)
       expect(run).toMatchObject({ state: "completed", kind: "rebuild" })
       expect(run.eventsDone).toBeGreaterThanOrEqual(4)
       expect(await me.sessions.get.query({ id: s.id })).toEqual(before)

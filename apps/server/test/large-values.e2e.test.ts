@@ -20,6 +20,7 @@ import {
   callers,
   clientFor,
   refusal,
+  runEnded,
   startTestServer,
   type TestServer,
   testDatabases,
@@ -379,11 +380,7 @@ describe.each(testDatabases(env))("large values, on $name", (database) => {
     const messages = await allPages((cursor) => me.messages.list.query({ sessionId: session.id, cursor }))
     const runs = await allPages((cursor) => me.toolRuns.list.query({ sessionId: session.id, cursor }))
     const { runId } = await service.projections.rebuild.mutate()
-    let run = await service.projections.run.query({ runId })
-    while (run.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, 50))
-      run = await service.projections.run.query({ runId })
-    }
+    const run = await runEnded(service, runId)
     expect(run.state).toBe("completed")
     expect(await allPages((cursor) => me.messages.list.query({ sessionId: session.id, cursor }))).toEqual(
       messages,

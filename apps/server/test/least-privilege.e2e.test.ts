@@ -11,7 +11,14 @@ import type {} from "@chronicle/store/vitest-global-setup"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest"
 import { cli } from "./cli-support.ts"
-import { type Callers, callers, startTestServer, type TestDatabase, type TestServer } from "./support.ts"
+import {
+  type Callers,
+  callers,
+  runEnded,
+  startTestServer,
+  type TestDatabase,
+  type TestServer,
+} from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
 
@@ -132,17 +139,7 @@ describe.runIf(env.postgresUrl !== null)("the service as chronicle_runtime (Post
     )
 
     // The engine: a rebuild (shadow schema, swap) and a snapshot (made, then dropped).
-    const ended = async (runId: string) => {
-      let run = await c.asService.projections.run.query({ runId })
-      await vi.waitFor(
-        async () => {
-          run = await c.asService.projections.run.query({ runId })
-          expect(run.state).not.toMatch(/^(running|cancelling)$/)
-        },
-        { timeout: 60_000, interval: 50 },
-      )
-      return run
-    }
+    const ended = (runId: string) => runEnded(c.asService, runId)
     const rebuild = await c.asService.projections.rebuild.mutate({ projections: ["sessions"] })
     expect(await ended(rebuild.runId)).toMatchObject({ state: "completed" })
     expect((await me.sessions.get.query({ id: s.id })).title).toBe("least privilege")

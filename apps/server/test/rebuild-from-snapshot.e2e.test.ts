@@ -3,12 +3,13 @@ import { dumpReadModels } from "@chronicle/projections"
 import { Database } from "@chronicle/store"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { cli, sequenceAll, withDatabase } from "./cli-support.ts"
 import {
   type Callers,
   callers,
   refusal,
+  runEnded,
   sql,
   startTestServer,
   type TestServer,
@@ -26,18 +27,7 @@ describe.each(testDatabases(env))("projections.rebuild from a snapshot, on $name
   })
   afterAll(() => t?.close())
 
-  /** Polls a run until it has ended, and returns it. */
-  const ended = async (runId: string) => {
-    let run = await c.asService.projections.run.query({ runId })
-    await vi.waitFor(
-      async () => {
-        run = await c.asService.projections.run.query({ runId })
-        expect(run.state).not.toMatch(/^(running|cancelling)$/)
-      },
-      { timeout: 60_000, interval: 50 },
-    )
-    return run
-  }
+  const ended = (runId: string) => runEnded(c.asService, runId)
 
   it("rebuilds the sessions projection from a snapshot for the service role, and refuses snapshots it cannot use", async () => {
     const me = c.asAlice

@@ -7,7 +7,7 @@ import { createPostgresDatabase, pgliteTestLayer, type TestEnvironment } from "@
 import type {} from "@chronicle/store/vitest-global-setup"
 import type { Layer } from "effect"
 import { Effect } from "effect"
-import { expect } from "vitest"
+import { expect, vi } from "vitest"
 import { type ServerConfig, serverConfig } from "../src/config.ts"
 import { type RunningServer, startServer } from "../src/serve.ts"
 
@@ -274,4 +274,17 @@ export const failure = async (promise: Promise<unknown>) => {
     }
   }
   throw new Error("expected a failure")
+}
+
+/** Polls a projection run (as `service`, the service role) until it has ended, and returns it. */
+export const runEnded = async (service: ChronicleClient, runId: string) => {
+  let run = await service.projections.run.query({ runId })
+  await vi.waitFor(
+    async () => {
+      run = await service.projections.run.query({ runId })
+      expect(run.state).not.toMatch(/^(running|cancelling)$/)
+    },
+    { timeout: 60_000, interval: 50 },
+  )
+  return run
 }
