@@ -150,24 +150,44 @@ const convertPreRelease = (applied: ReadonlyArray<LedgerRow>, baseline: Migratio
     }
   })
 
+/** This connection's role, the chronicle schema's owner, and whether the role acts as it. */
+const schemaOwnership = Effect.gen(function* () {
+  const db = yield* Database
+  const [row] = yield* db.query<{ role: string; owner: string | null; may: boolean }>(
+    `select current_user::text as role, n.nspowner::regrole::text as owner,
+            coalesce(pg_has_role(current_user, n.nspowner, 'USAGE'), true) as may
+       from (select 1) one left join pg_namespace n on n.nspname = 'chronicle'`,
+  )
+  return row ?? { role: "", owner: null, may: true }
+})
+
 /**
  * Migrating is the schema owner's job: a role that does not own the schema (the service's
  * runtime role, see 06_security.sql) is told so instead of failing half-way through a file.
  */
 const refuseUnlessOwner = (first: Migration) =>
   Effect.gen(function* () {
-    const db = yield* Database
-    const [row] = yield* db.query<{ role: string; owner: string | null; may: boolean }>(
-      `select current_user::text as role, n.nspowner::regrole::text as owner,
-              coalesce(pg_has_role(current_user, n.nspowner, 'USAGE'), true) as may
-         from (select 1) one left join pg_namespace n on n.nspname = 'chronicle'`,
-    )
-    if (row === undefined || row.may) return
+    const row = yield* schemaOwnership
+    if (row.may) return
     return yield* new MigrationMismatch({
       migration: first.name,
       reason: `is not applied, and this connection's role ${row.role} does not own the chronicle schema (${row.owner} does), so it may not migrate. Run \`chronicle migrate\` with DATABASE_URL naming the owner (or \`supabase db push\`), then start the service again`,
     })
   })
+
+/**
+ * The service's role, its grants and policies, put back when missing: a dump restored into
+ * another server may arrive without the role (roles belong to the server) or without the grants
+ * (`pg_restore --no-privileges`). Only the owner can; for anyone else this does nothing.
+ */
+const applyRuntimePrivileges = Effect.gen(function* () {
+  const db = yield* Database
+  const [fn] = yield* db.query<{ exists: boolean }>(
+    "select to_regprocedure('chronicle.apply_runtime_privileges()') is not null as exists",
+  )
+  if (!fn?.exists || !(yield* schemaOwnership).may) return
+  yield* db.query("select chronicle.apply_runtime_privileges()")
+})
 
 /** The versions `supabase db push` recorded, when this database has the Supabase CLI's ledger. */
 const supabaseLedger = Effect.gen(function* () {
@@ -255,6 +275,7 @@ export const migrate = (dir: string = defaultMigrationsDir) =>
             )
           }
         }
+        yield* applyRuntimePrivileges
         return {
           applied: pending.map((m) => m.name),
           alreadyApplied: applied.length,
