@@ -264,3 +264,24 @@ begin
   return n;
 end
 $function$;
+
+-- The swap's refusal names a materialized view with its schema whatever the caller's search_path.
+
+CREATE OR REPLACE FUNCTION chronicle.projection_swap_refusal(p_tables text[])
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select format('%s reads %s: a rebuild cannot swap a table a materialized view depends on; drop the '
+                'materialized view (or make it a view) and the rebuild is retried',
+                string_agg(distinct format('materialized view %I.%I', vn.nspname, v.relname), ', '),
+                string_agg(distinct 'chronicle.' || t.relname, ', '))
+    from pg_depend d
+    join pg_rewrite rw on rw.oid = d.objid
+    join pg_class v on v.oid = rw.ev_class
+    join pg_namespace vn on vn.oid = v.relnamespace
+    join pg_class t on t.oid = d.refobjid
+   where d.classid = 'pg_rewrite'::regclass and v.relkind = 'm' and v.oid <> d.refobjid
+     and t.relnamespace = 'chronicle'::regnamespace and t.relname = any (p_tables)
+  having count(*) > 0
+$function$;

@@ -232,15 +232,17 @@ $$;
 
 -- Why the swap could not move p_tables, or null: a materialized view reads one of them (a view
 -- is recreated over the new table; a materialized view cannot be, and would go with the old).
+-- Names are schema-qualified whatever the caller's search_path.
 create function chronicle.projection_swap_refusal(p_tables text[]) returns text
 language sql stable as $$
   select format('%s reads %s: a rebuild cannot swap a table a materialized view depends on; drop the '
                 'materialized view (or make it a view) and the rebuild is retried',
-                string_agg(distinct 'materialized view ' || v.oid::regclass::text, ', '),
+                string_agg(distinct format('materialized view %I.%I', vn.nspname, v.relname), ', '),
                 string_agg(distinct 'chronicle.' || t.relname, ', '))
     from pg_depend d
     join pg_rewrite rw on rw.oid = d.objid
     join pg_class v on v.oid = rw.ev_class
+    join pg_namespace vn on vn.oid = v.relnamespace
     join pg_class t on t.oid = d.refobjid
    where d.classid = 'pg_rewrite'::regclass and v.relkind = 'm' and v.oid <> d.refobjid
      and t.relnamespace = 'chronicle'::regnamespace and t.relname = any (p_tables)
