@@ -435,10 +435,10 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           Effect.flatMap(Projections, (p) => p.snapshots()),
         ]),
       )
-      // Point-in-time snapshots are copies made before: the purge does not reach into them.
+      // Point-in-time snapshots are copies of the read models: the purge erases the sessions there too.
       if (snapshots.length > 0)
         console.error(
-          `Note: ${snapshots.length} snapshot(s) built before may still hold purged content (${snapshots.map((s) => s.label).join(", ")}); drop them with \`chronicle snapshots --drop <label>\``,
+          `${dryRun ? "Would erase" : "Erased"} the session(s) from ${snapshots.length} snapshot(s) too: ${snapshots.map((s) => s.label).join(", ")}`,
         )
       const sessions = reports.flatMap((r) => r.sessions)
       const events = reports.reduce((n, r) => n + r.events, 0)
