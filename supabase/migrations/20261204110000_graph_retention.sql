@@ -167,7 +167,6 @@ begin
                   when 'GraphCheckpointSaved' then x.data || jsonb_build_object(
                     'checkpoint', jsonb_build_object('type', x.data -> 'checkpoint' ->> 'type', 'data', ''),
                     'metadata', '{}'::jsonb,
-                    'channelVersions', '{}'::jsonb,
                     'blobs', coalesce((select jsonb_agg(b.value order by b.n)
                                          from jsonb_array_elements(x.data -> 'blobs') with ordinality b (value, n)
                                         where exists (select 1 from needed k

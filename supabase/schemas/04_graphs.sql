@@ -282,14 +282,16 @@ $$;
 -- Retention: prunes a thread's checkpoints of one namespace whose id sorts at or before
 -- p_through (all but the last ones), through the one privileged path that may change an event
 -- (see chronicle.reject_event_mutation). Their events keep their ids, types, versions, seqs and
--- times; their payloads are redacted: the checkpoint's bytes, metadata and channel versions
--- blanked, the writes made against it dropped, and of the values it carried only those kept:
--- the ones a remaining checkpoint names, and every version a list among them grew from, as the
--- events recorded it (a replay needs the chain to assemble the list; the read model then keeps
--- only its oldest named version, whole). Returns the number of events redacted. The caller
--- appends GraphCheckpointsPruned in the same transaction, whose projection removes the
--- checkpoints, writes and values from the read model, so a replay of the redacted log makes
--- the same rows. For the service, never the API roles.
+-- times; their payloads are redacted: the checkpoint's bytes and metadata blanked, the writes
+-- made against it dropped, and of the values it carried only those kept: the ones a remaining
+-- checkpoint names, and every version a list among them grew from, as the events recorded it
+-- (a replay needs the chain to assemble the list; the read model then keeps only its oldest
+-- named version, whole). Its channel versions stay: an earlier pruning, replayed, must see the
+-- checkpoints it kept name what they named, or it would drop a value a list saved after it
+-- grew from. Returns the number of events redacted. The caller appends GraphCheckpointsPruned
+-- in the same transaction, whose projection removes the checkpoints, writes and values from
+-- the read model, so a replay of the redacted log makes the same rows. For the service, never
+-- the API roles.
 create function chronicle.prune_graph_checkpoints(p_graph uuid, p_ns text, p_through text) returns integer
 language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
@@ -316,7 +318,6 @@ begin
                   when 'GraphCheckpointSaved' then x.data || jsonb_build_object(
                     'checkpoint', jsonb_build_object('type', x.data -> 'checkpoint' ->> 'type', 'data', ''),
                     'metadata', '{}'::jsonb,
-                    'channelVersions', '{}'::jsonb,
                     'blobs', coalesce((select jsonb_agg(b.value order by b.n)
                                          from jsonb_array_elements(x.data -> 'blobs') with ordinality b (value, n)
                                         where exists (select 1 from needed k
