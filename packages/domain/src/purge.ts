@@ -308,7 +308,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
       })
 
       /** Per namespace of each selected thread with more than `keep` checkpoints: the newest id that goes. */
-      const prunable = (target: GraphPruneTarget) =>
+      const prunable = (target: GraphPruneTarget & { readonly graphId?: string }) =>
         query<{
           graph_id: string
           thread_id: string
@@ -326,9 +326,10 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                       row_number() over (partition by c.checkpoint_ns order by c.checkpoint_id desc) as rank
                  from chronicle.graph_checkpoints c where c.graph_id = g.id) x on x.rank > $1
             where ($2::text is null or g.thread_id = $2) and ($3::uuid is null or g.owner_id = $3::uuid)
+              and ($4::uuid is null or g.id = $4::uuid)
             group by g.id, g.thread_id, g.owner_id, g.version, x.checkpoint_ns
             order by g.id, x.checkpoint_ns`,
-          [target.keep, target.threadId ?? null, target.ownerId ?? null],
+          [target.keep, target.threadId ?? null, target.ownerId ?? null, target.graphId ?? null],
         )
 
       /** Prunes one thread in one transaction; a concurrent save makes it start again. */
@@ -336,7 +337,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         db
           .transaction(
             Effect.gen(function* () {
-              const rows = (yield* prunable({ keep })).filter((r) => r.graph_id === graphId)
+              const rows = yield* prunable({ keep, graphId })
               if (rows.length === 0) return { checkpoints: 0, events: 0, blobs: 0 }
               const streamId = `graph-${graphId}`
               // Large values the pruned events name, gathered before they are redacted.

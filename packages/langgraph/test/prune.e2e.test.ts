@@ -8,7 +8,7 @@
  * from the log gives back the same tables. The retention sweep prunes when
  * CHRONICLE_GRAPH_KEEP_CHECKPOINTS is set. A 200-turn thread is measured before and after.
  */
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import { graphIdForThread, graphStreamId, Purge, serviceActor, userActor } from "@chronicle/domain"
 import {
   callers,
@@ -239,6 +239,63 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
     const resumed = (await chatGraph(saver()).getState({ configurable: { thread_id: threadId } })).values
       .messages as Array<BaseMessage>
     expect(resumed.map((m) => m.content)).toEqual(messages.map((m) => m.content))
+  })
+
+  it("deletes the large values only pruned checkpoints named; those the kept ones rest on stay", async () => {
+    const client = clientFor(server.server.url, token)
+    const threadId = `large-${randomUUID()}`
+    // Over 64 KiB of base64 each: kept in the blob store, the events carry their SHA-256.
+    const large = (seed: string) => ({
+      type: "json",
+      data: Buffer.from(prose(seed, 70_000)).toString("base64"),
+    })
+    const gone = large(`gone ${threadId}`)
+    const stays = large(`stays ${threadId}`)
+    const save = (id: string, topic: string, blobs: Array<Record<string, unknown>>) =>
+      client.graphs.putCheckpoint.mutate({
+        threadId,
+        checkpointNs: "",
+        checkpointId: id,
+        parentCheckpointId: null,
+        checkpoint: { type: "json", data: Buffer.from(id).toString("base64") },
+        metadata: {},
+        channelVersions: { topic, messages: id === "cp-1" ? "1" : "2" },
+        blobs: blobs as never,
+      })
+    // cp-1: a large topic only it names, and a list whose large item cp-2's list keeps.
+    await save("cp-1", "1", [
+      { channel: "topic", version: "1", value: gone },
+      { channel: "messages", version: "1", list: { base: null, keep: 0, items: [stays] } },
+    ])
+    await save("cp-2", "2", [
+      { channel: "topic", version: "2", value: { type: "json", data: "" } },
+      {
+        channel: "messages",
+        version: "2",
+        list: { base: "1", keep: 1, items: [{ type: "json", data: "" }] },
+      },
+    ])
+    const sha = (value: { data: string }) =>
+      createHash("sha256").update(Buffer.from(value.data, "base64")).digest("hex")
+    const stored = async () =>
+      (
+        await query<{ sha256: string }>(
+          "select sha256 from chronicle.blobs where sha256 = any ($1::text[])",
+          [[sha(gone), sha(stays)]],
+        )
+      )
+        .map((r) => r.sha256)
+        .sort()
+    expect(await stored()).toEqual([sha(gone), sha(stays)].sort())
+    const before = await client.graphs.getTuple.query({ threadId, checkpointNs: "", checkpointId: "cp-2" })
+    const report = await run(
+      Effect.flatMap(Purge, (p) => p.pruneGraphCheckpoints(serviceActor(), { keep: 1, threadId })),
+    )
+    expect(report).toMatchObject({ checkpoints: 1, blobs: 1 })
+    expect(await stored()).toEqual([sha(stays)])
+    expect(await client.graphs.getTuple.query({ threadId, checkpointNs: "", checkpointId: "cp-2" })).toEqual(
+      before,
+    )
   })
 
   it("prunes in the retention sweep, with CHRONICLE_GRAPH_KEEP_CHECKPOINTS", async () => {
