@@ -194,10 +194,15 @@ declare
   t record;
   e chronicle.events;
   v_count integer := 0;
+  v_through bigint;
 begin
+  -- A build in progress is locked (its batches lock the run too), so none applies events
+  -- between the rows going and their being made again.
   for r in select * from chronicle.projection_runs x
-            where x.kind = 'snapshot' and x.state = 'completed' and to_regnamespace(x.target_schema) is not null
-            order by x.started_at loop
+            where ((x.kind = 'snapshot' and x.state = 'completed') or x.state in ('running', 'cancelling'))
+              and to_regnamespace(x.target_schema) is not null
+            order by x.started_at
+            for update loop
     for t in select c.relname::text as relname,
                     exists (select 1 from pg_attribute a
                              where a.attrelid = c.oid and a.attname = 'session_id' and not a.attisdropped) as keyed
@@ -209,12 +214,15 @@ begin
         execute format('delete from %I.%I where session_id = $1', r.target_schema, t.relname) using p_session_id;
       end if;
     end loop;
-    if 'sessions' = any (r.projections) and r.bound_seq is not null then
-      -- As a build applies events: the handler's unqualified tables are the snapshot's.
+    -- The events the build holds: up to a completed snapshot's bound, or as far as a build in
+    -- progress got (the rest it applies from the redacted log).
+    v_through := case when r.state = 'completed' then r.bound_seq else r.cursor_seq end;
+    if 'sessions' = any (r.projections) and v_through is not null then
+      -- As a build applies events: the handler's unqualified tables are the build's.
       perform set_config('search_path', r.target_schema, true);
       for e in select x.* from chronicle.events x
                  join chronicle.event_seq q on q.global_position = x.global_position
-                where x.stream_id = v_stream and q.seq <= r.bound_seq
+                where x.stream_id = v_stream and q.seq <= v_through
                 order by x.stream_version loop
         perform chronicle.project_session(e);
       end loop;

@@ -397,4 +397,50 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     ).toEqual(keptRows)
     expect((await sessions((x) => x.get(alice, kept.id))).title).toBe("kept")
   })
+
+  it("erases a purged session from a rebuild in progress: the swapped-in tables hold none of its text", async () => {
+    const { s } = await secretSession()
+    const build = Effect.gen(function* () {
+      const [db, store] = yield* Effect.all([Database, EventStore])
+      const engine = Projections.layer.pipe(
+        Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
+      )
+      return { engine, store }
+    })
+    const { engine, store } = await run(build)
+    await run(store.head())
+    const started = await run(
+      Effect.flatMap(Projections, (p) => p.startRebuild({ projections: ["sessions"] })).pipe(
+        Effect.provide(engine),
+      ),
+    )
+    // A worker has applied the log so far to the shadow tables, then pauses.
+    const [claim] = await sql<{ generation: string }>(
+      `update chronicle.projection_runs set worker = 'paused-worker', generation = generation + 1, heartbeat_at = now()
+        where id = $1 returning generation::text`,
+      [started.id],
+    )
+    await sql("select chronicle.prepare_projection_build($1, 'paused-worker', $2::bigint)", [
+      started.id,
+      claim!.generation,
+    ])
+    const [batch] = await sql<{ applied: number }>(
+      "select applied from chronicle.projection_build_batch($1, 'paused-worker', $2::bigint, 100000)",
+      [started.id, claim!.generation],
+    )
+    expect(batch!.applied).toBeGreaterThan(0)
+    expect(Object.keys(await traces(SECRET)).some((t) => t.startsWith("chronicle_build_"))).toBe(true)
+
+    await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))
+    expect(await traces(SECRET)).toEqual({})
+
+    // Another worker takes the run over and swaps the shadow tables in: still no trace.
+    await sql("update chronicle.projection_runs set worker = null where id = $1", [started.id])
+    const finished = await run(
+      Effect.flatMap(Projections, (p) => p.execute(started.id)).pipe(Effect.provide(engine)),
+    )
+    expect(finished).toMatchObject({ state: "completed", kind: "rebuild" })
+    expect(await traces(SECRET)).toEqual({})
+    expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+  })
 })
