@@ -340,13 +340,16 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               const rows = yield* prunable({ keep, graphId })
               if (rows.length === 0) return { checkpoints: 0, events: 0, blobs: 0 }
               const streamId = `graph-${graphId}`
-              // Large values the pruned events name, gathered before they are redacted.
+              // Large values the events about to be redacted name, gathered before they are.
               const hashes = yield* query<{ sha256: string }>(
                 `select distinct h.value #>> '{}' as sha256
-                   from chronicle.events e, jsonb_path_query(e.data, 'strict $.**') as h(value)
+                   from chronicle.events e
+                   join unnest($2::text[], $3::text[]) p (ns, through)
+                     on e.data ->> 'checkpointNs' = p.ns and (e.data ->> 'checkpointId') collate "C" <= p.through,
+                        jsonb_path_query(e.data, 'strict $.**') as h(value)
                   where e.stream_id = $1 and e.type in ('GraphCheckpointSaved', 'GraphWritesSaved')
                     and jsonb_typeof(h.value) = 'string' and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
-                [streamId],
+                [streamId, rows.map((r) => r.checkpoint_ns), rows.map((r) => r.through)],
               )
               let events = 0
               let checkpoints = 0
