@@ -685,11 +685,71 @@ begin
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_session(e);
   end loop;
+  perform chronicle.purge_session_snapshots(p_session_id);
   return v_count;
 end
 $$;
 
 revoke all on function chronicle.purge_session_stream(uuid) from public;
+
+-- The same erasure in every completed point-in-time snapshot (an analytics_asof_<label> schema,
+-- 02_projection_engine.sql) and every build in progress (a rebuild's shadow schema, which its
+-- swap makes live; a snapshot being built): they copy the read models, so the session's rows
+-- there (sessions by id, every table with a session_id) are deleted and, where the build holds
+-- the sessions projection, made again from the redacted events it includes (up to a
+-- snapshot's bound, or as far as a build in progress got), as a build of the redacted log
+-- would hold them. A snapshot made before the log had seqs cannot say which events it
+-- includes: the session's rows just go. Returns the number of builds it went through. Called
+-- by chronicle.purge_session_stream only.
+create function chronicle.purge_session_snapshots(p_session_id uuid) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_stream text := 'session-' || p_session_id::text;
+  r chronicle.projection_runs;
+  t record;
+  e chronicle.events;
+  v_count integer := 0;
+  v_through bigint;
+begin
+  -- A build in progress is locked (its batches lock the run too), so none applies events
+  -- between the rows going and their being made again.
+  for r in select * from chronicle.projection_runs x
+            where ((x.kind = 'snapshot' and x.state = 'completed') or x.state in ('running', 'cancelling'))
+              and to_regnamespace(x.target_schema) is not null
+            order by x.started_at
+            for update loop
+    for t in select c.relname::text as relname,
+                    exists (select 1 from pg_attribute a
+                             where a.attrelid = c.oid and a.attname = 'session_id' and not a.attisdropped) as keyed
+               from pg_class c
+              where c.relnamespace = to_regnamespace(r.target_schema) and c.relkind in ('r', 'p') loop
+      if t.relname = 'sessions' then
+        execute format('delete from %I.sessions where id = $1', r.target_schema) using p_session_id;
+      elsif t.keyed then
+        execute format('delete from %I.%I where session_id = $1', r.target_schema, t.relname) using p_session_id;
+      end if;
+    end loop;
+    -- The events the build holds: up to a completed snapshot's bound, or as far as a build in
+    -- progress got (the rest it applies from the redacted log).
+    v_through := case when r.state = 'completed' then r.bound_seq else r.cursor_seq end;
+    if 'sessions' = any (r.projections) and v_through is not null then
+      -- As a build applies events: the handler's unqualified tables are the build's.
+      perform set_config('search_path', r.target_schema, true);
+      for e in select x.* from chronicle.events x
+                 join chronicle.event_seq q on q.global_position = x.global_position
+                where x.stream_id = v_stream and q.seq <= v_through
+                order by x.stream_version loop
+        perform chronicle.project_session(e);
+      end loop;
+      perform set_config('search_path', 'pg_catalog, chronicle, pg_temp', true);
+    end if;
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_session_snapshots(uuid) from public;
 
 -- The same for a stored file (an owner's erasure): its upload's name is redacted and its row
 -- made again from the redacted events; the caller records FilePurged and deletes the bytes

@@ -3,7 +3,7 @@
 --
 -- A thread is the stream 'graph-<uuid>', the uuid derived from (owner, thread id). Its events
 -- (packages/events/src/graph.ts): GraphThreadStarted, GraphCheckpointSaved, GraphWritesSaved,
--- GraphThreadDeleted. Values the graph framework serialized travel as { type, data: base64 }
+-- GraphThreadDeleted, GraphCheckpointsPruned. Values the graph framework serialized travel as { type, data: base64 }
 -- and are kept as such: the service never interprets them. A value too large for an event
 -- travels as { type, sha256, size }, its bytes in chronicle.blobs (content-addressed, written
 -- directly, as files' bytes are).
@@ -109,6 +109,9 @@ declare
   d jsonb := e.data;
   v_owner uuid;
   v_thread text;
+  v_ns text := d ->> 'checkpointNs';
+  v_through text := d ->> 'throughCheckpointId';
+  r record;
 begin
   if e.type = 'GraphThreadStarted' then
     insert into graph_threads (id, owner_id, thread_id, version, created_at, updated_at)
@@ -181,6 +184,52 @@ begin
       delete from graph_checkpoints where graph_id = v_id;
       delete from graph_blobs where graph_id = v_id;
       delete from graph_writes where graph_id = v_id;
+    when 'GraphCheckpointsPruned' then
+      -- Retention (chronicle.prune_graph_checkpoints): the namespace's checkpoints up to the id
+      -- go with their writes, and so does every value no remaining checkpoint names. A list a
+      -- remaining checkpoint names whose base is about to go is first stored whole (its items
+      -- assembled from its chain, as graph_value does, keeping what the events carried: inline
+      -- bytes or a SHA-256): it then rests on nothing, and reads as before.
+      delete from graph_checkpoints c
+       where c.graph_id = v_id and c.checkpoint_ns = v_ns and c.checkpoint_id <= v_through;
+      delete from graph_writes w
+       where w.graph_id = v_id and w.checkpoint_ns = v_ns and w.checkpoint_id collate "C" <= v_through;
+      for r in
+        select b.channel, b.version from graph_blobs b
+         where b.graph_id = v_id and b.checkpoint_ns = v_ns and b.items is not null and b.base_version is not null
+           and exists (select 1 from graph_checkpoints c
+                        where c.graph_id = v_id and c.checkpoint_ns = v_ns and c.channel_versions ->> b.channel = b.version)
+           and not exists (select 1 from graph_checkpoints c
+                            where c.graph_id = v_id and c.checkpoint_ns = v_ns
+                              and c.channel_versions ->> b.channel = b.base_version)
+      loop
+        update graph_blobs b
+           set items = (
+                 with recursive chain (depth, version, need) as (
+                   select 0, x.version, x.length
+                     from graph_blobs x
+                    where x.graph_id = v_id and x.checkpoint_ns = v_ns and x.channel = r.channel and x.version = r.version
+                   union all
+                   select c.depth + 1, x.base_version, least(c.need, x.keep)
+                     from chain c
+                     join graph_blobs x
+                       on x.graph_id = v_id and x.checkpoint_ns = v_ns and x.channel = r.channel and x.version = c.version
+                    where x.base_version is not null and least(c.need, x.keep) > 0
+                 )
+                 select coalesce(jsonb_agg(i.item order by c.depth desc, i.n), '[]'::jsonb)
+                   from chain c
+                   join graph_blobs x
+                     on x.graph_id = v_id and x.checkpoint_ns = v_ns and x.channel = r.channel and x.version = c.version
+                  cross join lateral jsonb_array_elements(x.items) with ordinality i (item, n)
+                  where i.n <= c.need - x.keep),
+               base_version = null,
+               keep = 0
+         where b.graph_id = v_id and b.checkpoint_ns = v_ns and b.channel = r.channel and b.version = r.version;
+      end loop;
+      delete from graph_blobs b
+       where b.graph_id = v_id and b.checkpoint_ns = v_ns
+         and not exists (select 1 from graph_checkpoints c
+                          where c.graph_id = v_id and c.checkpoint_ns = v_ns and c.channel_versions ->> b.channel = b.version);
     else
       null; -- a type with no read model only advanced the thread's version
   end case;
@@ -229,6 +278,62 @@ language sql stable as $$
    where i.n <= c.need - b.keep
   having count(*) > 0 or exists (select 1 from chain)
 $$;
+
+-- Retention: prunes a thread's checkpoints of one namespace whose id sorts at or before
+-- p_through (all but the last ones), through the one privileged path that may change an event
+-- (see chronicle.reject_event_mutation). Their events keep their ids, types, versions, seqs and
+-- times; their payloads are redacted: the checkpoint's bytes and metadata blanked, the writes
+-- made against it dropped, and of the values it carried only those kept: the ones a remaining
+-- checkpoint names, and every version a list among them grew from, as the events recorded it
+-- (a replay needs the chain to assemble the list; the read model then keeps only its oldest
+-- named version, whole). Its channel versions stay: an earlier pruning, replayed, must see the
+-- checkpoints it kept name what they named, or it would drop a value a list saved after it
+-- grew from. Returns the number of events redacted. The caller appends GraphCheckpointsPruned
+-- in the same transaction, whose projection removes the checkpoints, writes and values from
+-- the read model, so a replay of the redacted log makes the same rows. For the service, never
+-- the API roles.
+create function chronicle.prune_graph_checkpoints(p_graph uuid, p_ns text, p_through text) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_stream text := 'graph-' || p_graph::text;
+  v_count integer;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  with recursive
+    -- Every (channel, version) → base the thread's events stored in the namespace.
+    stored (channel, version, base) as (
+      select distinct b ->> 'channel', b ->> 'version', b -> 'list' ->> 'base'
+        from chronicle.events x, jsonb_array_elements(x.data -> 'blobs') b
+       where x.stream_id = v_stream and x.type = 'GraphCheckpointSaved' and x.data ->> 'checkpointNs' = p_ns),
+    needed (channel, version) as (
+      select v.key, v.value
+        from chronicle.graph_checkpoints c, jsonb_each_text(c.channel_versions) v
+       where c.graph_id = p_graph and c.checkpoint_ns = p_ns and c.checkpoint_id > p_through
+      union
+      select s.channel, s.base
+        from needed n join stored s on s.channel = n.channel and s.version = n.version
+       where s.base is not null)
+  update chronicle.events x
+     set data = case x.type
+                  when 'GraphCheckpointSaved' then x.data || jsonb_build_object(
+                    'checkpoint', jsonb_build_object('type', x.data -> 'checkpoint' ->> 'type', 'data', ''),
+                    'metadata', '{}'::jsonb,
+                    'blobs', coalesce((select jsonb_agg(b.value order by b.n)
+                                         from jsonb_array_elements(x.data -> 'blobs') with ordinality b (value, n)
+                                        where exists (select 1 from needed k
+                                                       where k.channel = b.value ->> 'channel'
+                                                         and k.version = b.value ->> 'version')), '[]'::jsonb))
+                  else x.data || '{"writes": []}'::jsonb end,
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream and x.type in ('GraphCheckpointSaved', 'GraphWritesSaved')
+     and x.data ->> 'checkpointNs' = p_ns and (x.data ->> 'checkpointId') collate "C" <= p_through;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.prune_graph_checkpoints(uuid, text, text) from public;
 
 select chronicle.register_projection(
   p_name => 'graph',

@@ -197,7 +197,9 @@ begin
     chronicle.graph_inline(text, text, text),
     -- Erasure (the Purge service: the retention sweep and `chronicle purge`), audited in the log.
     chronicle.purge_session_stream(uuid),
-    chronicle.purge_file_stream(uuid)
+    chronicle.purge_file_stream(uuid),
+    -- Retention of LangGraph checkpoints (the same Purge service), audited by GraphCheckpointsPruned.
+    chronicle.prune_graph_checkpoints(uuid, text, text)
     to chronicle_runtime;
 
   -- Where row-level security is on (Supabase), the service's role reads every row: the API

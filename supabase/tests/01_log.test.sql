@@ -2,7 +2,7 @@
 -- a batch is all or nothing, and nothing in the log can be changed or removed.
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(21);
+select plan(25);
 
 select has_table('chronicle', 'events', 'the log is chronicle.events');
 select has_table('chronicle', 'streams', 'streams are chronicle.streams');
@@ -89,6 +89,49 @@ select throws_ok(
        '[{"event_id": "00000000-0000-4000-8000-00000000e007", "version": 4, "type": "Noted", "data": {},
           "recorded_at": "2026-01-01T00:00:00Z"}]'::jsonb) $$,
   'CH409', null, 'an import must continue its stream without a gap');
+
+-- Retention of graph checkpoints, the other path that may change an event: cp-1 is pruned; its
+-- event keeps its place and the list item cp-2 still rests on, and loses the rest.
+select chronicle.append_events(
+  'graph-00000000-0000-4000-8000-0000000000f1', 'graph', -2,
+  jsonb_build_array(
+    jsonb_build_object('type', 'GraphThreadStarted', 'event_id', gen_random_uuid(),
+      'data', '{"graphId": "00000000-0000-4000-8000-0000000000f1", "ownerId": "00000000-0000-4000-8000-0000000000a1", "threadId": "t"}'::jsonb),
+    jsonb_build_object('type', 'GraphCheckpointSaved', 'event_id', gen_random_uuid(),
+      'data', '{"checkpointNs": "", "checkpointId": "cp-1", "parentCheckpointId": null,
+                "checkpoint": {"type": "json", "data": "c2VjcmV0"}, "metadata": {"note": "secret"},
+                "channelVersions": {"messages": "1", "topic": "1"},
+                "blobs": [{"channel": "messages", "version": "1", "list": {"base": null, "keep": 0, "items": [{"type": "json", "data": "YQ=="}]}},
+                          {"channel": "topic", "version": "1", "value": {"type": "json", "data": "c2VjcmV0"}}]}'::jsonb),
+    jsonb_build_object('type', 'GraphCheckpointSaved', 'event_id', gen_random_uuid(),
+      'data', '{"checkpointNs": "", "checkpointId": "cp-2", "parentCheckpointId": "cp-1",
+                "checkpoint": {"type": "json", "data": "Yg=="}, "metadata": {},
+                "channelVersions": {"messages": "2"},
+                "blobs": [{"channel": "messages", "version": "2", "list": {"base": "1", "keep": 1, "items": [{"type": "json", "data": "Yg=="}]}}]}'::jsonb)),
+  '00000000-0000-4000-8000-0000000000a1');
+select is(
+  chronicle.prune_graph_checkpoints('00000000-0000-4000-8000-0000000000f1', '', 'cp-1'), 1,
+  'pruning redacts the events of the checkpoints up to the id');
+select is(
+  (select jsonb_build_array(e.stream_version, e.data -> 'checkpoint', e.data -> 'metadata', e.data -> 'channelVersions',
+                            jsonb_path_query_array(e.data, '$.blobs[*].version'))
+     from chronicle.events e
+    where e.stream_id = 'graph-00000000-0000-4000-8000-0000000000f1' and e.data ->> 'checkpointId' = 'cp-1'),
+  '[2, {"type": "json", "data": ""}, {}, {"messages": "1", "topic": "1"}, ["1"]]'::jsonb,
+  'a pruned checkpoint keeps its place, its channel versions and the values kept ones rest on; its content goes');
+select chronicle.append_events(
+  'graph-00000000-0000-4000-8000-0000000000f1', 'graph', 3,
+  '[{"type": "GraphCheckpointsPruned", "event_id": "00000000-0000-4000-8000-00000000e0f1",
+     "data": {"checkpointNs": "", "keep": 1, "throughCheckpointId": "cp-1", "count": 1}}]'::jsonb);
+select is(
+  (select jsonb_agg(jsonb_build_array(b.channel, b.version, b.base_version) order by b.channel, b.version)
+     from chronicle.graph_blobs b where b.graph_id = '00000000-0000-4000-8000-0000000000f1'),
+  '[["messages", "2", null]]'::jsonb,
+  'GraphCheckpointsPruned leaves only the values kept checkpoints name, a list stored whole when its base goes');
+select is(
+  chronicle.graph_value('00000000-0000-4000-8000-0000000000f1', '', 'messages', '2'),
+  '{"items": [{"type": "json", "data": "YQ=="}, {"type": "json", "data": "Yg=="}]}'::jsonb,
+  'and the kept checkpoint reads its list as before');
 
 select * from finish();
 rollback;

@@ -65,8 +65,9 @@ Authorization: Bearer <token>, or pass it as the client's \`token\`. It expires 
 auth configured) no token is needed.`,
   },
   purge: {
-    usage: "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]",
-    summary: "erase sessions' content irreversibly (with their forks), recorded as SessionPurged",
+    usage:
+      "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]\n       chronicle purge --graph-checkpoints --keep <k> [--thread <id>] [--owner <uuid>] [--dry-run]",
+    summary: "erase sessions' content irreversibly (with their forks), or prune LangGraph checkpoints",
     help: `Erases the content of the named sessions, of every session and file of --owner, or of the sessions
 expired for at least --expired-days days (the retention policy the server's sweep applies with
 CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together with their forks, which copied their content.
@@ -74,7 +75,15 @@ The payload of each of their events is redacted (text, JSON values and names bla
 versions, positions and times kept, so cursors, exports and rebuilds stay valid), their read
 models are made again from the redacted log, file contents nothing references any more are
 deleted, and a SessionPurged event (with --reason) records each purge. This cannot be undone.
---dry-run lists what would be purged and writes nothing. Progress goes to stderr.`,
+--dry-run lists what would be purged and writes nothing. Progress goes to stderr.
+
+With --graph-checkpoints, prunes LangGraph threads instead (the retention the server's sweep
+applies with CHRONICLE_GRAPH_KEEP_CHECKPOINTS): in each thread (every one, those with thread id
+--thread, or --owner's) and namespace, all checkpoints but the last --keep go, with the writes
+made against them. Their events stay in the log with their payloads redacted, but for the
+channel values the kept checkpoints rest on; a GraphCheckpointsPruned event records each
+pruning; large values nothing references any more are deleted. Every kept checkpoint reads as
+before. This cannot be undone.`,
   },
   import: {
     usage: "import [--in <file>] [--map-owner <old>=<new> …]",
@@ -207,6 +216,9 @@ const OPTIONS = {
   "expired-days": { type: "string" },
   reason: { type: "string" },
   "dry-run": { type: "boolean" },
+  "graph-checkpoints": { type: "boolean" },
+  keep: { type: "string" },
+  thread: { type: "string" },
   user: { type: "string" },
   expires: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -221,7 +233,7 @@ const ALLOWED: Record<Command, ReadonlyArray<keyof typeof OPTIONS>> = {
   export: ["out"],
   import: ["in", "map-owner"],
   token: ["user", "expires"],
-  purge: ["owner", "expired-days", "reason", "dry-run"],
+  purge: ["owner", "expired-days", "reason", "dry-run", "graph-checkpoints", "keep", "thread"],
 }
 
 const main = async (argv: ReadonlyArray<string>): Promise<number> => {
@@ -406,6 +418,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       return 0
     }
     case "purge": {
+      if (values["graph-checkpoints"] === true) return await pruneCheckpoints(values, positionals)
+      if (values.keep !== undefined || values.thread !== undefined)
+        return usageError("purge: --keep and --thread go with --graph-checkpoints", command)
       const days = values["expired-days"] === undefined ? undefined : Number(values["expired-days"])
       const targets: Array<PurgeTarget> = [
         ...positionals.map((id) => ({ sessionId: id.toLowerCase() })),
@@ -435,10 +450,10 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           Effect.flatMap(Projections, (p) => p.snapshots()),
         ]),
       )
-      // Point-in-time snapshots are copies made before: the purge does not reach into them.
+      // Point-in-time snapshots are copies of the read models: the purge erases the sessions there too.
       if (snapshots.length > 0)
         console.error(
-          `Note: ${snapshots.length} snapshot(s) built before may still hold purged content (${snapshots.map((s) => s.label).join(", ")}); drop them with \`chronicle snapshots --drop <label>\``,
+          `${dryRun ? "Would erase" : "Erased"} the session(s) from ${snapshots.length} snapshot(s) too: ${snapshots.map((s) => s.label).join(", ")}`,
         )
       const sessions = reports.flatMap((r) => r.sessions)
       const events = reports.reduce((n, r) => n + r.events, 0)
@@ -469,6 +484,56 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       return 0
     }
   }
+}
+
+/** `chronicle purge --graph-checkpoints`: keeps the last --keep checkpoints of each thread and namespace. */
+const pruneCheckpoints = async (
+  values: { readonly [option: string]: unknown },
+  positionals: ReadonlyArray<string>,
+): Promise<number> => {
+  const raw = values.keep as string | undefined
+  const keep = raw === undefined ? Number.NaN : Number(raw)
+  if (!(Number.isInteger(keep) && keep >= 1))
+    return usageError(
+      "purge: --graph-checkpoints needs --keep <k>, a whole number of checkpoints >= 1",
+      "purge",
+    )
+  if (positionals.length > 0 || values["expired-days"] !== undefined || values.reason !== undefined)
+    return usageError(
+      "purge: --graph-checkpoints takes --keep, --thread, --owner and --dry-run only",
+      "purge",
+    )
+  const owner = values.owner as string | undefined
+  const thread = values.thread as string | undefined
+  const dryRun = values["dry-run"] === true
+  const report = await withStore(
+    Effect.flatMap(Purge, (p) =>
+      p.pruneGraphCheckpoints(
+        serviceActor(),
+        {
+          keep,
+          ...(thread === undefined ? {} : { threadId: thread }),
+          ...(owner === undefined ? {} : { ownerId: owner.toLowerCase() }),
+        },
+        {
+          dryRun,
+          onProgress: (done, total) => {
+            if (!dryRun) process.stderr.write(`  pruned ${done}/${total} thread(s)\n`)
+          },
+        },
+      ),
+    ).pipe(Effect.provide(Purge.layer)),
+  )
+  for (const t of report.threads)
+    console.log(
+      `${t.graphId}  ${t.threadId}  ${t.checkpoints} checkpoint(s)${dryRun ? "" : `, ${t.events} event(s) redacted`}`,
+    )
+  console.error(
+    dryRun
+      ? `Would prune ${report.checkpoints} checkpoint(s) of ${report.threads.length} thread(s), keeping the last ${keep} of each (dry run: nothing written)`
+      : `Pruned ${report.checkpoints} checkpoint(s) of ${report.threads.length} thread(s), keeping the last ${keep} of each: ${report.events} event(s) redacted, ${report.blobs} large value(s) deleted`,
+  )
+  return 0
 }
 
 main(process.argv.slice(2)).then(

@@ -57,6 +57,11 @@ export interface ServerConfig {
    * (CHRONICLE_PURGE_EXPIRED_AFTER_DAYS).
    */
   readonly purgeExpiredAfterDays: number
+  /**
+   * LangGraph threads keep this many checkpoints per thread and namespace; the sweep prunes
+   * the older ones; 0 = keep all (CHRONICLE_GRAPH_KEEP_CHECKPOINTS).
+   */
+  readonly graphKeepCheckpoints: number
   /** MIME types files.put accepts; `type/*` allows a family (CHRONICLE_ALLOWED_MIME_TYPES). */
   readonly allowedMimeTypes: ReadonlyArray<string>
   /**
@@ -354,6 +359,17 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
       `CHRONICLE_PURGE_EXPIRED_AFTER_DAYS must be a number of days >= 0 (0 = never purge), got ${JSON.stringify(rawPurge)}`,
     )
   }
+  const rawKeep = setting(env, "CHRONICLE_GRAPH_KEEP_CHECKPOINTS")
+  const graphKeepCheckpoints = rawKeep === undefined ? 0 : Number(rawKeep)
+  if (
+    !Number.isInteger(graphKeepCheckpoints) ||
+    graphKeepCheckpoints < 0 ||
+    graphKeepCheckpoints > 2_147_483_647
+  ) {
+    throw new ConfigError(
+      `CHRONICLE_GRAPH_KEEP_CHECKPOINTS must be a whole number of checkpoints >= 0 (0 = keep all), got ${JSON.stringify(rawKeep)}`,
+    )
+  }
   const rawMime = setting(env, "CHRONICLE_ALLOWED_MIME_TYPES")
   const allowedMimeTypes =
     rawMime === undefined ? DEFAULT_ALLOWED_MIME_TYPES : rawMime.split(",").map((m) => m.trim().toLowerCase())
@@ -375,6 +391,7 @@ export const serverConfig = (env: NodeJS.ProcessEnv = process.env): ServerConfig
   return {
     sessionTtlHours,
     purgeExpiredAfterDays,
+    graphKeepCheckpoints,
     allowedMimeTypes,
     requestTimeoutMs,
     database: databaseConfig(env),

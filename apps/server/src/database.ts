@@ -200,9 +200,13 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
     sessionTtlHours: config.sessionTtlHours,
     largeValueBytes: config.limits.largeValueBytes,
     purgeExpiredAfterDays: config.purgeExpiredAfterDays,
+    graphKeepCheckpoints: config.graphKeepCheckpoints,
   })
   const domain = Layer.mergeAll(DomainLayer, Projections.layer).pipe(Layer.provide(domainConfig))
-  return Layer.mergeAll(retentionSweep(config.sessionTtlHours), Projections.daemon()).pipe(
+  return Layer.mergeAll(
+    retentionSweep(config.sessionTtlHours, config.graphKeepCheckpoints),
+    Projections.daemon(),
+  ).pipe(
     Layer.provideMerge(domain),
     Layer.provideMerge(
       storeLayer(config.database, database, { maxEventBytes: maxEventBytes(config.limits) }),
@@ -210,11 +214,14 @@ export const appLayer = (config: ServerConfig, database?: Layer.Layer<Database, 
   )
 }
 
-/** Expires idle sessions at start-up and then every ten minutes (nothing when the TTL is 0). */
-const retentionSweep = (ttlHours: number) =>
+/**
+ * Expires idle sessions and prunes graph checkpoints at start-up and then every ten minutes
+ * (nothing when the TTL is 0 and threads keep every checkpoint).
+ */
+const retentionSweep = (ttlHours: number, graphKeepCheckpoints: number) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
-      if (ttlHours <= 0) return
+      if (ttlHours <= 0 && graphKeepCheckpoints <= 0) return
       const retention = yield* Retention
       yield* retention.sweep().pipe(
         Effect.tap((report) =>
@@ -224,6 +231,12 @@ const retentionSweep = (ttlHours: number) =>
               : Effect.void,
             report.purged > 0
               ? Effect.logInfo("purged expired sessions", { purged: report.purged })
+              : Effect.void,
+            report.checkpointsPruned > 0
+              ? Effect.logInfo("pruned graph checkpoints", {
+                  pruned: report.checkpointsPruned,
+                  keep: graphKeepCheckpoints,
+                })
               : Effect.void,
           ]),
         ),

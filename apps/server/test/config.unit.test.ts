@@ -23,6 +23,7 @@ describe("configuration from the environment", () => {
       shutdownTimeoutMs: 10_000,
       sessionTtlHours: 720,
       purgeExpiredAfterDays: 0,
+      graphKeepCheckpoints: 0,
       allowedMimeTypes: DEFAULT_ALLOWED_MIME_TYPES,
       requestTimeoutMs: 30_000,
     })
@@ -39,6 +40,10 @@ describe("configuration from the environment", () => {
     expect(serverConfig({ CHRONICLE_PURGE_EXPIRED_AFTER_DAYS: "90" }).purgeExpiredAfterDays).toBe(90)
     expect(() => serverConfig({ CHRONICLE_PURGE_EXPIRED_AFTER_DAYS: "soon" })).toThrow(
       /CHRONICLE_PURGE_EXPIRED_AFTER_DAYS must be a number of days >= 0/,
+    )
+    expect(serverConfig({ CHRONICLE_GRAPH_KEEP_CHECKPOINTS: "5" }).graphKeepCheckpoints).toBe(5)
+    expect(() => serverConfig({ CHRONICLE_GRAPH_KEEP_CHECKPOINTS: "2.5" })).toThrow(
+      /CHRONICLE_GRAPH_KEEP_CHECKPOINTS must be a whole number of checkpoints >= 0/,
     )
     expect(() => serverConfig({ CHRONICLE_ALLOWED_MIME_TYPES: "text" })).toThrow(
       /CHRONICLE_ALLOWED_MIME_TYPES must be/,

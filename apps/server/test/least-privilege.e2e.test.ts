@@ -164,6 +164,48 @@ describe.runIf(env.postgresUrl !== null)("the service as chronicle_runtime (Post
     expect(purged.code, purged.stderr).toBe(0)
     expect(purged.stderr).toContain("1 file content(s) deleted")
     expect((await me.sessions.get.query({ id: doomed.id })).status).toBe("deleted")
+    // So is pruning a LangGraph thread to its last checkpoints (the sweep's graph retention): a
+    // messages list that grew by one item per checkpoint reads whole from the kept ones.
+    const items = (texts: Array<string>) =>
+      texts.map((x) => ({ type: "json", data: Buffer.from(x).toString("base64") }))
+    const save = (id: string, parent: string | null, version: string, base: string | null, add: string) =>
+      me.graphs.putCheckpoint.mutate({
+        threadId: "pruned",
+        checkpointNs: "",
+        checkpointId: id,
+        parentCheckpointId: parent,
+        checkpoint: { type: "json", data: Buffer.from(id).toString("base64") },
+        metadata: {},
+        channelVersions: { messages: version },
+        blobs: [
+          {
+            channel: "messages",
+            version,
+            list: { base, keep: base === null ? 0 : Number(base), items: items([add]) },
+          },
+        ],
+      })
+    await save("cp-1", null, "1", null, "a")
+    await save("cp-2", "cp-1", "2", "1", "b")
+    await save("cp-3", "cp-2", "3", "2", "c")
+    const args = ["purge", "--graph-checkpoints", "--keep", "2", "--thread", "pruned"]
+    const dry = await cli([...args, "--dry-run"], runtimeUrl)
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stderr).toContain(
+      "Would prune 1 checkpoint(s) of 1 thread(s), keeping the last 2 of each (dry run: nothing written)",
+    )
+    expect((await me.graphs.list.query({ threadId: "pruned" })).items).toHaveLength(3)
+    const prune = await cli(args, runtimeUrl)
+    expect(prune.code, prune.stderr).toBe(0)
+    expect(prune.stderr).toContain("pruned 1/1 thread(s)")
+    expect(prune.stderr).toContain(
+      "Pruned 1 checkpoint(s) of 1 thread(s), keeping the last 2 of each: 1 event(s) redacted",
+    )
+    const kept = (await me.graphs.list.query({ threadId: "pruned" })).items
+    expect(kept.map((k) => [k.checkpointId, k.blobs])).toEqual([
+      ["cp-3", [{ channel: "messages", version: "3", items: items(["a", "b", "c"]) }]],
+      ["cp-2", [{ channel: "messages", version: "2", items: items(["a", "b"]) }]],
+    ])
     // Nothing the server did in the background was refused either.
     expect(t.logs.filter((line) => JSON.stringify(line).includes("permission denied"))).toEqual([])
   })

@@ -104,5 +104,13 @@ describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
     const unknown = await cli(["purge", randomUUID()], t.databaseUrl!)
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toMatch(/^chronicle: .*session .* not found/im)
+    const noKeep = await cli(["purge", "--graph-checkpoints"], t.databaseUrl!)
+    expect(noKeep.code).toBe(2)
+    expect(noKeep.stderr).toContain(
+      "purge: --graph-checkpoints needs --keep <k>, a whole number of checkpoints >= 1",
+    )
+    const stray = await cli(["purge", randomUUID(), "--keep", "3"], t.databaseUrl!)
+    expect(stray.code).toBe(2)
+    expect(stray.stderr).toContain("purge: --keep and --thread go with --graph-checkpoints")
   })
 })

@@ -19,6 +19,11 @@ export interface DomainConfigShape {
    * erased, irreversibly); 0 = never.
    */
   readonly purgeExpiredAfterDays: number
+  /**
+   * LangGraph threads keep this many checkpoints per thread and namespace (the newest): the
+   * retention sweep prunes the older ones; 0 = keep all.
+   */
+  readonly graphKeepCheckpoints: number
 }
 
 /**
@@ -50,6 +55,7 @@ export const defaultDomainConfig: DomainConfigShape = {
   conflictRetries: 50,
   largeValueBytes: 64 * 1024,
   purgeExpiredAfterDays: 0,
+  graphKeepCheckpoints: 0,
 }
 
 export const DomainConfig = Context.Reference<DomainConfigShape>("@chronicle/domain/DomainConfig", {

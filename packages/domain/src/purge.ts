@@ -6,6 +6,11 @@
  * redacted events, and records `SessionPurged` in the same transaction: the audit record. The
  * log keeps its shape, versions and cursors; folds, exports and rebuilds still run over it.
  * Only the service role purges.
+ *
+ * Retention of LangGraph threads takes the same path: `pruneGraphCheckpoints` keeps the last K
+ * checkpoints of each thread and namespace, redacting the others' events in the SQL function
+ * `chronicle.prune_graph_checkpoints` (the values the kept checkpoints rest on stay) and
+ * recording `GraphCheckpointsPruned`, whose projection removes them from the read model.
  */
 import { Forbidden, InvalidCommand, NotFound, toStored } from "@chronicle/events"
 import { Database, EventStore, isUuid } from "@chronicle/store"
@@ -44,12 +49,52 @@ export interface PurgeReport {
   readonly dryRun: boolean
 }
 
+/** Which threads' checkpoints to prune, and how many to keep in each thread and namespace. */
+export interface GraphPruneTarget {
+  /** Checkpoints kept per thread and namespace: the newest ids. At least 1. */
+  readonly keep: number
+  /** Only threads with this thread id (of any owner, unless `ownerId` says). */
+  readonly threadId?: string | undefined
+  /** Only this owner's threads. */
+  readonly ownerId?: string | undefined
+}
+
+export interface GraphPruneOptions {
+  /** Report what would be pruned and write nothing. */
+  readonly dryRun?: boolean | undefined
+  /** Called after each thread is pruned (or counted, in a dry run). */
+  readonly onProgress?: ((done: number, total: number) => void) | undefined
+}
+
+export interface GraphPruneReport {
+  /** The threads pruned (or that would be), with the checkpoints each lost. */
+  readonly threads: ReadonlyArray<{
+    readonly graphId: string
+    readonly threadId: string
+    readonly ownerId: string
+    readonly checkpoints: number
+    /** Events whose payload was redacted (none in a dry run). */
+    readonly events: number
+  }>
+  readonly checkpoints: number
+  readonly events: number
+  /** Large values' bytes deleted from the blob store because nothing references them any more. */
+  readonly blobs: number
+  readonly dryRun: boolean
+}
+
 export interface PurgeService {
   readonly purge: (
     actor: Actor,
     target: PurgeTarget,
     options?: PurgeOptions,
   ) => Effect.Effect<PurgeReport, Forbidden | NotFound | InvalidCommand>
+  /** Keeps the last `keep` checkpoints of each thread and namespace; the older ones go (service role only). */
+  readonly pruneGraphCheckpoints: (
+    actor: Actor,
+    target: GraphPruneTarget,
+    options?: GraphPruneOptions,
+  ) => Effect.Effect<GraphPruneReport, Forbidden | InvalidCommand>
 }
 
 const ATTEMPTS = 5
@@ -262,7 +307,132 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         } satisfies PurgeReport
       })
 
-      return Purge.of({ purge })
+      /** Per namespace of each selected thread with more than `keep` checkpoints: the newest id that goes. */
+      const prunable = (target: GraphPruneTarget & { readonly graphId?: string }) =>
+        query<{
+          graph_id: string
+          thread_id: string
+          owner_id: string
+          version: number
+          checkpoint_ns: string
+          through: string
+          n: number
+        }>(
+          `select g.id::text as graph_id, g.thread_id, g.owner_id::text, g.version, x.checkpoint_ns,
+                  max(x.checkpoint_id) as through, count(*)::int as n
+             from chronicle.graph_threads g
+             join lateral (
+               select c.checkpoint_ns, c.checkpoint_id,
+                      row_number() over (partition by c.checkpoint_ns order by c.checkpoint_id desc) as rank
+                 from chronicle.graph_checkpoints c where c.graph_id = g.id) x on x.rank > $1
+            where ($2::text is null or g.thread_id = $2) and ($3::uuid is null or g.owner_id = $3::uuid)
+              and ($4::uuid is null or g.id = $4::uuid)
+            group by g.id, g.thread_id, g.owner_id, g.version, x.checkpoint_ns
+            order by g.id, x.checkpoint_ns`,
+          [target.keep, target.threadId ?? null, target.ownerId ?? null, target.graphId ?? null],
+        )
+
+      /** Prunes one thread in one transaction; a concurrent save makes it start again. */
+      const pruneThread = (graphId: string, keep: number) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              const rows = yield* prunable({ keep, graphId })
+              if (rows.length === 0) return { checkpoints: 0, events: 0, blobs: 0 }
+              const streamId = `graph-${graphId}`
+              // Large values the events about to be redacted name, gathered before they are.
+              const hashes = yield* query<{ sha256: string }>(
+                `select distinct h.value #>> '{}' as sha256
+                   from chronicle.events e
+                   join unnest($2::text[], $3::text[]) p (ns, through)
+                     on e.data ->> 'checkpointNs' = p.ns and (e.data ->> 'checkpointId') collate "C" <= p.through,
+                        jsonb_path_query(e.data, 'strict $.**') as h(value)
+                  where e.stream_id = $1 and e.type in ('GraphCheckpointSaved', 'GraphWritesSaved')
+                    and jsonb_typeof(h.value) = 'string' and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
+                [streamId, rows.map((r) => r.checkpoint_ns), rows.map((r) => r.through)],
+              )
+              let events = 0
+              let checkpoints = 0
+              for (const row of rows) {
+                const [done] = yield* query<{ n: number }>(
+                  "select chronicle.prune_graph_checkpoints($1::uuid, $2, $3) as n",
+                  [graphId, row.checkpoint_ns, row.through],
+                )
+                events += Number(done!.n)
+                checkpoints += row.n
+              }
+              // Decided at the thread's version: a save in between conflicts, and it starts again.
+              yield* store.append(
+                streamId,
+                rows.map((row) => ({
+                  ...toStored({
+                    type: "GraphCheckpointsPruned",
+                    checkpointNs: row.checkpoint_ns,
+                    keep,
+                    throughCheckpointId: row.through,
+                    count: row.n,
+                  }),
+                  metadata: { actor: "service" },
+                })),
+                { expectedVersion: Number(rows[0]!.version) },
+              )
+              return { checkpoints, events, blobs: yield* deleteUnreferenced(hashes.map((h) => h.sha256)) }
+            }),
+          )
+          .pipe(
+            Effect.retry({ times: ATTEMPTS - 1, while: (e) => e._tag === "VersionConflict" }),
+            Effect.orDie,
+          )
+
+      const pruneGraphCheckpoints = Effect.fn("Purge.pruneGraphCheckpoints")(function* (
+        actor: Actor,
+        target: GraphPruneTarget,
+        options: GraphPruneOptions = {},
+      ) {
+        if (actor.kind !== "service" || actor.actingFor !== null) {
+          return yield* new Forbidden({ reason: "Only the service role may prune graph checkpoints" })
+        }
+        if (!(Number.isInteger(target.keep) && target.keep >= 1 && target.keep <= 2_147_483_647)) {
+          return yield* new InvalidCommand({
+            path: "keep",
+            reason: "must be a whole number of checkpoints >= 1",
+          })
+        }
+        if (target.ownerId !== undefined && !isUuid(target.ownerId)) {
+          return yield* new InvalidCommand({ path: "ownerId", reason: "must be a UUID" })
+        }
+        const dryRun = options.dryRun === true
+        const byThread = new Map<string, { threadId: string; ownerId: string; checkpoints: number }>()
+        for (const row of yield* prunable(target)) {
+          const thread = byThread.get(row.graph_id) ?? {
+            threadId: row.thread_id,
+            ownerId: row.owner_id,
+            checkpoints: 0,
+          }
+          thread.checkpoints += row.n
+          byThread.set(row.graph_id, thread)
+        }
+        const threads: Array<GraphPruneReport["threads"][number]> = []
+        let blobs = 0
+        for (const [graphId, thread] of byThread) {
+          if (dryRun) threads.push({ graphId, ...thread, events: 0 })
+          else {
+            const done = yield* pruneThread(graphId, target.keep)
+            threads.push({ graphId, ...thread, checkpoints: done.checkpoints, events: done.events })
+            blobs += done.blobs
+          }
+          options.onProgress?.(threads.length, byThread.size)
+        }
+        return {
+          threads,
+          checkpoints: threads.reduce((n, t) => n + t.checkpoints, 0),
+          events: threads.reduce((n, t) => n + t.events, 0),
+          blobs,
+          dryRun,
+        } satisfies GraphPruneReport
+      })
+
+      return Purge.of({ purge, pruneGraphCheckpoints })
     }),
   )
 }

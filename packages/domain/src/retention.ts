@@ -12,13 +12,16 @@ export interface SweepReport {
   readonly purged: number
   /** Sessions that moved (a new event) between the scan and the expiry, and were left alone. */
   readonly skipped: number
+  /** LangGraph checkpoints pruned by this sweep (beyond the last CHRONICLE_GRAPH_KEEP_CHECKPOINTS). */
+  readonly checkpointsPruned: number
 }
 
 export interface RetentionService {
   /**
    * Expires active sessions with no event for longer than the TTL (0 = never), in batches,
    * by appending SessionExpired. A session that moves concurrently is left alone. Then, when
-   * a retention policy is set, purges the sessions expired for longer than it.
+   * a retention policy is set, purges the sessions expired for longer than it, and, when graph
+   * threads keep a number of checkpoints, prunes the older ones.
    */
   readonly sweep: (now?: Date) => Effect.Effect<SweepReport>
 }
@@ -45,7 +48,13 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
                   )
                   .pipe(Effect.orDie)).sessions.length
               : 0
-          if (config.sessionTtlHours <= 0) return { expired: 0, skipped: 0, purged }
+          const checkpointsPruned =
+            config.graphKeepCheckpoints > 0
+              ? (yield* purger
+                  .pruneGraphCheckpoints(serviceActor(), { keep: config.graphKeepCheckpoints })
+                  .pipe(Effect.orDie)).checkpoints
+              : 0
+          if (config.sessionTtlHours <= 0) return { expired: 0, skipped: 0, purged, checkpointsPruned }
           const cutoff = new Date(now.getTime() - config.sessionTtlHours * 3_600_000)
           let expired = 0
           let skipped = 0
@@ -82,7 +91,7 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
             if (rows.length < 200 || expired + skipped > 100_000) break
             if (skipped >= rows.length) break
           }
-          return { expired, skipped, purged }
+          return { expired, skipped, purged, checkpointsPruned }
         },
         Effect.provideService(Database, db),
         Effect.provideService(EventStore, store),

@@ -3,11 +3,13 @@
  * any table of the chronicle schemas; the log keeps its shape and still replays, a rebuild of
  * the read models equals the inline ones, other sessions are untouched; the append-only
  * trigger still refuses every other change to an event; only the service role purges; the
- * retention sweep purges sessions expired longer than its policy.
+ * retention sweep purges sessions expired longer than its policy; point-in-time snapshots
+ * (analytics_asof_<label> schemas) lose the session's text too.
  */
-import { Database } from "@chronicle/store"
+import { Projections } from "@chronicle/projections"
+import { Database, EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
-import { type Context, Effect } from "effect"
+import { type Context, Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
@@ -60,11 +62,15 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
   })
   afterAll(() => runtime.dispose())
 
-  /** Rows of every table of every chronicle schema whose text holds `needle`, by table. */
+  /**
+   * Rows of every table of every chronicle schema (and every snapshot's analytics_asof_ schema)
+   * whose text holds `needle`, by table.
+   */
   const traces = async (needle: string) => {
     const tables = await sql<{ s: string; t: string }>(
       `select table_schema as s, table_name as t from information_schema.tables
-        where table_schema like 'chronicle%' and table_type = 'BASE TABLE' order by 1, 2`,
+        where (table_schema like 'chronicle%' or table_schema like 'analytics\\_asof\\_%')
+          and table_type = 'BASE TABLE' order by 1, 2`,
     )
     expect(tables.length).toBeGreaterThan(20)
     const found: Record<string, number> = {}
@@ -328,5 +334,113 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     expect(purged.purged).toBeGreaterThanOrEqual(1)
     expect(await sessions((x) => x.get(alice, idle.id))).toMatchObject({ status: "deleted", title: null })
     expect(await traces(`${SECRET}-retained`)).toEqual({})
+  })
+
+  /** A completed snapshot of every projection as of the head of the log. */
+  const snapshotNow = (label: string) =>
+    run(
+      Effect.gen(function* () {
+        const [db, store] = yield* Effect.all([Database, EventStore])
+        const head = yield* store.head()
+        return yield* Effect.flatMap(Projections, (p) =>
+          Effect.flatMap(p.startSnapshot({ label, asOf: { cursor: head.cursor } }), (r) => p.execute(r.id)),
+        ).pipe(
+          Effect.provide(
+            Projections.layer.pipe(
+              Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
+            ),
+          ),
+        )
+      }),
+    )
+
+  it("erases a purged session from every completed snapshot: its rows there are made again from the redacted log", async () => {
+    const { alice, s, child, kept } = await secretSession()
+    const label = `purge_${Date.now().toString(36)}`
+    const schema = `analytics_asof_${label}`
+    const snapshot = await snapshotNow(label)
+    expect(snapshot).toMatchObject({ state: "completed", kind: "snapshot" })
+    // The snapshot copied the session's text.
+    const copied = Object.keys(await traces(SECRET)).filter((t) => t.startsWith(`${schema}.`))
+    expect(copied).toEqual(
+      expect.arrayContaining([`${schema}.messages`, `${schema}.sessions`, `${schema}.drafts`]),
+    )
+    const keptRows = await sql(
+      `select to_jsonb(m) - 'id' as m from "${schema}".messages m where session_id = $1 order by seq`,
+      [kept.id],
+    )
+    expect(keptRows).toHaveLength(1)
+
+    await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))
+
+    // No table of any chronicle or snapshot schema holds the text any more.
+    expect(await traces(SECRET)).toEqual({})
+    // The snapshot still knows the sessions as of its cursor, as the redacted log makes them.
+    const rows = await sql<{ id: string; title: string | null; message_count: number; status: string }>(
+      `select id::text, title, message_count, status from "${schema}".sessions where id = any ($1::uuid[]) order by id`,
+      [[s.id, child.id]],
+    )
+    expect(rows.map((r) => r.id)).toEqual([s.id, child.id].sort())
+    for (const row of rows) expect(row).toMatchObject({ title: null, status: "active" })
+    const messages = await sql<{ content: string }>(
+      `select content from "${schema}".messages where session_id = $1 order by seq`,
+      [s.id],
+    )
+    expect(messages.map((m) => m.content).every((c) => c === "")).toBe(true)
+    expect(messages.length).toBeGreaterThan(0)
+    // Another session's rows in the snapshot are untouched, and so is its owner's data.
+    expect(
+      await sql(
+        `select to_jsonb(m) - 'id' as m from "${schema}".messages m where session_id = $1 order by seq`,
+        [kept.id],
+      ),
+    ).toEqual(keptRows)
+    expect((await sessions((x) => x.get(alice, kept.id))).title).toBe("kept")
+  })
+
+  it("erases a purged session from a rebuild in progress: the swapped-in tables hold none of its text", async () => {
+    const { s } = await secretSession()
+    const build = Effect.gen(function* () {
+      const [db, store] = yield* Effect.all([Database, EventStore])
+      const engine = Projections.layer.pipe(
+        Layer.provide(Layer.mergeAll(Layer.succeed(Database, db), Layer.succeed(EventStore, store))),
+      )
+      return { engine, store }
+    })
+    const { engine, store } = await run(build)
+    await run(store.head())
+    const started = await run(
+      Effect.flatMap(Projections, (p) => p.startRebuild({ projections: ["sessions"] })).pipe(
+        Effect.provide(engine),
+      ),
+    )
+    // A worker has applied the log so far to the shadow tables, then pauses.
+    const [claim] = await sql<{ generation: string }>(
+      `update chronicle.projection_runs set worker = 'paused-worker', generation = generation + 1, heartbeat_at = now()
+        where id = $1 returning generation::text`,
+      [started.id],
+    )
+    await sql("select chronicle.prepare_projection_build($1, 'paused-worker', $2::bigint)", [
+      started.id,
+      claim!.generation,
+    ])
+    const [batch] = await sql<{ applied: number }>(
+      "select applied from chronicle.projection_build_batch($1, 'paused-worker', $2::bigint, 100000)",
+      [started.id, claim!.generation],
+    )
+    expect(batch!.applied).toBeGreaterThan(0)
+    expect(Object.keys(await traces(SECRET)).some((t) => t.startsWith("chronicle_build_"))).toBe(true)
+
+    await purge((p) => p.purge(serviceActor(), { sessionId: s.id }))
+    expect(await traces(SECRET)).toEqual({})
+
+    // Another worker takes the run over and swaps the shadow tables in: still no trace.
+    await sql("update chronicle.projection_runs set worker = null where id = $1", [started.id])
+    const finished = await run(
+      Effect.flatMap(Projections, (p) => p.execute(started.id)).pipe(Effect.provide(engine)),
+    )
+    expect(finished).toMatchObject({ state: "completed", kind: "rebuild" })
+    expect(await traces(SECRET)).toEqual({})
+    expect(await rebuilt()).toEqual(await run(dumpReadModels()))
   })
 })

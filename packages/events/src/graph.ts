@@ -144,10 +144,27 @@ export const GraphThreadDeleted = Schema.Struct({
   type: Schema.tag("GraphThreadDeleted"),
 })
 
+/**
+ * Retention: the checkpoints of one namespace whose id sorts (by code point) at or before
+ * `throughCheckpointId` are gone from the read model: all but the last `keep`, `count` of them.
+ * Their events stay in the log with their payloads redacted (ids, versions and times kept),
+ * except the channel values the kept checkpoints still rest on. The oldest version of a list
+ * that a kept checkpoint reads is then stored whole in the read model, so nothing reads a
+ * version that is gone.
+ */
+export const GraphCheckpointsPruned = Schema.Struct({
+  type: Schema.tag("GraphCheckpointsPruned"),
+  checkpointNs: CheckpointNamespace,
+  keep: NonNegativeInt,
+  throughCheckpointId: GraphCheckpointId,
+  count: NonNegativeInt,
+})
+
 export const GraphEvent = Schema.Union([
   GraphThreadStarted,
   GraphCheckpointSaved,
   GraphWritesSaved,
   GraphThreadDeleted,
+  GraphCheckpointsPruned,
 ]).pipe(Schema.toTaggedUnion("type"))
 export type GraphEvent = typeof GraphEvent.Type

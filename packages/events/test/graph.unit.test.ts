@@ -28,6 +28,13 @@ const events: ReadonlyArray<ChronicleEvent> = [
     writes: [{ idx: -1, channel: "__error__", value: { type: "json", data: "" } }],
   },
   { type: "GraphThreadDeleted" },
+  {
+    type: "GraphCheckpointsPruned",
+    checkpointNs: "",
+    keep: 5,
+    throughCheckpointId: "1ef9a0c2-7b3d-6e4f-8a1b-2c3d4e5f6a7b",
+    count: 31,
+  },
 ]
 
 describe("graph events", () => {

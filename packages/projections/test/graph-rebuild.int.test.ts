@@ -7,16 +7,20 @@
  * tables must hold the same rows before and after. Channel values come whole, in the blob
  * store (by SHA-256), or as lists on top of another version (which may be missing, a whole
  * value, or shorter than what the list keeps): every stored value must read, through
- * chronicle.graph_value, as an in-memory fold of the same events says.
+ * chronicle.graph_value, as an in-memory fold of the same events says. Pruning threads to
+ * their last K checkpoints (chronicle.prune_graph_checkpoints and GraphCheckpointsPruned, as
+ * the Purge service does) keeps exactly the K newest of each namespace, each reading as before,
+ * and later saves and prunings still rebuild to the same rows.
  */
 import { createHash, randomUUID } from "node:crypto"
 import type { ChronicleEvent } from "@chronicle/events"
+import { Database } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { engineOf } from "./engine-support.ts"
-import { env, type Harness, makeHarness } from "./support.ts"
+import { appendEffect, env, type Harness, makeHarness } from "./support.ts"
 
 /** The graph tables with the columns that order their rows (their keys). */
 const GRAPH_TABLES = {
@@ -170,14 +174,18 @@ const historyArb = fc.array(
   { minLength: 1, maxLength: 30 },
 )
 
-/** Appends a history: each thread is a new stream started by GraphThreadStarted. */
-const play = async (h: Harness, ops: ReadonlyArray<Op>) => {
+const newThreads = () => {
   const ownerId = randomUUID()
-  const threads = [0, 1, 2].map(() => ({
+  return [0, 1, 2].map(() => ({
+    ownerId,
     graphId: randomUUID(),
     threadId: `thread-${randomUUID()}`,
     started: false,
   }))
+}
+
+/** Appends a history: each thread is a stream started by GraphThreadStarted (new ones by default). */
+const play = async (h: Harness, ops: ReadonlyArray<Op>, threads = newThreads()) => {
   let batch: { thread: number; events: Array<ChronicleEvent> } | undefined
   const flush = async () => {
     if (batch === undefined) return
@@ -196,7 +204,7 @@ const play = async (h: Harness, ops: ReadonlyArray<Op>) => {
       batch.events.push({
         type: "GraphThreadStarted",
         graphId: thread.graphId,
-        ownerId,
+        ownerId: thread.ownerId,
         threadId: thread.threadId,
       })
       thread.started = true
@@ -261,6 +269,114 @@ const storedValues = async (h: Harness, graphIds: ReadonlyArray<string>) => {
   )
 }
 
+/**
+ * Prunes a thread to its last `keep` checkpoints per namespace as the Purge service does, in
+ * one transaction: the SQL function redacts the older checkpoints' events, and the
+ * GraphCheckpointsPruned events appended after it remove them from the read model.
+ */
+const prune = (h: Harness, graphId: string, keep: number) =>
+  h.run(
+    Effect.gen(function* () {
+      const db = yield* Database
+      yield* db.transaction(
+        Effect.gen(function* () {
+          const rows = yield* db.query<{ checkpoint_ns: string; through: string; n: number }>(
+            `select x.checkpoint_ns, max(x.checkpoint_id) as through, count(*)::int as n
+               from (select checkpoint_ns, checkpoint_id,
+                            row_number() over (partition by checkpoint_ns order by checkpoint_id desc) as rank
+                       from chronicle.graph_checkpoints where graph_id = $1::uuid) x
+              where x.rank > $2 group by x.checkpoint_ns order by x.checkpoint_ns`,
+            [graphId, keep],
+          )
+          if (rows.length === 0) return
+          for (const r of rows)
+            yield* db.query("select chronicle.prune_graph_checkpoints($1::uuid, $2, $3)", [
+              graphId,
+              r.checkpoint_ns,
+              r.through,
+            ])
+          yield* appendEffect(
+            `graph-${graphId}`,
+            rows.map((r) => ({
+              type: "GraphCheckpointsPruned" as const,
+              checkpointNs: r.checkpoint_ns,
+              keep,
+              throughCheckpointId: r.through,
+              count: r.n,
+            })),
+          )
+        }),
+      )
+    }).pipe(Effect.orDie),
+  )
+
+/** Every checkpoint of these threads as a read returns it: its row, its channels' values, its writes. */
+const checkpointReads = async (h: Harness, graphIds: ReadonlyArray<string>) => {
+  const rows = await h.query<{ key: string; read: unknown }>(
+    `select jsonb_build_array(c.graph_id, c.checkpoint_ns, c.checkpoint_id)::text as key,
+            jsonb_build_object(
+              'checkpoint', c.checkpoint, 'metadata', c.metadata, 'parent', c.parent_checkpoint_id,
+              'values', (select coalesce(jsonb_object_agg(v.key,
+                                  chronicle.graph_value(c.graph_id, c.checkpoint_ns, v.key, v.value)), '{}'::jsonb)
+                           from jsonb_each_text(c.channel_versions) v),
+              'writes', (select coalesce(jsonb_agg(to_jsonb(w) - 'version' order by w.task_id, w.idx), '[]'::jsonb)
+                           from chronicle.graph_writes w
+                          where w.graph_id = c.graph_id and w.checkpoint_ns = c.checkpoint_ns
+                            and w.checkpoint_id = c.checkpoint_id)) as read
+       from chronicle.graph_checkpoints c where c.graph_id = any($1::uuid[])`,
+    [`{${graphIds.join(",")}}`],
+  )
+  return Object.fromEntries(rows.map((r) => [r.key, r.read]))
+}
+
+/** The reads of the `keep` newest checkpoint ids (by code point) of each thread and namespace. */
+const newest = (reads: Record<string, unknown>, keep: number) => {
+  const groups = new Map<string, Array<string>>()
+  for (const key of Object.keys(reads)) {
+    const [graph, ns] = JSON.parse(key) as [string, string, string]
+    const group = JSON.stringify([graph, ns])
+    groups.set(group, [...(groups.get(group) ?? []), key])
+  }
+  const id = (key: string) => (JSON.parse(key) as [string, string, string])[2]
+  return Object.fromEntries(
+    [...groups.values()].flatMap((keys) =>
+      keys
+        .sort((a, b) => (id(a) < id(b) ? 1 : id(a) > id(b) ? -1 : 0))
+        .slice(0, keep)
+        .map((key) => [key, reads[key]]),
+    ),
+  )
+}
+
+/**
+ * A thread as an agent writes it, in two namespaces: each turn a checkpoint with a newer id
+ * whose messages list grows on the previous version (sometimes dropping items first), whose
+ * topic changes now and then (otherwise it names the version an older checkpoint stored), and
+ * writes against it; between turns, prunings to the last 1–3 checkpoints.
+ */
+const turnsArb = fc.array(
+  fc.oneof(
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        kind: fc.constant("turn" as const),
+        ns: fc.constantFrom("", "child:1"),
+        add: fc.integer({ min: 1, max: 2 }),
+        drop: fc.oneof(
+          { weight: 4, arbitrary: fc.constant(0) },
+          { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) },
+        ),
+        topic: fc.boolean(),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant("prune" as const), keep: fc.integer({ min: 1, max: 3 }) }),
+    },
+  ),
+  { minLength: 4, maxLength: 30 },
+)
+
 describe.each(testDatabases(env))("rebuilding the graph projection on $name", (database) => {
   let h: Harness
   let engine: Awaited<ReturnType<typeof engineOf>>
@@ -305,6 +421,134 @@ describe.each(testDatabases(env))("rebuilding the graph projection on $name", (d
               (select count(*)::int from chronicle.graph_writes where idx >= 0) as regular`,
     )
     for (const [what, n] of Object.entries(counts!)) expect(n, what).toBeGreaterThan(0)
+  })
+
+  it("prunes to the last K checkpoints: the kept ones read as before, later saves go on, a rebuild gives the same rows", async () => {
+    let pruned = 0
+    await fc.assert(
+      fc.asyncProperty(
+        historyArb,
+        historyArb,
+        fc.integer({ min: 1, max: 3 }),
+        async (first, second, keep) => {
+          const threads = newThreads()
+          const graphIds = threads.map((t) => t.graphId)
+          for (const ops of [first, second]) {
+            await play(h, ops, threads)
+            const before = await checkpointReads(h, graphIds)
+            for (const graphId of graphIds) await prune(h, graphId, keep)
+            const after = await checkpointReads(h, graphIds)
+            expect(after).toEqual(newest(before, keep))
+            pruned += Object.keys(before).length - Object.keys(after).length
+          }
+          const inline = await dumpGraph(h)
+          const run = await engine.run((p) =>
+            Effect.flatMap(p.startRebuild({ projections: ["graph"] }), (r) => p.execute(r.id)),
+          )
+          expect(run).toMatchObject({ state: "completed", kind: "rebuild" })
+          expect(await dumpGraph(h)).toEqual(inline)
+        },
+      ),
+      { numRuns: 20 },
+    )
+    // The histories pruned checkpoints, and stored lists whole because their base went.
+    expect(pruned).toBeGreaterThan(0)
+    const [events] = await h.query<{ n: number }>(
+      "select count(*)::int as n from chronicle.events where type = 'GraphCheckpointsPruned'",
+    )
+    expect(events!.n).toBeGreaterThan(0)
+  })
+
+  it("prunes agent-like threads again and again: kept checkpoints read as before, a rebuild gives the same rows", async () => {
+    let materialized = 0
+    await fc.assert(
+      fc.asyncProperty(turnsArb, async (turns) => {
+        const threads = newThreads().slice(0, 1)
+        const graphId = threads[0]!.graphId
+        const state = new Map<string, { version: number; length: number; topic: number }>()
+        for (const [i, turn] of turns.entries()) {
+          if (turn.kind === "prune") {
+            const before = await checkpointReads(h, [graphId])
+            await prune(h, graphId, turn.keep)
+            expect(await checkpointReads(h, [graphId])).toEqual(newest(before, turn.keep))
+            continue
+          }
+          const at = state.get(turn.ns) ?? { version: 0, length: 0, topic: 0 }
+          const keep = Math.max(0, at.length - turn.drop)
+          const next = {
+            version: at.version + 1,
+            length: keep + turn.add,
+            topic: turn.topic ? at.version + 1 : at.topic,
+          }
+          state.set(turn.ns, next)
+          const id = `cp-${String(i).padStart(3, "0")}`
+          const items = Array.from({ length: turn.add }, (_, k) => serialized(`${turn.ns} item ${i}.${k}`))
+          await play(
+            h,
+            [
+              {
+                kind: "checkpoint",
+                thread: 0,
+                event: {
+                  type: "GraphCheckpointSaved",
+                  checkpointNs: turn.ns,
+                  checkpointId: id,
+                  parentCheckpointId: null,
+                  checkpoint: serialized(`checkpoint ${i}`),
+                  metadata: { step: i },
+                  channelVersions: {
+                    messages: String(next.version),
+                    ...(next.topic > 0 ? { topic: `t${next.topic}` } : {}),
+                  },
+                  blobs: [
+                    {
+                      channel: "messages",
+                      version: String(next.version),
+                      list: {
+                        base: at.version > 0 ? String(at.version) : null,
+                        keep: at.version > 0 ? keep : 0,
+                        items,
+                      },
+                    },
+                    ...(turn.topic
+                      ? [{ channel: "topic", version: `t${next.topic}`, value: serialized(`topic ${i}`) }]
+                      : []),
+                  ],
+                },
+              },
+              {
+                kind: "writes",
+                thread: 0,
+                event: {
+                  type: "GraphWritesSaved",
+                  checkpointNs: turn.ns,
+                  checkpointId: id,
+                  taskId: "agent",
+                  taskPath: "",
+                  writes: [{ idx: 0, channel: "messages", value: serialized(`write ${i}`) }],
+                },
+              },
+            ],
+            threads,
+          )
+        }
+        const [row] = await h.query<{ n: number }>(
+          `select count(*)::int as n from chronicle.graph_blobs
+            where graph_id = $1::uuid and channel = 'messages' and base_version is null and version <> '1'`,
+          [graphId],
+        )
+        materialized += row!.n
+        const inline = await dumpGraph(h)
+        const run = await engine.run((p) =>
+          Effect.flatMap(p.startRebuild({ projections: ["graph"] }), (r) => p.execute(r.id)),
+        )
+        expect(run).toMatchObject({ state: "completed", kind: "rebuild" })
+        expect(await dumpGraph(h)).toEqual(inline)
+      }),
+      { numRuns: 25 },
+    )
+    // Prunings stored lists whole because the versions they grew from went.
+    expect(materialized).toBeGreaterThan(0)
   })
 
   it("reads a list from the chain of versions it grew from, before and after a rebuild", async () => {

@@ -51,6 +51,8 @@ export const summarize = (entry: TimelineEntry): string => {
       return `${Array.isArray(d.writes) ? d.writes.length : 0} pending write(s) of task ${text(d.taskId, 40)}`
     case "GraphThreadDeleted":
       return "thread deleted"
+    case "GraphCheckpointsPruned":
+      return `${d.count} checkpoint(s) pruned, the last ${d.keep} kept${d.checkpointNs ? ` in ${text(d.checkpointNs, 40)}` : ""}`
     default:
       return ""
   }
