@@ -353,7 +353,8 @@ describe.runIf(env.postgresUrl !== null)("limits per user and between limits, on
     )
     try {
       const waitForLockWaiters = async (n: number) => {
-        for (let i = 0; i < 200; i++) {
+        // A hang guard, not a timing: on a loaded machine the query may take seconds to arrive.
+        for (let i = 0; i < 2_400; i++) {
           const rows = await db((d) =>
             d.query<{ n: number }>(
               "select count(*)::int as n from pg_locks where relation = 'chronicle.sessions'::regclass and not granted",

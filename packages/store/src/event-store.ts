@@ -30,8 +30,9 @@ export interface RecordedEvent {
   readonly globalPosition: number
   /**
    * The event's place in the log's order, where a reader of the whole log resumes after it.
-   * Opaque. Null only for an event read by its stream in the moment after its commit, before
-   * the sequencer placed it.
+   * Opaque. Null only for an event another process appended, read by its stream in the moment
+   * after its commit, before the sequencer placed it (this process's own appends are placed
+   * before its reads).
    */
   readonly cursor: Cursor | null
   readonly recordedAt: Date
@@ -271,6 +272,8 @@ const makeEventStore = (options: EventStoreOptions) =>
       readOptions: ReadStreamOptions = {},
     ) {
       if (!parseStreamId(streamId)) return yield* invalidStream(streamId)
+      // This process's own appends are in the log's order first, so they read with their cursor.
+      yield* sequencer.flush
       const from = readOptions.fromVersion ?? 1
       if (!Number.isInteger(from) || from < 0) {
         return yield* new InvalidRead({
