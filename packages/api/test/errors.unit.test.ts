@@ -210,6 +210,8 @@ const store: EventStoreService = {
   readAll: () => Effect.die("not used"),
   subscribe: () => Stream.die("not used"),
   streamInfo,
+  findEventById: () => Effect.die("not used"),
+  findBatchByEventId: () => Effect.die("not used"),
   head: () => Effect.succeed({ cursor: "0", seq: 0, globalPosition: 0 }),
   sequenced: () => Effect.void,
   sequenceAll: () => Effect.void,

@@ -17,7 +17,7 @@
 import { createHash } from "node:crypto"
 import { type ChronicleEvent, fromStored, toStored } from "@chronicle/events"
 import {
-  Database,
+  BATCH_SIZE_KEY,
   EventStore,
   type ExpectedVersion,
   IdempotencyConflict,
@@ -155,50 +155,30 @@ const actorLabel = (actor: Actor) =>
 /** The events an earlier command with this key recorded, and what it was, or undefined. */
 const findPriorAttempt = (streamId: string, key: string) =>
   Effect.gen(function* () {
-    const db = yield* Database
-    const rows = yield* db
-      .query<{
-        stream_version: number
-        type: string
-        data: unknown
-        schema_version: number
-        recorded_at: Date | string
-        global_position: string
-        stream_now: number
-        operation: string | null
-        fingerprint: string | null
-      }>(
-        `with first as (
-           select stream_version as v, coalesce((metadata ->> 'batchSize')::int, 1) as n,
-                  metadata ->> 'operation' as operation, metadata ->> 'fingerprint' as fingerprint
-             from chronicle.events where event_id = $1 and stream_id = $2)
-         select e.stream_version, e.type, e.data, e.schema_version, e.recorded_at, e.global_position::text,
-                first.operation, first.fingerprint,
-                (select version from chronicle.streams where stream_id = $2) as stream_now
-           from chronicle.events e, first
-          where e.stream_id = $2 and e.stream_version >= first.v and e.stream_version < first.v + first.n
-          order by e.stream_version`,
-        [derivedEventId(streamId, key, 0), streamId],
-      )
+    const store = yield* EventStore
+    const found = yield* store
+      .findBatchByEventId(streamId, derivedEventId(streamId, key, 0))
       .pipe(Effect.orDie)
-    if (rows.length === 0) return undefined
-    const events = yield* Effect.forEach(rows, (row) =>
-      fromStored({ type: row.type, data: row.data, schemaVersion: row.schema_version }).pipe(
+    if (found._tag === "None") return undefined
+    const batch = found.value
+    const events = yield* Effect.forEach(batch.events, (recorded) =>
+      fromStored(recorded).pipe(
         Effect.map(
           (event): RecordedDomainEvent => ({
-            version: row.stream_version,
+            version: recorded.version,
             event,
-            recordedAt: new Date(row.recorded_at).toISOString(),
-            globalPosition: Number(row.global_position),
+            recordedAt: recorded.recordedAt.toISOString(),
+            globalPosition: recorded.globalPosition,
           }),
         ),
         Effect.orDie,
       ),
     )
+    const first = batch.events[0]!.metadata
     return {
-      operation: rows[0]!.operation,
-      fingerprint: rows[0]!.fingerprint,
-      result: { version: Number(rows[0]!.stream_now), events, duplicate: true } satisfies CommandResult,
+      operation: typeof first.operation === "string" ? first.operation : null,
+      fingerprint: typeof first.fingerprint === "string" ? first.fingerprint : null,
+      result: { version: batch.streamVersion, events, duplicate: true } satisfies CommandResult,
     }
   })
 
@@ -315,7 +295,7 @@ export const runCommand = <
           ...(key !== undefined
             ? {
                 idempotencyKey: key,
-                batchSize: events.length,
+                [BATCH_SIZE_KEY]: events.length,
                 operation: command.type,
                 fingerprint: fingerprintOf(command.type, params.input ?? command),
               }

@@ -40,7 +40,7 @@ import {
   IdempotencyConflict,
   isUuid,
 } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import { type Actor, ownerFor } from "./actor.ts"
 import { budgeted, budgetParam, DEFAULT_LIMIT, MAX_LIMIT, ROW_OVERHEAD_BYTES, toPage } from "./paging.ts"
@@ -328,10 +328,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             const result = yield* append(false, expected).pipe(Effect.catchTag("InvalidAppend", Effect.die))
             return { graphId, version: result.version }
           }
-          const exists = yield* query("select 1 from chronicle.streams where stream_id = $1", [streamId])
-          const result = yield* (
-            exists.length > 0 ? append(false, "stream_exists") : append(true, "no_stream")
-          ).pipe(
+          const exists = Option.isSome(yield* store.streamInfo(streamId).pipe(Effect.orDie))
+          const result = yield* (exists ? append(false, "stream_exists") : append(true, "no_stream")).pipe(
             Effect.catchTag("VersionConflict", () => append(false, "stream_exists")),
             // Events built here are valid: a refusal is a bug. An id already used by another
             // append is the caller's to settle (only derived ids can be).
@@ -343,19 +341,10 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
       /** The recorded event a key names in this stream, decoded; undefined when there is none. */
       const findKeyed = (streamId: string, eventId: string) =>
         Effect.gen(function* () {
-          const rows = yield* query(
-            `select type, data, schema_version, stream_version from chronicle.events
-              where event_id = $1::uuid and stream_id = $2`,
-            [eventId, streamId],
-          )
-          const row = rows[0]
-          if (row === undefined) return undefined
-          const event = yield* fromStored({
-            type: row.type as string,
-            data: row.data,
-            schemaVersion: Number(row.schema_version),
-          }).pipe(Effect.orDie)
-          return { event, version: Number(row.stream_version) }
+          const found = yield* store.findEventById(streamId, eventId).pipe(Effect.orDie)
+          if (found._tag === "None") return undefined
+          const event = yield* fromStored(found.value).pipe(Effect.orDie)
+          return { event, version: found.value.version }
         })
 
       /**
@@ -384,10 +373,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
           const streamId = graphStreamId(graphId)
           const data = toStored(params.event).data
           for (let attempt = 0; ; attempt++) {
-            const stream = yield* query("select version from chronicle.streams where stream_id = $1", [
-              streamId,
-            ])
-            const streamVersion = stream[0] === undefined ? 0 : Number(stream[0].version)
+            const stream = yield* store.streamInfo(streamId).pipe(Effect.orDie)
+            const streamVersion = Option.match(stream, { onNone: () => 0, onSome: (info) => info.version })
             let eventId: string
             if (params.key !== undefined) {
               eventId = keyedEventId(streamId, params.key)

@@ -140,7 +140,8 @@ export const budgetParam = (maxBytes: number | undefined): number | null =>
 /**
  * Builds a page from `limit + 1` rows: the extra row, when present, says there is more.
  * With `maxBytes`, the page ends at the last item that fits it (at least one); a query
- * wrapped in `budgeted` may also have stopped early, which its rows say.
+ * wrapped in `budgeted` may also have stopped early, which its rows say (or `cutByRead`, for
+ * rows read otherwise: true when the read stopped before the rows ran out).
  */
 export const toPage = <Row, A>(
   rows: ReadonlyArray<Row>,
@@ -149,9 +150,11 @@ export const toPage = <Row, A>(
   keyOf: (row: Row) => ReadonlyArray<string | number>,
   order: PageOrder = "asc",
   maxBytes?: number,
+  cutByRead?: boolean,
 ) => {
   const last = rows.at(-1) as { page_row?: unknown; page_rows?: unknown } | undefined
-  const cutByQuery = last?.page_row !== undefined && Number(last.page_row) < Number(last.page_rows)
+  const cutByQuery =
+    cutByRead ?? (last?.page_row !== undefined && Number(last.page_row) < Number(last.page_rows))
   const candidates = rows.slice(0, limit)
   const items: Array<A> = []
   let bytes = 0

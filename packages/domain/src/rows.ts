@@ -2,6 +2,17 @@
  * The shapes the domain returns (and the API serves), and the mapping from read-model rows.
  * Timestamps are ISO-8601 strings and ids are UUID strings, so every shape is plain JSON.
  */
+
+import {
+  ArtifactKind as ArtifactKindSchema,
+  JobState as JobStateSchema,
+  JsonObject as JsonObjectSchema,
+  MessageRole as MessageRoleSchema,
+  SandboxStatus as SandboxStatusSchema,
+  SessionStatus as SessionStatusSchema,
+  TaskStatus as TaskStatusSchema,
+  ToolRunStatus as ToolRunStatusSchema,
+} from "@chronicle/events"
 import type {
   ArtifactKind,
   JobState,
@@ -13,6 +24,7 @@ import type {
   TaskStatus,
   ToolRunStatus,
 } from "@chronicle/events/types"
+import { Schema } from "effect"
 import type { MessageLarge, ToolRunLarge } from "./large-values.ts"
 
 export interface Counts {
@@ -211,91 +223,257 @@ export interface Page<A> {
 }
 
 export const iso = (value: unknown): string =>
-  value instanceof Date ? value.toISOString() : new Date(value as string).toISOString()
+  value instanceof Date
+    ? value.toISOString()
+    : new Date(typeof value === "number" ? value : String(value)).toISOString()
 export const isoOrNull = (value: unknown): string | null =>
   value === null || value === undefined ? null : iso(value)
 
 type Row = Record<string, unknown>
 
-export const toSession = (r: Row): Session => ({
-  id: r.id as string,
-  ownerId: r.owner_id as string,
-  title: (r.title as string | null) ?? null,
-  status: r.status as SessionStatus,
-  metadata: r.metadata as JsonObject,
-  version: Number(r.version),
-  parentId: (r.parent_id as string | null) ?? null,
-  parentVersion:
-    r.parent_version === null || r.parent_version === undefined ? null : Number(r.parent_version),
-  externalKey: (r.external_key as string | null) ?? null,
-  counts: {
-    messages: Number(r.message_count),
-    revisions: Number(r.revision_count),
-    drafts: Number(r.draft_count),
-    holes: Number(r.hole_count),
-    files: Number(r.file_count),
-    toolRuns: Number(r.tool_run_count),
-  },
-  createdAt: iso(r.created_at),
-  updatedAt: iso(r.updated_at),
-  lastActivityAt: iso(r.last_activity_at),
-})
+// ----- rows as the drivers return them ---------------------------------------------------------
+// Each read-model row is decoded with its Schema; a row that does not match is a defect (the
+// read model and its reader disagree), named with the row's id. Integers wider than 32 bits and
+// numerics come as strings from postgres.js, timestamps as Dates or strings.
 
-export const toMessage = (r: Row): Message => ({
-  id: r.message_id as string,
-  sessionId: r.session_id as string,
-  seq: Number(r.seq),
-  role: r.role as MessageRole,
-  content: r.content as string,
-  metadata: r.metadata as JsonObject,
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+/** A number column: a number, or its text (bigint, numeric). */
+const Num = Schema.Union([Schema.Number, Schema.String])
+/** A timestamp column. */
+const Time = Schema.Union([Schema.Date, Schema.String])
+/** A nullable text column (absent from a select: null). */
+const Text = Schema.optional(Schema.NullOr(Schema.String))
+/** A nullable number column (absent from a select: null). */
+const OptionalNum = Schema.optional(Schema.NullOr(Num))
+/** A jsonb column that may be absent from a select or null. */
+const OptionalJson = Schema.optional(Schema.NullOr(Schema.Json))
 
-export const toRevision = (r: Row): Revision => ({
-  id: r.revision_id as string,
-  sessionId: r.session_id as string,
-  number: Number(r.number),
-  ir: r.ir as Json,
-  note: (r.note as string | null) ?? null,
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+const num = (value: number | string) => Number(value)
+const numOrNull = (value: number | string | null | undefined) =>
+  value === null || value === undefined ? null : Number(value)
 
-export const toDraft = (r: Row): Draft => ({
-  id: r.draft_id as string,
-  sessionId: r.session_id as string,
-  code: r.code as string,
-  language: r.language as string,
-  valid: r.valid as boolean,
-  metrics: r.metrics as JsonObject,
-  revisionNumber: r.revision_number === null ? null : Number(r.revision_number),
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+/** A row that does not decode: what the read model holds disagrees with its reader. */
+class MalformedRow extends Error {
+  constructor(shape: string, id: unknown, cause: unknown) {
+    super(
+      `malformed ${shape} row ${JSON.stringify(id) ?? String(id)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    )
+    this.name = "MalformedRow"
+  }
+}
 
-export const toHoleResolution = (r: Row): HoleResolution => ({
-  id: r.resolution_id as string,
-  sessionId: r.session_id as string,
-  holeId: r.hole_id as string,
-  value: r.value as Json,
-  confidence: Number(r.confidence),
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+/** Decodes rows of one shape; a malformed row throws (a defect in the effect reading it). */
+const decoder = <S extends Schema.Top & { readonly DecodingServices: never }>(
+  shape: string,
+  idColumn: string,
+  schema: S,
+) => {
+  const decode = Schema.decodeUnknownSync(schema)
+  return (row: Row): S["Type"] => {
+    try {
+      return decode(row)
+    } catch (error) {
+      throw new MalformedRow(shape, row[idColumn], error)
+    }
+  }
+}
 
-export const toToolRun = (r: Row): ToolRun => ({
-  id: r.tool_run_id as string,
-  sessionId: r.session_id as string,
-  tool: r.tool as string,
-  input: r.input as Json,
-  output: r.output as Json,
-  status: r.status as ToolRunStatus,
-  durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
-  error: (r.error as string | null) ?? null,
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+const decodeSession = decoder(
+  "session",
+  "id",
+  Schema.Struct({
+    id: Schema.String,
+    owner_id: Schema.String,
+    title: Text,
+    status: SessionStatusSchema,
+    metadata: JsonObjectSchema,
+    version: Num,
+    parent_id: Text,
+    parent_version: OptionalNum,
+    external_key: Text,
+    message_count: Num,
+    revision_count: Num,
+    draft_count: Num,
+    hole_count: Num,
+    file_count: Num,
+    tool_run_count: Num,
+    created_at: Time,
+    updated_at: Time,
+    last_activity_at: Time,
+  }),
+)
+
+export const toSession = (row: Row): Session => {
+  const r = decodeSession(row)
+  return {
+    id: r.id,
+    ownerId: r.owner_id,
+    title: r.title ?? null,
+    status: r.status,
+    metadata: r.metadata,
+    version: num(r.version),
+    parentId: r.parent_id ?? null,
+    parentVersion: numOrNull(r.parent_version),
+    externalKey: r.external_key ?? null,
+    counts: {
+      messages: num(r.message_count),
+      revisions: num(r.revision_count),
+      drafts: num(r.draft_count),
+      holes: num(r.hole_count),
+      files: num(r.file_count),
+      toolRuns: num(r.tool_run_count),
+    },
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    lastActivityAt: iso(r.last_activity_at),
+  }
+}
+
+const decodeMessage = decoder(
+  "message",
+  "message_id",
+  Schema.Struct({
+    message_id: Schema.String,
+    session_id: Schema.String,
+    seq: Num,
+    role: MessageRoleSchema,
+    content: Schema.String,
+    metadata: JsonObjectSchema,
+    version: Num,
+    created_at: Time,
+  }),
+)
+
+export const toMessage = (row: Row): Message => {
+  const r = decodeMessage(row)
+  return {
+    id: r.message_id,
+    sessionId: r.session_id,
+    seq: num(r.seq),
+    role: r.role,
+    content: r.content,
+    metadata: r.metadata,
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
+
+const decodeRevision = decoder(
+  "revision",
+  "revision_id",
+  Schema.Struct({
+    revision_id: Schema.String,
+    session_id: Schema.String,
+    number: Num,
+    ir: Schema.Json,
+    note: Text,
+    version: Num,
+    created_at: Time,
+  }),
+)
+
+export const toRevision = (row: Row): Revision => {
+  const r = decodeRevision(row)
+  return {
+    id: r.revision_id,
+    sessionId: r.session_id,
+    number: num(r.number),
+    ir: r.ir,
+    note: r.note ?? null,
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
+
+const decodeDraft = decoder(
+  "draft",
+  "draft_id",
+  Schema.Struct({
+    draft_id: Schema.String,
+    session_id: Schema.String,
+    code: Schema.String,
+    language: Schema.String,
+    valid: Schema.Boolean,
+    metrics: JsonObjectSchema,
+    revision_number: OptionalNum,
+    version: Num,
+    created_at: Time,
+  }),
+)
+
+export const toDraft = (row: Row): Draft => {
+  const r = decodeDraft(row)
+  return {
+    id: r.draft_id,
+    sessionId: r.session_id,
+    code: r.code,
+    language: r.language,
+    valid: r.valid,
+    metrics: r.metrics,
+    revisionNumber: numOrNull(r.revision_number),
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
+
+const decodeHoleResolution = decoder(
+  "hole resolution",
+  "resolution_id",
+  Schema.Struct({
+    resolution_id: Schema.String,
+    session_id: Schema.String,
+    hole_id: Schema.String,
+    value: Schema.Json,
+    confidence: Num,
+    version: Num,
+    created_at: Time,
+  }),
+)
+
+export const toHoleResolution = (row: Row): HoleResolution => {
+  const r = decodeHoleResolution(row)
+  return {
+    id: r.resolution_id,
+    sessionId: r.session_id,
+    holeId: r.hole_id,
+    value: r.value,
+    confidence: num(r.confidence),
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
+
+const decodeToolRun = decoder(
+  "tool run",
+  "tool_run_id",
+  Schema.Struct({
+    tool_run_id: Schema.String,
+    session_id: Schema.String,
+    tool: Schema.String,
+    input: Schema.Json,
+    output: Schema.Json,
+    status: ToolRunStatusSchema,
+    duration_ms: OptionalNum,
+    error: Text,
+    version: Num,
+    created_at: Time,
+  }),
+)
+
+export const toToolRun = (row: Row): ToolRun => {
+  const r = decodeToolRun(row)
+  return {
+    id: r.tool_run_id,
+    sessionId: r.session_id,
+    tool: r.tool,
+    input: r.input,
+    output: r.output,
+    status: r.status,
+    durationMs: numOrNull(r.duration_ms),
+    error: r.error ?? null,
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
 
 // ----- the same shapes from the events that created them (no read of the read model) --------
 
@@ -411,93 +589,233 @@ export const toolRunOf = (
   createdAt: r.recordedAt,
 })
 
-export const toCheckpoint = (r: Row): Checkpoint => ({
-  id: r.id as string,
-  sessionId: r.session_id as string,
-  version: Number(r.version),
-  label: (r.label as string | null) ?? null,
-  cursor: r.cursor as string,
-  createdAt: iso(r.created_at),
-})
+const decodeCheckpoint = decoder(
+  "checkpoint",
+  "id",
+  Schema.Struct({
+    id: Schema.String,
+    session_id: Schema.String,
+    version: Num,
+    label: Text,
+    cursor: Schema.String,
+    created_at: Time,
+  }),
+)
 
-export const toFileInfo = (r: Row): FileInfo => ({
-  id: r.id as string,
-  ownerId: r.owner_id as string,
-  sha256: r.sha256 as string,
-  name: r.name as string,
-  mimeType: r.mime_type as string,
-  size: Number(r.size),
-  createdAt: iso(r.created_at),
-})
+export const toCheckpoint = (row: Row): Checkpoint => {
+  const r = decodeCheckpoint(row)
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    version: num(r.version),
+    label: r.label ?? null,
+    cursor: r.cursor,
+    createdAt: iso(r.created_at),
+  }
+}
 
-export const toAttachedFile = (r: Row): AttachedFile => ({
-  fileId: r.file_id as string,
-  sessionId: r.session_id as string,
-  sha256: r.sha256 as string,
-  name: r.name as string,
-  mimeType: r.mime_type as string,
-  size: Number(r.size),
-  version: Number(r.version),
-  attachedAt: iso(r.attached_at),
-})
+const decodeFileInfo = decoder(
+  "file",
+  "id",
+  Schema.Struct({
+    id: Schema.String,
+    owner_id: Schema.String,
+    sha256: Schema.String,
+    name: Schema.String,
+    mime_type: Schema.String,
+    size: Num,
+    created_at: Time,
+  }),
+)
 
-export const toJob = (r: Row): Job => ({
-  id: r.id as string,
-  ownerId: r.owner_id as string,
-  sessionId: (r.session_id as string | null) ?? null,
-  parentJobId: (r.parent_job_id as string | null) ?? null,
-  type: r.job_type as string,
-  state: r.state as JobState,
-  input: r.input as Json,
-  output: (r.output as Json | undefined) ?? null,
-  error: (r.error as string | null) ?? null,
-  errorDetails: (r.error_details as Json | undefined) ?? null,
-  progress: r.progress === null || r.progress === undefined ? null : Number(r.progress),
-  progressMessage: (r.progress_message as string | null) ?? null,
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-  updatedAt: iso(r.updated_at),
-  startedAt: isoOrNull(r.started_at),
-  finishedAt: isoOrNull(r.finished_at),
-})
+export const toFileInfo = (row: Row): FileInfo => {
+  const r = decodeFileInfo(row)
+  return {
+    id: r.id,
+    ownerId: r.owner_id,
+    sha256: r.sha256,
+    name: r.name,
+    mimeType: r.mime_type,
+    size: num(r.size),
+    createdAt: iso(r.created_at),
+  }
+}
 
-export const toTask = (r: Row): Task => ({
-  id: r.task_id as string,
-  jobId: r.job_id as string,
-  name: r.name as string,
-  status: r.status as TaskStatus,
-  input: r.input as Json,
-  output: (r.output as Json | undefined) ?? null,
-  error: (r.error as string | null) ?? null,
-  progress: r.progress === null || r.progress === undefined ? null : Number(r.progress),
-  createdAt: iso(r.created_at),
-  updatedAt: iso(r.updated_at),
-})
+const decodeAttachedFile = decoder(
+  "attached file",
+  "file_id",
+  Schema.Struct({
+    file_id: Schema.String,
+    session_id: Schema.String,
+    sha256: Schema.String,
+    name: Schema.String,
+    mime_type: Schema.String,
+    size: Num,
+    version: Num,
+    attached_at: Time,
+  }),
+)
 
-export const toArtifact = (r: Row): Artifact => ({
-  id: r.artifact_id as string,
-  jobId: r.job_id as string,
-  sessionId: (r.session_id as string | null) ?? null,
-  fileId: r.file_id as string,
-  kind: r.kind as ArtifactKind,
-  name: r.name as string,
-  sha256: r.sha256 as string,
-  mimeType: r.mime_type as string,
-  size: Number(r.size),
-  createdAt: iso(r.created_at),
-})
+export const toAttachedFile = (row: Row): AttachedFile => {
+  const r = decodeAttachedFile(row)
+  return {
+    fileId: r.file_id,
+    sessionId: r.session_id,
+    sha256: r.sha256,
+    name: r.name,
+    mimeType: r.mime_type,
+    size: num(r.size),
+    version: num(r.version),
+    attachedAt: iso(r.attached_at),
+  }
+}
 
-export const toSandbox = (r: Row): Sandbox => ({
-  id: r.id as string,
-  sessionId: r.session_id as string,
-  ownerId: r.owner_id as string,
-  provider: r.provider as string,
-  externalId: r.external_id as string,
-  url: (r.url as string | null) ?? null,
-  status: r.status as SandboxStatus,
-  metadata: r.metadata as JsonObject,
-  createdAt: iso(r.created_at),
-  updatedAt: iso(r.updated_at),
-  startedAt: isoOrNull(r.started_at),
-  endedAt: isoOrNull(r.ended_at),
-})
+const decodeJob = decoder(
+  "job",
+  "id",
+  Schema.Struct({
+    id: Schema.String,
+    owner_id: Schema.String,
+    session_id: Text,
+    parent_job_id: Text,
+    job_type: Schema.String,
+    state: JobStateSchema,
+    input: Schema.Json,
+    output: OptionalJson,
+    error: Text,
+    error_details: OptionalJson,
+    progress: OptionalNum,
+    progress_message: Text,
+    version: Num,
+    created_at: Time,
+    updated_at: Time,
+    started_at: Schema.optional(Schema.NullOr(Time)),
+    finished_at: Schema.optional(Schema.NullOr(Time)),
+  }),
+)
+
+export const toJob = (row: Row): Job => {
+  const r = decodeJob(row)
+  return {
+    id: r.id,
+    ownerId: r.owner_id,
+    sessionId: r.session_id ?? null,
+    parentJobId: r.parent_job_id ?? null,
+    type: r.job_type,
+    state: r.state,
+    input: r.input,
+    output: r.output ?? null,
+    error: r.error ?? null,
+    errorDetails: r.error_details ?? null,
+    progress: numOrNull(r.progress),
+    progressMessage: r.progress_message ?? null,
+    version: num(r.version),
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    startedAt: isoOrNull(r.started_at),
+    finishedAt: isoOrNull(r.finished_at),
+  }
+}
+
+const decodeTask = decoder(
+  "task",
+  "task_id",
+  Schema.Struct({
+    task_id: Schema.String,
+    job_id: Schema.String,
+    name: Schema.String,
+    status: TaskStatusSchema,
+    input: Schema.Json,
+    output: OptionalJson,
+    error: Text,
+    progress: OptionalNum,
+    created_at: Time,
+    updated_at: Time,
+  }),
+)
+
+export const toTask = (row: Row): Task => {
+  const r = decodeTask(row)
+  return {
+    id: r.task_id,
+    jobId: r.job_id,
+    name: r.name,
+    status: r.status,
+    input: r.input,
+    output: r.output ?? null,
+    error: r.error ?? null,
+    progress: numOrNull(r.progress),
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+  }
+}
+
+const decodeArtifact = decoder(
+  "artifact",
+  "artifact_id",
+  Schema.Struct({
+    artifact_id: Schema.String,
+    job_id: Schema.String,
+    session_id: Text,
+    file_id: Schema.String,
+    kind: ArtifactKindSchema,
+    name: Schema.String,
+    sha256: Schema.String,
+    mime_type: Schema.String,
+    size: Num,
+    created_at: Time,
+  }),
+)
+
+export const toArtifact = (row: Row): Artifact => {
+  const r = decodeArtifact(row)
+  return {
+    id: r.artifact_id,
+    jobId: r.job_id,
+    sessionId: r.session_id ?? null,
+    fileId: r.file_id,
+    kind: r.kind,
+    name: r.name,
+    sha256: r.sha256,
+    mimeType: r.mime_type,
+    size: num(r.size),
+    createdAt: iso(r.created_at),
+  }
+}
+
+const decodeSandbox = decoder(
+  "sandbox",
+  "id",
+  Schema.Struct({
+    id: Schema.String,
+    session_id: Schema.String,
+    owner_id: Schema.String,
+    provider: Schema.String,
+    external_id: Schema.String,
+    url: Text,
+    status: SandboxStatusSchema,
+    metadata: JsonObjectSchema,
+    created_at: Time,
+    updated_at: Time,
+    started_at: Schema.optional(Schema.NullOr(Time)),
+    ended_at: Schema.optional(Schema.NullOr(Time)),
+  }),
+)
+
+export const toSandbox = (row: Row): Sandbox => {
+  const r = decodeSandbox(row)
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    ownerId: r.owner_id,
+    provider: r.provider,
+    externalId: r.external_id,
+    url: r.url ?? null,
+    status: r.status,
+    metadata: r.metadata,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    startedAt: isoOrNull(r.started_at),
+    endedAt: isoOrNull(r.ended_at),
+  }
+}

@@ -16,7 +16,7 @@ import {
   isUuid,
   type VersionConflict,
 } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible } from "./actor.ts"
 import { type CommandOptions, runCommand } from "./command.ts"
@@ -162,9 +162,9 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
       })
 
       const versionOf = (id: string) =>
-        query("select version from chronicle.streams where stream_id = $1", [sandboxStreamId(id)]).pipe(
-          Effect.map((rows) => Number(rows[0]?.version ?? 0)),
-        )
+        store
+          .streamInfo(sandboxStreamId(id))
+          .pipe(Effect.orDie, Effect.map(Option.match({ onNone: () => 0, onSome: (info) => info.version })))
 
       const list = Effect.fn("Sandboxes.list")(function* (
         actor: Actor,

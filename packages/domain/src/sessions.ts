@@ -38,7 +38,6 @@ import {
 import { type LoadedSession, selectSession, sessionStreamId } from "./queries.ts"
 import {
   type Checkpoint,
-  iso,
   type Page,
   type Session,
   type TimelineEntry,
@@ -211,6 +210,25 @@ const actorLabel = (actor: Actor) => (actor.kind === "user" ? `user:${actor.user
 export const IMPORT_CHUNK = 500
 
 const notFound = (id: string) => new NotFound({ entity: "session", id })
+
+const CONTENT_TYPES: ReadonlySet<string> = new Set(CONTENT_EVENT_TYPES)
+
+/** A set of versions as half-open ranges [from, to). */
+type VersionRanges = ReadonlyArray<readonly [number, number]>
+
+/**
+ * An int4multirange as Postgres prints it (`{[1,4),[6,9)}`; `{}` when empty), as half-open
+ * ranges; a missing bound is unbounded.
+ */
+export const parseVersionRanges = (text: string): VersionRanges =>
+  Array.from(text.matchAll(/([[(])\s*(-?\d*)\s*,\s*(-?\d*)\s*([\])])/g), (m) => {
+    const lower = m[2] === "" ? Number.NEGATIVE_INFINITY : Number(m[2]) + (m[1] === "(" ? 1 : 0)
+    const upper = m[3] === "" ? Number.POSITIVE_INFINITY : Number(m[3]) + (m[4] === "]" ? 1 : 0)
+    return [lower, upper] as const
+  })
+
+const inRanges = (ranges: VersionRanges, version: number) =>
+  ranges.some(([from, to]) => version >= from && version < to)
 
 /** Loads a session the actor may see, or fails with NotFound. */
 export const loadSession = (actor: Actor, id: string, asOf: number | null = null) =>
@@ -698,44 +716,39 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         yield* loadSession(actor, id)
         const limit = yield* pageLimit(page.limit)
         const after = yield* decodePageCursor(page.cursor, ["number"] as const)
-        const rows = yield* db
-          .query(
-            budgeted(
-              `select e.event_id::text, e.stream_version, e.type, e.data, e.metadata, e.recorded_at,
-                      (e.type = any($4::text[]) and not (s.effective @> e.stream_version)) as reverted,
-                      octet_length(e.data::text) + octet_length(e.metadata::text) + ${ROW_OVERHEAD_BYTES} as page_bytes
-                 from chronicle.events e
-                 join chronicle.sessions s on s.id = $1::uuid
-                where e.stream_id = $2 and e.stream_version > $3
-                order by e.stream_version
-                limit $5`,
-              "$6",
-            ),
-            [
-              id,
-              sessionStreamId(id),
-              after?.[0] ?? 0,
-              `{${CONTENT_EVENT_TYPES.join(",")}}`,
-              limit + 1,
-              budgetParam(page.maxBytes),
-            ],
+        // The timeline as of the session row read here: its events up to that row's version,
+        // each content event outside that row's effective set marked reverted.
+        const [row] = yield* db
+          .query<{ version: number; effective: string }>(
+            "select version, effective::text from chronicle.sessions where id = $1::uuid",
+            [id],
           )
           .pipe(Effect.orDie)
+        const effective = parseVersionRanges(row?.effective ?? "{}")
+        const read = yield* store
+          .readStream(sessionStreamId(id), {
+            fromVersion: (after?.[0] ?? 0) + 1,
+            toVersion: Number(row?.version ?? 0),
+            limit: limit + 1,
+            maxBytes: budgetParam(page.maxBytes) ?? undefined,
+          })
+          .pipe(Effect.orDie)
         return toPage(
-          rows,
+          read.events,
           limit,
-          (r): TimelineEntry => ({
-            eventId: r.event_id as string,
-            version: Number(r.stream_version),
-            type: r.type as string,
-            data: r.data as never,
-            metadata: r.metadata as JsonObject,
-            recordedAt: iso(r.recorded_at),
-            reverted: r.reverted as boolean,
+          (e): TimelineEntry => ({
+            eventId: e.eventId,
+            version: e.version,
+            type: e.type,
+            data: e.data as never,
+            metadata: e.metadata,
+            recordedAt: e.recordedAt.toISOString(),
+            reverted: CONTENT_TYPES.has(e.type) && !inRanges(effective, e.version),
           }),
-          (r) => [Number(r.stream_version)],
+          (e) => [e.version],
           "asc",
           page.maxBytes,
+          read.nextVersion !== undefined,
         )
       })
 
@@ -750,36 +763,30 @@ export class Sessions extends Context.Service<Sessions, SessionsService>()("@chr
         const session =
           at === null ? yield* current(actor, id) : (yield* loadSession(actor, id, at[1])).session
         const pinned = at?.[1] ?? session.version
-        const rows = yield* db
-          .query(
-            budgeted(
-              `select e.event_id::text, e.stream_version, e.type, e.schema_version, e.data, e.metadata,
-                      e.recorded_at,
-                      octet_length(e.data::text) + octet_length(e.metadata::text) + ${ROW_OVERHEAD_BYTES} as page_bytes
-                 from chronicle.events e
-                where e.stream_id = $1 and e.stream_version >= $2 and e.stream_version <= $3
-                order by e.stream_version
-                limit $4`,
-              "$5",
-            ),
-            [sessionStreamId(id), at?.[0] ?? 1, pinned, limit + 1, budgetParam(page.maxBytes)],
-          )
+        const read = yield* store
+          .readStream(sessionStreamId(id), {
+            fromVersion: at?.[0] ?? 1,
+            toVersion: pinned,
+            limit: limit + 1,
+            maxBytes: budgetParam(page.maxBytes) ?? undefined,
+          })
           .pipe(Effect.orDie)
         const events = toPage(
-          rows,
+          read.events,
           limit,
-          (r) => ({
-            eventId: r.event_id as string,
-            version: Number(r.stream_version),
-            type: r.type as string,
-            schemaVersion: Number(r.schema_version),
-            data: r.data,
-            metadata: r.metadata,
-            recordedAt: iso(r.recorded_at),
+          (e) => ({
+            eventId: e.eventId,
+            version: e.version,
+            type: e.type,
+            schemaVersion: e.schemaVersion,
+            data: e.data,
+            metadata: e.metadata,
+            recordedAt: e.recordedAt.toISOString(),
           }),
-          (r) => [Number(r.stream_version) + 1, pinned],
+          (e) => [e.version + 1, pinned],
           "asc",
           page.maxBytes,
+          read.nextVersion !== undefined,
         )
         return {
           format: "chronicle.session.v1",

@@ -4,7 +4,8 @@ import { type Cursor, decodeCursor, encodeCursor, START } from "./cursor.ts"
 import { CurrentTransaction, Database } from "./database.ts"
 import { type AppendError, InvalidRead, type ReadError } from "./errors.ts"
 import { type GroupCommitOptions, makeGroupCommitter } from "./group-commit.ts"
-import type { Json } from "./json.ts"
+import { findBatchByEventId, findEventById, type RecordedBatch, readStreamWithin } from "./lookups.ts"
+import { EVENT_COLUMNS, type EventRow, type RecordedEvent, toRecorded } from "./recorded.ts"
 import { type SequencerOptions, startSequencer } from "./sequencer.ts"
 import { isUuid, parseStreamId, STREAM_ID_FORMAT } from "./stream-id.ts"
 import { type Kept, makeTail, type TailOptions, type TailRow } from "./tail.ts"
@@ -17,26 +18,8 @@ export {
   idempotentEventId,
   type NewEvent,
 } from "./append.ts"
-
-export interface RecordedEvent {
-  readonly eventId: string
-  readonly streamId: string
-  readonly version: number
-  readonly type: string
-  readonly schemaVersion: number
-  readonly data: Json
-  readonly metadata: { readonly [key: string]: Json }
-  /** Unique and increasing in insert order; not the log's order. */
-  readonly globalPosition: number
-  /**
-   * The event's place in the log's order, where a reader of the whole log resumes after it.
-   * Opaque. Null only for an event another process appended, read by its stream in the moment
-   * after its commit, before the sequencer placed it (this process's own appends are placed
-   * before its reads).
-   */
-  readonly cursor: Cursor | null
-  readonly recordedAt: Date
-}
+export { BATCH_SIZE_KEY, type RecordedBatch } from "./lookups.ts"
+export type { RecordedEvent } from "./recorded.ts"
 
 export interface StreamInfo {
   readonly streamId: string
@@ -50,14 +33,22 @@ export interface StreamInfo {
 export interface ReadStreamOptions {
   /** First version to return (inclusive). Default 1. */
   readonly fromVersion?: number | undefined
+  /** Last version to return (inclusive). Default: the stream's current version. */
+  readonly toVersion?: number | undefined
   readonly limit?: number | undefined
+  /**
+   * The most bytes of JSON (data + metadata, estimated as text, plus a fixed overhead per
+   * event) the page may take; the page ends early once the events reach it, with
+   * `nextVersion` set. The first event is always returned. Unset: no byte limit.
+   */
+  readonly maxBytes?: number | undefined
 }
 
 export interface StreamPage {
   readonly events: ReadonlyArray<RecordedEvent>
   /** The stream's current version (0 when it has no events). */
   readonly version: number
-  /** Where the next page starts, when there may be more. */
+  /** Where the next page starts, when there may be more (up to `toVersion`, when given). */
   readonly nextVersion: number | undefined
 }
 
@@ -148,6 +139,19 @@ export interface EventStoreService {
   /** Back-fills from `after`, then follows the log as it grows; never ends on its own. */
   readonly subscribe: (options?: SubscribeOptions) => Stream.Stream<RecordedEvent, ReadError>
   readonly streamInfo: (streamId: string) => Effect.Effect<Option.Option<StreamInfo>, ReadError>
+  /** The event of this stream with this id, if the stream holds one. */
+  readonly findEventById: (
+    streamId: string,
+    eventId: string,
+  ) => Effect.Effect<Option.Option<RecordedEvent>, ReadError>
+  /**
+   * The batch the event with this id began (its `metadata.batchSize` events, see
+   * `BATCH_SIZE_KEY`) and the stream's current version, if the stream holds the event.
+   */
+  readonly findBatchByEventId: (
+    streamId: string,
+    eventId: string,
+  ) => Effect.Effect<Option.Option<RecordedBatch>, ReadError>
   /** The head of the log's order (after the appends this process committed). */
   readonly head: () => Effect.Effect<Head>
   /** Returns once every append this process committed before the call is in the log's order. */
@@ -166,35 +170,6 @@ export class EventStore extends Context.Service<EventStore, EventStoreService>()
   static readonly layer = (options: EventStoreOptions = {}): Layer.Layer<EventStore, never, Database> =>
     Layer.effect(EventStore, makeEventStore(options))
 }
-
-interface EventRow {
-  event_id: string
-  stream_id: string
-  stream_version: number
-  type: string
-  schema_version: number
-  data: Json
-  metadata: { [key: string]: Json }
-  global_position: string
-  seq: string | null
-  recorded_at: Date | string
-}
-
-const EVENT_COLUMNS = `e.event_id::text, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
-  e.metadata, e.global_position::text, e.recorded_at`
-
-const toRecorded = (row: EventRow): RecordedEvent => ({
-  eventId: row.event_id,
-  streamId: row.stream_id,
-  version: row.stream_version,
-  type: row.type,
-  schemaVersion: row.schema_version,
-  data: row.data,
-  metadata: row.metadata,
-  globalPosition: Number(row.global_position),
-  cursor: row.seq === null ? null : encodeCursor(BigInt(row.seq)),
-  recordedAt: row.recorded_at instanceof Date ? row.recorded_at : new Date(row.recorded_at),
-})
 
 const positiveInt = (path: string, value: number | undefined, fallback: number, max: number) =>
   value === undefined
@@ -281,29 +256,38 @@ const makeEventStore = (options: EventStoreOptions) =>
           reason: `must be a whole number >= 0, got ${from}`,
         })
       }
+      const to = readOptions.toVersion
+      if (to !== undefined && (!Number.isInteger(to) || to < 0)) {
+        return yield* new InvalidRead({ path: "toVersion", reason: `must be a whole number >= 0, got ${to}` })
+      }
+      const maxBytes = readOptions.maxBytes
+      if (maxBytes !== undefined && !(maxBytes > 0)) {
+        return yield* new InvalidRead({ path: "maxBytes", reason: `must be a number > 0, got ${maxBytes}` })
+      }
       const limit = yield* positiveInt("limit", readOptions.limit, config.maxReadLimit, config.maxReadLimit)
-      const rows = yield* db
-        .query<EventRow & { current_version: number }>(
-          `select ${EVENT_COLUMNS}, q.seq::text as seq, s.version as current_version
-             from chronicle.streams s
-             left join lateral (
-               select * from chronicle.events e
-                where e.stream_id = s.stream_id and e.stream_version >= $2
-                order by e.stream_version limit $3) e on true
-             left join chronicle.event_seq q on q.global_position = e.global_position
-            where s.stream_id = $1
-            order by e.stream_version`,
-          [streamId, from, limit],
-        )
-        .pipe(Effect.orDie)
-      const version = rows[0]?.current_version ?? 0
-      const events = rows.filter((r) => r.event_id !== null).map(toRecorded)
-      const last = events.at(-1)
-      return {
-        events,
-        version,
-        nextVersion: last !== undefined && last.version < version ? last.version + 1 : undefined,
-      } satisfies StreamPage
+      return yield* readStreamWithin(db, streamId, { from, to, limit, maxBytes }).pipe(Effect.orDie)
+    })
+
+    const eventIdOf = (eventId: string) =>
+      isUuid(eventId.toLowerCase())
+        ? Effect.succeed(eventId.toLowerCase())
+        : Effect.fail(
+            new InvalidRead({ path: "eventId", reason: `must be a UUID, got ${JSON.stringify(eventId)}` }),
+          )
+
+    const findEvent = Effect.fn("EventStore.findEventById")(function* (streamId: string, eventId: string) {
+      if (!parseStreamId(streamId)) return yield* invalidStream(streamId)
+      const id = yield* eventIdOf(eventId)
+      return yield* findEventById(db, streamId, id).pipe(Effect.orDie)
+    })
+
+    const findBatch = Effect.fn("EventStore.findBatchByEventId")(function* (
+      streamId: string,
+      eventId: string,
+    ) {
+      if (!parseStreamId(streamId)) return yield* invalidStream(streamId)
+      const id = yield* eventIdOf(eventId)
+      return yield* findBatchByEventId(db, streamId, id).pipe(Effect.orDie)
     })
 
     /**
@@ -510,6 +494,8 @@ const makeEventStore = (options: EventStoreOptions) =>
       readAll,
       subscribe,
       streamInfo,
+      findEventById: findEvent,
+      findBatchByEventId: findBatch,
       head,
       sequenced,
       sequenceAll,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto"
 import { Cause, Effect, Exit, Fiber, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { Database } from "../src/database.ts"
-import { EventStore, type NewEvent, type RecordedEvent } from "../src/event-store.ts"
+import { BATCH_SIZE_KEY, EventStore, type NewEvent, type RecordedEvent } from "../src/event-store.ts"
 import { makeTestRuntime, type TestRuntime, testDatabases } from "../src/testing.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
@@ -80,6 +80,129 @@ describe.each(testDatabases(env))("EventStore on $name", (database) => {
     expect(last.nextVersion).toBeUndefined()
     const none = await run(Effect.flatMap(store, (s) => s.readStream(sessionId())))
     expect(none).toEqual({ events: [], version: 0, nextVersion: undefined })
+  })
+
+  it("reads a stream up to toVersion, and ends a page early at maxBytes with the next version", async () => {
+    const id = sessionId()
+    const big = "x".repeat(2000)
+    await run(
+      Effect.flatMap(store, (s) =>
+        s.append(
+          id,
+          Array.from({ length: 6 }, (_, i) => ({ type: "MessageAppended", data: { n: i, text: big } })),
+        ),
+      ),
+    )
+    const upTo = await run(Effect.flatMap(store, (s) => s.readStream(id, { fromVersion: 2, toVersion: 4 })))
+    expect(upTo.events.map((e) => e.version)).toEqual([2, 3, 4])
+    expect(upTo.version).toBe(6)
+    expect(upTo.nextVersion).toBeUndefined()
+    const limited = await run(
+      Effect.flatMap(store, (s) => s.readStream(id, { fromVersion: 2, toVersion: 4, limit: 2 })),
+    )
+    expect(limited.events.map((e) => e.version)).toEqual([2, 3])
+    expect(limited.nextVersion).toBe(4)
+    // Each event is over 2,000 bytes: a budget of 5,000 holds two of them.
+    const budgeted = await run(Effect.flatMap(store, (s) => s.readStream(id, { maxBytes: 5000 })))
+    expect(budgeted.events.map((e) => e.version)).toEqual([1, 2])
+    expect(budgeted.nextVersion).toBe(3)
+    expect(budgeted.events[0]!.data).toEqual({ n: 0, text: big })
+    // The first event comes whatever the budget.
+    const tiny = await run(Effect.flatMap(store, (s) => s.readStream(id, { fromVersion: 6, maxBytes: 1 })))
+    expect(tiny.events.map((e) => e.version)).toEqual([6])
+    expect(tiny.nextVersion).toBeUndefined()
+    expect(
+      (
+        await failureOf(
+          runtime,
+          Effect.flatMap(store, (s) => s.readStream(id, { toVersion: -1 })),
+        )
+      )._tag,
+    ).toBe("InvalidRead")
+    expect(
+      (
+        await failureOf(
+          runtime,
+          Effect.flatMap(store, (s) => s.readStream(id, { maxBytes: 0 })),
+        )
+      )._tag,
+    ).toBe("InvalidRead")
+  })
+
+  it("finds an event of a stream by its id, and only in that stream", async () => {
+    const id = sessionId()
+    const eventId = randomUUID()
+    await run(Effect.flatMap(store, (s) => s.append(id, events(2))))
+    await run(
+      Effect.flatMap(store, (s) => s.append(id, [{ type: "DraftRecorded", data: { ok: true }, eventId }])),
+    )
+    const found = await run(Effect.flatMap(store, (s) => s.findEventById(id, eventId.toUpperCase())))
+    expect(found._tag).toBe("Some")
+    if (found._tag === "Some") {
+      expect(found.value).toMatchObject({
+        eventId,
+        streamId: id,
+        version: 3,
+        type: "DraftRecorded",
+        data: { ok: true },
+      })
+      expect(found.value.recordedAt).toBeInstanceOf(Date)
+    }
+    expect((await run(Effect.flatMap(store, (s) => s.findEventById(sessionId(), eventId))))._tag).toBe("None")
+    expect((await run(Effect.flatMap(store, (s) => s.findEventById(id, randomUUID()))))._tag).toBe("None")
+    expect(
+      (
+        await failureOf(
+          runtime,
+          Effect.flatMap(store, (s) => s.findEventById(id, "nope")),
+        )
+      )._tag,
+    ).toBe("InvalidRead")
+  })
+
+  it("finds the batch an event began, by its batchSize, with the stream's current version", async () => {
+    const id = sessionId()
+    const ids = [randomUUID(), randomUUID(), randomUUID()]
+    await run(Effect.flatMap(store, (s) => s.append(id, events(1))))
+    await run(
+      Effect.flatMap(store, (s) =>
+        s.append(
+          id,
+          ids.map((eventId, i) => ({
+            type: "MessageAppended",
+            data: { i },
+            eventId,
+            metadata: { [BATCH_SIZE_KEY]: 3, operation: "AppendMessages" },
+          })),
+        ),
+      ),
+    )
+    const plain = [randomUUID(), randomUUID()]
+    await run(
+      Effect.flatMap(store, (s) =>
+        s.append(
+          id,
+          events(2).map((e, i) => ({ ...e, eventId: plain[i]! })),
+        ),
+      ),
+    )
+    const batch = await run(Effect.flatMap(store, (s) => s.findBatchByEventId(id, ids[0]!)))
+    expect(batch._tag).toBe("Some")
+    if (batch._tag === "Some") {
+      expect(batch.value.streamVersion).toBe(6)
+      expect(batch.value.events.map((e) => [e.eventId, e.version, e.data])).toEqual([
+        [ids[0], 2, { i: 0 }],
+        [ids[1], 3, { i: 1 }],
+        [ids[2], 4, { i: 2 }],
+      ])
+      expect(batch.value.events[0]!.metadata).toMatchObject({ operation: "AppendMessages" })
+    }
+    // An event with no batch size is a batch of one.
+    const single = await run(Effect.flatMap(store, (s) => s.findBatchByEventId(id, plain[0]!)))
+    expect(single._tag === "Some" && single.value.events.map((e) => e.version)).toEqual([5])
+    expect((await run(Effect.flatMap(store, (s) => s.findBatchByEventId(sessionId(), ids[0]!))))._tag).toBe(
+      "None",
+    )
   })
 
   it("lets exactly one of several concurrent appends with the same expected version win", async () => {
