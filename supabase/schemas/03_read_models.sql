@@ -644,6 +644,16 @@ language sql immutable as $$
               when 'CheckpointCreated' then '{"label": null}'
               when 'FileUploaded' then '{"name": "redacted"}'
               when 'FilePurged' then '{"reason": null}'
+              when 'JobCreated' then '{"input": null}'
+              when 'JobProgressed' then '{"message": null}'
+              when 'JobPaused' then '{"reason": null}'
+              when 'JobCompleted' then '{"output": null}'
+              when 'JobFailed' then '{"error": "redacted", "details": null}'
+              when 'JobCancelled' then '{"reason": null}'
+              when 'TaskAdded' then '{"input": null}'
+              when 'TaskUpdated' then '{"output": null, "error": null}'
+              when 'ArtifactRecorded' then '{"name": "redacted"}'
+              when 'JobPurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -777,6 +787,36 @@ end
 $$;
 
 revoke all on function chronicle.purge_file_stream(uuid) from public;
+
+-- The same for a job (an owner's erasure, or its session's): its input, output, errors,
+-- progress messages, tasks' inputs and outputs and artifacts' names are redacted and its rows
+-- (the job, its tasks and artifacts) made again from the redacted events. The job keeps its
+-- state. The caller records JobPurged in the same transaction.
+create function chronicle.purge_job_stream(p_job_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'job-' || p_job_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from tasks where job_id = p_job_id;
+  delete from artifacts where job_id = p_job_id;
+  delete from jobs where id = p_job_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_job(e);
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_job_stream(uuid) from public;
 
 -- ----- job streams ------------------------------------------------------------------------
 

@@ -284,6 +284,18 @@ export const ArtifactRecorded = Schema.Struct({
   size: NonNegativeInt,
 })
 
+/**
+ * Recorded by an erasure of the job's owner or of its session (`chronicle purge`): the payloads
+ * of versions 1 to `throughVersion` were redacted, irreversibly (inputs, outputs, errors,
+ * progress messages, task inputs and outputs, artifact names blanked; ids, states, versions and
+ * times kept). The job keeps its state. Only the service can purge.
+ */
+export const JobPurged = Schema.Struct({
+  type: Schema.tag("JobPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 // ----- file stream ------------------------------------------------------------------------
 
 /** A stored file. The bytes live once in the blob table under their SHA-256. */
@@ -363,6 +375,7 @@ export const JobEvent = Schema.Union([
   TaskAdded,
   TaskUpdated,
   ArtifactRecorded,
+  JobPurged,
 ]).pipe(Schema.toTaggedUnion("type"))
 export type JobEvent = typeof JobEvent.Type
 
