@@ -1,5 +1,7 @@
 -- owner_erasure: an owner's erasure reaches their LangGraph threads (purge_graph_stream,
--- GraphThreadPurged) and jobs (purge_job_stream, JobPurged); the runtime role may call both.
+-- GraphThreadPurged) and jobs (purge_job_stream, JobPurged); it reaches the snapshots and
+-- builds in progress for them and for stored files too (purge_stream_snapshots); the runtime
+-- role may call the first two.
 
 CREATE OR REPLACE FUNCTION chronicle.apply_runtime_privileges()
  RETURNS void
@@ -216,6 +218,33 @@ begin
 end
 $function$;
 
+CREATE OR REPLACE FUNCTION chronicle.purge_file_stream(p_file_id uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'chronicle', 'pg_temp'
+AS $function$
+declare
+  v_stream text := 'file-' || p_file_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from files where id = p_file_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_file(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('file', p_file_id);
+  return v_count;
+end
+$function$;
+
 CREATE OR REPLACE FUNCTION chronicle.purge_graph_stream(p_graph uuid)
  RETURNS integer
  LANGUAGE plpgsql
@@ -243,6 +272,8 @@ begin
   delete from chronicle.graph_checkpoints where graph_id = p_graph;
   delete from chronicle.graph_blobs where graph_id = p_graph;
   delete from chronicle.graph_writes where graph_id = p_graph;
+  -- Snapshots and builds in progress hold the thread as the redacted log makes it.
+  perform chronicle.purge_stream_snapshots('graph', p_graph);
   return v_count;
 end
 $function$;
@@ -270,6 +301,66 @@ begin
   delete from jobs where id = p_job_id;
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_job(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('job', p_job_id);
+  return v_count;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION chronicle.purge_stream_snapshots(p_category text, p_id uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'chronicle', 'pg_temp'
+AS $function$
+declare
+  v_stream text := p_category || '-' || p_id::text;
+  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files' end;
+  -- A file's rows are its own only (an attachment's or artifact's row belongs to its session or job).
+  v_key text := case p_category when 'job' then 'job_id' when 'graph' then 'graph_id' end;
+  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files' end;
+  r chronicle.projection_runs;
+  t record;
+  e chronicle.events;
+  v_count integer := 0;
+  v_through bigint;
+begin
+  if v_root is null then
+    raise exception 'purge_stream_snapshots: no snapshots to purge for streams of category %', p_category;
+  end if;
+  for r in select * from chronicle.projection_runs x
+            where ((x.kind = 'snapshot' and x.state = 'completed') or x.state in ('running', 'cancelling'))
+              and to_regnamespace(x.target_schema) is not null
+            order by x.started_at
+            for update loop
+    for t in select c.relname::text as relname,
+                    exists (select 1 from pg_attribute a
+                             where a.attrelid = c.oid and v_key is not null and a.attname = v_key
+                               and not a.attisdropped) as keyed
+               from pg_class c
+              where c.relnamespace = to_regnamespace(r.target_schema) and c.relkind in ('r', 'p') loop
+      if t.relname = v_root then
+        execute format('delete from %I.%I where id = $1', r.target_schema, t.relname) using p_id;
+      elsif t.keyed then
+        execute format('delete from %I.%I where %I = $1', r.target_schema, t.relname, v_key) using p_id;
+      end if;
+    end loop;
+    v_through := case when r.state = 'completed' then r.bound_seq else r.cursor_seq end;
+    if v_projection = any (r.projections) and v_through is not null then
+      perform set_config('search_path', r.target_schema, true);
+      for e in select x.* from chronicle.events x
+                 join chronicle.event_seq q on q.global_position = x.global_position
+                where x.stream_id = v_stream and q.seq <= v_through
+                order by x.stream_version loop
+        case p_category
+          when 'job' then perform chronicle.project_job(e);
+          when 'graph' then perform chronicle.project_graph(e);
+          else perform chronicle.project_file(e);
+        end case;
+      end loop;
+      perform set_config('search_path', 'pg_catalog, chronicle, pg_temp', true);
+    end if;
+    v_count := v_count + 1;
   end loop;
   return v_count;
 end
@@ -315,4 +406,5 @@ $function$;
 
 revoke all on function chronicle.purge_graph_stream(uuid) from public;
 revoke all on function chronicle.purge_job_stream(uuid) from public;
+revoke all on function chronicle.purge_stream_snapshots(text, uuid) from public;
 select chronicle.apply_runtime_privileges();

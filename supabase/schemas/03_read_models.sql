@@ -761,8 +761,71 @@ $$;
 
 revoke all on function chronicle.purge_session_snapshots(uuid) from public;
 
+-- The same erasure in every completed snapshot and build in progress for a job ('job'), a
+-- LangGraph thread ('graph') or a stored file ('file'): the stream's rows there (jobs,
+-- graph_threads or files by id, every table with a job_id or graph_id) are deleted and, where
+-- the build holds the jobs, graph or files projection, made again from the redacted events it
+-- includes. Returns the number of builds it went through. Called by chronicle.purge_job_stream,
+-- chronicle.purge_graph_stream and chronicle.purge_file_stream only.
+create function chronicle.purge_stream_snapshots(p_category text, p_id uuid) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_stream text := p_category || '-' || p_id::text;
+  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files' end;
+  -- A file's rows are its own only (an attachment's or artifact's row belongs to its session or job).
+  v_key text := case p_category when 'job' then 'job_id' when 'graph' then 'graph_id' end;
+  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files' end;
+  r chronicle.projection_runs;
+  t record;
+  e chronicle.events;
+  v_count integer := 0;
+  v_through bigint;
+begin
+  if v_root is null then
+    raise exception 'purge_stream_snapshots: no snapshots to purge for streams of category %', p_category;
+  end if;
+  for r in select * from chronicle.projection_runs x
+            where ((x.kind = 'snapshot' and x.state = 'completed') or x.state in ('running', 'cancelling'))
+              and to_regnamespace(x.target_schema) is not null
+            order by x.started_at
+            for update loop
+    for t in select c.relname::text as relname,
+                    exists (select 1 from pg_attribute a
+                             where a.attrelid = c.oid and v_key is not null and a.attname = v_key
+                               and not a.attisdropped) as keyed
+               from pg_class c
+              where c.relnamespace = to_regnamespace(r.target_schema) and c.relkind in ('r', 'p') loop
+      if t.relname = v_root then
+        execute format('delete from %I.%I where id = $1', r.target_schema, t.relname) using p_id;
+      elsif t.keyed then
+        execute format('delete from %I.%I where %I = $1', r.target_schema, t.relname, v_key) using p_id;
+      end if;
+    end loop;
+    v_through := case when r.state = 'completed' then r.bound_seq else r.cursor_seq end;
+    if v_projection = any (r.projections) and v_through is not null then
+      perform set_config('search_path', r.target_schema, true);
+      for e in select x.* from chronicle.events x
+                 join chronicle.event_seq q on q.global_position = x.global_position
+                where x.stream_id = v_stream and q.seq <= v_through
+                order by x.stream_version loop
+        case p_category
+          when 'job' then perform chronicle.project_job(e);
+          when 'graph' then perform chronicle.project_graph(e);
+          else perform chronicle.project_file(e);
+        end case;
+      end loop;
+      perform set_config('search_path', 'pg_catalog, chronicle, pg_temp', true);
+    end if;
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_stream_snapshots(text, uuid) from public;
+
 -- The same for a stored file (an owner's erasure): its upload's name is redacted and its row
--- made again from the redacted events; the caller records FilePurged and deletes the bytes
+-- made again from the redacted events (in snapshots and builds in progress too); the caller records FilePurged and deletes the bytes
 -- nothing unpurged references any more.
 create function chronicle.purge_file_stream(p_file_id uuid) returns integer
 language plpgsql security definer set search_path = chronicle, pg_temp as $$
@@ -782,6 +845,7 @@ begin
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_file(e);
   end loop;
+  perform chronicle.purge_stream_snapshots('file', p_file_id);
   return v_count;
 end
 $$;
@@ -791,7 +855,8 @@ revoke all on function chronicle.purge_file_stream(uuid) from public;
 -- The same for a job (an owner's erasure, or its session's): its input, output, errors,
 -- progress messages, tasks' inputs and outputs and artifacts' names are redacted and its rows
 -- (the job, its tasks and artifacts) made again from the redacted events. The job keeps its
--- state. The caller records JobPurged in the same transaction.
+-- state. Snapshots and builds in progress lose its text too (chronicle.purge_stream_snapshots).
+-- The caller records JobPurged in the same transaction.
 create function chronicle.purge_job_stream(p_job_id uuid) returns integer
 language plpgsql security definer set search_path = chronicle, pg_temp as $$
 declare
@@ -812,6 +877,7 @@ begin
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_job(e);
   end loop;
+  perform chronicle.purge_stream_snapshots('job', p_job_id);
   return v_count;
 end
 $$;

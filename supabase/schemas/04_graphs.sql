@@ -367,6 +367,8 @@ begin
   delete from chronicle.graph_checkpoints where graph_id = p_graph;
   delete from chronicle.graph_blobs where graph_id = p_graph;
   delete from chronicle.graph_writes where graph_id = p_graph;
+  -- Snapshots and builds in progress hold the thread as the redacted log makes it.
+  perform chronicle.purge_stream_snapshots('graph', p_graph);
   return v_count;
 end
 $$;

@@ -409,9 +409,21 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     await jobs((j) => j.transition(alice, onSession.id, { type: "FailJob", error: JOB, details: { d: JOB } }))
     const bobsJob = await jobs((j) => j.create(bob, { type: "research", input: { q: BOBS } }))
 
+    // A point-in-time snapshot copies the threads and jobs.
+    const label = `threads_${Date.now().toString(36)}`
+    expect(await snapshotNow(label)).toMatchObject({ state: "completed" })
     for (const needle of [GRAPH, b64(GRAPH), hex(GRAPH), JOB]) {
       expect(Object.keys(await traces(needle)).length).toBeGreaterThan(0)
     }
+    expect(Object.keys(await traces(JOB))).toEqual(
+      expect.arrayContaining([`analytics_asof_${label}.jobs`, `analytics_asof_${label}.tasks`]),
+    )
+    expect(Object.keys(await traces(b64(GRAPH)))).toEqual(
+      expect.arrayContaining([
+        `analytics_asof_${label}.graph_checkpoints`,
+        `analytics_asof_${label}.graph_writes`,
+      ]),
+    )
     const owner = alice.kind === "user" ? alice.userId : ""
     const report = await purge((p) => p.purge(serviceActor(), { ownerId: owner }, { reason: "erasure" }))
     expect(report).toMatchObject({ graphThreads: 1, jobs: 2 })
@@ -456,6 +468,10 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     expect(Object.keys(await traces(hex(BOBS)))).toEqual(["chronicle.blobs"])
     // A rebuild from the log makes exactly the read models the purge left.
     expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+    // The snapshot still holds the jobs as of its cursor, as the redacted log makes them.
+    expect(
+      await sql(`select state, input from "analytics_asof_${label}".jobs where id = $1`, [job.id]),
+    ).toEqual([{ state: "completed", input: null }])
     // Not purged twice.
     expect(await purge((p) => p.purge(serviceActor(), { ownerId: owner }))).toMatchObject({
       graphThreads: 0,
