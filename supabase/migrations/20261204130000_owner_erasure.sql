@@ -1,7 +1,7 @@
 -- owner_erasure: an owner's erasure reaches their LangGraph threads (purge_graph_stream,
--- GraphThreadPurged) and jobs (purge_job_stream, JobPurged); it reaches the snapshots and
--- builds in progress for them and for stored files too (purge_stream_snapshots); the runtime
--- role may call the first two.
+-- GraphThreadPurged), jobs (purge_job_stream, JobPurged) and sandboxes (purge_sandbox_stream,
+-- SandboxPurged); it reaches the snapshots and builds in progress for them and for stored
+-- files too (purge_stream_snapshots); the runtime role may call the first three.
 
 CREATE OR REPLACE FUNCTION chronicle.apply_runtime_privileges()
  RETURNS void
@@ -65,6 +65,7 @@ begin
     chronicle.purge_file_stream(uuid),
     chronicle.purge_job_stream(uuid),
     chronicle.purge_graph_stream(uuid),
+    chronicle.purge_sandbox_stream(uuid),
     -- Retention of LangGraph checkpoints (the same Purge service), audited by GraphCheckpointsPruned.
     chronicle.prune_graph_checkpoints(uuid, text, text)
     to chronicle_runtime;
@@ -307,6 +308,33 @@ begin
 end
 $function$;
 
+CREATE OR REPLACE FUNCTION chronicle.purge_sandbox_stream(p_sandbox_id uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'chronicle', 'pg_temp'
+AS $function$
+declare
+  v_stream text := 'sandbox-' || p_sandbox_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from sandboxes where id = p_sandbox_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_sandbox(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('sandbox', p_sandbox_id);
+  return v_count;
+end
+$function$;
+
 CREATE OR REPLACE FUNCTION chronicle.purge_stream_snapshots(p_category text, p_id uuid)
  RETURNS integer
  LANGUAGE plpgsql
@@ -315,10 +343,12 @@ CREATE OR REPLACE FUNCTION chronicle.purge_stream_snapshots(p_category text, p_i
 AS $function$
 declare
   v_stream text := p_category || '-' || p_id::text;
-  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files' end;
+  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files'
+                                 when 'sandbox' then 'sandboxes' end;
   -- A file's rows are its own only (an attachment's or artifact's row belongs to its session or job).
   v_key text := case p_category when 'job' then 'job_id' when 'graph' then 'graph_id' end;
-  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files' end;
+  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files'
+                                       when 'sandbox' then 'sandboxes' end;
   r chronicle.projection_runs;
   t record;
   e chronicle.events;
@@ -355,6 +385,7 @@ begin
         case p_category
           when 'job' then perform chronicle.project_job(e);
           when 'graph' then perform chronicle.project_graph(e);
+          when 'sandbox' then perform chronicle.project_sandbox(e);
           else perform chronicle.project_file(e);
         end case;
       end loop;
@@ -399,6 +430,9 @@ AS $function$
               when 'TaskUpdated' then '{"output": null, "error": null}'
               when 'ArtifactRecorded' then '{"name": "redacted"}'
               when 'JobPurged' then '{"reason": null}'
+              when 'SandboxRegistered' then '{"metadata": {}, "url": null}'
+              when 'SandboxStatusChanged' then '{"reason": null, "url": null}'
+              when 'SandboxPurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -406,5 +440,6 @@ $function$;
 
 revoke all on function chronicle.purge_graph_stream(uuid) from public;
 revoke all on function chronicle.purge_job_stream(uuid) from public;
+revoke all on function chronicle.purge_sandbox_stream(uuid) from public;
 revoke all on function chronicle.purge_stream_snapshots(text, uuid) from public;
 select chronicle.apply_runtime_privileges();

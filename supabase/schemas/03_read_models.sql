@@ -654,6 +654,9 @@ language sql immutable as $$
               when 'TaskUpdated' then '{"output": null, "error": null}'
               when 'ArtifactRecorded' then '{"name": "redacted"}'
               when 'JobPurged' then '{"reason": null}'
+              when 'SandboxRegistered' then '{"metadata": {}, "url": null}'
+              when 'SandboxStatusChanged' then '{"reason": null, "url": null}'
+              when 'SandboxPurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -762,8 +765,8 @@ $$;
 revoke all on function chronicle.purge_session_snapshots(uuid) from public;
 
 -- The same erasure in every completed snapshot and build in progress for a job ('job'), a
--- LangGraph thread ('graph') or a stored file ('file'): the stream's rows there (jobs,
--- graph_threads or files by id, every table with a job_id or graph_id) are deleted and, where
+-- LangGraph thread ('graph'), a stored file ('file') or a sandbox ('sandbox'): the stream's rows
+-- there (jobs, graph_threads, files or sandboxes by id, every table with a job_id or graph_id) are deleted and, where
 -- the build holds the jobs, graph or files projection, made again from the redacted events it
 -- includes. Returns the number of builds it went through. Called by chronicle.purge_job_stream,
 -- chronicle.purge_graph_stream and chronicle.purge_file_stream only.
@@ -771,10 +774,12 @@ create function chronicle.purge_stream_snapshots(p_category text, p_id uuid) ret
 language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
   v_stream text := p_category || '-' || p_id::text;
-  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files' end;
+  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files'
+                                 when 'sandbox' then 'sandboxes' end;
   -- A file's rows are its own only (an attachment's or artifact's row belongs to its session or job).
   v_key text := case p_category when 'job' then 'job_id' when 'graph' then 'graph_id' end;
-  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files' end;
+  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files'
+                                       when 'sandbox' then 'sandboxes' end;
   r chronicle.projection_runs;
   t record;
   e chronicle.events;
@@ -811,6 +816,7 @@ begin
         case p_category
           when 'job' then perform chronicle.project_job(e);
           when 'graph' then perform chronicle.project_graph(e);
+          when 'sandbox' then perform chronicle.project_sandbox(e);
           else perform chronicle.project_file(e);
         end case;
       end loop;
@@ -883,6 +889,34 @@ end
 $$;
 
 revoke all on function chronicle.purge_job_stream(uuid) from public;
+
+-- The same for a sandbox (an owner's erasure, or its session's): its metadata, URLs and
+-- reasons are redacted and its row made again; it keeps its status. The caller records
+-- SandboxPurged in the same transaction.
+create function chronicle.purge_sandbox_stream(p_sandbox_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'sandbox-' || p_sandbox_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from sandboxes where id = p_sandbox_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_sandbox(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('sandbox', p_sandbox_id);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_sandbox_stream(uuid) from public;
 
 -- ----- job streams ------------------------------------------------------------------------
 

@@ -68,16 +68,16 @@ auth configured) no token is needed.`,
     usage:
       "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]\n       chronicle purge --graph-checkpoints --keep <k> [--thread <id>] [--owner <uuid>] [--dry-run]",
     summary: "erase sessions' content irreversibly (with their forks), or prune LangGraph checkpoints",
-    help: `Erases the content of the named sessions, of every session, file, job and LangGraph thread of
---owner, or of the sessions expired for at least --expired-days days (the retention policy the
-server's sweep applies with CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together with their forks,
-which copied their content, and the jobs run on them.
+    help: `Erases the content of the named sessions, of every session, file, job, sandbox and
+LangGraph thread of --owner, or of the sessions expired for at least --expired-days days (the
+retention policy the server's sweep applies with CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together
+with their forks, which copied their content, and the jobs and sandboxes run on them.
 The payload of each of their events is redacted (text, JSON values and names blanked; ids,
 versions, positions and times kept, so cursors, exports and rebuilds stay valid), their read
 models are made again from the redacted log (a thread's checkpoints, values and writes go),
 stored contents (files' bytes, large values) nothing references any more are deleted, and a
-SessionPurged, JobPurged, GraphThreadPurged or FilePurged event (with --reason) records each
-purge. This cannot be undone.
+SessionPurged, JobPurged, SandboxPurged, GraphThreadPurged or FilePurged event (with --reason)
+records each purge. This cannot be undone.
 --dry-run lists what would be purged and writes nothing. Progress goes to stderr.
 
 With --graph-checkpoints, prunes LangGraph threads instead (the retention the server's sweep
@@ -470,6 +470,10 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         ...count(
           reports.reduce((n, r) => n + r.jobs, 0),
           "job(s)",
+        ),
+        ...count(
+          reports.reduce((n, r) => n + r.sandboxes, 0),
+          "sandbox(es)",
         ),
         ...count(
           reports.reduce((n, r) => n + r.graphThreads, 0),

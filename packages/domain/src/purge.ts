@@ -11,8 +11,9 @@
  * (`chronicle.purge_file_stream`, `FilePurged`), their LangGraph threads
  * (`chronicle.purge_graph_stream`, `GraphThreadPurged`: checkpoints blanked, values and writes
  * dropped, the thread emptied) and their jobs (`chronicle.purge_job_stream`, `JobPurged`:
- * inputs, outputs, errors, tasks and artifact names redacted). A session's purge takes the jobs
- * run on it too. Contents in the blob store go when nothing unpurged references them.
+ * inputs, outputs, errors, tasks and artifact names redacted) and sandboxes
+ * (`chronicle.purge_sandbox_stream`, `SandboxPurged`: metadata, URLs and reasons redacted). A
+ * session's purge takes the jobs run on it and its sandboxes too. Contents in the blob store go when nothing unpurged references them.
  *
  * Retention of LangGraph threads takes the same path: `pruneGraphCheckpoints` keeps the last K
  * checkpoints of each thread and namespace, redacting the others' events in the SQL function
@@ -55,6 +56,8 @@ export interface PurgeReport {
   readonly graphThreads: number
   /** Jobs purged (or that would be): the owner's, and those run on a purged session. */
   readonly jobs: number
+  /** Sandboxes purged (or that would be): the owner's, and those of a purged session. */
+  readonly sandboxes: number
   /** Stored file contents deleted because nothing unpurged references them any more. */
   readonly blobs: number
   readonly dryRun: boolean
@@ -254,6 +257,18 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           [ownerId, sessionIds],
         )
 
+      /** Sandboxes not purged since their last event: the owner's, or those of these sessions. */
+      const sandboxesToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
+        query<{ id: string; version: number }>(
+          `select x.id::text, x.version from chronicle.sandboxes x
+            where (x.owner_id = $1::uuid or x.session_id = any ($2::uuid[]))
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'sandbox-' || x.id::text and p.type = 'SandboxPurged'
+                                 and p.stream_version = x.version)
+            order by x.created_at, x.id`,
+          [ownerId, sessionIds],
+        )
+
       /** An owner's LangGraph threads not purged since their last event. */
       const ownerThreads = (ownerId: string) =>
         query<{ id: string; version: number }>(
@@ -270,7 +285,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
        * Purges one job or thread stream in one transaction with the contents in the blob store
        * only it referenced; a concurrent append makes it start again.
        */
-      const purgeStream = (kind: "job" | "graph", id: string, reason: string | null) =>
+      const purgeStream = (kind: "job" | "graph" | "sandbox", id: string, reason: string | null) =>
         db
           .transaction(
             Effect.gen(function* () {
@@ -279,7 +294,9 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               const [row] = yield* query<{ n: number }>(
                 kind === "job"
                   ? `select chronicle.purge_job_stream($1::uuid) as n`
-                  : `select chronicle.purge_graph_stream($1::uuid) as n`,
+                  : kind === "graph"
+                    ? `select chronicle.purge_graph_stream($1::uuid) as n`
+                    : `select chronicle.purge_sandbox_stream($1::uuid) as n`,
                 [id],
               )
               const n = Number(row!.n)
@@ -290,7 +307,9 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                     ...toStored(
                       kind === "job"
                         ? { type: "JobPurged", reason, throughVersion: n }
-                        : { type: "GraphThreadPurged", reason, throughVersion: n },
+                        : kind === "graph"
+                          ? { type: "GraphThreadPurged", reason, throughVersion: n }
+                          : { type: "SandboxPurged", reason, throughVersion: n },
                     ),
                     metadata: { actor: "service" },
                   },
@@ -376,10 +395,9 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         const ownerId = "ownerId" in target ? target.ownerId : null
         // The jobs run on the purged sessions, and an owner's every job. Before the files: an
         // artifact's bytes go once the job that names them is purged too.
-        const jobs = yield* jobsToPurge(
-          ownerId,
-          trees.flatMap((t) => t.map((m) => m.id)),
-        )
+        const purgedSessions = trees.flatMap((t) => t.map((m) => m.id))
+        const jobs = yield* jobsToPurge(ownerId, purgedSessions)
+        const sandboxes = yield* sandboxesToPurge(ownerId, purgedSessions)
         // An owner's erasure takes their LangGraph threads and stored files too, and the
         // contents only they had.
         const threads = ownerId === null ? [] : yield* ownerThreads(ownerId)
@@ -388,6 +406,10 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         for (const job of jobs) {
           if (!dryRun) blobs += yield* purgeStream("job", job.id, reason)
           events += Number(job.version)
+        }
+        for (const sandbox of sandboxes) {
+          if (!dryRun) blobs += yield* purgeStream("sandbox", sandbox.id, reason)
+          events += Number(sandbox.version)
         }
         for (const thread of threads) {
           if (!dryRun) blobs += yield* purgeStream("graph", thread.id, reason)
@@ -400,6 +422,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           files: files.length,
           graphThreads: threads.length,
           jobs: jobs.length,
+          sandboxes: sandboxes.length,
           blobs,
           dryRun,
         } satisfies PurgeReport

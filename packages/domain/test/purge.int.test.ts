@@ -18,6 +18,7 @@ import { Graphs } from "../src/graphs.ts"
 import { Jobs } from "../src/jobs.ts"
 import { Purge } from "../src/purge.ts"
 import { Retention } from "../src/retention.ts"
+import { Sandboxes } from "../src/sandboxes.ts"
 import { Sessions } from "../src/sessions.ts"
 import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
 
@@ -408,6 +409,23 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     await jobs((j) => j.transition(alice, job.id, { type: "CompleteJob", output: { answer: JOB } }))
     await jobs((j) => j.transition(alice, onSession.id, { type: "FailJob", error: JOB, details: { d: JOB } }))
     const bobsJob = await jobs((j) => j.create(bob, { type: "research", input: { q: BOBS } }))
+    // A sandbox on her session, with the text in its metadata, URL and a status change's reason.
+    const sandbox = await run(
+      Effect.flatMap(Sandboxes, (x) =>
+        x.register(alice, {
+          sessionId: s.id,
+          provider: "e2b",
+          externalId: "sbx-1",
+          url: `https://${JOB}.example`,
+          metadata: { note: JOB },
+        }),
+      ),
+    )
+    await run(
+      Effect.flatMap(Sandboxes, (x) =>
+        x.changeStatus(alice, sandbox.id, { status: "failed", reason: JOB, url: `https://${JOB}.example/2` }),
+      ),
+    )
 
     // A point-in-time snapshot copies the threads and jobs.
     const label = `threads_${Date.now().toString(36)}`
@@ -426,18 +444,19 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     )
     const owner = alice.kind === "user" ? alice.userId : ""
     const report = await purge((p) => p.purge(serviceActor(), { ownerId: owner }, { reason: "erasure" }))
-    expect(report).toMatchObject({ graphThreads: 1, jobs: 2 })
+    expect(report).toMatchObject({ graphThreads: 1, jobs: 2, sandboxes: 1 })
     for (const needle of [GRAPH, b64(GRAPH), hex(GRAPH), JOB, b64(JOB), hex(JOB)]) {
       expect(await traces(needle)).toEqual({})
     }
     // The log records each erasure.
     const audit = await sql<{ type: string; n: number }>(
       `select type, count(*)::int as n from chronicle.events
-        where stream_id = any ($1::text[]) and type in ('GraphThreadPurged', 'JobPurged') group by type order by type`,
+        where stream_id = any ($1::text[]) and type in ('GraphThreadPurged', 'JobPurged', 'SandboxPurged') group by type order by type`,
       [
         [
           `job-${job.id}`,
           `job-${onSession.id}`,
+          `sandbox-${sandbox.id}`,
           ...(
             await sql<{ s: string }>(
               `select 'graph-' || id::text as s from chronicle.graph_threads where owner_id = $1::uuid`,
@@ -450,6 +469,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     expect(audit).toEqual([
       { type: "GraphThreadPurged", n: 1 },
       { type: "JobPurged", n: 2 },
+      { type: "SandboxPurged", n: 1 },
     ])
     // The thread reads as empty; the jobs keep their shape, without their content.
     expect(
@@ -476,6 +496,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     expect(await purge((p) => p.purge(serviceActor(), { ownerId: owner }))).toMatchObject({
       graphThreads: 0,
       jobs: 0,
+      sandboxes: 0,
     })
   })
 

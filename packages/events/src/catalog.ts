@@ -340,6 +340,17 @@ export const SandboxStatusChanged = Schema.Struct({
   url: Schema.NullOr(Text(2000)),
 })
 
+/**
+ * Recorded by an erasure of the sandbox's owner or of its session (`chronicle purge`): the
+ * payloads of versions 1 to `throughVersion` were redacted (metadata, URLs, reasons; ids,
+ * statuses, versions and times kept). The sandbox keeps its status. Only the service can purge.
+ */
+export const SandboxPurged = Schema.Struct({
+  type: Schema.tag("SandboxPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 // ----- unions -----------------------------------------------------------------------------
 
 export const SessionEvent = Schema.Union([
@@ -382,7 +393,7 @@ export type JobEvent = typeof JobEvent.Type
 export const FileEvent = Schema.Union([FileUploaded, FilePurged]).pipe(Schema.toTaggedUnion("type"))
 export type FileEvent = typeof FileEvent.Type
 
-export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged]).pipe(
+export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged, SandboxPurged]).pipe(
   Schema.toTaggedUnion("type"),
 )
 export type SandboxEvent = typeof SandboxEvent.Type
