@@ -644,6 +644,19 @@ language sql immutable as $$
               when 'CheckpointCreated' then '{"label": null}'
               when 'FileUploaded' then '{"name": "redacted"}'
               when 'FilePurged' then '{"reason": null}'
+              when 'JobCreated' then '{"input": null}'
+              when 'JobProgressed' then '{"message": null}'
+              when 'JobPaused' then '{"reason": null}'
+              when 'JobCompleted' then '{"output": null}'
+              when 'JobFailed' then '{"error": "redacted", "details": null}'
+              when 'JobCancelled' then '{"reason": null}'
+              when 'TaskAdded' then '{"input": null}'
+              when 'TaskUpdated' then '{"output": null, "error": null}'
+              when 'ArtifactRecorded' then '{"name": "redacted"}'
+              when 'JobPurged' then '{"reason": null}'
+              when 'SandboxRegistered' then '{"metadata": {}, "url": null}'
+              when 'SandboxStatusChanged' then '{"reason": null, "url": null}'
+              when 'SandboxPurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
     '{}'::jsonb)
@@ -751,8 +764,74 @@ $$;
 
 revoke all on function chronicle.purge_session_snapshots(uuid) from public;
 
+-- The same erasure in every completed snapshot and build in progress for a job ('job'), a
+-- LangGraph thread ('graph'), a stored file ('file') or a sandbox ('sandbox'): the stream's rows
+-- there (jobs, graph_threads, files or sandboxes by id, every table with a job_id or graph_id) are deleted and, where
+-- the build holds the jobs, graph or files projection, made again from the redacted events it
+-- includes. Returns the number of builds it went through. Called by chronicle.purge_job_stream,
+-- chronicle.purge_graph_stream and chronicle.purge_file_stream only.
+create function chronicle.purge_stream_snapshots(p_category text, p_id uuid) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_stream text := p_category || '-' || p_id::text;
+  v_root text := case p_category when 'job' then 'jobs' when 'graph' then 'graph_threads' when 'file' then 'files'
+                                 when 'sandbox' then 'sandboxes' end;
+  -- A file's rows are its own only (an attachment's or artifact's row belongs to its session or job).
+  v_key text := case p_category when 'job' then 'job_id' when 'graph' then 'graph_id' end;
+  v_projection text := case p_category when 'job' then 'jobs' when 'graph' then 'graph' when 'file' then 'files'
+                                       when 'sandbox' then 'sandboxes' end;
+  r chronicle.projection_runs;
+  t record;
+  e chronicle.events;
+  v_count integer := 0;
+  v_through bigint;
+begin
+  if v_root is null then
+    raise exception 'purge_stream_snapshots: no snapshots to purge for streams of category %', p_category;
+  end if;
+  for r in select * from chronicle.projection_runs x
+            where ((x.kind = 'snapshot' and x.state = 'completed') or x.state in ('running', 'cancelling'))
+              and to_regnamespace(x.target_schema) is not null
+            order by x.started_at
+            for update loop
+    for t in select c.relname::text as relname,
+                    exists (select 1 from pg_attribute a
+                             where a.attrelid = c.oid and v_key is not null and a.attname = v_key
+                               and not a.attisdropped) as keyed
+               from pg_class c
+              where c.relnamespace = to_regnamespace(r.target_schema) and c.relkind in ('r', 'p') loop
+      if t.relname = v_root then
+        execute format('delete from %I.%I where id = $1', r.target_schema, t.relname) using p_id;
+      elsif t.keyed then
+        execute format('delete from %I.%I where %I = $1', r.target_schema, t.relname, v_key) using p_id;
+      end if;
+    end loop;
+    v_through := case when r.state = 'completed' then r.bound_seq else r.cursor_seq end;
+    if v_projection = any (r.projections) and v_through is not null then
+      perform set_config('search_path', r.target_schema, true);
+      for e in select x.* from chronicle.events x
+                 join chronicle.event_seq q on q.global_position = x.global_position
+                where x.stream_id = v_stream and q.seq <= v_through
+                order by x.stream_version loop
+        case p_category
+          when 'job' then perform chronicle.project_job(e);
+          when 'graph' then perform chronicle.project_graph(e);
+          when 'sandbox' then perform chronicle.project_sandbox(e);
+          else perform chronicle.project_file(e);
+        end case;
+      end loop;
+      perform set_config('search_path', 'pg_catalog, chronicle, pg_temp', true);
+    end if;
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_stream_snapshots(text, uuid) from public;
+
 -- The same for a stored file (an owner's erasure): its upload's name is redacted and its row
--- made again from the redacted events; the caller records FilePurged and deletes the bytes
+-- made again from the redacted events (in snapshots and builds in progress too); the caller records FilePurged and deletes the bytes
 -- nothing unpurged references any more.
 create function chronicle.purge_file_stream(p_file_id uuid) returns integer
 language plpgsql security definer set search_path = chronicle, pg_temp as $$
@@ -772,11 +851,72 @@ begin
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_file(e);
   end loop;
+  perform chronicle.purge_stream_snapshots('file', p_file_id);
   return v_count;
 end
 $$;
 
 revoke all on function chronicle.purge_file_stream(uuid) from public;
+
+-- The same for a job (an owner's erasure, or its session's): its input, output, errors,
+-- progress messages, tasks' inputs and outputs and artifacts' names are redacted and its rows
+-- (the job, its tasks and artifacts) made again from the redacted events. The job keeps its
+-- state. Snapshots and builds in progress lose its text too (chronicle.purge_stream_snapshots).
+-- The caller records JobPurged in the same transaction.
+create function chronicle.purge_job_stream(p_job_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'job-' || p_job_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from tasks where job_id = p_job_id;
+  delete from artifacts where job_id = p_job_id;
+  delete from jobs where id = p_job_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_job(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('job', p_job_id);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_job_stream(uuid) from public;
+
+-- The same for a sandbox (an owner's erasure, or its session's): its metadata, URLs and
+-- reasons are redacted and its row made again; it keeps its status. The caller records
+-- SandboxPurged in the same transaction.
+create function chronicle.purge_sandbox_stream(p_sandbox_id uuid) returns integer
+language plpgsql security definer set search_path = chronicle, pg_temp as $$
+declare
+  v_stream text := 'sandbox-' || p_sandbox_id::text;
+  v_count integer;
+  e chronicle.events;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from sandboxes where id = p_sandbox_id;
+  for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
+    perform chronicle.project_sandbox(e);
+  end loop;
+  perform chronicle.purge_stream_snapshots('sandbox', p_sandbox_id);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_sandbox_stream(uuid) from public;
 
 -- ----- job streams ------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 --
 -- A thread is the stream 'graph-<uuid>', the uuid derived from (owner, thread id). Its events
 -- (packages/events/src/graph.ts): GraphThreadStarted, GraphCheckpointSaved, GraphWritesSaved,
--- GraphThreadDeleted, GraphCheckpointsPruned. Values the graph framework serialized travel as { type, data: base64 }
+-- GraphThreadDeleted, GraphCheckpointsPruned, GraphThreadPurged. Values the graph framework serialized travel as { type, data: base64 }
 -- and are kept as such: the service never interprets them. A value too large for an event
 -- travels as { type, sha256, size }, its bytes in chronicle.blobs (content-addressed, written
 -- directly, as files' bytes are).
@@ -180,7 +180,8 @@ begin
             sha256 = excluded.sha256,
             version = excluded.version
         where excluded.idx < 0;
-    when 'GraphThreadDeleted' then
+    when 'GraphThreadDeleted', 'GraphThreadPurged' then
+      -- A purge (chronicle.purge_graph_stream) empties the thread as a deletion does.
       delete from graph_checkpoints where graph_id = v_id;
       delete from graph_blobs where graph_id = v_id;
       delete from graph_writes where graph_id = v_id;
@@ -334,6 +335,45 @@ end
 $$;
 
 revoke all on function chronicle.prune_graph_checkpoints(uuid, text, text) from public;
+
+-- Erasure of a thread (an owner's erasure), through the one privileged path that may change an
+-- event (see chronicle.reject_event_mutation): every checkpoint of its stream is blanked (its
+-- bytes and metadata; ids, parents and channel versions kept), every channel value and write
+-- dropped, and the thread's checkpoints, values and writes leave the read model. Returns the
+-- number of events redacted (the stream's version). The caller gathers the large values'
+-- hashes first, records GraphThreadPurged in the same transaction (whose projection empties
+-- the thread, so a replay of the redacted log makes the same rows) and deletes the bytes
+-- nothing else references. For the service, never the API roles.
+create function chronicle.purge_graph_stream(p_graph uuid) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_stream text := 'graph-' || p_graph::text;
+  v_count integer;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = case x.type
+                  when 'GraphCheckpointSaved' then x.data || jsonb_build_object(
+                    'checkpoint', jsonb_build_object('type', x.data -> 'checkpoint' ->> 'type', 'data', ''),
+                    'metadata', '{}'::jsonb,
+                    'blobs', '[]'::jsonb)
+                  when 'GraphWritesSaved' then x.data || '{"writes": []}'::jsonb
+                  when 'GraphThreadPurged' then x.data || '{"reason": null}'::jsonb
+                  else x.data end,
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = v_stream;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  delete from chronicle.graph_checkpoints where graph_id = p_graph;
+  delete from chronicle.graph_blobs where graph_id = p_graph;
+  delete from chronicle.graph_writes where graph_id = p_graph;
+  -- Snapshots and builds in progress hold the thread as the redacted log makes it.
+  perform chronicle.purge_stream_snapshots('graph', p_graph);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.purge_graph_stream(uuid) from public;
 
 select chronicle.register_projection(
   p_name => 'graph',

@@ -198,6 +198,9 @@ begin
     -- Erasure (the Purge service: the retention sweep and `chronicle purge`), audited in the log.
     chronicle.purge_session_stream(uuid),
     chronicle.purge_file_stream(uuid),
+    chronicle.purge_job_stream(uuid),
+    chronicle.purge_graph_stream(uuid),
+    chronicle.purge_sandbox_stream(uuid),
     -- Retention of LangGraph checkpoints (the same Purge service), audited by GraphCheckpointsPruned.
     chronicle.prune_graph_checkpoints(uuid, text, text)
     to chronicle_runtime;

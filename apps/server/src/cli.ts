@@ -68,13 +68,16 @@ auth configured) no token is needed.`,
     usage:
       "purge <session-id…> | --owner <uuid> | --expired-days <n>  [--reason <text>] [--dry-run]\n       chronicle purge --graph-checkpoints --keep <k> [--thread <id>] [--owner <uuid>] [--dry-run]",
     summary: "erase sessions' content irreversibly (with their forks), or prune LangGraph checkpoints",
-    help: `Erases the content of the named sessions, of every session and file of --owner, or of the sessions
-expired for at least --expired-days days (the retention policy the server's sweep applies with
-CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together with their forks, which copied their content.
+    help: `Erases the content of the named sessions, of every session, file, job, sandbox and
+LangGraph thread of --owner, or of the sessions expired for at least --expired-days days (the
+retention policy the server's sweep applies with CHRONICLE_PURGE_EXPIRED_AFTER_DAYS), together
+with their forks, which copied their content, and the jobs and sandboxes run on them.
 The payload of each of their events is redacted (text, JSON values and names blanked; ids,
 versions, positions and times kept, so cursors, exports and rebuilds stay valid), their read
-models are made again from the redacted log, file contents nothing references any more are
-deleted, and a SessionPurged event (with --reason) records each purge. This cannot be undone.
+models are made again from the redacted log (a thread's checkpoints, values and writes go),
+stored contents (files' bytes, large values) nothing references any more are deleted, and a
+SessionPurged, JobPurged, SandboxPurged, GraphThreadPurged or FilePurged event (with --reason)
+records each purge. This cannot be undone.
 --dry-run lists what would be purged and writes nothing. Progress goes to stderr.
 
 With --graph-checkpoints, prunes LangGraph threads instead (the retention the server's sweep
@@ -458,17 +461,35 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       const sessions = reports.flatMap((r) => r.sessions)
       const events = reports.reduce((n, r) => n + r.events, 0)
       const blobs = reports.reduce((n, r) => n + r.blobs, 0)
-      const files = reports.reduce((n, r) => n + r.files, 0)
-      const andFiles = files > 0 ? ` and ${files} file(s)` : ""
+      const count = (n: number, what: string) => (n > 0 ? [`${n} ${what}`] : [])
+      const others = [
+        ...count(
+          reports.reduce((n, r) => n + r.files, 0),
+          "file(s)",
+        ),
+        ...count(
+          reports.reduce((n, r) => n + r.jobs, 0),
+          "job(s)",
+        ),
+        ...count(
+          reports.reduce((n, r) => n + r.sandboxes, 0),
+          "sandbox(es)",
+        ),
+        ...count(
+          reports.reduce((n, r) => n + r.graphThreads, 0),
+          "LangGraph thread(s)",
+        ),
+      ]
+      const andOthers = others.length > 0 ? ` and ${others.join(", ")}` : ""
       if (dryRun) {
         for (const s of sessions) console.log(`${s.id}  ${s.events} event(s)`)
         console.error(
-          `Would purge ${sessions.length} session(s)${andFiles}, ${events} session event(s) (dry run: nothing written)`,
+          `Would purge ${sessions.length} session(s)${andOthers}, ${events} event(s) (dry run: nothing written)`,
         )
       } else {
         for (const s of sessions) console.log(s.id)
         console.error(
-          `Purged ${sessions.length} session(s)${andFiles}: ${events} session event(s) redacted, ${blobs} file content(s) deleted`,
+          `Purged ${sessions.length} session(s)${andOthers}: ${events} event(s) redacted, ${blobs} file content(s) deleted`,
         )
       }
       return 0

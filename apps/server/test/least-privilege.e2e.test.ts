@@ -206,6 +206,18 @@ describe.runIf(env.postgresUrl !== null)("the service as chronicle_runtime (Post
       ["cp-3", [{ channel: "messages", version: "3", items: items(["a", "b", "c"]) }]],
       ["cp-2", [{ channel: "messages", version: "2", items: items(["a", "b"]) }]],
     ])
+    // And an owner's erasure: sessions, files, jobs and LangGraph threads, audited in the log.
+    const erased = await cli(["purge", "--owner", c.alice], runtimeUrl)
+    expect(erased.code, erased.stderr).toBe(0)
+    const threads = Number(/1 job\(s\), (\d+) LangGraph thread\(s\)/.exec(erased.stderr)?.[1])
+    expect(threads).toBeGreaterThanOrEqual(1)
+    expect((await me.graphs.list.query({ threadId: "pruned" })).items).toEqual([])
+    const audits = await owner`select type, count(*)::int as n from chronicle.events
+                                where type in ('JobPurged', 'GraphThreadPurged') group by type order by type`
+    expect(audits).toEqual([
+      { type: "GraphThreadPurged", n: threads },
+      { type: "JobPurged", n: 1 },
+    ])
     // Nothing the server did in the background was refused either.
     expect(t.logs.filter((line) => JSON.stringify(line).includes("permission denied"))).toEqual([])
   })

@@ -1,7 +1,8 @@
 /**
  * `chronicle purge` against Postgres, beside a running server: a dry run lists what would go
  * and writes nothing; a purge erases a session and its fork with progress on stderr, records
- * SessionPurged with the reason, and the server then reads the session as deleted and empty.
+ * SessionPurged with the reason, and the server then reads the session as deleted and empty, and
+ * the jobs run on it without their input.
  */
 import { randomUUID } from "node:crypto"
 import type { ChronicleClient } from "@chronicle/client"
@@ -26,18 +27,25 @@ describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
     await me.messages.append.mutate({ sessionId: session.id, role: "user", content: "my secret plan" })
     const fork = await me.sessions.fork.mutate({ id: session.id, atVersion: 2 })
     const kept = await me.sessions.create.mutate({ title: "kept" })
+    const job = await me.jobs.create.mutate({
+      type: "plan",
+      sessionId: session.id,
+      input: { plan: "my secret plan" },
+    })
 
     const dry = await cli(["purge", session.id, "--dry-run"], t.databaseUrl!)
     expect(dry.code, dry.stderr).toBe(0)
     expect(dry.stdout.trim().split("\n")).toEqual([`${session.id}  2 event(s)`, `${fork.id}  1 event(s)`])
-    expect(dry.stderr).toContain("Would purge 2 session(s), 3 session event(s) (dry run: nothing written)")
+    expect(dry.stderr).toContain(
+      "Would purge 2 session(s) and 1 job(s), 4 event(s) (dry run: nothing written)",
+    )
     expect((await me.sessions.get.query({ id: session.id })).title).toBe("private plans")
 
     const done = await cli(["purge", session.id, "--reason", "erasure request 7"], t.databaseUrl!)
     expect(done.code, done.stderr).toBe(0)
     expect(done.stderr).toContain("purged 2/2 session(s)")
     expect(done.stderr).toContain(
-      "Purged 2 session(s): 3 session event(s) redacted, 0 file content(s) deleted",
+      "Purged 2 session(s) and 1 job(s): 4 event(s) redacted, 0 file content(s) deleted",
     )
     expect(await me.sessions.get.query({ id: session.id })).toMatchObject({ status: "deleted", title: null })
     const messages = await me.messages.list.query({ sessionId: session.id })
@@ -49,6 +57,8 @@ describe.runIf(postgres !== undefined)("chronicle purge, on postgres", () => {
     })
     expect((await me.sessions.get.query({ id: fork.id })).status).toBe("deleted")
     expect((await me.sessions.get.query({ id: kept.id })).title).toBe("kept")
+    // The job run on the session lost its input, and its log records the purge.
+    expect(await me.jobs.get.query({ id: job.id })).toMatchObject({ state: "queued", input: null })
   })
 
   it("erases a session's large values too: their bytes leave the blob store, other sessions' stay", async () => {

@@ -7,6 +7,14 @@
  * log keeps its shape, versions and cursors; folds, exports and rebuilds still run over it.
  * Only the service role purges.
  *
+ * An owner's erasure (`{ ownerId }`) takes, besides their sessions, their stored files
+ * (`chronicle.purge_file_stream`, `FilePurged`), their LangGraph threads
+ * (`chronicle.purge_graph_stream`, `GraphThreadPurged`: checkpoints blanked, values and writes
+ * dropped, the thread emptied) and their jobs (`chronicle.purge_job_stream`, `JobPurged`:
+ * inputs, outputs, errors, tasks and artifact names redacted) and sandboxes
+ * (`chronicle.purge_sandbox_stream`, `SandboxPurged`: metadata, URLs and reasons redacted). A
+ * session's purge takes the jobs run on it and its sandboxes too. Contents in the blob store go when nothing unpurged references them.
+ *
  * Retention of LangGraph threads takes the same path: `pruneGraphCheckpoints` keeps the last K
  * checkpoints of each thread and namespace, redacting the others' events in the SQL function
  * `chronicle.prune_graph_checkpoints` (the values the kept checkpoints rest on stay) and
@@ -40,10 +48,16 @@ export interface PurgeOptions {
 export interface PurgeReport {
   /** The sessions purged (or that would be), forks included, each with its events redacted. */
   readonly sessions: ReadonlyArray<{ readonly id: string; readonly events: number }>
-  /** Events whose payload was redacted (or would be). */
+  /** Events whose payload was redacted (or would be): the sessions', jobs' and threads'. */
   readonly events: number
   /** The owner's stored files purged (or that would be): an owner's erasure only. */
   readonly files: number
+  /** The owner's LangGraph threads purged (or that would be): an owner's erasure only. */
+  readonly graphThreads: number
+  /** Jobs purged (or that would be): the owner's, and those run on a purged session. */
+  readonly jobs: number
+  /** Sandboxes purged (or that would be): the owner's, and those of a purged session. */
+  readonly sandboxes: number
   /** Stored file contents deleted because nothing unpurged references them any more. */
   readonly blobs: number
   readonly dryRun: boolean
@@ -181,7 +195,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                      where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath
                        and not exists (select 1 from chronicle.events p
                                         where p.stream_id = e.stream_id
-                                          and p.type in ('SessionPurged', 'FilePurged')))
+                                          and p.type in ('SessionPurged', 'FilePurged', 'JobPurged')))
                 returning b.sha256`,
               [hashes],
             ).pipe(Effect.map((rows) => rows.length))
@@ -221,19 +235,102 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
             Effect.orDie,
           )
 
+      /** Hashes the payloads of these streams name (contents in the blob store), before they are redacted. */
+      const namedHashes = (streamIds: ReadonlyArray<string>) =>
+        query<{ sha256: string }>(
+          `select distinct h.value #>> '{}' as sha256
+             from chronicle.events e, jsonb_path_query(e.data, 'strict $.**') as h(value)
+            where e.stream_id = any ($1::text[]) and jsonb_typeof(h.value) = 'string'
+              and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
+          [streamIds],
+        ).pipe(Effect.map((rows) => rows.map((r) => r.sha256)))
+
+      /** Jobs not purged since their last event: the owner's, or those run on these sessions. */
+      const jobsToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
+        query<{ id: string; version: number }>(
+          `select j.id::text, j.version from chronicle.jobs j
+            where (j.owner_id = $1::uuid or j.session_id = any ($2::uuid[]))
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'job-' || j.id::text and p.type = 'JobPurged'
+                                 and p.stream_version = j.version)
+            order by j.created_at, j.id`,
+          [ownerId, sessionIds],
+        )
+
+      /** Sandboxes not purged since their last event: the owner's, or those of these sessions. */
+      const sandboxesToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
+        query<{ id: string; version: number }>(
+          `select x.id::text, x.version from chronicle.sandboxes x
+            where (x.owner_id = $1::uuid or x.session_id = any ($2::uuid[]))
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'sandbox-' || x.id::text and p.type = 'SandboxPurged'
+                                 and p.stream_version = x.version)
+            order by x.created_at, x.id`,
+          [ownerId, sessionIds],
+        )
+
+      /** An owner's LangGraph threads not purged since their last event. */
+      const ownerThreads = (ownerId: string) =>
+        query<{ id: string; version: number }>(
+          `select g.id::text, g.version from chronicle.graph_threads g
+            where g.owner_id = $1::uuid
+              and not exists (select 1 from chronicle.events p
+                               where p.stream_id = 'graph-' || g.id::text and p.type = 'GraphThreadPurged'
+                                 and p.stream_version = g.version)
+            order by g.created_at, g.id`,
+          [ownerId],
+        )
+
+      /**
+       * Purges one job or thread stream in one transaction with the contents in the blob store
+       * only it referenced; a concurrent append makes it start again.
+       */
+      const purgeStream = (kind: "job" | "graph" | "sandbox", id: string, reason: string | null) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              const streamId = `${kind}-${id}`
+              const hashes = yield* namedHashes([streamId])
+              const [row] = yield* query<{ n: number }>(
+                kind === "job"
+                  ? `select chronicle.purge_job_stream($1::uuid) as n`
+                  : kind === "graph"
+                    ? `select chronicle.purge_graph_stream($1::uuid) as n`
+                    : `select chronicle.purge_sandbox_stream($1::uuid) as n`,
+                [id],
+              )
+              const n = Number(row!.n)
+              yield* store.append(
+                streamId,
+                [
+                  {
+                    ...toStored(
+                      kind === "job"
+                        ? { type: "JobPurged", reason, throughVersion: n }
+                        : kind === "graph"
+                          ? { type: "GraphThreadPurged", reason, throughVersion: n }
+                          : { type: "SandboxPurged", reason, throughVersion: n },
+                    ),
+                    metadata: { actor: "service" },
+                  },
+                ],
+                { expectedVersion: n },
+              )
+              return yield* deleteUnreferenced(hashes)
+            }),
+          )
+          .pipe(
+            Effect.retry({ times: ATTEMPTS - 1, while: (e) => e._tag === "VersionConflict" }),
+            Effect.orDie,
+          )
+
       /** Purges one tree in one transaction; a concurrent append makes it start again. */
       const purgeTree = (ids: ReadonlyArray<string>, reason: string | null) =>
         db
           .transaction(
             Effect.gen(function* () {
               // Hashes the payloads name (file contents), gathered before they are redacted.
-              const hashes = yield* query<{ sha256: string }>(
-                `select distinct h.value #>> '{}' as sha256
-                   from chronicle.events e, jsonb_path_query(e.data, 'strict $.**') as h(value)
-                  where e.stream_id = any ($1::text[]) and jsonb_typeof(h.value) = 'string'
-                    and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
-                [ids.map(sessionStreamId)],
-              )
+              const hashes = yield* namedHashes(ids.map(sessionStreamId))
               const purged: Array<{ id: string; events: number }> = []
               for (const id of ids) {
                 const [row] = yield* query<{ n: number }>(
@@ -253,7 +350,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                 )
                 purged.push({ id, events: n })
               }
-              return { purged, blobs: yield* deleteUnreferenced(hashes.map((h) => h.sha256)) }
+              return { purged, blobs: yield* deleteUnreferenced(hashes) }
             }),
           )
           .pipe(
@@ -295,13 +392,37 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           }
           options.onProgress?.(sessions.length, total)
         }
-        // An owner's erasure takes their stored files too, and the contents only they had.
-        const files = "ownerId" in target ? yield* ownerFiles(target.ownerId) : []
+        const ownerId = "ownerId" in target ? target.ownerId : null
+        // The jobs run on the purged sessions, and an owner's every job. Before the files: an
+        // artifact's bytes go once the job that names them is purged too.
+        const purgedSessions = trees.flatMap((t) => t.map((m) => m.id))
+        const jobs = yield* jobsToPurge(ownerId, purgedSessions)
+        const sandboxes = yield* sandboxesToPurge(ownerId, purgedSessions)
+        // An owner's erasure takes their LangGraph threads and stored files too, and the
+        // contents only they had.
+        const threads = ownerId === null ? [] : yield* ownerThreads(ownerId)
+        const files = ownerId === null ? [] : yield* ownerFiles(ownerId)
+        let events = sessions.reduce((n, s) => n + s.events, 0)
+        for (const job of jobs) {
+          if (!dryRun) blobs += yield* purgeStream("job", job.id, reason)
+          events += Number(job.version)
+        }
+        for (const sandbox of sandboxes) {
+          if (!dryRun) blobs += yield* purgeStream("sandbox", sandbox.id, reason)
+          events += Number(sandbox.version)
+        }
+        for (const thread of threads) {
+          if (!dryRun) blobs += yield* purgeStream("graph", thread.id, reason)
+          events += Number(thread.version)
+        }
         if (!dryRun && files.length > 0) blobs += yield* purgeFiles(files, reason)
         return {
           sessions,
-          events: sessions.reduce((n, s) => n + s.events, 0),
+          events,
           files: files.length,
+          graphThreads: threads.length,
+          jobs: jobs.length,
+          sandboxes: sandboxes.length,
           blobs,
           dryRun,
         } satisfies PurgeReport

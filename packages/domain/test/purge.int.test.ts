@@ -14,8 +14,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
 import { Files } from "../src/files.ts"
+import { Graphs } from "../src/graphs.ts"
+import { Jobs } from "../src/jobs.ts"
 import { Purge } from "../src/purge.ts"
 import { Retention } from "../src/retention.ts"
+import { Sandboxes } from "../src/sandboxes.ts"
 import { Sessions } from "../src/sessions.ts"
 import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
 
@@ -41,6 +44,10 @@ const READ_MODELS = [
   "tasks",
   "artifacts",
   "sandboxes",
+  "graph_threads",
+  "graph_checkpoints",
+  "graph_blobs",
+  "graph_writes",
 ]
 
 describe.each(testDatabases(env))("purging sessions on $name", (database) => {
@@ -107,6 +114,18 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
           .transaction(
             Effect.gen(function* () {
               yield* db.query("select chronicle.rebuild_read_models()")
+              // The graph projection's tables too, from the graph streams.
+              yield* db.query(
+                `truncate chronicle.graph_threads, chronicle.graph_checkpoints, chronicle.graph_blobs, chronicle.graph_writes`,
+              )
+              yield* db.query(`do $$
+                declare e chronicle.events;
+                begin
+                  perform set_config('search_path', 'chronicle, pg_temp', true);
+                  for e in select * from chronicle.events where stream_id like 'graph-%' order by global_position loop
+                    perform chronicle.project_graph(e);
+                  end loop;
+                end $$`)
               dump = yield* dumpReadModels()
               return yield* Effect.fail("roll back" as const)
             }),
@@ -316,6 +335,169 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
       "bob keeps this",
     ])
     expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+  })
+
+  it("erases an owner's LangGraph threads and jobs: no trace of their text in any table or blob, others untouched", async () => {
+    // Lengths that are multiples of 3: their base64 is found inside the base64 of a value that starts with them.
+    const GRAPH = "Graph-Secret-Quokka-9"
+    const BOBS = "Bob-Graph-Thread-Keep"
+    const JOB = "Job-Secret-Narwhal-55"
+    const b64 = (text: string) => Buffer.from(text).toString("base64")
+    const hex = (text: string) => Buffer.from(text).toString("hex")
+    const alice = newUser()
+    const bob = newUser()
+    const graphs = use(Graphs)
+    const jobs = use(Jobs)
+    /** A thread with the text in its checkpoint, metadata, a list, a large value (in the blob store) and a write. */
+    const thread = async (actor: typeof alice, text: string) => {
+      const input = {
+        threadId: "conversation-1",
+        checkpointNs: "",
+        checkpointId: "1ef0-0001",
+        parentCheckpointId: null,
+        checkpoint: { type: "json", data: b64(`${text} checkpoint`) },
+        metadata: { source: text },
+        channelVersions: { messages: "1", big: "1" },
+        blobs: [
+          {
+            channel: "messages",
+            version: "1",
+            list: { base: null, keep: 0, items: [{ type: "json", data: b64(text) }] },
+          },
+          { channel: "big", version: "1", value: { type: "bytes", data: b64(text.repeat(4000)) } },
+        ],
+      }
+      await graphs((g) => g.putCheckpoint(actor, input))
+      await graphs((g) =>
+        g.putWrites(actor, {
+          threadId: "conversation-1",
+          checkpointNs: "",
+          checkpointId: "1ef0-0001",
+          taskId: "task-1",
+          taskPath: "",
+          writes: [{ idx: 0, channel: "messages", value: { type: "json", data: b64(text) } }],
+        }),
+      )
+    }
+    await thread(alice, GRAPH)
+    await thread(bob, BOBS)
+    const bobsTuple = await graphs((g) => g.getTuple(bob, { threadId: "conversation-1", checkpointNs: "" }))
+    expect(bobsTuple?.checkpoint.data).toBe(b64(`${BOBS} checkpoint`))
+
+    // A session of Alice's with a job on it, and a job of her own with tasks and an artifact.
+    const s = await sessions((x) => x.create(alice, { title: "with a job" }))
+    const onSession = await jobs((j) =>
+      j.create(alice, { type: "summarize", input: { q: JOB }, sessionId: s.id }),
+    )
+    const job = await jobs((j) => j.create(alice, { type: "research", input: { q: JOB } }))
+    await jobs((j) => j.transition(alice, job.id, { type: "StartJob", worker: null }))
+    await jobs((j) => j.transition(alice, job.id, { type: "ProgressJob", progress: 0.5, message: JOB }))
+    const task = await jobs((j) => j.addTask(alice, job.id, { name: "step", input: { t: JOB } }))
+    await jobs((j) =>
+      j.updateTask(alice, job.id, { taskId: task.id, status: "failed", output: { o: JOB }, error: JOB }),
+    )
+    const file = await run(
+      Effect.flatMap(Files, (f) =>
+        f.put(alice, {
+          content: new TextEncoder().encode(`artifact ${JOB}`),
+          name: `out ${JOB}.txt`,
+          mimeType: "text/plain",
+        }),
+      ),
+    )
+    await jobs((j) => j.recordArtifact(alice, job.id, { fileId: file.id, kind: "code" }))
+    await jobs((j) => j.transition(alice, job.id, { type: "CompleteJob", output: { answer: JOB } }))
+    await jobs((j) => j.transition(alice, onSession.id, { type: "FailJob", error: JOB, details: { d: JOB } }))
+    const bobsJob = await jobs((j) => j.create(bob, { type: "research", input: { q: BOBS } }))
+    // A sandbox on her session, with the text in its metadata, URL and a status change's reason.
+    const sandbox = await run(
+      Effect.flatMap(Sandboxes, (x) =>
+        x.register(alice, {
+          sessionId: s.id,
+          provider: "e2b",
+          externalId: "sbx-1",
+          url: `https://${JOB}.example`,
+          metadata: { note: JOB },
+        }),
+      ),
+    )
+    await run(
+      Effect.flatMap(Sandboxes, (x) =>
+        x.changeStatus(alice, sandbox.id, { status: "failed", reason: JOB, url: `https://${JOB}.example/2` }),
+      ),
+    )
+
+    // A point-in-time snapshot copies the threads and jobs.
+    const label = `threads_${Date.now().toString(36)}`
+    expect(await snapshotNow(label)).toMatchObject({ state: "completed" })
+    for (const needle of [GRAPH, b64(GRAPH), hex(GRAPH), JOB]) {
+      expect(Object.keys(await traces(needle)).length).toBeGreaterThan(0)
+    }
+    expect(Object.keys(await traces(JOB))).toEqual(
+      expect.arrayContaining([`analytics_asof_${label}.jobs`, `analytics_asof_${label}.tasks`]),
+    )
+    expect(Object.keys(await traces(b64(GRAPH)))).toEqual(
+      expect.arrayContaining([
+        `analytics_asof_${label}.graph_checkpoints`,
+        `analytics_asof_${label}.graph_writes`,
+      ]),
+    )
+    const owner = alice.kind === "user" ? alice.userId : ""
+    const report = await purge((p) => p.purge(serviceActor(), { ownerId: owner }, { reason: "erasure" }))
+    expect(report).toMatchObject({ graphThreads: 1, jobs: 2, sandboxes: 1 })
+    for (const needle of [GRAPH, b64(GRAPH), hex(GRAPH), JOB, b64(JOB), hex(JOB)]) {
+      expect(await traces(needle)).toEqual({})
+    }
+    // The log records each erasure.
+    const audit = await sql<{ type: string; n: number }>(
+      `select type, count(*)::int as n from chronicle.events
+        where stream_id = any ($1::text[]) and type in ('GraphThreadPurged', 'JobPurged', 'SandboxPurged') group by type order by type`,
+      [
+        [
+          `job-${job.id}`,
+          `job-${onSession.id}`,
+          `sandbox-${sandbox.id}`,
+          ...(
+            await sql<{ s: string }>(
+              `select 'graph-' || id::text as s from chronicle.graph_threads where owner_id = $1::uuid`,
+              [owner],
+            )
+          ).map((r) => r.s),
+        ],
+      ],
+    )
+    expect(audit).toEqual([
+      { type: "GraphThreadPurged", n: 1 },
+      { type: "JobPurged", n: 2 },
+      { type: "SandboxPurged", n: 1 },
+    ])
+    // The thread reads as empty; the jobs keep their shape, without their content.
+    expect(
+      await graphs((g) => g.getTuple(alice, { threadId: "conversation-1", checkpointNs: "" })),
+    ).toBeNull()
+    expect(await jobs((j) => j.get(alice, job.id))).toMatchObject({
+      state: "completed",
+      input: null,
+      output: null,
+    })
+    // Bob's thread and job are untouched, his large value's bytes too.
+    expect(await graphs((g) => g.getTuple(bob, { threadId: "conversation-1", checkpointNs: "" }))).toEqual(
+      bobsTuple,
+    )
+    expect((await jobs((j) => j.get(bob, bobsJob.id))).input).toEqual({ q: BOBS })
+    expect(Object.keys(await traces(hex(BOBS)))).toEqual(["chronicle.blobs"])
+    // A rebuild from the log makes exactly the read models the purge left.
+    expect(await rebuilt()).toEqual(await run(dumpReadModels()))
+    // The snapshot still holds the jobs as of its cursor, as the redacted log makes them.
+    expect(
+      await sql(`select state, input from "analytics_asof_${label}".jobs where id = $1`, [job.id]),
+    ).toEqual([{ state: "completed", input: null }])
+    // Not purged twice.
+    expect(await purge((p) => p.purge(serviceActor(), { ownerId: owner }))).toMatchObject({
+      graphThreads: 0,
+      jobs: 0,
+      sandboxes: 0,
+    })
   })
 
   it("purges, in the retention sweep, the sessions expired longer than the policy", async () => {

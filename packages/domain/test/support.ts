@@ -6,6 +6,7 @@ import { type Actor, userActor } from "../src/actor.ts"
 import { DomainConfig, type DomainConfigShape, defaultDomainConfig } from "../src/config.ts"
 import type { Content } from "../src/content.ts"
 import type { Files } from "../src/files.ts"
+import type { Graphs } from "../src/graphs.ts"
 import type { Jobs } from "../src/jobs.ts"
 import { DomainLayer } from "../src/layer.ts"
 import type { Purge } from "../src/purge.ts"
@@ -17,6 +18,7 @@ export type Services =
   | Sessions
   | Content
   | Files
+  | Graphs
   | Jobs
   | Sandboxes
   | Retention

@@ -284,6 +284,18 @@ export const ArtifactRecorded = Schema.Struct({
   size: NonNegativeInt,
 })
 
+/**
+ * Recorded by an erasure of the job's owner or of its session (`chronicle purge`): the payloads
+ * of versions 1 to `throughVersion` were redacted, irreversibly (inputs, outputs, errors,
+ * progress messages, task inputs and outputs, artifact names blanked; ids, states, versions and
+ * times kept). The job keeps its state. Only the service can purge.
+ */
+export const JobPurged = Schema.Struct({
+  type: Schema.tag("JobPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 // ----- file stream ------------------------------------------------------------------------
 
 /** A stored file. The bytes live once in the blob table under their SHA-256. */
@@ -328,6 +340,17 @@ export const SandboxStatusChanged = Schema.Struct({
   url: Schema.NullOr(Text(2000)),
 })
 
+/**
+ * Recorded by an erasure of the sandbox's owner or of its session (`chronicle purge`): the
+ * payloads of versions 1 to `throughVersion` were redacted (metadata, URLs, reasons; ids,
+ * statuses, versions and times kept). The sandbox keeps its status. Only the service can purge.
+ */
+export const SandboxPurged = Schema.Struct({
+  type: Schema.tag("SandboxPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: PositiveInt,
+})
+
 // ----- unions -----------------------------------------------------------------------------
 
 export const SessionEvent = Schema.Union([
@@ -363,13 +386,14 @@ export const JobEvent = Schema.Union([
   TaskAdded,
   TaskUpdated,
   ArtifactRecorded,
+  JobPurged,
 ]).pipe(Schema.toTaggedUnion("type"))
 export type JobEvent = typeof JobEvent.Type
 
 export const FileEvent = Schema.Union([FileUploaded, FilePurged]).pipe(Schema.toTaggedUnion("type"))
 export type FileEvent = typeof FileEvent.Type
 
-export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged]).pipe(
+export const SandboxEvent = Schema.Union([SandboxRegistered, SandboxStatusChanged, SandboxPurged]).pipe(
   Schema.toTaggedUnion("type"),
 )
 export type SandboxEvent = typeof SandboxEvent.Type

@@ -160,11 +160,25 @@ export const GraphCheckpointsPruned = Schema.Struct({
   count: NonNegativeInt,
 })
 
+/**
+ * Recorded by an erasure of the thread's owner (`chronicle purge --owner`): the payloads of
+ * versions 1 to `throughVersion` were redacted, irreversibly (checkpoints blanked, channel
+ * values and writes dropped; ids, versions and times kept), and the thread's checkpoints,
+ * values and writes are gone from the read model, as after a deletion. Large values' bytes go
+ * from the blob store unless something else still references them. Only the service can purge.
+ */
+export const GraphThreadPurged = Schema.Struct({
+  type: Schema.tag("GraphThreadPurged"),
+  reason: Schema.NullOr(Text(1000)),
+  throughVersion: NonNegativeInt,
+})
+
 export const GraphEvent = Schema.Union([
   GraphThreadStarted,
   GraphCheckpointSaved,
   GraphWritesSaved,
   GraphThreadDeleted,
   GraphCheckpointsPruned,
+  GraphThreadPurged,
 ]).pipe(Schema.toTaggedUnion("type"))
 export type GraphEvent = typeof GraphEvent.Type

@@ -403,6 +403,10 @@ export const foldJob = (events: ReadonlyArray<JobEventRecord>): JobView => {
           ),
         }
         break
+      case "JobPurged":
+        // An erasure: its content is already redacted in the events before it.
+        view = base
+        break
       case "ArtifactRecorded":
         view = {
           ...base,

@@ -136,6 +136,11 @@ export const foldSandbox = (events: ReadonlyArray<SandboxEventRecord>): SandboxV
         `SandboxRegistered at version ${version}: a sandbox is registered once, at version 1`,
       )
     }
+    if (event.type === "SandboxPurged") {
+      // An erasure: its content is already redacted in the events before it.
+      view = { ...view, version, updatedAt: recordedAt }
+      continue
+    }
     const ended = SANDBOX_TRANSITIONS[event.status].length === 0
     view = {
       ...view,

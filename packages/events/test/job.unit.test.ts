@@ -231,6 +231,15 @@ const created = createJob({
 })
 
 describe("foldJob", () => {
+  it("takes JobPurged as a version only: the job keeps its state, and the event decodes", () => {
+    const before = recorded([created, { type: "JobStarted", worker: null }])
+    const purged = { type: "JobPurged" as const, reason: "erasure", throughVersion: 2 }
+    expect(decodeJobEvent(purged)).toEqual(purged)
+    const view = foldJob([...before, { version: 3, event: purged, recordedAt: at(3, 7) }])
+    expect(view).toEqual({ ...foldJob(before), version: 3, updatedAt: at(3, 7) })
+    expect(view.state).toBe("running")
+  })
+
   it("folds a job that ran, paused and completed, with its tasks and artifacts", () => {
     const view = foldJob(
       recorded([

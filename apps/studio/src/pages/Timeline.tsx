@@ -53,6 +53,8 @@ export const summarize = (entry: TimelineEntry): string => {
       return "thread deleted"
     case "GraphCheckpointsPruned":
       return `${d.count} checkpoint(s) pruned, the last ${d.keep} kept${d.checkpointNs ? ` in ${text(d.checkpointNs, 40)}` : ""}`
+    case "GraphThreadPurged":
+      return `thread erased (${d.throughVersion} event(s) redacted)${d.reason ? `: ${text(d.reason, 80)}` : ""}`
     default:
       return ""
   }
