@@ -134,6 +134,8 @@ begin
   if v_count = 0 then
     raise exception 'an append needs at least one event' using errcode = '22023';
   end if;
+  -- Its events are projected by the trigger, one by one (02_projection_engine.sql).
+  perform set_config('chronicle.projecting', '', true);
 
   -- The stream's row, locked: appends to one stream are serialised here. The fast path is an
   -- existing stream; the general path creates it first (concurrent creators wait for each
@@ -213,12 +215,26 @@ begin
 end
 $$;
 
--- Appends of different callers in one transaction (the store's group commit): each one as
--- chronicle.append_events makes it, in a subtransaction of its own, so a refused or failing
--- append (a version conflict, say) rolls back alone and is reported with its SQLSTATE while the
--- others commit, sharing one commit and one WAL flush. p_appends: a JSON array of
--- {stream_id, stream_type, expected_version, events, owner_id}; a row per event appended, or
--- one row carrying the error of an append that was not (its index in p_appends is `append`).
+-- Appends of different callers in one transaction (the store's group commit), sharing one
+-- commit and one WAL flush; each keeps its own version check, atomicity and error: a refused or
+-- failing append (a version conflict, say) is reported with its SQLSTATE while the others
+-- commit. p_appends: a JSON array of {stream_id, stream_type, expected_version, events,
+-- owner_id}; a row per event appended, or one row carrying the error of an append that was not
+-- (its index in p_appends is `append`).
+--
+-- Two paths, side by side:
+--   set-wise  the common case: appends to existing streams, one per stream, ids new to the log.
+--             Their rows are locked in stream order (two groups never deadlock on them), the
+--             version checks are made against the locked versions (an append that fails its
+--             check is reported and writes nothing), and the others are written together: one
+--             UPDATE of their streams, one INSERT of their events, in group order, then their
+--             inline projections (messages of sessions set-wise, others event by event in
+--             insert order): every statement per group instead of per append, in one
+--             subtransaction.
+--   one by one  the rest (a new stream, a stream named twice, an id already in the log, i.e. a
+--             retry), and the whole group if the set-wise statements fail (a projection
+--             refusing an event, an id written concurrently): each append as
+--             chronicle.append_events makes it, in a subtransaction of its own.
 create function chronicle.append_group(p_appends jsonb)
 returns table (
   append integer,
@@ -234,11 +250,114 @@ returns table (
 language plpgsql as $$
 declare
   a record;
+  v_set integer[];
+  v_rows jsonb;
+  v_events chronicle.events[];
+  v_event chronicle.events;
   v_code text;
   v_message text;
   v_detail text;
 begin
-  for a in select x.elem, (x.ord - 1)::integer as i from jsonb_array_elements(p_appends) with ordinality x(elem, ord) loop
+  -- Which appends can go set-wise: a stream named once in the group that exists, events to
+  -- append, and none of the group's event ids in the log or named twice.
+  if not exists (
+       select 1 from chronicle.events e
+        where e.event_id in (select (ev ->> 'event_id')::uuid
+                               from jsonb_array_elements(p_appends) x, jsonb_array_elements(x -> 'events') ev))
+     and (select count(*) = count(distinct ev ->> 'event_id')
+            from jsonb_array_elements(p_appends) x, jsonb_array_elements(x -> 'events') ev) then
+    select array_agg(g.i order by g.i) into v_set
+      from (select (x.ord - 1)::integer as i, x.elem ->> 'stream_id' as stream_id,
+                   count(*) over (partition by x.elem ->> 'stream_id') as named,
+                   jsonb_array_length(x.elem -> 'events') as n
+              from jsonb_array_elements(p_appends) with ordinality x(elem, ord)) g
+     where g.named = 1 and g.n > 0
+       and exists (select 1 from chronicle.streams s where s.stream_id = g.stream_id);
+  end if;
+
+  if v_set is not null then
+    begin
+      perform 1
+         from chronicle.streams s
+        where s.stream_id in (select p_appends -> i ->> 'stream_id' from unnest(v_set) i)
+        order by s.stream_id
+          for update;
+
+      -- The rows this statement inserts are projected below, together (the trigger skips them).
+      perform set_config('chronicle.projecting', 'group', true);
+      with input as (
+        select i, p_appends -> i ->> 'stream_id' as stream_id,
+               (p_appends -> i ->> 'expected_version')::integer as expected,
+               p_appends -> i -> 'events' as events
+          from unnest(v_set) i
+      ),
+      checked as (
+        select input.*, s.version as current,
+               (input.expected >= 0 and s.version <> input.expected)
+               or (input.expected = -2 and s.version > 0)
+               or (input.expected = -3 and s.version = 0) as conflict
+          from input join chronicle.streams s on s.stream_id = input.stream_id
+      ),
+      bumped as (
+        update chronicle.streams s
+           set version = c.current + jsonb_array_length(c.events),
+               updated_at = now()
+          from checked c
+         where s.stream_id = c.stream_id and not c.conflict
+        returning s.stream_id
+      ),
+      inserted as (
+        insert into chronicle.events as e
+          (stream_id, stream_version, event_id, type, schema_version, data, metadata)
+        select c.stream_id, c.current + x.ord::integer, (x.elem ->> 'event_id')::uuid, x.elem ->> 'type',
+               coalesce((x.elem ->> 'schema_version')::smallint, 1), x.elem -> 'data',
+               coalesce(x.elem -> 'metadata', '{}'::jsonb)
+          from checked c, jsonb_array_elements(c.events) with ordinality as x(elem, ord)
+         where not c.conflict
+         order by c.i, x.ord
+        returning e.*
+      )
+      select coalesce(jsonb_agg(r order by r.append, r.stream_version), '[]'::jsonb),
+             (select array_agg(ins::chronicle.events order by ins.global_position) from inserted ins)
+        into v_rows, v_events
+        from (select c.i as append, ins.event_id, ins.stream_version, ins.global_position, ins.recorded_at,
+                     false as duplicate, null::text as error_code, null::text as error_message,
+                     null::text as error_detail
+                from inserted ins join checked c on c.stream_id = ins.stream_id
+              union all
+              select c.i, null, null, null, null, null, 'CH409',
+                     format('stream %s is at version %s, expected %s', c.stream_id, c.current,
+                            case c.expected when -2 then 'no stream' when -3 then 'an existing stream'
+                                 else c.expected::text end),
+                     jsonb_build_object('expected', c.expected, 'actual', c.current)::text
+                from checked c where c.conflict) r;
+      perform set_config('chronicle.projecting', '', true);
+      -- The inline projections of the rows inserted, in insert order: set-wise where they are
+      -- all messages of sessions, otherwise one by one as the trigger would have.
+      if v_events is not null and not chronicle.project_session_messages(v_events) then
+        foreach v_event in array v_events loop
+          perform chronicle.project(v_event);
+        end loop;
+      end if;
+    exception when others then
+      -- Nothing of the set was written: all of it goes one by one below.
+      v_set := null;
+      v_rows := null;
+    end;
+  end if;
+
+  if v_rows is not null then
+    return query
+      select r.append, r.event_id, r.stream_version, r.global_position, r.recorded_at, r.duplicate,
+             r.error_code, r.error_message, r.error_detail
+        from jsonb_to_recordset(v_rows) as r(append integer, event_id uuid, stream_version integer,
+             global_position bigint, recorded_at timestamptz, duplicate boolean, error_code text,
+             error_message text, error_detail text);
+  end if;
+
+  for a in select x.elem, (x.ord - 1)::integer as i
+             from jsonb_array_elements(p_appends) with ordinality x(elem, ord)
+            where v_set is null or (x.ord - 1)::integer <> all (v_set) loop
     begin
       return query
         select a.i, r.event_id, r.stream_version, r.global_position, r.recorded_at, r.duplicate,

@@ -190,9 +190,16 @@ end
 $$;
 
 -- The trigger projects with search_path = chronicle, whatever the appending session set.
+-- chronicle.append_group's set-wise path projects the rows it inserts itself, all of them at
+-- once, after its insert (01_log.sql): it marks that insert with `chronicle.projecting` =
+-- 'group', which only it sets (the append functions clear it on entry, and its own SET clause
+-- drops it on exit).
 create function chronicle.project_event() returns trigger
 language plpgsql set search_path = chronicle, pg_temp as $$
 begin
+  if current_setting('chronicle.projecting', true) = 'group' then
+    return null;
+  end if;
   perform chronicle.project(new);
   return null;
 end
@@ -389,14 +396,17 @@ $$;
 -- fold by that handler.
 
 create function chronicle.project_batch_setwise(p_name text) returns boolean
-language sql stable as $$
-  select exists (
+language plpgsql stable as $$
+begin
+  -- PL/pgSQL rather than SQL: its plan is kept for the session (the trigger asks on every append).
+  return exists (
     select 1
       from chronicle.projections p
       join (values ('sessions', 'chronicle.project_session', 1),
                    ('activity', 'chronicle.project_activity', 1)) w (name, handler, version)
         on w.name = p.name and w.handler = p.handler and w.version = p.version
-     where p.name = p_name)
+     where p.name = p_name);
+end
 $$;
 
 create function chronicle.project_batch(p_batch chronicle.events[], p_names text[]) returns void

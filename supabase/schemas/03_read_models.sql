@@ -618,6 +618,59 @@ begin
 end
 $$;
 
+-- The inline fold of one statement's events set-wise, when all of them are messages of
+-- sessions (a group commit's appends) and the sessions projection is the only inline one that
+-- folds sessions, at the version whose set-wise fold chronicle.project_batch shares
+-- (02_projection_engine.sql): one insert into messages and one update per session, where
+-- chronicle.project_session makes an insert and an update per event. Returns false, having
+-- done nothing, otherwise. The result equals chronicle.project_session's, event by event, in
+-- version order (the engine's tests compare).
+create function chronicle.project_session_messages(p_events chronicle.events[]) returns boolean
+language plpgsql as $$
+begin
+  if exists (select 1 from unnest(p_events) x
+              where x.type <> 'MessageAppended' or split_part(x.stream_id, '-', 1) <> 'session')
+     or not chronicle.project_batch_setwise('sessions')
+     or exists (select 1 from chronicle.projections p
+                 where p.mode = 'inline' and p.name <> 'sessions'
+                   and (p.stream_categories is null or 'session' = any (p.stream_categories)))
+     or not exists (select 1 from chronicle.projections p where p.name = 'sessions' and p.mode = 'inline') then
+    return false;
+  end if;
+
+  with b as (
+    select s.id as session_id, x.stream_version as version, x.data, x.recorded_at,
+           chronicle.event_cursor(x) as cursor
+      from unnest(p_events) x
+      join sessions s on s.id = chronicle.stream_uuid(x.stream_id)
+  ),
+  m as (
+    insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+    select b.session_id, (b.data ->> 'messageId')::uuid, b.version, (b.data ->> 'seq')::integer, b.data ->> 'role',
+           b.data ->> 'content', b.data -> 'metadata', coalesce((b.data ->> 'createdAt')::timestamptz, b.recorded_at)
+      from b order by b.session_id, b.version
+  )
+  update sessions s
+     set version = a.last_version,
+         effective = s.effective + a.versions,
+         head_cursor = a.last_cursor,
+         updated_at = a.last_at,
+         last_activity_at = a.last_at,
+         message_count = s.message_count + a.messages
+    from (
+      select b.session_id,
+             max(b.version) as last_version,
+             range_agg(int4range(b.version, b.version + 1)) as versions,
+             (array_agg(b.cursor order by b.version desc))[1] as last_cursor,
+             (array_agg(b.recorded_at order by b.version desc))[1] as last_at,
+             count(*)::integer as messages
+        from b
+       group by b.session_id) a
+   where s.id = a.session_id;
+  return true;
+end
+$$;
+
 -- ----- erasure ------------------------------------------------------------------------------
 
 -- An event's payload with its content blanked: text, JSON values and names a person wrote or

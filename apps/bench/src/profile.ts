@@ -65,6 +65,7 @@ const topFunctions = (profile: {
     byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
   }
   const byFunction = new Map<string, number>()
+  const byPackage = new Map<string, number>()
   let total = 0
   for (const node of profile.nodes) {
     const us = byNode.get(node.id) ?? 0
@@ -76,8 +77,17 @@ const topFunctions = (profile: {
         : ` ${url.replace(/^.*\/node_modules\/\.pnpm\/([^/]+)\/node_modules\//, "$1 ").replace(/^file:\/\/.*?\/(apps|packages)\//, "$1/")}:${lineNumber + 1}`
     const key = `${functionName || "(anonymous)"}${where}`
     byFunction.set(key, (byFunction.get(key) ?? 0) + us)
+    const owner =
+      /\/node_modules\/\.pnpm\/(@?[^@/]+(?:\+[^@/]+)?)@/.exec(url)?.[1]?.replace("+", "/") ??
+      /\/(apps|packages)\/([^/]+)\//.exec(url)?.slice(1, 3).join("/") ??
+      (url.startsWith("node:") ? "node (JavaScript)" : url === "" ? `(native) ${functionName}` : url)
+    byPackage.set(owner, (byPackage.get(owner) ?? 0) + us)
   }
-  return { total, top: [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 25) }
+  return {
+    total,
+    top: [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 25),
+    packages: [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 15),
+  }
 }
 
 const main = async () => {
@@ -166,8 +176,11 @@ const main = async () => {
   }
   const [file] = (await readdir(dir)).filter((f) => f.endsWith(".cpuprofile"))
   if (file !== undefined) {
-    const { total, top } = topFunctions(JSON.parse(await readFile(join(dir, file), "utf8")))
-    console.log(`\nserver self time by function (whole run, ${(total / 1e6).toFixed(1)} s sampled):`)
+    const { total, top, packages } = topFunctions(JSON.parse(await readFile(join(dir, file), "utf8")))
+    console.log(`\nserver self time by package (whole run, ${(total / 1e6).toFixed(1)} s sampled):`)
+    for (const [owner, us] of packages)
+      console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${owner}`)
+    console.log(`\nserver self time by function:`)
     for (const [fn, us] of top) console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${fn}`)
   }
   await rm(dir, { recursive: true, force: true })

@@ -22,7 +22,13 @@ import {
   type ToolRunRecorded,
   toStored,
 } from "@chronicle/events"
-import { type AppendOptions, type AppendResult, Database, EventStore } from "@chronicle/store"
+import {
+  type AppendOptions,
+  type AppendResult,
+  Database,
+  EventStore,
+  type EventStoreOptions,
+} from "@chronicle/store"
 import { makeTestRuntime, type TestDatabase, type TestRuntime } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Cause, Effect, Exit } from "effect"
@@ -259,9 +265,12 @@ export const appendEffect = (
 
 export const makeHarness = async (
   database: TestDatabase,
-  options: { max?: number } = {},
+  options: { max?: number; groupCommit?: EventStoreOptions["groupCommit"] } = {},
 ): Promise<Harness> => {
-  const runtime: TestRuntime = makeTestRuntime(database.layer({ max: options.max ?? 4 }))
+  const runtime: TestRuntime = makeTestRuntime(
+    database.layer({ max: options.max ?? 4 }),
+    options.groupCommit ? { groupCommit: options.groupCommit } : {},
+  )
   const run = <A, E>(effect: Effect.Effect<A, E, EventStore | Database>) => runtime.runPromise(effect)
   const query = <Row = Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
     run(Effect.flatMap(Database, (db) => db.query<Row>(text, params)))
