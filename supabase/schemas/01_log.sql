@@ -47,10 +47,12 @@ create table chronicle.events (
 create index events_tx_position_idx on chronicle.events (transaction_id, global_position);
 
 -- Guarantee 1: the log is append-only. Rows can be neither changed nor removed. The one
--- exception is erasure: chronicle.purge_session_stream, chronicle.purge_file_stream and
--- chronicle.purge_job_stream (03_read_models.sql), chronicle.purge_graph_stream and the
--- retention of graph checkpoints, chronicle.prune_graph_checkpoints (04_graphs.sql), the only code that sets `chronicle.redacting` (to its own transaction's id,
--- for its own statement), may replace the payload and metadata of events; their identity, type, stream, version, position and time
+-- exception is erasure: chronicle.redact_stream (03_read_models.sql), which the purge functions
+-- (chronicle.purge_session_stream, purge_file_stream, purge_job_stream, purge_sandbox_stream,
+-- purge_graph_stream) call, and the retention of graph checkpoints,
+-- chronicle.prune_graph_checkpoints (04_graphs.sql): the only code that sets
+-- `chronicle.redacting` (to its own transaction's id, for its own statement) may replace the
+-- payload and metadata of events; their identity, type, stream, version, position and time
 -- stay, so the log's shape, versions and cursors stay valid.
 create function chronicle.reject_event_mutation() returns trigger
 language plpgsql as $$

@@ -676,10 +676,18 @@ $$;
 -- An event's payload with its content blanked: text, JSON values and names a person wrote or
 -- an agent produced. Ids, numbers, roles, statuses, hashes and times stay, so the event still
 -- decodes as its type and every fold, projection and rebuild still runs over it. Only keys the
--- payload has are replaced (an update that did not set the title still does not).
+-- payload has are replaced (an update that did not set the title still does not). A LangGraph
+-- checkpoint keeps its ids, parent and channel versions and loses its bytes, metadata and
+-- channel values; pending writes go.
 create function chronicle.redact_event_data(p_type text, p_data jsonb) returns jsonb
 language sql immutable as $$
-  select p_data || coalesce(
+  select case p_type
+    when 'GraphCheckpointSaved' then p_data || jsonb_build_object(
+      'checkpoint', jsonb_build_object('type', p_data -> 'checkpoint' ->> 'type', 'data', ''),
+      'metadata', '{}'::jsonb,
+      'blobs', '[]'::jsonb)
+    when 'GraphWritesSaved' then p_data || '{"writes": []}'::jsonb
+    else p_data || coalesce(
     (select jsonb_object_agg(b.key, b.value)
        from jsonb_each(case p_type
               when 'SessionStarted' then '{"title": null, "metadata": {}, "externalKey": null}'
@@ -710,32 +718,108 @@ language sql immutable as $$
               when 'SandboxRegistered' then '{"metadata": {}, "url": null}'
               when 'SandboxStatusChanged' then '{"reason": null, "url": null}'
               when 'SandboxPurged' then '{"reason": null}'
+              when 'GraphThreadPurged' then '{"reason": null}'
               else '{}' end::jsonb) as b
       where p_data ? b.key),
-    '{}'::jsonb)
+    '{}'::jsonb) end
 $$;
 
+-- Whether an event records the purge of its stream (chronicle.purge_*_stream, then the
+-- service's audit record): the one list of them.
+create function chronicle.is_purge_event(p_type text) returns boolean
+language sql immutable as $$
+  select p_type in ('SessionPurged', 'FilePurged', 'JobPurged', 'SandboxPurged', 'GraphThreadPurged')
+$$;
+
+-- Whether a purge of the stream was recorded at or after version p_version: with 1, whether
+-- the stream was ever purged; with a read model's version, whether it was purged since its
+-- last event (a job or a sandbox goes on after its purge, a LangGraph thread may start again).
+-- The Purge service asks it of the read models' rows, so that it never reads the log itself.
+create function chronicle.stream_purged_since(p_stream_id text, p_version integer) returns boolean
+language sql stable security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+  select exists (select 1 from chronicle.events e
+                  where e.stream_id = p_stream_id and e.stream_version >= p_version
+                    and chronicle.is_purge_event(e.type))
+$$;
+
+-- The strings of a payload that look like a sha256 in hex: the contents in the blob store
+-- (file bytes, large values) it names.
+create function chronicle.payload_hashes(p_data jsonb) returns setof text
+language sql immutable as $$
+  select h.value #>> '{}' from jsonb_path_query(p_data, 'strict $.**') as h(value)
+   where jsonb_typeof(h.value) = 'string' and h.value #>> '{}' ~ '^[0-9a-f]{64}$'
+$$;
+
+-- The contents in the blob store the payloads of these streams name: what a purge gathers
+-- before it redacts them, to delete afterwards what nothing unpurged references.
+create function chronicle.stream_blob_hashes(p_stream_ids text[]) returns setof text
+language sql stable security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+  select distinct h.sha256
+    from chronicle.events e, chronicle.payload_hashes(e.data) as h(sha256)
+   where e.stream_id = any (p_stream_ids)
+$$;
+
+-- Deletes the contents among p_hashes that nothing unpurged references any more: no stored
+-- file that is not purged, no event whose stream was not purged since (an event recorded after
+-- its stream's purge, a job's artifact for one, still holds its content). Returns how many
+-- went. The Purge service calls it in the purge's transaction, after the redaction.
+create function chronicle.delete_unreferenced_blobs(p_hashes text[]) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_count integer;
+begin
+  delete from chronicle.blobs b
+   where b.sha256 = any (p_hashes)
+     and not exists (
+       select 1 from chronicle.files f
+        where f.sha256 = b.sha256 and not chronicle.stream_purged_since('file-' || f.id::text, 1))
+     and not exists (
+       select 1 from chronicle.events e
+        where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath
+          and not chronicle.stream_purged_since(e.stream_id, e.stream_version));
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+
+-- Redacts the payload of every event of a stream (chronicle.redact_event_data) and drops what
+-- its metadata kept of the request (idempotency key, fingerprint): the one statement that may
+-- change events (see chronicle.reject_event_mutation), shared by the purge functions below and
+-- chronicle.purge_graph_stream. Returns the number of events redacted (the stream's version).
+-- Never the service's to call on its own: a purge function records what it did.
+create function chronicle.redact_stream(p_stream_id text) returns integer
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+declare
+  v_count integer;
+begin
+  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
+  update chronicle.events x
+     set data = chronicle.redact_event_data(x.type, x.data),
+         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
+   where x.stream_id = p_stream_id;
+  get diagnostics v_count = row_count;
+  perform set_config('chronicle.redacting', '', true);
+  return v_count;
+end
+$$;
+
+revoke all on function chronicle.redact_stream(text) from public;
+
 -- Erases a session's content irreversibly: the payload of every event of its stream is
--- redacted (chronicle.redact_event_data; metadata keeps only what is not content), and its
+-- redacted (chronicle.redact_stream: metadata keeps only what is not content), and its
 -- read-model rows are made again from the redacted events by the projection itself, so they
 -- are exactly what a rebuild makes. Returns the number of events redacted (the stream's
 -- version). The caller records the purge as a SessionPurged event in the same transaction,
 -- and purges the session's forks too (their rows copy its content). The one path that may
 -- change an event (see chronicle.reject_event_mutation): for the service, never the API roles.
 create function chronicle.purge_session_stream(p_session_id uuid) returns integer
-language plpgsql security definer set search_path = chronicle, pg_temp as $$
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
   v_stream text := 'session-' || p_session_id::text;
   v_count integer;
   e chronicle.events;
 begin
-  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
-  update chronicle.events x
-     set data = chronicle.redact_event_data(x.type, x.data),
-         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
-   where x.stream_id = v_stream;
-  get diagnostics v_count = row_count;
-  perform set_config('chronicle.redacting', '', true);
+  v_count := chronicle.redact_stream(v_stream);
 
   delete from messages where session_id = p_session_id;
   delete from revisions where session_id = p_session_id;
@@ -887,19 +971,13 @@ revoke all on function chronicle.purge_stream_snapshots(text, uuid) from public;
 -- made again from the redacted events (in snapshots and builds in progress too); the caller records FilePurged and deletes the bytes
 -- nothing unpurged references any more.
 create function chronicle.purge_file_stream(p_file_id uuid) returns integer
-language plpgsql security definer set search_path = chronicle, pg_temp as $$
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
   v_stream text := 'file-' || p_file_id::text;
   v_count integer;
   e chronicle.events;
 begin
-  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
-  update chronicle.events x
-     set data = chronicle.redact_event_data(x.type, x.data),
-         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
-   where x.stream_id = v_stream;
-  get diagnostics v_count = row_count;
-  perform set_config('chronicle.redacting', '', true);
+  v_count := chronicle.redact_stream(v_stream);
   delete from files where id = p_file_id;
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_file(e);
@@ -917,19 +995,13 @@ revoke all on function chronicle.purge_file_stream(uuid) from public;
 -- state. Snapshots and builds in progress lose its text too (chronicle.purge_stream_snapshots).
 -- The caller records JobPurged in the same transaction.
 create function chronicle.purge_job_stream(p_job_id uuid) returns integer
-language plpgsql security definer set search_path = chronicle, pg_temp as $$
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
   v_stream text := 'job-' || p_job_id::text;
   v_count integer;
   e chronicle.events;
 begin
-  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
-  update chronicle.events x
-     set data = chronicle.redact_event_data(x.type, x.data),
-         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
-   where x.stream_id = v_stream;
-  get diagnostics v_count = row_count;
-  perform set_config('chronicle.redacting', '', true);
+  v_count := chronicle.redact_stream(v_stream);
   delete from tasks where job_id = p_job_id;
   delete from artifacts where job_id = p_job_id;
   delete from jobs where id = p_job_id;
@@ -947,19 +1019,13 @@ revoke all on function chronicle.purge_job_stream(uuid) from public;
 -- reasons are redacted and its row made again; it keeps its status. The caller records
 -- SandboxPurged in the same transaction.
 create function chronicle.purge_sandbox_stream(p_sandbox_id uuid) returns integer
-language plpgsql security definer set search_path = chronicle, pg_temp as $$
+language plpgsql security definer set search_path = pg_catalog, chronicle, pg_temp as $$
 declare
   v_stream text := 'sandbox-' || p_sandbox_id::text;
   v_count integer;
   e chronicle.events;
 begin
-  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
-  update chronicle.events x
-     set data = chronicle.redact_event_data(x.type, x.data),
-         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
-   where x.stream_id = v_stream;
-  get diagnostics v_count = row_count;
-  perform set_config('chronicle.redacting', '', true);
+  v_count := chronicle.redact_stream(v_stream);
   delete from sandboxes where id = p_sandbox_id;
   for e in select * from chronicle.events x where x.stream_id = v_stream order by x.stream_version loop
     perform chronicle.project_sandbox(e);

@@ -280,6 +280,18 @@ language sql stable as $$
   having count(*) > 0 or exists (select 1 from chain)
 $$;
 
+-- The large values (contents in the blob store) the checkpoints and writes of a thread's
+-- namespace up to p_through name: what the retention gathers before
+-- chronicle.prune_graph_checkpoints redacts them, to delete afterwards what nothing else
+-- references (chronicle.delete_unreferenced_blobs).
+create function chronicle.graph_checkpoint_hashes(p_graph uuid, p_ns text, p_through text) returns setof text
+language sql stable security definer set search_path = pg_catalog, chronicle, pg_temp as $$
+  select distinct h.sha256
+    from chronicle.events e, chronicle.payload_hashes(e.data) as h(sha256)
+   where e.stream_id = 'graph-' || p_graph::text and e.type in ('GraphCheckpointSaved', 'GraphWritesSaved')
+     and e.data ->> 'checkpointNs' = p_ns and (e.data ->> 'checkpointId') collate "C" <= p_through
+$$;
+
 -- Retention: prunes a thread's checkpoints of one namespace whose id sorts at or before
 -- p_through (all but the last ones), through the one privileged path that may change an event
 -- (see chronicle.reject_event_mutation). Their events keep their ids, types, versions, seqs and
@@ -337,9 +349,9 @@ $$;
 revoke all on function chronicle.prune_graph_checkpoints(uuid, text, text) from public;
 
 -- Erasure of a thread (an owner's erasure), through the one privileged path that may change an
--- event (see chronicle.reject_event_mutation): every checkpoint of its stream is blanked (its
--- bytes and metadata; ids, parents and channel versions kept), every channel value and write
--- dropped, and the thread's checkpoints, values and writes leave the read model. Returns the
+-- event (chronicle.redact_stream, 03_read_models.sql): every checkpoint of its stream is blanked
+-- (its bytes and metadata; ids, parents and channel versions kept), every channel value and
+-- write dropped, and the thread's checkpoints, values and writes leave the read model. Returns the
 -- number of events redacted (the stream's version). The caller gathers the large values'
 -- hashes first, records GraphThreadPurged in the same transaction (whose projection empties
 -- the thread, so a replay of the redacted log makes the same rows) and deletes the bytes
@@ -350,20 +362,7 @@ declare
   v_stream text := 'graph-' || p_graph::text;
   v_count integer;
 begin
-  perform set_config('chronicle.redacting', pg_current_xact_id()::text, true);
-  update chronicle.events x
-     set data = case x.type
-                  when 'GraphCheckpointSaved' then x.data || jsonb_build_object(
-                    'checkpoint', jsonb_build_object('type', x.data -> 'checkpoint' ->> 'type', 'data', ''),
-                    'metadata', '{}'::jsonb,
-                    'blobs', '[]'::jsonb)
-                  when 'GraphWritesSaved' then x.data || '{"writes": []}'::jsonb
-                  when 'GraphThreadPurged' then x.data || '{"reason": null}'::jsonb
-                  else x.data end,
-         metadata = x.metadata - 'idempotencyKey' - 'fingerprint'
-   where x.stream_id = v_stream;
-  get diagnostics v_count = row_count;
-  perform set_config('chronicle.redacting', '', true);
+  v_count := chronicle.redact_stream(v_stream);
   delete from chronicle.graph_checkpoints where graph_id = p_graph;
   delete from chronicle.graph_blobs where graph_id = p_graph;
   delete from chronicle.graph_writes where graph_id = p_graph;

@@ -163,8 +163,10 @@ begin
   -- Tables made later (by a migration, a rebuild's swap, a snapshot) are readable too.
   alter default privileges grant select on tables to chronicle_runtime;
   alter default privileges grant usage on schemas to chronicle_runtime;
-  -- Blobs: written by files and large values; deleted only by a purge, once nothing names them.
-  grant insert, delete on chronicle.blobs to chronicle_runtime;
+  -- Blobs: written by files and large values; deleted only by a purge, once nothing names them
+  -- (chronicle.delete_unreferenced_blobs, which runs as the owner).
+  grant insert on chronicle.blobs to chronicle_runtime;
+  revoke delete on chronicle.blobs from chronicle_runtime;
   grant update (lease_owner, lease_expires_at) on chronicle.sequencer to chronicle_runtime;
   grant update on chronicle.projections to chronicle_runtime;
   grant insert, update on chronicle.projection_runs to chronicle_runtime;
@@ -201,6 +203,12 @@ begin
     chronicle.purge_job_stream(uuid),
     chronicle.purge_graph_stream(uuid),
     chronicle.purge_sandbox_stream(uuid),
+    -- What a purge asks of the log: whether a stream was purged, the contents its payloads
+    -- name, and which of them nothing unpurged references any more (deleted there).
+    chronicle.stream_purged_since(text, integer),
+    chronicle.stream_blob_hashes(text[]),
+    chronicle.graph_checkpoint_hashes(uuid, text, text),
+    chronicle.delete_unreferenced_blobs(text[]),
     -- Retention of LangGraph checkpoints (the same Purge service), audited by GraphCheckpointsPruned.
     chronicle.prune_graph_checkpoints(uuid, text, text)
     to chronicle_runtime;

@@ -68,24 +68,6 @@ interface Exporter {
   files: number
 }
 
-/** The exact recorded_at (microseconds) and the stream's owner of each event of a page. */
-const detailsOf = (events: ReadonlyArray<RecordedEvent>) =>
-  Effect.gen(function* () {
-    if (events.length === 0) return new Map<string, { recordedAt: string; ownerId: string | null }>()
-    const db = yield* Database
-    const rows = yield* db
-      .query<{ event_id: string; recorded_at: string; owner_id: string | null }>(
-        `select e.event_id::text,
-                to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
-                s.owner_id::text
-           from chronicle.events e join chronicle.streams s using (stream_id)
-          where e.event_id = any($1::uuid[])`,
-        [`{${events.map((e) => e.eventId).join(",")}}`],
-      )
-      .pipe(Effect.orDie)
-    return new Map(rows.map((r) => [r.event_id, { recordedAt: r.recorded_at, ownerId: r.owner_id }]))
-  })
-
 /** Writes a file's bytes, once per export. */
 const writeBlob = (exporter: Exporter, sha256: string) =>
   Effect.gen(function* () {
@@ -141,7 +123,9 @@ const graphBlobRefs = (
 /** Writes a page of events, each preceded by the bytes of the file it uploads or the graph values it keeps in the blob store. */
 const writeEvents = (exporter: Exporter, events: ReadonlyArray<RecordedEvent>) =>
   Effect.gen(function* () {
-    const details = yield* detailsOf(events)
+    // The exact recorded_at (microseconds) and the stream's owner of each event of the page.
+    const store = yield* EventStore
+    const details = yield* store.eventDetails(events.map((e) => e.eventId)).pipe(Effect.orDie)
     for (const event of events) {
       const sha256 = (event.data as { sha256?: unknown } | null)?.sha256
       if (event.type === "FileUploaded" && typeof sha256 === "string") {

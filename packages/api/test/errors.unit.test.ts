@@ -212,6 +212,7 @@ const store: EventStoreService = {
   streamInfo,
   findEventById: () => Effect.die("not used"),
   findBatchByEventId: () => Effect.die("not used"),
+  eventDetails: () => Effect.die("not used"),
   head: () => Effect.succeed({ cursor: "0", seq: 0, globalPosition: 0 }),
   sequenced: () => Effect.void,
   sequenceAll: () => Effect.void,

@@ -1,8 +1,8 @@
 /**
  * Erasure: the one privileged path that removes content from the log. A purge redacts the
  * payload of every event of a session and of its forks (which copied its content), in the SQL
- * function `chronicle.purge_session_stream` (the only code the log's append-only trigger lets
- * change an event, and only its payload), makes the session's read-model rows again from the
+ * function `chronicle.purge_session_stream` (through `chronicle.redact_stream`, the only code
+ * the log's append-only trigger lets change an event, and only its payload), makes the session's read-model rows again from the
  * redacted events, and records `SessionPurged` in the same transaction: the audit record. The
  * log keeps its shape, versions and cursors; folds, exports and rebuilds still run over it.
  * Only the service role purges.
@@ -13,7 +13,12 @@
  * dropped, the thread emptied) and their jobs (`chronicle.purge_job_stream`, `JobPurged`:
  * inputs, outputs, errors, tasks and artifact names redacted) and sandboxes
  * (`chronicle.purge_sandbox_stream`, `SandboxPurged`: metadata, URLs and reasons redacted). A
- * session's purge takes the jobs run on it and its sandboxes too. Contents in the blob store go when nothing unpurged references them.
+ * session's purge takes the jobs run on it and its sandboxes too. Contents in the blob store go
+ * when nothing unpurged references them (`chronicle.delete_unreferenced_blobs`).
+ *
+ * Like the rest of the domain, it never reads the log: whether a stream was purged and which
+ * contents its payloads name it asks of SQL functions (`chronicle.stream_purged_since`,
+ * `chronicle.stream_blob_hashes`, `chronicle.graph_checkpoint_hashes`), beside the read models.
  *
  * Retention of LangGraph threads takes the same path: `pruneGraphCheckpoints` keeps the last K
  * checkpoints of each thread and namespace, redacting the others' events in the SQL function
@@ -169,44 +174,28 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
              union all
              select s.id, t.depth + 1 from chronicle.sessions s join tree t on s.parent_id = t.id)
            select t.id::text, s.version from tree t join chronicle.sessions s on s.id = t.id
-            where not exists (select 1 from chronicle.events e
-                               where e.stream_id = 'session-' || t.id::text and e.type = 'SessionPurged')
+            where not chronicle.stream_purged_since('session-' || t.id::text, 1)
             order by t.depth, s.created_at, t.id`,
           [id],
         )
 
       /**
        * Deletes the contents among `hashes` that nothing unpurged references any more: no file
-       * that is not purged, no event of a stream that is not purged.
+       * that is not purged, no event not purged since it was recorded.
        */
       const deleteUnreferenced = (hashes: ReadonlyArray<string>) =>
         hashes.length === 0
           ? Effect.succeed(0)
-          : query<{ sha256: string }>(
-              `delete from chronicle.blobs b
-                where b.sha256 = any ($1::text[])
-                  and not exists (
-                    select 1 from chronicle.files f
-                     where f.sha256 = b.sha256
-                       and not exists (select 1 from chronicle.events p
-                                        where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged'))
-                  and not exists (
-                    select 1 from chronicle.events e
-                     where e.data @? format('$.** ? (@ == "%s")', b.sha256)::jsonpath
-                       and not exists (select 1 from chronicle.events p
-                                        where p.stream_id = e.stream_id
-                                          and p.type in ('SessionPurged', 'FilePurged', 'JobPurged')))
-                returning b.sha256`,
-              [hashes],
-            ).pipe(Effect.map((rows) => rows.length))
+          : query<{ n: number }>(`select chronicle.delete_unreferenced_blobs($1::text[]) as n`, [
+              hashes,
+            ]).pipe(Effect.map(([row]) => Number(row!.n)))
 
       /** An owner's files not purged yet. */
       const ownerFiles = (ownerId: string) =>
         query<{ id: string; version: number; sha256: string }>(
           `select f.id::text, f.version, f.sha256 from chronicle.files f
             where f.owner_id = $1::uuid
-              and not exists (select 1 from chronicle.events p
-                               where p.stream_id = 'file-' || f.id::text and p.type = 'FilePurged')
+              and not chronicle.stream_purged_since('file-' || f.id::text, 1)
             order by f.created_at, f.id`,
           [ownerId],
         )
@@ -237,22 +226,16 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** Hashes the payloads of these streams name (contents in the blob store), before they are redacted. */
       const namedHashes = (streamIds: ReadonlyArray<string>) =>
-        query<{ sha256: string }>(
-          `select distinct h.value #>> '{}' as sha256
-             from chronicle.events e, jsonb_path_query(e.data, 'strict $.**') as h(value)
-            where e.stream_id = any ($1::text[]) and jsonb_typeof(h.value) = 'string'
-              and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
-          [streamIds],
-        ).pipe(Effect.map((rows) => rows.map((r) => r.sha256)))
+        query<{ sha256: string }>(`select h as sha256 from chronicle.stream_blob_hashes($1::text[]) as h`, [
+          streamIds,
+        ]).pipe(Effect.map((rows) => rows.map((r) => r.sha256)))
 
       /** Jobs not purged since their last event: the owner's, or those run on these sessions. */
       const jobsToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
         query<{ id: string; version: number }>(
           `select j.id::text, j.version from chronicle.jobs j
             where (j.owner_id = $1::uuid or j.session_id = any ($2::uuid[]))
-              and not exists (select 1 from chronicle.events p
-                               where p.stream_id = 'job-' || j.id::text and p.type = 'JobPurged'
-                                 and p.stream_version = j.version)
+              and not chronicle.stream_purged_since('job-' || j.id::text, j.version)
             order by j.created_at, j.id`,
           [ownerId, sessionIds],
         )
@@ -262,9 +245,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         query<{ id: string; version: number }>(
           `select x.id::text, x.version from chronicle.sandboxes x
             where (x.owner_id = $1::uuid or x.session_id = any ($2::uuid[]))
-              and not exists (select 1 from chronicle.events p
-                               where p.stream_id = 'sandbox-' || x.id::text and p.type = 'SandboxPurged'
-                                 and p.stream_version = x.version)
+              and not chronicle.stream_purged_since('sandbox-' || x.id::text, x.version)
             order by x.created_at, x.id`,
           [ownerId, sessionIds],
         )
@@ -274,9 +255,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         query<{ id: string; version: number }>(
           `select g.id::text, g.version from chronicle.graph_threads g
             where g.owner_id = $1::uuid
-              and not exists (select 1 from chronicle.events p
-                               where p.stream_id = 'graph-' || g.id::text and p.type = 'GraphThreadPurged'
-                                 and p.stream_version = g.version)
+              and not chronicle.stream_purged_since('graph-' || g.id::text, g.version)
             order by g.created_at, g.id`,
           [ownerId],
         )
@@ -463,14 +442,10 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               const streamId = `graph-${graphId}`
               // Large values the events about to be redacted name, gathered before they are.
               const hashes = yield* query<{ sha256: string }>(
-                `select distinct h.value #>> '{}' as sha256
-                   from chronicle.events e
-                   join unnest($2::text[], $3::text[]) p (ns, through)
-                     on e.data ->> 'checkpointNs' = p.ns and (e.data ->> 'checkpointId') collate "C" <= p.through,
-                        jsonb_path_query(e.data, 'strict $.**') as h(value)
-                  where e.stream_id = $1 and e.type in ('GraphCheckpointSaved', 'GraphWritesSaved')
-                    and jsonb_typeof(h.value) = 'string' and h.value #>> '{}' ~ '^[0-9a-f]{64}$'`,
-                [streamId, rows.map((r) => r.checkpoint_ns), rows.map((r) => r.through)],
+                `select distinct h as sha256
+                   from unnest($2::text[], $3::text[]) as p (ns, through),
+                        chronicle.graph_checkpoint_hashes($1::uuid, p.ns, p.through) as h`,
+                [graphId, rows.map((r) => r.checkpoint_ns), rows.map((r) => r.through)],
               )
               let events = 0
               let checkpoints = 0

@@ -500,6 +500,49 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     })
   })
 
+  it("deletes a large value only purged streams name, and keeps one a thread names again after its purge", async () => {
+    const graphs = use(Graphs)
+    const b64 = (text: string) => Buffer.from(text).toString("base64")
+    const big = { type: "bytes", data: b64("Shared-Large-Value-42".repeat(4000)) }
+    const put = (actor: ReturnType<typeof newUser>, checkpointId: string) =>
+      graphs((g) =>
+        g.putCheckpoint(actor, {
+          threadId: "taken-up-again",
+          checkpointNs: "",
+          checkpointId,
+          parentCheckpointId: null,
+          checkpoint: { type: "json", data: b64("{}") },
+          metadata: {},
+          channelVersions: { big: "1" },
+          blobs: [{ channel: "big", version: "1", value: big }],
+        }),
+      )
+    const alice = newUser()
+    const bob = newUser()
+    const ownerOf = (actor: typeof alice) => (actor.kind === "user" ? actor.userId : "")
+    await put(alice, "1ef0-0001")
+    // Only her purged thread named the value: its bytes go.
+    expect(await purge((p) => p.purge(serviceActor(), { ownerId: ownerOf(alice) }))).toMatchObject({
+      graphThreads: 1,
+      blobs: 1,
+    })
+    // She takes the thread up again with the same value (its stream goes on after the purge),
+    // and Bob's thread holds it too. His erasure leaves the bytes her thread still names.
+    await put(alice, "1ef0-0002")
+    await put(bob, "1ef0-0001")
+    expect(await purge((p) => p.purge(serviceActor(), { ownerId: ownerOf(bob) }))).toMatchObject({
+      graphThreads: 1,
+      blobs: 0,
+    })
+    const tuple = await graphs((g) => g.getTuple(alice, { threadId: "taken-up-again", checkpointNs: "" }))
+    expect(tuple?.blobs).toEqual([{ channel: "big", version: "1", value: big }])
+    // Her second erasure takes the thread again, and then the bytes.
+    expect(await purge((p) => p.purge(serviceActor(), { ownerId: ownerOf(alice) }))).toMatchObject({
+      graphThreads: 1,
+      blobs: 1,
+    })
+  })
+
   it("purges, in the retention sweep, the sessions expired longer than the policy", async () => {
     const alice = newUser()
     const idle = await sessions((x) => x.create(alice, { title: `idle ${SECRET}-retained` }))

@@ -4,7 +4,14 @@ import { type Cursor, decodeCursor, encodeCursor, START } from "./cursor.ts"
 import { CurrentTransaction, Database } from "./database.ts"
 import { type AppendError, InvalidRead, type ReadError } from "./errors.ts"
 import { type GroupCommitOptions, makeGroupCommitter } from "./group-commit.ts"
-import { findBatchByEventId, findEventById, type RecordedBatch, readStreamWithin } from "./lookups.ts"
+import {
+  type EventDetails,
+  eventDetails,
+  findBatchByEventId,
+  findEventById,
+  type RecordedBatch,
+  readStreamWithin,
+} from "./lookups.ts"
 import { EVENT_COLUMNS, type EventRow, type RecordedEvent, toRecorded } from "./recorded.ts"
 import { type SequencerOptions, startSequencer } from "./sequencer.ts"
 import { isUuid, parseStreamId, STREAM_ID_FORMAT } from "./stream-id.ts"
@@ -18,7 +25,7 @@ export {
   idempotentEventId,
   type NewEvent,
 } from "./append.ts"
-export { BATCH_SIZE_KEY, type RecordedBatch } from "./lookups.ts"
+export { BATCH_SIZE_KEY, type EventDetails, type RecordedBatch } from "./lookups.ts"
 export type { RecordedEvent } from "./recorded.ts"
 
 export interface StreamInfo {
@@ -152,6 +159,14 @@ export interface EventStoreService {
     streamId: string,
     eventId: string,
   ) => Effect.Effect<Option.Option<RecordedBatch>, ReadError>
+  /**
+   * The exact time each of these events was recorded and its stream's owner, by event id (an
+   * export writes them, so that an import restores the log as it was); ids of no event are
+   * left out.
+   */
+  readonly eventDetails: (
+    eventIds: ReadonlyArray<string>,
+  ) => Effect.Effect<ReadonlyMap<string, EventDetails>, ReadError>
   /** The head of the log's order (after the appends this process committed). */
   readonly head: () => Effect.Effect<Head>
   /** Returns once every append this process committed before the call is in the log's order. */
@@ -288,6 +303,12 @@ const makeEventStore = (options: EventStoreOptions) =>
       if (!parseStreamId(streamId)) return yield* invalidStream(streamId)
       const id = yield* eventIdOf(eventId)
       return yield* findBatchByEventId(db, streamId, id).pipe(Effect.orDie)
+    })
+
+    const details = Effect.fn("EventStore.eventDetails")(function* (eventIds: ReadonlyArray<string>) {
+      const ids: Array<string> = []
+      for (const eventId of eventIds) ids.push(yield* eventIdOf(eventId))
+      return yield* eventDetails(db, ids).pipe(Effect.orDie)
     })
 
     /**
@@ -496,6 +517,7 @@ const makeEventStore = (options: EventStoreOptions) =>
       streamInfo,
       findEventById: findEvent,
       findBatchByEventId: findBatch,
+      eventDetails: details,
       head,
       sequenced,
       sequenceAll,

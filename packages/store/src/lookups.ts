@@ -123,3 +123,31 @@ export const findBatchByEventId = (db: DatabaseService, streamId: string, eventI
             : Option.some({ events: rows.map(toRecorded), streamVersion: Number(rows[0]!.current_version) }),
       ),
     )
+
+/** What an event's `RecordedEvent` leaves out, for a copy of the log that keeps it exactly. */
+export interface EventDetails {
+  /** When it was recorded: ISO-8601 with microseconds, as the database holds it (a Date keeps milliseconds). */
+  readonly recordedAt: string
+  /** Its stream's owner, when the stream has one. */
+  readonly ownerId: string | null
+}
+
+/** The details of the events with these ids (UUIDs), by id; ids of no event are left out. */
+export const eventDetails = (db: DatabaseService, eventIds: ReadonlyArray<string>) =>
+  eventIds.length === 0
+    ? Effect.succeed(new Map<string, EventDetails>())
+    : db
+        .query<{ event_id: string; recorded_at: string; owner_id: string | null }>(
+          `select e.event_id::text,
+                  to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
+                  s.owner_id::text
+             from chronicle.events e join chronicle.streams s using (stream_id)
+            where e.event_id = any ($1::uuid[])`,
+          [`{${eventIds.join(",")}}`],
+        )
+        .pipe(
+          Effect.map(
+            (rows) =>
+              new Map(rows.map((r) => [r.event_id, { recordedAt: r.recorded_at, ownerId: r.owner_id }])),
+          ),
+        )

@@ -160,6 +160,41 @@ describe.each(testDatabases(env))("EventStore on $name", (database) => {
     ).toBe("InvalidRead")
   })
 
+  it("tells when events were recorded, to the microsecond, and their streams' owners", async () => {
+    const owned = sessionId()
+    const ownerId = randomUUID()
+    const unowned = sessionId()
+    const [first] = (await run(Effect.flatMap(store, (s) => s.append(owned, events(1), { ownerId })))).events
+    const [second] = (await run(Effect.flatMap(store, (s) => s.append(unowned, events(1))))).events
+    const [exact] = await run(
+      Effect.flatMap(Database, (db) =>
+        db.query<{ at: string }>(
+          `select to_char(recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as at
+             from chronicle.events where event_id = $1::uuid`,
+          [first!.eventId],
+        ),
+      ),
+    )
+    const details = await run(
+      Effect.flatMap(store, (s) =>
+        s.eventDetails([first!.eventId.toUpperCase(), second!.eventId, randomUUID()]),
+      ),
+    )
+    expect([...details.keys()].sort()).toEqual([first!.eventId, second!.eventId].sort())
+    expect(details.get(first!.eventId)).toEqual({ recordedAt: exact!.at, ownerId })
+    expect(details.get(second!.eventId)?.ownerId).toBeNull()
+    expect(details.get(second!.eventId)?.recordedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/)
+    expect((await run(Effect.flatMap(store, (s) => s.eventDetails([])))).size).toBe(0)
+    expect(
+      (
+        await failureOf(
+          runtime,
+          Effect.flatMap(store, (s) => s.eventDetails(["nope"])),
+        )
+      )._tag,
+    ).toBe("InvalidRead")
+  })
+
   it("finds the batch an event began, by its batchSize, with the stream's current version", async () => {
     const id = sessionId()
     const ids = [randomUUID(), randomUUID(), randomUUID()]
