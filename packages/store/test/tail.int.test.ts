@@ -120,6 +120,7 @@ describe.each(testDatabases(env))("live subscribers under writes on $name", (dat
     runtime = makeTestRuntime(counted, {
       pollIntervalMs: HOUR,
       sequencer: { pollIntervalMs: HOUR },
+      tail: { maxEvents: 50 },
     })
     await runtime.runPromise(Effect.void)
   })
@@ -194,6 +195,47 @@ describe.each(testDatabases(env))("live subscribers under writes on $name", (dat
       expect(r.every((e) => e.type === "Counted")).toBe(true)
       expect(versions(r)).toEqual(Array.from({ length: 1 + appended / 2 }, (_, i) => 1 + 2 * i))
     }
+  }, 60_000)
+
+  it("a subscriber that stops reading delays nobody, holds one page, and resumes where it stopped", async () => {
+    const mine = `session-${randomUUID()}`
+    const start = await store((s) => s.head())
+    const others = subscribers(10, { after: start.cursor, streamIds: [mine] })
+    const stopped = await runtime.runPromise(Deferred.make<ReadonlyArray<RecordedEvent>>())
+    const resume = await runtime.runPromise(Deferred.make<void>())
+    const pulls: Array<number> = []
+    // The slow subscriber pulls by hand: once, then not until told, then to the end.
+    const slow = runtime.runFork(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const s = yield* EventStore
+          const pull = yield* Stream.toPull(s.subscribe({ after: start.cursor, streamIds: [mine] }))
+          const got: Array<RecordedEvent> = [...(yield* pull)]
+          pulls.push(got.length)
+          yield* Deferred.succeed(stopped, got)
+          yield* Deferred.await(resume)
+          while (got.length < 150) {
+            const page = yield* pull
+            pulls.push(page.length)
+            got.push(...page)
+          }
+          return got
+        }),
+      ),
+    )
+    await store((s) => s.append(mine, [{ type: "First", data: {} }]))
+    expect((await runtime.runPromise(Deferred.await(stopped))).map((e) => e.version)).toEqual([1])
+    // 149 more while it reads nothing: three times what the tail keeps.
+    for (let i = 2; i <= 150; i++) await store((s) => s.append(mine, [{ type: "Next", data: { i } }]))
+    await others.until(150)
+    await others.stop()
+    for (const r of others.received) {
+      expect(r.map((e) => e.version)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1))
+    }
+    await runtime.runPromise(Deferred.succeed(resume, undefined))
+    const got = await runtime.runPromise(Fiber.join(slow))
+    expect(got.map((e) => e.version)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1))
+    expect(Math.max(...pulls)).toBeLessThanOrEqual(100)
   }, 60_000)
 
   // The embedded database runs one transaction at a time: no other can commit while one is open.
