@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Option, PubSub, Queue, Schedule, Stream } from "effect"
+import { Array as Arr, Context, Effect, Layer, Option, PubSub, Schedule, Stream } from "effect"
 import { type AppendOptions, type AppendResult, type NewEvent, runAppend, validateAppend } from "./append.ts"
 import { type Cursor, decodeCursor, encodeCursor, START } from "./cursor.ts"
 import { CurrentTransaction, Database } from "./database.ts"
@@ -84,9 +84,8 @@ export interface LogPage {
 
 export type SubscribeOptions = Omit<ReadAllOptions, "limit">
 
-/** Events a subscription reads per query, and holds unread at most (besides one page). */
+/** Most events one pull of a subscription returns (and one of its reads of the log asks for). */
 const SUBSCRIPTION_PAGE = 100
-const SUBSCRIPTION_BUFFER = 32
 
 export interface Head {
   /** The cursor of the newest event in the log's order. */
@@ -412,9 +411,16 @@ const makeEventStore = (options: EventStoreOptions) =>
       wakeups,
     )
 
+    /**
+     * A subscription is pulled: each pull returns the next events past its cursor, from the
+     * tail's memory while it keeps up, from the log while it is further behind. Nothing is
+     * pushed to it, so a subscriber that stops reading holds at most the page it was last
+     * given and delays nobody; when it reads again it resumes from its cursor, through the log
+     * if the tail has moved on.
+     */
     const subscribe = (subscribeOptions: SubscribeOptions = {}): Stream.Stream<RecordedEvent, ReadError> =>
-      Stream.callback<RecordedEvent, ReadError>(
-        (queue) =>
+      Stream.scoped(
+        Stream.fromPull(
           Effect.gen(function* () {
             const updated = yield* PubSub.subscribe(tail.updates)
             let after = yield* decodeAfter(subscribeOptions.after)
@@ -429,37 +435,33 @@ const makeEventStore = (options: EventStoreOptions) =>
               (typeSet === null || typeSet.has(k.event.type)) &&
               (streamSet === null || streamSet.has(k.event.streamId)) &&
               (ownerId === null || k.ownerId === ownerId)
-            // A follower that stops reading holds at most a page plus the buffer below; it
-            // catches up a page at a time when it reads again.
             const batch = Math.min(config.maxReadLimit, SUBSCRIPTION_PAGE)
-            while (true) {
-              const served = tail.after(after, batch, matches)
-              if (served !== undefined) {
-                for (const event of served.events) yield* Queue.offer(queue, event)
-                after = served.through
-                if (served.events.length < batch) {
+            // A database that is briefly away must not end a live subscription.
+            const readLog = Effect.suspend(() => readPage(after, batch, types, streamIds, ownerId)).pipe(
+              Effect.tapError((error) => Effect.logWarning("subscription read failed; retrying", error)),
+              Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])),
+              Effect.orDie,
+            )
+            const next: Effect.Effect<Arr.NonEmptyReadonlyArray<RecordedEvent>> = Effect.gen(function* () {
+              while (true) {
+                const served = tail.after(after, batch, matches)
+                if (served !== undefined) {
+                  after = served.through
+                  if (Arr.isReadonlyArrayNonEmpty(served.events)) return served.events
                   // Caught up with the tail: wait for it to move (memory only, no query).
                   yield* PubSub.take(updated).pipe(Effect.timeoutOption("5 seconds"))
+                  continue
                 }
-                continue
+                // Further behind than the tail keeps: read the log, filtered there, until caught up.
+                const page = yield* readLog
+                after = yield* decodeCursor(page.cursor).pipe(Effect.orDie)
+                if (Arr.isReadonlyArrayNonEmpty(page.events)) return page.events
+                if (page.caughtUp) yield* PubSub.take(updated).pipe(Effect.timeoutOption("1 second"))
               }
-              // Further behind than the tail keeps: read the log, filtered there, until caught up.
-              // A database that is briefly away must not end a live subscription.
-              const page = yield* Effect.suspend(() =>
-                readPage(after, batch, types, streamIds, ownerId),
-              ).pipe(
-                Effect.tapError((error) => Effect.logWarning("subscription read failed; retrying", error)),
-                Effect.retry(
-                  Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]),
-                ),
-                Effect.orDie,
-              )
-              for (const event of page.events) yield* Queue.offer(queue, event)
-              after = yield* decodeCursor(page.cursor).pipe(Effect.orDie)
-              if (page.caughtUp) yield* PubSub.take(updated).pipe(Effect.timeoutOption("1 second"))
-            }
+            })
+            return next
           }),
-        { bufferSize: SUBSCRIPTION_BUFFER, strategy: "suspend" },
+        ),
       )
 
     const streamInfo = Effect.fn("EventStore.streamInfo")(function* (streamId: string) {
