@@ -4,7 +4,7 @@ import { Context, Effect, Layer } from "effect"
 import { type Actor, listScope } from "./actor.ts"
 import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { iso, isoOrNull, type Page } from "./rows.ts"
-import { loadSession } from "./sessions.ts"
+import { loadSession } from "./session/load.ts"
 
 export interface SessionSummary {
   readonly sessionId: string

@@ -36,7 +36,7 @@ import {
 import { jobStreamId } from "./queries.ts"
 import { type Artifact, type Job, type Page, type Task, toArtifact, toJob, toTask } from "./rows.ts"
 import { layerServices } from "./services.ts"
-import { loadSession } from "./sessions.ts"
+import { loadSession } from "./session/load.ts"
 
 export interface CreateJobInput {
   readonly type: string

@@ -3,7 +3,7 @@ import { Context, Effect, Layer } from "effect"
 import { serviceActor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
 import { Purge } from "./purge.ts"
-import { executeSessionCommand } from "./sessions.ts"
+import { executeSessionCommand } from "./session/command.ts"
 
 export interface SweepReport {
   /** Sessions expired by this sweep. */

@@ -33,7 +33,7 @@ import {
 import { sandboxStreamId } from "./queries.ts"
 import { type Page, type Sandbox, toSandbox } from "./rows.ts"
 import { layerServices } from "./services.ts"
-import { loadSession } from "./sessions.ts"
+import { loadSession } from "./session/load.ts"
 
 export interface RegisterSandboxInput {
   readonly sessionId: string

@@ -22,7 +22,9 @@ import { type Actor, serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
 import { Files } from "../src/files.ts"
 import type { Page } from "../src/rows.ts"
-import { type AsOf, executeSessionCommand, Sessions } from "../src/sessions.ts"
+import { executeSessionCommand } from "../src/session/command.ts"
+import type { AsOf } from "../src/session/load.ts"
+import { Sessions } from "../src/sessions.ts"
 import { type DomainRuntime, makeDomainRuntime, newUser, type Services } from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
