@@ -1,6 +1,7 @@
 /**
  * Shared by the CLI tests that run `chronicle` against a Postgres database: the command run to
- * completion as a child process, and a short-lived connection for the test's own reads.
+ * completion as a child process, a short-lived connection for the test's own reads, and the
+ * log's head read through it.
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -46,3 +47,19 @@ export const withDatabase = async <A>(url: string, f: Effect.Effect<A, unknown, 
     await runtime.dispose()
   }
 }
+
+/** How many events the log holds, and the cursor of its last one, once every event has its place. */
+export const logHead = (url: string) =>
+  withDatabase(
+    url,
+    Effect.flatMap(Database, (d) =>
+      Effect.andThen(
+        sequenceAll(d),
+        d.query<{ n: number; cursor: string }>(
+          `select count(*)::int as n,
+                (select last_seq::text from chronicle.sequencer) as cursor
+           from chronicle.events`,
+        ),
+      ),
+    ),
+  ).then((rows) => rows[0]!)

@@ -8,7 +8,7 @@ import { createPostgresDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { cli, sequenceAll, withDatabase } from "./cli-support.ts"
+import { cli, logHead, withDatabase } from "./cli-support.ts"
 import { callers, startTestServer, type TestServer } from "./support.ts"
 
 const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
@@ -86,20 +86,8 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
         ),
       ),
     )
-    const events = await withDatabase(
-      db.url,
-      Effect.flatMap(Database, (d) =>
-        Effect.andThen(
-          sequenceAll(d),
-          d.query<{ n: number; cursor: string }>(
-            `select count(*)::int as n,
-                (select last_seq::text from chronicle.sequencer) as cursor
-           from chronicle.events`,
-          ),
-        ),
-      ),
-    )
-    const total = events[0]!.n
+    const head = await logHead(db.url)
+    const total = head.n
     expect(total).toBeGreaterThanOrEqual(100_000)
     const before = await readModels(db.url)
 
@@ -125,11 +113,11 @@ describe.runIf(env.postgresUrl !== null)("the chronicle CLI on Postgres", () => 
     expect(status.stdout).toMatch(/^activity +async +v1 +live +[\d,]+ +0 events, 0s/m)
 
     const snapshot = await cli(
-      ["rebuild", "sessions", "--as-of", events[0]!.cursor, "--label", "before_more"],
+      ["rebuild", "sessions", "--as-of", head.cursor, "--label", "before_more"],
       db.url,
     )
     expect(snapshot.code, snapshot.stderr).toBe(0)
-    expect(snapshot.stdout).toContain(`Snapshot before_more holds sessions as of ${events[0]!.cursor}`)
+    expect(snapshot.stdout).toContain(`Snapshot before_more holds sessions as of ${head.cursor}`)
     const list = await cli(["snapshots"], db.url)
     expect(list.stdout).toMatch(
       /^before_more {2}schema analytics_asof_before_more {2}as of cursor \d+ {2}\d+ events {2}sessions {2}taken \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/m,

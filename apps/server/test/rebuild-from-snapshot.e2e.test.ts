@@ -4,7 +4,7 @@ import { Database } from "@chronicle/store"
 import { createPostgresDatabase } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { cli, sequenceAll, withDatabase } from "./cli-support.ts"
+import { cli, logHead, withDatabase } from "./cli-support.ts"
 import {
   type Callers,
   callers,
@@ -139,21 +139,6 @@ const fill = (url: string, sessions: number) =>
       ),
     ),
   )
-
-const logHead = (url: string) =>
-  withDatabase(
-    url,
-    Effect.flatMap(Database, (d) =>
-      Effect.andThen(
-        sequenceAll(d),
-        d.query<{ n: number; cursor: string }>(
-          `select count(*)::int as n,
-                (select last_seq::text from chronicle.sequencer) as cursor
-           from chronicle.events`,
-        ),
-      ),
-    ),
-  ).then((rows) => rows[0]!)
 
 describe.runIf(env.postgresUrl !== null)("chronicle rebuild --from-snapshot on Postgres", () => {
   const drops: Array<() => Promise<void>> = []

@@ -25,6 +25,35 @@ const cli = async (args: ReadonlyArray<string>, env: Record<string, string>) => 
   }
 }
 
+/**
+ * Starts `chronicle serve` with `env` (its data directory) on a free port; resolves once it
+ * listens, with its process id, its URL and a `stop` that ends it (SIGTERM) and waits for it.
+ */
+const serve = async (env: Record<string, string>) => {
+  const server = spawn(process.execPath, [CLI, "serve"], {
+    env: { ...process.env, ...NO_AUTH, ...env, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let out = ""
+  server.stdout.on("data", (chunk) => {
+    out += chunk
+  })
+  const stop = async () => {
+    server.kill("SIGTERM")
+    await new Promise((resolve) => server.once("exit", resolve))
+  }
+  let url: string | undefined
+  for (let i = 0; i < 600 && url === undefined; i++) {
+    url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
+    if (url === undefined) await new Promise((r) => setTimeout(r, 100))
+  }
+  if (url === undefined) {
+    await stop()
+    throw new Error(`the server did not start:\n${out}`)
+  }
+  return { pid: server.pid, url, stop }
+}
+
 describe("chronicle export, import and rebuild", () => {
   let dir: string
   beforeAll(async () => {
@@ -36,19 +65,10 @@ describe("chronicle export, import and rebuild", () => {
     timeout: 240_000,
   }, async () => {
     const source = { CHRONICLE_DATA_DIR: join(dir, "source") }
-    const server = spawn(process.execPath, [CLI, "serve"], {
-      env: { ...process.env, ...NO_AUTH, ...source, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let out = ""
-    server.stdout.on("data", (chunk) => {
-      out += chunk
-    })
+    const server = await serve(source)
+    const url = server.url
+    expect(url).toMatch(/^http:\/\//)
     try {
-      for (let i = 0; i < 600 && !out.includes("listening on"); i++)
-        await new Promise((r) => setTimeout(r, 100))
-      expect(out).toContain("listening on")
-      const url = /listening on (http:\/\/\S+)/.exec(out)![1]!
       // Each command that opens the database is refused with one line naming the process that
       // has it open, how to stop it, and the running server's API to use instead.
       for (const command of [["status"], ["rebuild", "--all"], ["export"]]) {
@@ -65,8 +85,7 @@ describe("chronicle export, import and rebuild", () => {
         expect(lines[0]).toContain(`use its API at ${url}: the Studio (${url}/studio/)`)
       }
     } finally {
-      server.kill("SIGTERM")
-      await new Promise((resolve) => server.once("exit", resolve))
+      await server.stop()
     }
     // The server's address file goes with it.
     expect(existsSync(`${source.CHRONICLE_DATA_DIR}.server`)).toBe(false)
@@ -83,25 +102,12 @@ describe("chronicle export, import and rebuild", () => {
   }, async () => {
     const source = { CHRONICLE_DATA_DIR: join(dir, "rt-source") }
     const target = { CHRONICLE_DATA_DIR: join(dir, "rt-target") }
-    const server = spawn(process.execPath, [CLI, "serve"], {
-      env: { ...process.env, ...NO_AUTH, ...source, PORT: "0", CHRONICLE_LOG_LEVEL: "none" },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let out = ""
-    server.stdout.on("data", (chunk) => {
-      out += chunk
-    })
+    const server = await serve(source)
     let childId = ""
     let parentId = ""
     let fileId = ""
     try {
-      let url: string | undefined
-      for (let i = 0; i < 600 && url === undefined; i++) {
-        url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
-        if (url === undefined) await new Promise((r) => setTimeout(r, 100))
-      }
-      if (url === undefined) throw new Error(`the server did not start:\n${out}`)
-      const client = createChronicleClient({ url })
+      const client = createChronicleClient({ url: server.url })
       // U+2028 and U+2029 stay inside their line of the export.
       const parent = await client.sessions.create.mutate({ title: "parent\u2028line\u2029paragraph" })
       parentId = parent.id
@@ -118,8 +124,7 @@ describe("chronicle export, import and rebuild", () => {
       fileId = file.id
       await client.files.attach.mutate({ sessionId: childId, fileId })
     } finally {
-      server.kill("SIGTERM")
-      await new Promise((resolve) => server.once("exit", resolve))
+      await server.stop()
     }
 
     const file = join(dir, "rt.ndjson")

@@ -1,35 +1,18 @@
 import { testDatabases } from "@chronicle/store/testing"
-import { type Context, Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { Effect } from "effect"
+import { describe, expect, it } from "vitest"
 import { Content } from "../src/content.ts"
 import { Files } from "../src/files.ts"
 import { Jobs } from "../src/jobs.ts"
 import { Retention } from "../src/retention.ts"
 import { Sandboxes } from "../src/sandboxes.ts"
-import { Sessions } from "../src/sessions.ts"
-import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
+import { domainRuntimeFor, env, failureOf, newUser } from "./support.ts"
 
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
 const bytes = (text: string) => new TextEncoder().encode(text)
 
 describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name", (database) => {
-  let runtime: DomainRuntime
-  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect)
-  const use =
-    <I extends Services, S>(tag: Context.Key<I, S>) =>
-    <A, E>(f: (s: S) => Effect.Effect<A, E>) =>
-      run(Effect.flatMap(tag, f))
-  const sessions = use(Sessions)
-  const content = use(Content)
-  const files = use(Files)
-  const jobs = use(Jobs)
-  const sandboxes = use(Sandboxes)
-
-  beforeAll(async () => {
-    runtime = makeDomainRuntime(database.layer(), { maxFileBytes: 1024, sessionTtlHours: 24 })
-    await run(Effect.void)
-  })
-  afterAll(() => runtime.dispose())
+  const domain = domainRuntimeFor(database, { maxFileBytes: 1024, sessionTtlHours: 24 })
+  const { run, sessions, content, files, jobs, sandboxes } = domain
 
   it("stores a file's bytes once, checks size and MIME type, and attaches it to several sessions", async () => {
     const alice = newUser()
@@ -46,14 +29,14 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     expect(new TextDecoder().decode(read.content)).toBe("hello")
 
     const big = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Files, (f) =>
         f.put(alice, { content: new Uint8Array(1025), name: "big", mimeType: "text/plain" }),
       ),
     )
     expect(big).toMatchObject({ _tag: "PayloadTooLarge", limit: 1024 })
     const exe = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Files, (f) =>
         f.put(alice, { content: bytes("x"), name: "x.exe", mimeType: "application/x-msdownload" }),
       ),
@@ -66,7 +49,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     const attached = await content((c) => c.attachFile(alice, s2.id, a.id))
     expect(attached).toMatchObject({ fileId: a.id, sessionId: s2.id, name: "a.txt" })
     const twice = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) => c.attachFile(alice, s1.id, a.id)),
     )
     expect(twice._tag).toBe("InvalidTransition")
@@ -77,7 +60,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
       a.id,
     ])
     const again = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) => c.detachFile(alice, s1.id, a.id)),
     )
     expect(again._tag).toBe("NotFound")
@@ -88,7 +71,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     expect(
       (
         await failureOf(
-          runtime,
+          domain.runtime,
           Effect.flatMap(Content, (c) => c.attachFile(bob, bobs.id, a.id)),
         )
       )._tag,
@@ -96,7 +79,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     expect(
       (
         await failureOf(
-          runtime,
+          domain.runtime,
           Effect.flatMap(Files, (f) => f.get(bob, a.id)),
         )
       )._tag,
@@ -119,7 +102,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     expect(progressed).toMatchObject({ progress: 0.5, progressMessage: "half" })
     await jobs((j) => j.transition(alice, job.id, { type: "PauseJob", reason: null }))
     const paused = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Jobs, (j) =>
         j.transition(alice, job.id, { type: "ProgressJob", progress: 0.6, message: null }),
       ),
@@ -134,7 +117,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     )
     expect(done).toMatchObject({ status: "completed", output: { ok: true } })
     const final = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Jobs, (j) => j.updateTask(alice, job.id, { taskId: task.id, status: "running" })),
     )
     expect(final._tag).toBe("InvalidTransition")
@@ -175,7 +158,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     const job = await jobs((j) => j.create(alice, { type: "install" }))
     await jobs((j) => j.transition(alice, job.id, { type: "CancelJob", reason: "user" }))
     const error = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Jobs, (j) => j.transition(alice, job.id, { type: "CompleteJob", output: null })),
     )
     expect(error._tag).toBe("InvalidTransition")
@@ -208,7 +191,7 @@ describe.each(testDatabases(env))("jobs, files, sandboxes and retention on $name
     ])
     await sandboxes((s) => s.changeStatus(alice, box.id, { status: "stopped" }))
     const restart = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Sandboxes, (s) => s.changeStatus(alice, box.id, { status: "running" })),
     )
     expect(restart._tag).toBe("InvalidTransition")

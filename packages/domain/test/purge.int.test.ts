@@ -6,68 +6,29 @@
  * retention sweep purges sessions expired longer than its policy; point-in-time snapshots
  * (analytics_asof_<label> schemas) lose the session's text too.
  */
-import { Projections } from "@chronicle/projections"
+import { Projections, readModelTables } from "@chronicle/projections"
 import { Database, EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
-import { type Context, Effect, Layer } from "effect"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { Effect, Layer } from "effect"
+import { describe, expect, it } from "vitest"
 import { serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
 import { Files } from "../src/files.ts"
-import { Graphs } from "../src/graphs.ts"
-import { Jobs } from "../src/jobs.ts"
 import { Purge } from "../src/purge.ts"
 import { Retention } from "../src/retention.ts"
 import { Sandboxes } from "../src/sandboxes.ts"
-import { Sessions } from "../src/sessions.ts"
-import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
-
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+import { domainRuntimeFor, env, failureOf, newUser } from "./support.ts"
 
 const SECRET = "Xylophone-Secret-7431"
 
 /** The read models a rebuild makes (every inline projection's tables). */
-const READ_MODELS = [
-  "sessions",
-  "session_rollbacks",
-  "session_updates",
-  "messages",
-  "revisions",
-  "drafts",
-  "hole_resolutions",
-  "session_files",
-  "session_file_detachments",
-  "tool_runs",
-  "checkpoints",
-  "files",
-  "jobs",
-  "tasks",
-  "artifacts",
-  "sandboxes",
-  "graph_threads",
-  "graph_checkpoints",
-  "graph_blobs",
-  "graph_writes",
-]
+const READ_MODELS = [...readModelTables, "graph_threads", "graph_checkpoints", "graph_blobs", "graph_writes"]
 
 describe.each(testDatabases(env))("purging sessions on $name", (database) => {
-  let runtime: DomainRuntime
-  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect)
-  const use =
-    <I extends Services, S>(tag: Context.Key<I, S>) =>
-    <A, E>(f: (s: S) => Effect.Effect<A, E>) =>
-      run(Effect.flatMap(tag, f))
-  const sessions = use(Sessions)
-  const content = use(Content)
-  const purge = use(Purge)
+  const domain = domainRuntimeFor(database, { sessionTtlHours: 24, purgeExpiredAfterDays: 7 })
+  const { run, sessions, content, purge } = domain
   const sql = <T extends Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
     run(Effect.flatMap(Database, (db) => db.query<T>(text, params)))
-
-  beforeAll(async () => {
-    runtime = makeDomainRuntime(database.layer(), { sessionTtlHours: 24, purgeExpiredAfterDays: 7 })
-    await run(Effect.void)
-  })
-  afterAll(() => runtime.dispose())
 
   /**
    * Rows of every table of every chronicle schema (and every snapshot's analytics_asof_ schema)
@@ -258,7 +219,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
 
     // A purged session takes no more writes, and is not purged twice.
     const refused = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) => c.appendMessages(alice, s.id, [{ role: "user", content: "x" }])),
     )
     expect(refused._tag).toBe("InvalidTransition")
@@ -271,12 +232,12 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
       `update chronicle.events set data = '{}'::jsonb where stream_id = 'session-${s.id}'`,
       `delete from chronicle.events where stream_id = 'session-${s.id}'`,
     ]) {
-      const exit = await runtime.runPromiseExit(Effect.flatMap(Database, (db) => db.query(statement)))
+      const exit = await domain.runtime.runPromiseExit(Effect.flatMap(Database, (db) => db.query(statement)))
       expect(exit._tag).toBe("Failure")
       expect(String(exit)).toMatch(/append-only/)
     }
     // Setting the flag by hand to anything but the transaction's own id lets nothing through.
-    const forged = await runtime.runPromiseExit(
+    const forged = await domain.runtime.runPromiseExit(
       Effect.flatMap(Database, (db) =>
         db.transaction(
           Effect.gen(function* () {
@@ -310,7 +271,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     const hex = Buffer.from(`only alice ${SECRET}`).toString("hex")
     expect(Object.keys(await traces(hex)).length).toBe(1)
     const forbidden = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Purge, (p) => p.purge(alice, { sessionId: s.id })),
     )
     expect(forbidden._tag).toBe("Forbidden")
@@ -323,7 +284,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     expect(await traces(hex)).toEqual({})
     expect((await run(Effect.flatMap(Files, (f) => f.get(alice, own.id)))).name).toBe("redacted")
     const erased = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Files, (f) => f.content(alice, own.id)),
     )
     expect(erased._tag).toBe("NotFound")
@@ -346,8 +307,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
     const hex = (text: string) => Buffer.from(text).toString("hex")
     const alice = newUser()
     const bob = newUser()
-    const graphs = use(Graphs)
-    const jobs = use(Jobs)
+    const { graphs, jobs } = domain
     /** A thread with the text in its checkpoint, metadata, a list, a large value (in the blob store) and a write. */
     const thread = async (actor: typeof alice, text: string) => {
       const input = {

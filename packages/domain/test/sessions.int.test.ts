@@ -1,26 +1,15 @@
 import { Database } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { serviceActor } from "../src/actor.ts"
 import { Content } from "../src/content.ts"
 import { Sessions } from "../src/sessions.ts"
-import { type DomainRuntime, failureOf, makeDomainRuntime, newUser, type Services } from "./support.ts"
-
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+import { domainRuntimeFor, env, failureOf, newUser } from "./support.ts"
 
 describe.each(testDatabases(env))("sessions on $name", (database) => {
-  let runtime: DomainRuntime
-  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect)
-  const sessions = <A, E>(f: (s: Sessions["Service"]) => Effect.Effect<A, E>) =>
-    run(Effect.flatMap(Sessions, f))
-  const content = <A, E>(f: (s: Content["Service"]) => Effect.Effect<A, E>) => run(Effect.flatMap(Content, f))
-
-  beforeAll(async () => {
-    runtime = makeDomainRuntime(database.layer())
-    await run(Effect.void)
-  })
-  afterAll(() => runtime.dispose())
+  const domain = domainRuntimeFor(database)
+  const { run, sessions, content } = domain
 
   it("creates a session and reads it back with zero counts", async () => {
     const alice = newUser()
@@ -46,7 +35,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     expect(
       (
         await failureOf(
-          runtime,
+          domain.runtime,
           Effect.flatMap(Sessions, (s) => s.get(bob, created.id)),
         )
       )._tag,
@@ -58,7 +47,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     expect(
       (
         await failureOf(
-          runtime,
+          domain.runtime,
           Effect.flatMap(Sessions, (s) => s.create(serviceActor(), {})),
         )
       )._tag,
@@ -120,7 +109,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     const list = await content((c) => c.listMessages(alice, id, {}))
     expect(list.items.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6])
     const conflict = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) =>
         c.appendMessages(alice, id, [{ role: "user", content: "late" }], { expectedVersion: 2 }),
       ),
@@ -136,7 +125,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     const archived = await sessions((s) => s.archive(alice, id, "done"))
     expect(archived.status).toBe("archived")
     const refused = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) => c.appendMessages(alice, id, [{ role: "user", content: "x" }])),
     )
     expect(refused._tag).toBe("InvalidTransition")
@@ -199,7 +188,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     const alice = newUser()
     const { id } = await sessions((s) => s.create(alice, {}))
     const error = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Sessions, (s) => s.rollback(alice, id, { toVersion: 5 })),
     )
     expect(error._tag).toBe("InvalidCommand")
@@ -244,7 +233,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     const { id } = await sessions((s) => s.create(alice, {}))
     await content((c) => c.resolveHole(alice, id, { holeId: "h1", value: 1, confidence: 0.8 }))
     const lower = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) => c.resolveHole(alice, id, { holeId: "h1", value: 2, confidence: 0.5 })),
     )
     expect(lower._tag).toBe("InvalidTransition")
@@ -259,7 +248,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     const alice = newUser()
     const { id } = await sessions((s) => s.create(alice, {}))
     const missing = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Content, (c) =>
         c.recordDraft(alice, id, { code: "x", language: "ts", valid: true, revisionNumber: 1 }),
       ),
@@ -307,14 +296,14 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     expect(bobs.created).toBe(true)
     expect(bobs.session.id).not.toBe(results[0]!.session.id)
     const dup = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Sessions, (s) => s.create(alice, { externalKey: "thread-42" })),
     )
     expect(dup._tag).toBe("InvalidTransition")
     expect(
       (
         await failureOf(
-          runtime,
+          domain.runtime,
           Effect.flatMap(Sessions, (s) => s.getByKey(alice, "nope")),
         )
       )._tag,
@@ -388,7 +377,7 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
 
   it("rejects a session id that is not a UUID as not found", async () => {
     const error = await failureOf(
-      runtime,
+      domain.runtime,
       Effect.flatMap(Sessions, (s) => s.get(newUser(), "nope")),
     )
     expect(error).toMatchObject({ _tag: "NotFound", entity: "session", id: "nope" })

@@ -1,18 +1,22 @@
 import { randomUUID } from "node:crypto"
 import { type Database, EventStore } from "@chronicle/store"
+import type { TestDatabase } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
-import { Cause, type Effect, Exit, Layer, ManagedRuntime } from "effect"
+import { Cause, type Context, Effect, Exit, Layer, ManagedRuntime } from "effect"
+import { afterAll, beforeAll, inject } from "vitest"
 import { type Actor, userActor } from "../src/actor.ts"
 import { DomainConfig, type DomainConfigShape, defaultDomainConfig } from "../src/config.ts"
-import type { Content } from "../src/content.ts"
-import type { Files } from "../src/files.ts"
-import type { Graphs } from "../src/graphs.ts"
-import type { Jobs } from "../src/jobs.ts"
+import { Content } from "../src/content.ts"
+import { Files } from "../src/files.ts"
+import { Graphs } from "../src/graphs.ts"
+import { Jobs } from "../src/jobs.ts"
 import { DomainLayer } from "../src/layer.ts"
-import type { Purge } from "../src/purge.ts"
-import type { Retention } from "../src/retention.ts"
-import type { Sandboxes } from "../src/sandboxes.ts"
-import type { Sessions } from "../src/sessions.ts"
+import { Purge } from "../src/purge.ts"
+import { Retention } from "../src/retention.ts"
+import { Sandboxes } from "../src/sandboxes.ts"
+import { Sessions } from "../src/sessions.ts"
+
+export const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
 
 export type Services =
   | Sessions
@@ -40,6 +44,45 @@ export const makeDomainRuntime = (
 }
 
 export type DomainRuntime = ReturnType<typeof makeDomainRuntime>
+
+/**
+ * A domain runtime over a fresh `database` for the enclosing `describe` block: made (its
+ * database migrated) before the tests, disposed after them. `runtime`, `run`, `use` and the
+ * services' shortcuts (`sessions((s) => s.get(actor, id))`) are for use inside tests.
+ */
+export const domainRuntimeFor = (database: TestDatabase, config: Partial<DomainConfigShape> = {}) => {
+  let made: DomainRuntime | undefined
+  beforeAll(async () => {
+    made = makeDomainRuntime(database.layer(), config)
+    await made.runPromise(Effect.void)
+  })
+  afterAll(() => made?.dispose())
+  const runtime = () => {
+    if (made === undefined) throw new Error("the domain runtime is not made yet: use it inside a test")
+    return made
+  }
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime().runPromise(effect)
+  /** Runs `f` with the service `tag` names: `use(Sessions)((s) => s.get(actor, id))`. */
+  const use =
+    <I extends Services, S>(tag: Context.Key<I, S>) =>
+    <A, E>(f: (s: S) => Effect.Effect<A, E>) =>
+      run(Effect.flatMap(tag, f))
+  return {
+    get runtime() {
+      return runtime()
+    },
+    run,
+    use,
+    sessions: use(Sessions),
+    content: use(Content),
+    files: use(Files),
+    graphs: use(Graphs),
+    jobs: use(Jobs),
+    sandboxes: use(Sandboxes),
+    retention: use(Retention),
+    purge: use(Purge),
+  }
+}
 
 export const newUser = (): Actor => userActor(randomUUID())
 

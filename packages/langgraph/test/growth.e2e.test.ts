@@ -7,13 +7,11 @@
  */
 import { randomUUID } from "node:crypto"
 import { graphIdForThread, graphStreamId } from "@chronicle/domain"
-import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
-import { AIMessage, type BaseMessage, HumanMessage } from "@langchain/core/messages"
-import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { ChronicleSaver } from "../src/index.ts"
-
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+import { testDatabases } from "@chronicle/server/testing"
+import { type BaseMessage, HumanMessage } from "@langchain/core/messages"
+import { describe, expect, it } from "vitest"
+import type { ChronicleSaver } from "../src/index.ts"
+import { chatGraph, env, serverUser } from "./support.ts"
 
 /** About `bytes` of prose, different for every `seed`. */
 const prose = (seed: string, bytes: number) => {
@@ -23,36 +21,21 @@ const prose = (seed: string, bytes: number) => {
   return text
 }
 
-/** A chat graph: one node answers the last user message with about `replyBytes` of text. */
-const chatGraph = (checkpointer: ChronicleSaver, replyBytes = 2_000) =>
-  new StateGraph(MessagesAnnotation)
-    .addNode("agent", (state: { messages: Array<BaseMessage> }) => ({
-      messages: [new AIMessage({ content: prose(`reply ${state.messages.length}`, replyBytes) })],
-    }))
-    .addEdge(START, "agent")
-    .addEdge("agent", END)
-    .compile({ checkpointer })
+/** A chat graph whose node answers the last user message with about `replyBytes` of text. */
+const proseGraph = (checkpointer: ChronicleSaver, replyBytes = 2_000) =>
+  chatGraph(checkpointer, (n) => prose(`reply ${n}`, replyBytes))
 
 describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($name)", (database) => {
-  let server: TestServer
-  const user = randomUUID()
-  let token: string
-  beforeAll(async () => {
-    server = await startTestServer(database)
-    token = await server.authority.hs256Token({ sub: user })
-  })
-  afterAll(async () => {
-    await server?.close()
-  })
+  const served = serverUser(database)
 
   /** Bytes of JSON the thread's events hold in the log. */
   const logBytes = async (threadId: string) => {
-    const client = clientFor(server.server.url, token)
+    const client = served.client()
     let bytes = 0
     let cursor: string | undefined
     for (;;) {
       const page = await client.events.readStream.query({
-        streamId: graphStreamId(graphIdForThread(user, threadId)),
+        streamId: graphStreamId(graphIdForThread(served.user, threadId)),
         ...(cursor === undefined ? {} : { cursor }),
         limit: 500,
       })
@@ -63,8 +46,8 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
   }
 
   it("runs 200 turns, and the log grows linearly with them", { timeout: 300_000 }, async () => {
-    const saver = new ChronicleSaver({ client: clientFor(server.server.url, token) })
-    const graph = chatGraph(saver)
+    const saver = served.saver()
+    const graph = proseGraph(saver)
     const threadId = `chat-${randomUUID()}`
     const config = { configurable: { thread_id: threadId } }
     const bytesAt: Record<number, number> = {}
@@ -82,7 +65,7 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
     expect(bytesAt[200]! / bytesAt[100]!).toBeLessThan(2.5)
 
     // A new saver (another process) reads the thread as it is, and goes on from it.
-    const resumed = chatGraph(new ChronicleSaver({ client: clientFor(server.server.url, token) }))
+    const resumed = proseGraph(served.saver())
     await resumed.invoke({ messages: [new HumanMessage("one more")] }, config)
     const after = (await resumed.getState(config)).values.messages as Array<BaseMessage>
     expect(after).toHaveLength(402)
@@ -97,13 +80,13 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
   })
 
   it("keeps one value larger than an event may hold", async () => {
-    const saver = new ChronicleSaver({ client: clientFor(server.server.url, token) })
+    const saver = served.saver()
     // 5 MiB of text: more than one event may hold (6 MiB of JSON here) once base64-encoded.
-    const graph = chatGraph(saver, 5 * 1024 * 1024)
+    const graph = proseGraph(saver, 5 * 1024 * 1024)
     const config = { configurable: { thread_id: `big-${randomUUID()}` } }
     await graph.invoke({ messages: [new HumanMessage("give me everything")] }, config)
     await graph.invoke({ messages: [new HumanMessage("and again")] }, config)
-    const fresh = chatGraph(new ChronicleSaver({ client: clientFor(server.server.url, token) }))
+    const fresh = proseGraph(served.saver())
     const messages = (await fresh.getState(config)).values.messages as Array<BaseMessage>
     expect(messages.map((m) => (m.content as string).length)).toEqual([
       "give me everything".length,
@@ -113,11 +96,8 @@ describe.each(testDatabases(env))("a long messages thread in ChronicleSaver ($na
     ])
     expect(messages[3]!.content).toBe(prose("reply 3", 5 * 1024 * 1024))
     // The log carries the replies' SHA-256, their bytes are in the blob store.
-    const page = await clientFor(server.server.url, token).events.readStream.query({
-      streamId: graphStreamId(graphIdForThread(user, config.configurable.thread_id)),
-      limit: 500,
-    })
-    for (const event of page.items) expect(JSON.stringify(event.data).length).toBeLessThan(100_000)
-    expect(JSON.stringify(page.items)).toContain('"sha256"')
+    const events = await served.threadEvents(config.configurable.thread_id)
+    for (const event of events) expect(JSON.stringify(event.data).length).toBeLessThan(100_000)
+    expect(JSON.stringify(events)).toContain('"sha256"')
   })
 })

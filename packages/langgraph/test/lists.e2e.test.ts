@@ -5,63 +5,35 @@
  * saver that remembers a base of a thread deleted meanwhile sends the whole list instead.
  */
 import { randomUUID } from "node:crypto"
-import { createChronicleClient } from "@chronicle/client"
-import { graphIdForThread, graphStreamId } from "@chronicle/domain"
-import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
-import { AIMessage, type BaseMessage, HumanMessage } from "@langchain/core/messages"
-import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph"
+import { testDatabases } from "@chronicle/server/testing"
+import { type BaseMessage, HumanMessage } from "@langchain/core/messages"
 import { type BaseCheckpointSaver, type CheckpointTuple, MemorySaver } from "@langchain/langgraph-checkpoint"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { ChronicleSaver } from "../src/index.ts"
+import { describe, expect, it } from "vitest"
+import { chatGraph, env, serverUser } from "./support.ts"
 
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
-
-const chatGraph = (checkpointer: BaseCheckpointSaver) =>
-  new StateGraph(MessagesAnnotation)
-    .addNode("agent", (state: { messages: Array<BaseMessage> }) => ({
-      messages: [new AIMessage(`reply ${state.messages.length}`)],
-    }))
-    .addEdge(START, "agent")
-    .addEdge("agent", END)
-    .compile({ checkpointer })
+const chat = (checkpointer: BaseCheckpointSaver) => chatGraph(checkpointer, (n) => `reply ${n}`)
 
 const contents = (messages: unknown) => (messages as Array<BaseMessage>).map((m) => m.content)
 
 describe.each(testDatabases(env))("list channels in ChronicleSaver ($name)", (database) => {
-  let server: TestServer
-  const user = randomUUID()
-  let token: string
-  beforeAll(async () => {
-    server = await startTestServer(database)
-    token = await server.authority.hs256Token({ sub: user })
-  })
-  afterAll(async () => {
-    await server?.close()
-  })
-
-  const saver = () => new ChronicleSaver({ client: clientFor(server.server.url, token) })
+  const served = serverUser(database)
 
   /** The `GraphCheckpointSaved` events of a thread, oldest first. */
-  const checkpointEvents = async (threadId: string) => {
-    const page = await clientFor(server.server.url, token).events.readStream.query({
-      streamId: graphStreamId(graphIdForThread(user, threadId)),
-      limit: 500,
-    })
-    return page.items
+  const checkpointEvents = async (threadId: string) =>
+    (await served.threadEvents(threadId))
       .filter((e) => e.type === "GraphCheckpointSaved")
       .map((e) => e.data as Record<string, never>)
-  }
 
   it("reads a thread whose lists were stored whole, and goes on storing what each step adds", async () => {
     // Two turns recorded as the saver recorded them before: every changed value whole.
     const memory = new MemorySaver()
     const config = { configurable: { thread_id: `old-${randomUUID()}` } }
-    const old = chatGraph(memory)
+    const old = chat(memory)
     await old.invoke({ messages: [new HumanMessage("first")] }, config)
     await old.invoke({ messages: [new HumanMessage("second")] }, config)
     const tuples: Array<CheckpointTuple> = []
     for await (const tuple of memory.list(config)) tuples.unshift(tuple)
-    const client = clientFor(server.server.url, token)
+    const client = served.client()
     const dump = async (value: unknown) => {
       const [type, bytes] = await memory.serde.dumpsTyped(value)
       return { type, data: Buffer.from(bytes).toString("base64") }
@@ -88,7 +60,7 @@ describe.each(testDatabases(env))("list channels in ChronicleSaver ($name)", (da
     }
     const before = (await checkpointEvents(config.configurable.thread_id)).length
 
-    const graph = chatGraph(saver())
+    const graph = chat(served.saver())
     expect(contents((await graph.getState(config)).values.messages)).toEqual([
       "first",
       "reply 1",
@@ -135,7 +107,7 @@ describe.each(testDatabases(env))("list channels in ChronicleSaver ($name)", (da
   })
 
   it("refuses a list on a base the thread does not hold, with the field that names it", async () => {
-    const client = clientFor(server.server.url, token)
+    const client = served.client()
     const value = { type: "json", data: Buffer.from('"x"').toString("base64") }
     const put = (list: { base: string | null; keep: number }) =>
       client.graphs.putCheckpoint.mutate({
@@ -170,21 +142,19 @@ describe.each(testDatabases(env))("list channels in ChronicleSaver ($name)", (da
       if (url.includes("graphs.putCheckpoint") && response.status === 404) refused.push(response.status)
       return response
     }
-    const remembering = new ChronicleSaver({
-      client: createChronicleClient({ url: server.server.url, token, fetch: counting }),
-    })
-    const graph = chatGraph(remembering)
+    const remembering = served.saver(counting)
+    const graph = chat(remembering)
     // The same message (its id too) starts both conversations: the new list starts as the
     // remembered one did.
     const hello = () => new HumanMessage({ content: "hello", id: "hello-1" })
     await graph.invoke({ messages: [hello()] }, config)
     // Another process deletes the thread; this saver still remembers its lists.
-    await saver().deleteThread(config.configurable.thread_id)
+    await served.saver().deleteThread(config.configurable.thread_id)
     await graph.invoke({ messages: [hello()] }, config)
     expect(refused.length).toBeGreaterThan(0)
     expect(contents((await graph.getState(config)).values.messages)).toEqual(["hello", "reply 1"])
     await graph.invoke({ messages: [new HumanMessage("again")] }, config)
-    expect(contents((await chatGraph(saver()).getState(config)).values.messages)).toEqual([
+    expect(contents((await chat(served.saver()).getState(config)).values.messages)).toEqual([
       "hello",
       "reply 1",
       "again",

@@ -10,24 +10,14 @@
  */
 import { createHash, randomUUID } from "node:crypto"
 import { graphIdForThread, graphStreamId, Purge, serviceActor, userActor } from "@chronicle/domain"
-import {
-  callers,
-  clientFor,
-  runEnded,
-  startTestServer,
-  sweepLater,
-  type TestServer,
-  testDatabases,
-} from "@chronicle/server/testing"
+import { callers, runEnded, sweepLater, testDatabases } from "@chronicle/server/testing"
 import { Database } from "@chronicle/store"
-import { AIMessage, type BaseMessage, HumanMessage } from "@langchain/core/messages"
-import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph"
+import { type BaseMessage, HumanMessage } from "@langchain/core/messages"
 import type { CheckpointTuple } from "@langchain/langgraph-checkpoint"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { ChronicleSaver } from "../src/index.ts"
-
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+import { describe, expect, it } from "vitest"
+import type { ChronicleSaver } from "../src/index.ts"
+import { chatGraph, env, serverUser } from "./support.ts"
 
 /** About `bytes` of prose, different for every `seed`. */
 const prose = (seed: string, bytes: number) => {
@@ -36,14 +26,9 @@ const prose = (seed: string, bytes: number) => {
   return text
 }
 
-const chatGraph = (checkpointer: ChronicleSaver, replyBytes = 200) =>
-  new StateGraph(MessagesAnnotation)
-    .addNode("agent", (state: { messages: Array<BaseMessage> }) => ({
-      messages: [new AIMessage({ content: prose(`reply ${state.messages.length}`, replyBytes) })],
-    }))
-    .addEdge(START, "agent")
-    .addEdge("agent", END)
-    .compile({ checkpointer })
+/** A chat graph whose node answers with about `replyBytes` of prose. */
+const proseGraph = (checkpointer: ChronicleSaver, replyBytes = 200) =>
+  chatGraph(checkpointer, (n) => prose(`reply ${n}`, replyBytes))
 
 const GRAPH_TABLES = {
   graph_threads: "id",
@@ -53,20 +38,11 @@ const GRAPH_TABLES = {
 } as const
 
 describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (database) => {
-  let server: TestServer
-  const user = randomUUID()
-  let token: string
-  beforeAll(async () => {
-    server = await startTestServer(database, { CHRONICLE_GRAPH_KEEP_CHECKPOINTS: "5" })
-    token = await server.authority.hs256Token({ sub: user })
-  })
-  afterAll(async () => {
-    await server?.close()
-  })
-
-  const saver = () => new ChronicleSaver({ client: clientFor(server.server.url, token) })
+  const served = serverUser(database, { CHRONICLE_GRAPH_KEEP_CHECKPOINTS: "5" })
+  const user = served.user
+  const saver = () => served.saver()
   const run = <A, E>(effect: Effect.Effect<A, E, Purge | Database>) =>
-    server.server.runtime.runPromise(effect as Effect.Effect<A, E, never>)
+    served.server.server.runtime.runPromise(effect as Effect.Effect<A, E, never>)
   const query = <T extends Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
     run(Effect.flatMap(Database, (db) => db.query<T>(text, params)).pipe(Effect.orDie))
   const graphId = (threadId: string) => graphIdForThread(user, threadId)
@@ -109,7 +85,7 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
   }
 
   const chat = async (threadId: string, turns: number, bytes = 200) => {
-    const graph = chatGraph(saver(), bytes)
+    const graph = proseGraph(saver(), bytes)
     for (let turn = 1; turn <= turns; turn++)
       await graph.invoke(
         { messages: [new HumanMessage(prose(`question ${turn}`, bytes))] },
@@ -139,7 +115,7 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
     )
 
     // A user may not prune; a dry run says what would go and writes nothing.
-    const refused = await server.server.runtime.runPromiseExit(
+    const refused = await served.server.server.runtime.runPromiseExit(
       Effect.flatMap(Purge, (p) => p.pruneGraphCheckpoints(userActor(user), { keep: 5, threadId })),
     )
     expect(String(refused)).toMatch(/Only the service role/)
@@ -212,14 +188,14 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
 
     // A rebuild of the graph projection from the log gives the same rows.
     const inline = await dumpThread(threadId)
-    const c = await callers(server)
+    const c = await callers(served.server)
     const { runId } = await c.asService.projections.rebuild.mutate({ projections: ["graph"] })
     expect(await runEnded(c.asService, runId)).toMatchObject({ state: "completed" })
     expect(await dumpThread(threadId)).toEqual(inline)
     expect(await dumpThread(other)).toEqual(otherBefore)
 
     // The graph goes on from the latest checkpoint, with every message.
-    const graph = chatGraph(saver())
+    const graph = proseGraph(saver())
     await graph.invoke(
       { messages: [new HumanMessage("one more")] },
       { configurable: { thread_id: threadId } },
@@ -236,13 +212,13 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
     const second = await c.asService.projections.rebuild.mutate({ projections: ["graph"] })
     expect(await runEnded(c.asService, second.runId)).toMatchObject({ state: "completed" })
     expect(await dumpThread(threadId)).toEqual(again)
-    const resumed = (await chatGraph(saver()).getState({ configurable: { thread_id: threadId } })).values
+    const resumed = (await proseGraph(saver()).getState({ configurable: { thread_id: threadId } })).values
       .messages as Array<BaseMessage>
     expect(resumed.map((m) => m.content)).toEqual(messages.map((m) => m.content))
   })
 
   it("deletes the large values only pruned checkpoints named; those the kept ones rest on stay", async () => {
-    const client = clientFor(server.server.url, token)
+    const client = served.client()
     const threadId = `large-${randomUUID()}`
     // Over 64 KiB of base64 each: kept in the blob store, the events carry their SHA-256.
     const large = (seed: string) => ({
@@ -302,7 +278,7 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
     const threadId = `swept-${randomUUID()}`
     await chat(threadId, 4)
     expect((await history(threadId)).length).toBeGreaterThan(5)
-    await sweepLater(server, 0)
+    await sweepLater(served.server, 0)
     expect(await history(threadId)).toHaveLength(5)
   })
 
@@ -317,7 +293,7 @@ describe.each(testDatabases(env))("pruning a thread's checkpoints ($name)", (dat
     )
     expect(after.log).toBeLessThan(before.log)
     expect(after.readModel).toBeLessThan(before.readModel)
-    const messages = (await chatGraph(saver()).getState({ configurable: { thread_id: threadId } })).values
+    const messages = (await proseGraph(saver()).getState({ configurable: { thread_id: threadId } })).values
       .messages as Array<BaseMessage>
     expect(messages).toHaveLength(400)
     expect(messages[399]!.content).toBe(prose("reply 399", 2_000))

@@ -5,15 +5,11 @@
  * the same idempotency key, and the log records it once.
  */
 import { randomUUID } from "node:crypto"
-import { createChronicleClient } from "@chronicle/client"
-import { graphIdForThread, graphStreamId } from "@chronicle/domain"
-import { clientFor, startTestServer, type TestServer, testDatabases } from "@chronicle/server/testing"
+import { testDatabases } from "@chronicle/server/testing"
 import { emptyCheckpoint, uuid6 } from "@langchain/langgraph-checkpoint"
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { tripGraph } from "../examples/trip.ts"
-import { ChronicleSaver } from "../src/index.ts"
-
-const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
+import { env, serverUser } from "./support.ts"
 
 /** The procedures a tRPC request calls, from its URL (`/trpc/a.b,c.d?batch=1`). */
 const proceduresOf = (url: string) =>
@@ -43,32 +39,16 @@ const losingFetch = (options: { readonly always?: boolean } = {}) => {
 }
 
 describe.each(testDatabases(env))("ChronicleSaver when responses are lost ($name)", (database) => {
-  let server: TestServer
-  const user = randomUUID()
-  let token: string
-  beforeAll(async () => {
-    server = await startTestServer(database)
-    token = await server.authority.hs256Token({ sub: user })
-  })
-  afterAll(async () => {
-    await server?.close()
-  })
+  const served = serverUser(database)
 
   const lossySaver = (options: { readonly always?: boolean } = {}) => {
     const lossy = losingFetch(options)
-    const saver = new ChronicleSaver({
-      client: createChronicleClient({ url: server.server.url, token, fetch: lossy.fetch }),
-    })
-    return { saver, lost: lossy.lost }
+    return { saver: served.saver(lossy.fetch), lost: lossy.lost }
   }
 
   /** The thread's log: each event's type, and the checkpoint or task it is about. */
-  const log = async (threadId: string) => {
-    const page = await clientFor(server.server.url, token).events.readStream.query({
-      streamId: graphStreamId(graphIdForThread(user, threadId)),
-      limit: 500,
-    })
-    return page.items.map((e) => {
+  const log = async (threadId: string) =>
+    (await served.threadEvents(threadId)).map((e) => {
       const data = e.data as { checkpointId?: string; taskId?: string }
       return [
         e.type,
@@ -77,12 +57,11 @@ describe.each(testDatabases(env))("ChronicleSaver when responses are lost ($name
         e.metadata.idempotencyKey ?? null,
       ] as const
     })
-  }
 
   it("runs a graph whose every put loses its first response, recording each put once", async () => {
     const clean = { configurable: { thread_id: `trip-${randomUUID()}` } }
     const lossyThread = { configurable: { thread_id: `trip-${randomUUID()}` } }
-    const plain = tripGraph(new ChronicleSaver({ client: clientFor(server.server.url, token) }))
+    const plain = tripGraph(served.saver())
     await plain.invoke({ destination: "Lisbon" }, clean)
     const doneClean = await plain.invoke(null, clean)
 
@@ -132,7 +111,7 @@ describe.each(testDatabases(env))("ChronicleSaver when responses are lost ($name
       "GraphWritesSaved",
     ])
     // What the server recorded reads back through a saver that gets its answers.
-    const tuple = await new ChronicleSaver({ client: clientFor(server.server.url, token) }).getTuple(withId)
+    const tuple = await served.saver().getTuple(withId)
     expect(tuple?.checkpoint.id).toBe(checkpoint.id)
     expect(tuple?.pendingWrites).toEqual([["task-1", "topic", "rain"]])
   })

@@ -1,12 +1,56 @@
 /**
- * Shared by the engine tests: a projection engine with its own worker id over a harness's
- * database, and the oracles its results are compared with (a stop-the-world fold of the whole
- * log, and the `activity` projection's rows computed straight from the log).
+ * Shared by the engine tests: a harness holding a varied log and a few sessions, a projection
+ * engine with its own worker id over a harness's database, and the oracles its results are
+ * compared with (a stop-the-world fold of the whole log, and the `activity` projection's rows
+ * computed straight from the log).
  */
+import { randomUUID } from "node:crypto"
 import { Database, EventStore } from "@chronicle/store"
+import type { TestDatabase } from "@chronicle/store/testing"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { dumpReadModels, Projections, type ProjectionsService } from "../src/index.ts"
-import { ev, type Harness, sessionStream } from "./support.ts"
+import { ev, type Harness, harnessFor, sessionStream } from "./support.ts"
+import { fillLog } from "./workload.ts"
+
+/** Starts `count` sessions with one message each (owned by `ownerId`, or each by a new user); their ids. */
+export const startSessions = async (h: Harness, count: number, ownerId?: string) => {
+  const sessions: Array<string> = []
+  for (let i = 0; i < count; i++) {
+    const id = randomUUID()
+    await h.append(sessionStream(id), [ev.started(id, ownerId ?? randomUUID()), ev.message(1, "first")])
+    sessions.push(id)
+  }
+  return sessions
+}
+
+/**
+ * A harness for the enclosing `describe` block (see `harnessFor`) whose log holds every kind of
+ * stream and content (`fillLog`), with `count` sessions started on top: their ids are in
+ * `sessions` once the tests run.
+ */
+export const engineHarnessFor = (database: TestDatabase, count: number) => {
+  const sessions: Array<string> = []
+  const h = harnessFor(database, {}, async (made) => {
+    await fillLog(made)
+    sessions.push(...(await startSessions(made, count)))
+  })
+  return { h, sessions }
+}
+
+/** Reads every 25 ms until `done` holds of what it read; fails, naming `what`, after `tries` reads. */
+export const waitFor = async <A>(
+  read: () => Promise<A>,
+  done: (a: A) => boolean,
+  what: string,
+  tries = 2_000,
+): Promise<A> => {
+  for (let i = 0; i < tries; i++) {
+    const value = await read()
+    if (done(value)) return value
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
 
 /** A projection engine of its own (its own worker id) over the harness's database. */
 export const engineOf = async (h: Harness) => {
@@ -67,12 +111,13 @@ export const activityFromLog = (h: Harness) =>
                        'ToolRunRecorded', 'JobCreated', 'JobCompleted', 'JobFailed')
       group by 1, 2 order by 1, 2`,
   )
+/** The query that reads the `activity` projection's rows in `schema`, as `activityFromLog` computes them. */
+export const activityRows = (schema: string) =>
+  `select owner_id::text, to_char(day, 'YYYY-MM-DD') as day, sessions_started, messages, revisions, drafts,
+          valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
+     from "${schema}".activity_daily order by 1, 2`
 export const activityTable = (h: Harness, schema = "chronicle") =>
-  h.query<Record<string, unknown>>(
-    `select owner_id::text, to_char(day, 'YYYY-MM-DD') as day, sessions_started, messages, revisions, drafts,
-            valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
-       from "${schema}".activity_daily order by 1, 2`,
-  )
+  h.query<Record<string, unknown>>(activityRows(schema))
 
 /**
  * Appends a message and a draft at a time to `sessions`, round robin, until stopped; `stop()`

@@ -8,35 +8,21 @@ import { randomUUID } from "node:crypto"
 import { EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { dumpReadModels, Projections, type Run } from "../src/index.ts"
-import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
-import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
-import { fillLog } from "./workload.ts"
-
-const waitFor = async <A>(read: () => Promise<A>, done: (a: A) => boolean, what: string): Promise<A> => {
-  for (let i = 0; i < 2_000; i++) {
-    const value = await read()
-    if (done(value)) return value
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
+import {
+  activityFromLog,
+  activityTable,
+  engineHarnessFor,
+  engineOf,
+  scratchFold,
+  waitFor,
+  writer,
+} from "./engine-support.ts"
+import { env, ev, sessionStream } from "./support.ts"
 
 describe.each(testDatabases(env))("the projection engine on $name", (database) => {
-  let h: Harness
-  let sessions: Array<string>
-  beforeAll(async () => {
-    h = await makeHarness(database)
-    await fillLog(h)
-    sessions = []
-    for (let i = 0; i < 4; i++) {
-      const id = randomUUID()
-      await h.append(sessionStream(id), [ev.started(id, randomUUID()), ev.message(1, "first")])
-      sessions.push(id)
-    }
-  })
-  afterAll(() => h.dispose())
+  const { h, sessions } = engineHarnessFor(database, 4)
 
   it("rebuilds every projection while appends continue; readers never see an empty or half-built table", async () => {
     const engine = await engineOf(h)

@@ -13,24 +13,20 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { dumpReadModels, type ReadModelTable, type Run } from "../src/index.ts"
-import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
+import { dumpReadModels, type Run, readModelTables } from "../src/index.ts"
+import {
+  activityFromLog,
+  activityRows,
+  activityTable,
+  engineHarnessFor,
+  engineOf,
+  scratchFold,
+  startSessions,
+  waitFor,
+  writer,
+} from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
-
-const waitFor = async <A>(
-  read: () => Promise<A>,
-  done: (a: A) => boolean,
-  what: string,
-  tries = 1_200,
-): Promise<A> => {
-  for (let i = 0; i < tries; i++) {
-    const value = await read()
-    if (done(value)) return value
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 /** A promise and the function that resolves it. */
 const gate = () => {
@@ -41,24 +37,10 @@ const gate = () => {
   return { open, opened }
 }
 
-const SESSION_TABLES: ReadonlyArray<ReadModelTable> = [
-  "sessions",
-  "session_rollbacks",
-  "session_updates",
-  "messages",
-  "revisions",
-  "drafts",
-  "hole_resolutions",
-  "session_files",
-  "session_file_detachments",
-  "tool_runs",
-  "checkpoints",
-]
-
-const ACTIVITY_ROWS = (schema: string) =>
-  `select owner_id::text, to_char(day, 'YYYY-MM-DD') as day, sessions_started, messages, revisions, drafts,
-          valid_drafts, tool_runs, jobs_created, jobs_completed, jobs_failed
-     from "${schema}".activity_daily order by 1, 2`
+/** The tables of the `sessions` projection: every read model but those of jobs, files and sandboxes. */
+const SESSION_TABLES = readModelTables.filter(
+  (table) => !["files", "jobs", "tasks", "artifacts", "sandboxes"].includes(table),
+)
 
 /**
  * The sessions and activity read models as a from-scratch fold of the whole log by the
@@ -92,7 +74,7 @@ const foldByRegisteredHandlers = (h: Harness) =>
               end $$`)
             result = {
               sessions: yield* dumpReadModels(SESSION_TABLES, "fold_scratch"),
-              activity: yield* db.query(ACTIVITY_ROWS("fold_scratch")),
+              activity: yield* db.query(activityRows("fold_scratch")),
             }
             return yield* Effect.fail("roll back" as const)
           }),
@@ -130,19 +112,7 @@ const nextVersion = (h: Harness, name: string) =>
     .then((r) => r.v)
 
 describe.each(testDatabases(env))("the projection engine under faults on $name", (database) => {
-  let h: Harness
-  let sessions: Array<string>
-  beforeAll(async () => {
-    h = await makeHarness(database)
-    await fillLog(h)
-    sessions = []
-    for (let i = 0; i < 3; i++) {
-      const id = randomUUID()
-      await h.append(sessionStream(id), [ev.started(id, randomUUID()), ev.message(1, "first")])
-      sessions.push(id)
-    }
-  })
-  afterAll(() => h.dispose())
+  const { h, sessions } = engineHarnessFor(database, 3)
 
   it("ends a failed rebuild failed with its error and no schema left, keeps the live tables, and retries with back-off", async () => {
     const engine = await engineOf(h)
@@ -348,7 +318,7 @@ describe.each(testDatabases(env))("the projection engine under faults on $name",
     expect(fold.activity).not.toEqual(await activityFromLog(h))
     expect(JSON.stringify(fold.sessions)).not.toMatch(/"content":"first"/)
     expect(await h.run(dumpReadModels(SESSION_TABLES))).toEqual(fold.sessions)
-    expect(await h.query(ACTIVITY_ROWS("chronicle"))).toEqual(fold.activity)
+    expect(await activityTable(h)).toEqual(fold.activity)
     // Wherever the batches cut the log, the rebuild is that fold.
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 400 }), async (batchSize) => {
@@ -358,7 +328,7 @@ describe.each(testDatabases(env))("the projection engine under faults on $name",
           ),
         )
         expect(again.state).toBe("completed")
-        expect(await h.query(ACTIVITY_ROWS("chronicle"))).toEqual(fold.activity)
+        expect(await activityTable(h)).toEqual(fold.activity)
       }),
       { numRuns: 4 },
     )
@@ -433,12 +403,7 @@ describe.each(testDatabases(env).filter((d) => d.name === "postgres"))(
     afterAll(() => h.dispose())
 
     it("never keeps appends waiting on a reader of a table it swaps", async () => {
-      const sessions: Array<string> = []
-      for (let i = 0; i < 3; i++) {
-        const id = randomUUID()
-        await h.append(sessionStream(id), [ev.started(id, randomUUID()), ev.message(1, "first")])
-        sessions.push(id)
-      }
+      const sessions = await startSessions(h, 3)
       // The reader: a transaction that has read chronicle.sessions and stays open.
       const reading = gate()
       const release = gate()

@@ -11,7 +11,14 @@ import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { dumpReadModels, Projections, type Run } from "../src/index.ts"
-import { activityFromLog, activityTable, engineOf, scratchFold, writer } from "./engine-support.ts"
+import {
+  activityFromLog,
+  activityTable,
+  engineOf,
+  scratchFold,
+  startSessions,
+  writer,
+} from "./engine-support.ts"
 import { env, ev, type Harness, makeHarness, sessionStream } from "./support.ts"
 import { fillLog } from "./workload.ts"
 
@@ -59,12 +66,7 @@ describe.each(testDatabases(env))("rebuilding from a snapshot on $name", (databa
     h = await makeHarness(database)
     await fillLog(h)
     owner = randomUUID()
-    sessions = []
-    for (let i = 0; i < 4; i++) {
-      const id = randomUUID()
-      await h.append(sessionStream(id), [ev.started(id, owner), ev.message(1, "first")])
-      sessions.push(id)
-    }
+    sessions = await startSessions(h, 4, owner)
   })
   afterAll(() => h.dispose())
 

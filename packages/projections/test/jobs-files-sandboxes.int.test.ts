@@ -3,25 +3,11 @@ import type { ChronicleEvent } from "@chronicle/events"
 import { EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import {
-  countRows,
-  env,
-  ev,
-  fileStream,
-  type Harness,
-  jobStream,
-  makeHarness,
-  sandboxStream,
-  sha,
-} from "./support.ts"
+import { describe, expect, it } from "vitest"
+import { countRows, env, ev, fileStream, harnessFor, jobStream, sandboxStream, sha } from "./support.ts"
 
 describe.each(testDatabases(env))("job, file and sandbox projections on $name", (database) => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await makeHarness(database)
-  })
-  afterAll(() => h.dispose())
+  const h = harnessFor(database)
 
   /** Appends each event alone, so each gets its own recording time. */
   const appendEach = async (streamId: string, events: ReadonlyArray<ChronicleEvent>) => {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import type { ChronicleEvent } from "@chronicle/events"
 import { testDatabases } from "@chronicle/store/testing"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { effectiveVersions, versionsOf } from "../src/index.ts"
 import {
   asOfState,
@@ -10,8 +10,7 @@ import {
   currentState,
   env,
   ev,
-  type Harness,
-  makeHarness,
+  harnessFor,
   referenceEffective,
   revertible,
   type SessionState,
@@ -19,11 +18,7 @@ import {
 } from "./support.ts"
 
 describe.each(testDatabases(env))("rollback, as-of and fork on $name", (database) => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await makeHarness(database)
-  })
-  afterAll(() => h.dispose())
+  const h = harnessFor(database)
 
   /**
    * Appends `events` one per append to a new session and returns the session's state as read

@@ -2,17 +2,13 @@ import { readFile } from "node:fs/promises"
 import { Database } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { env, type Harness, makeHarness } from "./support.ts"
+import { describe, expect, it } from "vitest"
+import { env, harnessFor } from "./support.ts"
 
 const SEED = new URL("../../../supabase/seed.sql", import.meta.url)
 
 describe.each(testDatabases(env))("supabase/seed.sql on $name", (database) => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await makeHarness(database)
-  })
-  afterAll(() => h.dispose())
+  const h = harnessFor(database)
 
   it("writes the demo session through the log, projected like any other, and is safe to run twice", async () => {
     const seed = await readFile(SEED, "utf8")

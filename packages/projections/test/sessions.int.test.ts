@@ -3,24 +3,11 @@ import { toStored } from "@chronicle/events"
 import { Database, EventStore } from "@chronicle/store"
 import { testDatabases } from "@chronicle/store/testing"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import {
-  countRows,
-  currentState,
-  env,
-  ev,
-  type Harness,
-  makeHarness,
-  type SessionState,
-  sessionStream,
-} from "./support.ts"
+import { describe, expect, it } from "vitest"
+import { countRows, currentState, env, ev, harnessFor, type SessionState, sessionStream } from "./support.ts"
 
 describe.each(testDatabases(env))("session projections on $name", (database) => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await makeHarness(database)
-  })
-  afterAll(() => h.dispose())
+  const h = harnessFor(database)
 
   const newSession = async (options: Parameters<typeof ev.started>[2] = {}) => {
     const id = randomUUID()

@@ -32,7 +32,7 @@ import {
 import { makeTestRuntime, type TestDatabase, type TestRuntime } from "@chronicle/store/testing"
 import type {} from "@chronicle/store/vitest-global-setup"
 import { Cause, Effect, Exit } from "effect"
-import { inject } from "vitest"
+import { afterAll, beforeAll, inject } from "vitest"
 
 export const env = { postgresUrl: inject("postgresUrl"), pgliteTemplate: inject("pgliteTemplate") }
 
@@ -290,6 +290,35 @@ export const makeHarness = async (
       return Cause.squash(exit.cause)
     },
     dispose: () => runtime.dispose(),
+  }
+}
+
+/**
+ * A harness over a fresh `database` for the enclosing `describe` block: made before its tests
+ * (then `prepare` runs on it), disposed after them. Its methods are for use inside tests.
+ */
+export const harnessFor = (
+  database: TestDatabase,
+  options: { max?: number } = {},
+  prepare: (h: Harness) => Promise<void> = async () => {},
+): Harness => {
+  let made: Harness | undefined
+  beforeAll(async () => {
+    made = await makeHarness(database, options)
+    await prepare(made)
+  })
+  afterAll(() => made?.dispose())
+  const h = () => {
+    if (made === undefined) throw new Error("the harness is not made yet: use it inside a test")
+    return made
+  }
+  return {
+    run: (effect) => h().run(effect),
+    append: (streamId, events, options) => h().append(streamId, events, options),
+    query: (text, params) => h().query(text, params),
+    one: (text, params) => h().one(text, params),
+    failure: (effect) => h().failure(effect),
+    dispose: () => h().dispose(),
   }
 }
 
