@@ -461,7 +461,7 @@ describe.each(testDatabases(env))("purging sessions on $name", (database) => {
   })
 
   it("deletes a large value only purged streams name, and keeps one a thread names again after its purge", async () => {
-    const graphs = use(Graphs)
+    const { graphs } = domain
     const b64 = (text: string) => Buffer.from(text).toString("base64")
     const big = { type: "bytes", data: b64("Shared-Large-Value-42".repeat(4000)) }
     const put = (actor: ReturnType<typeof newUser>, checkpointId: string) =>
