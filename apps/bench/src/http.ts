@@ -10,7 +10,7 @@ import { CONTENT } from "./data.ts"
 import type { BenchEnv } from "./env.ts"
 import { figure, value } from "./report.ts"
 import { type Contender, drive, interleave } from "./stats.ts"
-import { type Section, type Sizes, section } from "./workloads.ts"
+import { rawAppender, type Section, type Sizes, section } from "./workloads.ts"
 
 interface Running {
   readonly url: string
@@ -168,8 +168,11 @@ export const httpFigures = async (env: BenchEnv, sizes: Sizes): Promise<Section>
               }).then(ok),
             ),
         },
+        // The issue's yardstick: the insert an append wraps, one row per transaction, from as
+        // many callers (the same row shape, straight to Postgres, in this process).
+        rawAppender(env, callers, sizes.httpOps),
       ]
-      const [viaClient, baseline, viaFetch] = await interleave(sizes.rounds, append)
+      const [viaClient, baseline, viaFetch, raw] = await interleave(sizes.rounds, append)
       out.figures.push(
         figure({
           id: `http.append.c${callers}`,
@@ -179,6 +182,16 @@ export const httpFigures = async (env: BenchEnv, sizes: Sizes): Promise<Section>
           baseline: baseline!,
           metric: "p50",
           target: callers === 1 ? { op: "<=", value: 1.5 } : null,
+        }),
+        figure({
+          id: `http.append.raw.c${callers}`,
+          title: `HTTP messages.append, ${callers} client${callers > 1 ? "s" : ""}, vs raw single-row INSERT`,
+          unit: "calls/s",
+          chronicle: viaClient!,
+          baseline: raw!,
+          ...(callers === 1
+            ? { metric: "p50" as const, target: { op: "<=" as const, value: 2 } }
+            : { target: { op: ">=" as const, value: 0.5 } }),
         }),
         figure({
           id: `http.append.server.c${callers}`,

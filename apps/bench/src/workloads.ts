@@ -117,7 +117,7 @@ const chronicleAppender = (
 })
 
 /** The same row inserted by postgres.js (or PGlite) in its own transaction, no function, no trigger. */
-const rawAppender = (env: BenchEnv, writers: number, ops: number): Contender => ({
+export const rawAppender = (env: BenchEnv, writers: number, ops: number): Contender => ({
   name: "raw single-row INSERT",
   run: async () => {
     const streams = Array.from({ length: writers }, () => ({
