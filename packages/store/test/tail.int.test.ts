@@ -238,10 +238,10 @@ describe.each(testDatabases(env))("live subscribers under writes on $name", (dat
     expect(Math.max(...pulls)).toBeLessThanOrEqual(100)
   }, 60_000)
 
-  // The embedded database runs one transaction at a time: no other can commit while one is open.
-  it.runIf(database.name === "postgres")(
-    "an event committed while another transaction is open is delivered at once, and that transaction's events after it once it commits",
-    async () => {
+  // The embedded database runs one transaction at a time: no other can commit while one is open,
+  // so this case exists on Postgres only (defined there, not skipped here).
+  if (database.name === "postgres")
+    it("an event committed while another transaction is open is delivered at once, and that transaction's events after it once it commits", async () => {
       const held = `session-${randomUUID()}`
       const mine = `session-${randomUUID()}`
       const start = await store((s) => s.head())
@@ -287,7 +287,5 @@ describe.each(testDatabases(env))("live subscribers under writes on $name", (dat
           String(BigInt(start.cursor) + 2n),
         ])
       }
-    },
-    60_000,
-  )
+    }, 60_000)
 })
