@@ -323,8 +323,10 @@ begin
     end loop;
     update chronicle.projection_runs x set seeded_at = now(), updated_at = now() where x.id = p_run;
   end if;
+  -- A run resumed after its worker died while building the indexes catches up again first.
   update chronicle.projection_runs
-     set phase = case when phase = 'preparing' then 'copying' else phase end, updated_at = now()
+     set phase = case phase when 'preparing' then 'copying' when 'indexing' then 'catching-up' else phase end,
+         updated_at = now()
    where id = p_run;
 end
 $$;
