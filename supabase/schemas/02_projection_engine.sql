@@ -258,7 +258,8 @@ $$;
 
 -- Creates the run's schema and, in it, an empty copy of every table of its projections, with
 -- the live table's storage parameters (fillfactor, autovacuum settings: LIKE … INCLUDING ALL
--- does not copy them, and the swapped-in table must keep them); for a rebuild from a
+-- does not copy them, and the swapped-in table must keep them) and without its secondary
+-- indexes (built once the run has caught up: build_projection_indexes); for a rebuild from a
 -- snapshot, fills them with the snapshot's rows, once. One transaction, and idempotent, so a
 -- resumed run can call it again. Only the worker holding the run may (see projection_run_held).
 create function chronicle.prepare_projection_build(p_run uuid, p_worker text, p_generation bigint) returns void
@@ -271,6 +272,7 @@ declare
   v_options text;
   v_refusal text;
   v_tables text[];
+  v_index record;
 begin
   select * into r from chronicle.projection_runs where id = p_run for update;
   if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running' then
@@ -295,6 +297,18 @@ begin
       if v_options is not null then
         execute format('alter table %I.%I set (%s)', r.target_schema, t, v_options);
       end if;
+      -- The table fills without its secondary indexes (an index kept up row by row costs more
+      -- than one built once over the whole table): chronicle.build_projection_indexes() builds
+      -- them when the run has caught up. The primary key and the indexes of other constraints
+      -- stay, for the handlers' lookups and conflicts.
+      for v_index in
+        select i.indexrelid::regclass::text as name
+          from pg_index i
+         where i.indrelid = format('%I.%I', r.target_schema, t)::regclass and not i.indisprimary
+           and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)
+      loop
+        execute format('drop index %s', v_index.name);
+      end loop;
     end if;
   end loop;
   if r.source_run is not null and r.seeded_at is null then
@@ -316,9 +330,66 @@ begin
     end loop;
     update chronicle.projection_runs x set seeded_at = now(), updated_at = now() where x.id = p_run;
   end if;
+  -- A run resumed after its worker died while building the indexes catches up again first.
   update chronicle.projection_runs
-     set phase = case when phase = 'preparing' then 'copying' else phase end, updated_at = now()
+     set phase = case phase when 'preparing' then 'copying' when 'indexing' then 'catching-up' else phase end,
+         updated_at = now()
    where id = p_run;
+end
+$$;
+
+-- The indexes of the live tables p_tables that their copies in p_schema lack (an index of the
+-- same definition, whatever its name, is the same index: the swap matches them so too), with
+-- what builds each one in p_schema under the live index's name.
+create function chronicle.projection_missing_indexes(p_schema text, p_tables text[])
+returns table (table_name text, index_name text, create_statement text)
+language sql stable as $$
+  select c.relname::text, i.relname::text,
+         format('create %sindex %I on %I.%I %s', case when li.indisunique then 'unique ' else '' end,
+                i.relname, p_schema, c.relname,
+                regexp_replace(pg_get_indexdef(li.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', ''))
+    from pg_index li
+    join pg_class c on c.oid = li.indrelid
+    join pg_class i on i.oid = li.indexrelid
+   where c.relnamespace = 'chronicle'::regnamespace and c.relname = any (p_tables)
+     and not exists (
+       select 1
+         from pg_index si
+        where si.indrelid = to_regclass(format('%I.%I', p_schema, c.relname))
+          and regexp_replace(pg_get_indexdef(si.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1')
+            = regexp_replace(pg_get_indexdef(li.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ', '\1'))
+   order by c.relname, i.relname
+$$;
+
+-- Builds the secondary indexes a run's tables filled without (prepare_projection_build), each
+-- once over the whole table, under the live index's name; returns how many it built. The
+-- engine calls it once the run has caught up, before the swap or the snapshot's end (which
+-- call it again, finding nothing to do). One transaction, and it builds only what is missing:
+-- a worker that dies while building leaves nothing half-built, and whoever resumes the run
+-- builds them again. Only the worker holding the run may (see projection_run_held).
+create function chronicle.build_projection_indexes(p_run uuid, p_worker text, p_generation bigint) returns integer
+language plpgsql as $$
+declare
+  r chronicle.projection_runs;
+  v_tables text[];
+  v_index record;
+  n integer := 0;
+begin
+  select * into r from chronicle.projection_runs x where x.id = p_run for update;
+  if not found or not chronicle.projection_run_held(r, p_worker, p_generation) or r.state <> 'running' then
+    raise exception 'projection run % is not running under this worker''s claim', p_run using errcode = '55000';
+  end if;
+  select array_agg(tb) into v_tables
+    from chronicle.projections p cross join lateral unnest(p.tables) tb
+   where p.name = any (r.projections);
+  for v_index in select * from chronicle.projection_missing_indexes(r.target_schema, v_tables) loop
+    execute v_index.create_statement;
+    n := n + 1;
+  end loop;
+  update chronicle.projection_runs x
+     set phase = case when x.phase = 'indexing' then 'catching-up' else x.phase end, updated_at = now()
+   where x.id = p_run;
+  return n;
 end
 $$;
 
@@ -380,12 +451,16 @@ $$;
 -- A rebuild or snapshot applies events in batches of thousands. Projecting them one by one
 -- updates a session's row once per event, inside one transaction, which is what made builds
 -- slow. chronicle.project_batch() projects a batch with the same result, faster:
---   * sessions: content events (messages, revisions, drafts, hole resolutions, tool runs) of
---     sessions that have no other kind of event in the batch are inserted set-wise, and each
---     such session's row is updated once (version, effective set, head, times, counters);
---     every other session event goes through the per-event handler, in order;
+--   * sessions: a session's events after its last start, fork, rollback or purge in the batch
+--     (content, updates of the title and metadata, lifecycle changes, attachments, checkpoints,
+--     types with no read model) are inserted set-wise, one statement per table, and its row is
+--     updated once (version, effective set, head, times, title, metadata, status, counters);
+--     the events up to there go through the per-event handler, in order (a start creates the
+--     row, a fork copies its parent's content, a rollback or a purge recomputes the row);
 --   * activity: counts are sums, so a batch is folded with one upsert per owner and day;
---   * every other projection: the per-event handler, in order.
+--   * every other projection (jobs, files, sandboxes, graphs): the per-event handler, in order.
+-- The batch is read from the log once per batch into a temporary table; only the events
+-- folded one by one are read back as events.
 -- The set-wise code restates the handlers chronicle.project_session and
 -- chronicle.project_activity at version 1, and is used only while the registry holds exactly
 -- those (chronicle.project_batch_setwise): a bumped version or another handler under either
@@ -409,11 +484,15 @@ begin
 end
 $$;
 
-create function chronicle.project_batch(p_batch chronicle.events[], p_names text[]) returns void
+-- The batch it projects is the temporary table chronicle_build_events, which
+-- projection_build_batch fills from the log (one row per event, in the log's order by seq;
+-- session_id set for the events of session streams).
+create function chronicle.project_batch(p_names text[]) returns void
 language plpgsql as $$
 declare
-  v_simple constant text[] := array['MessageAppended', 'RevisionAdded', 'DraftRecorded', 'HoleResolved',
-                                    'ToolRunRecorded'];
+  -- The session events folded one by one, always: they create a session (from its parent's
+  -- content, for a fork), or recompute it from its rows (a rollback, a purge).
+  v_per_event constant text[] := array['SessionStarted', 'SessionForked', 'SessionRolledBack', 'SessionPurged'];
   v_fast_sessions boolean := 'sessions' = any (p_names) and chronicle.project_batch_setwise('sessions');
   v_fast_activity boolean := 'activity' = any (p_names) and chronicle.project_batch_setwise('activity');
   -- The projections folded one event at a time (all but the set-wise ones).
@@ -428,130 +507,224 @@ declare
       left join lateral unnest(p.stream_categories) c on true
      where p.name = any (v_rest));
   v_any_category boolean;
-  e chronicle.events;
-  v_cut integer;
+  -- The types of the batch's events: a set-wise statement for a type it lacks is skipped.
+  v_types text[] := array(select distinct b.type from pg_temp.chronicle_build_events b);
+  v_next record;
 begin
   v_any_category := '*' = any (v_rest_categories);
+  -- Per session of the batch, the cut: the last version that must be folded one by one. Its
+  -- events up to there go through the per-event handler, in order; those after it are folded
+  -- set-wise afterwards. A session forked from in this batch goes wholly per event (the fork
+  -- copies its content as of a version, so that content must be there first). live: whether
+  -- the session has a row once the per-event events are folded (set below).
+  create temp table if not exists chronicle_batch_sessions (
+    session_id uuid primary key, cut integer not null, live boolean not null default false
+  ) on commit drop;
+  truncate pg_temp.chronicle_batch_sessions;
   if v_fast_sessions then
-    -- Per session, the last version in this batch that is not plain content: its events up to
-    -- there go through the per-event handler, in order; the plain content after it is folded
-    -- set-wise afterwards. A session forked from in this batch goes wholly per event (the fork
-    -- copies its content as of a version, so that content must be there first).
-    create temp table if not exists chronicle_batch_cut (session_id uuid primary key, cut integer not null)
-      on commit drop;
-    truncate chronicle_batch_cut;
-    insert into chronicle_batch_cut
-    select chronicle.stream_uuid(x.stream_id), max(x.stream_version)
-      from unnest(p_batch) x
-     where split_part(x.stream_id, '-', 1) = 'session' and x.type <> all (v_simple)
-     group by 1
-    on conflict (session_id) do nothing;
-    insert into chronicle_batch_cut
-    select distinct (x.data ->> 'parentId')::uuid, 2147483647
-      from unnest(p_batch) x
-     where x.type = 'SessionForked' and split_part(x.stream_id, '-', 1) = 'session'
+    insert into pg_temp.chronicle_batch_sessions (session_id, cut)
+    select b.session_id, coalesce(max(b.stream_version) filter (where b.type = any (v_per_event)), 0)
+      from pg_temp.chronicle_build_events b
+     where b.session_id is not null
+     group by 1;
+    insert into pg_temp.chronicle_batch_sessions (session_id, cut)
+    select distinct (b.data ->> 'parentId')::uuid, 2147483647
+      from pg_temp.chronicle_build_events b
+     where b.type = 'SessionForked' and b.session_id is not null
     on conflict (session_id) do update set cut = 2147483647;
   end if;
 
-  -- In order, one event at a time: every projection but the set-wise ones.
-  foreach e in array p_batch loop
-    if v_fast_sessions and split_part(e.stream_id, '-', 1) = 'session' then
-      select c.cut into v_cut from chronicle_batch_cut c where c.session_id = chronicle.stream_uuid(e.stream_id);
-      if e.type <> all (v_simple) or e.stream_version <= coalesce(v_cut, 0) then
-        perform chronicle.project_selected(e, v_with_sessions);
-        continue;
-      end if;
-    end if;
-    if v_any_category or split_part(e.stream_id, '-', 1) = any (v_rest_categories) then
-      perform chronicle.project_selected(e, v_rest);
-    end if;
+  -- In order, one event at a time: every projection but the set-wise ones, and sessions for
+  -- the events up to their session's cut. Only these events are read back from the log.
+  for v_next in
+    select ev as event, (c.session_id is not null and b.stream_version <= c.cut) as with_sessions
+      from pg_temp.chronicle_build_events b
+      left join pg_temp.chronicle_batch_sessions c on c.session_id = b.session_id
+      join chronicle.events ev on ev.global_position = b.global_position
+     where (c.session_id is not null and b.stream_version <= c.cut)
+        or v_any_category or b.category = any (v_rest_categories)
+     order by b.seq
+  loop
+    perform chronicle.project_selected(v_next.event, case when v_next.with_sessions then v_with_sessions
+                                                          else v_rest end);
   end loop;
 
   if v_fast_sessions then
-    create temp table if not exists chronicle_fast_batch (
-      session_id uuid, version integer, type text, data jsonb, recorded_at timestamptz, cursor text
-    ) on commit drop;
-    truncate chronicle_fast_batch;
-    insert into chronicle_fast_batch
-    select s.id, x.stream_version, x.type, x.data, x.recorded_at, chronicle.event_cursor(x)
-      from unnest(p_batch) x
-      join sessions s on s.id = chronicle.stream_uuid(x.stream_id)
-      left join chronicle_batch_cut c on c.session_id = s.id
-     where split_part(x.stream_id, '-', 1) = 'session' and x.type = any (v_simple)
-       and x.stream_version > coalesce(c.cut, 0);
+    -- The events after the cut, of sessions that have a row (a stream that did not start with
+    -- SessionStarted or SessionForked has none, and its events are ignored), as the handler
+    -- chronicle.project_session folds them.
+    update pg_temp.chronicle_batch_sessions c set live = true from sessions s where s.id = c.session_id;
 
-    insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
-    select b.session_id, (b.data ->> 'messageId')::uuid, b.version, (b.data ->> 'seq')::integer, b.data ->> 'role',
-           b.data ->> 'content', b.data -> 'metadata', coalesce((b.data ->> 'createdAt')::timestamptz, b.recorded_at)
-      from chronicle_fast_batch b where b.type = 'MessageAppended' order by b.session_id, b.version;
-    insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
-    select b.session_id, (b.data ->> 'revisionId')::uuid, b.version, (b.data ->> 'number')::integer, b.data -> 'ir',
-           b.data ->> 'note', b.recorded_at
-      from chronicle_fast_batch b where b.type = 'RevisionAdded' order by b.session_id, b.version;
-    insert into drafts (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
-    select b.session_id, (b.data ->> 'draftId')::uuid, b.version, b.data ->> 'code', b.data ->> 'language',
-           (b.data ->> 'valid')::boolean, b.data -> 'metrics', (b.data ->> 'revisionNumber')::integer, b.recorded_at
-      from chronicle_fast_batch b where b.type = 'DraftRecorded' order by b.session_id, b.version;
-    insert into hole_resolutions (session_id, resolution_id, version, hole_id, value, confidence, created_at)
-    select b.session_id, (b.data ->> 'resolutionId')::uuid, b.version, b.data ->> 'holeId', b.data -> 'value',
-           (b.data ->> 'confidence')::double precision, b.recorded_at
-      from chronicle_fast_batch b where b.type = 'HoleResolved' order by b.session_id, b.version;
-    insert into tool_runs (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
-    select b.session_id, (b.data ->> 'toolRunId')::uuid, b.version, b.data ->> 'tool', b.data -> 'input',
-           b.data -> 'output', b.data ->> 'status', (b.data ->> 'durationMs')::bigint, b.data ->> 'error', b.recorded_at
-      from chronicle_fast_batch b where b.type = 'ToolRunRecorded' order by b.session_id, b.version;
+    if 'MessageAppended' = any (v_types) then
+      insert into messages (session_id, message_id, version, seq, role, content, metadata, created_at)
+      select b.session_id, (b.data ->> 'messageId')::uuid, b.stream_version, (b.data ->> 'seq')::integer,
+             b.data ->> 'role', b.data ->> 'content', b.data -> 'metadata',
+             coalesce((b.data ->> 'createdAt')::timestamptz, b.recorded_at)
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'MessageAppended' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'RevisionAdded' = any (v_types) then
+      insert into revisions (session_id, revision_id, version, number, ir, note, created_at)
+      select b.session_id, (b.data ->> 'revisionId')::uuid, b.stream_version, (b.data ->> 'number')::integer,
+             b.data -> 'ir', b.data ->> 'note', b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'RevisionAdded' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'DraftRecorded' = any (v_types) then
+      insert into drafts (session_id, draft_id, version, code, language, valid, metrics, revision_number, created_at)
+      select b.session_id, (b.data ->> 'draftId')::uuid, b.stream_version, b.data ->> 'code', b.data ->> 'language',
+             (b.data ->> 'valid')::boolean, b.data -> 'metrics', (b.data ->> 'revisionNumber')::integer, b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'DraftRecorded' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'HoleResolved' = any (v_types) then
+      insert into hole_resolutions (session_id, resolution_id, version, hole_id, value, confidence, created_at)
+      select b.session_id, (b.data ->> 'resolutionId')::uuid, b.stream_version, b.data ->> 'holeId', b.data -> 'value',
+             (b.data ->> 'confidence')::double precision, b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'HoleResolved' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'ToolRunRecorded' = any (v_types) then
+      insert into tool_runs (session_id, tool_run_id, version, tool, input, output, status, duration_ms, error, created_at)
+      select b.session_id, (b.data ->> 'toolRunId')::uuid, b.stream_version, b.data ->> 'tool', b.data -> 'input',
+             b.data -> 'output', b.data ->> 'status', (b.data ->> 'durationMs')::bigint, b.data ->> 'error', b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'ToolRunRecorded' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'SessionUpdated' = any (v_types) then
+      insert into session_updates (session_id, version, title_set, title, metadata_set, metadata)
+      select b.session_id, b.stream_version, b.data ? 'title', b.data ->> 'title', b.data ? 'metadata',
+             b.data -> 'metadata'
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'SessionUpdated' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'FileAttached' = any (v_types) then
+      insert into session_files (session_id, file_id, version, sha256, name, mime_type, size, attached_at)
+      select b.session_id, (b.data ->> 'fileId')::uuid, b.stream_version, b.data ->> 'sha256', b.data ->> 'name',
+             b.data ->> 'mimeType', (b.data ->> 'size')::bigint, b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'FileAttached' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'FileDetached' = any (v_types) then
+      insert into session_file_detachments (session_id, file_id, version, detached_at)
+      select b.session_id, (b.data ->> 'fileId')::uuid, b.stream_version, b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'FileDetached' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
+    if 'CheckpointCreated' = any (v_types) then
+      insert into checkpoints (id, session_id, version, event_version, label, cursor, created_at)
+      select (b.data ->> 'checkpointId')::uuid, b.session_id, (b.data ->> 'version')::integer, b.stream_version,
+             b.data ->> 'label', b.data ->> 'cursor', b.recorded_at
+        from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+       where b.type = 'CheckpointCreated' and c.live and b.stream_version > c.cut
+       order by b.session_id, b.stream_version;
+    end if;
 
+    -- Each session's row once: what the last event sets (version, head, times; title and
+    -- metadata from the last update that set them, status from the last lifecycle event),
+    -- the versions added to the effective set, and the counters moved by the events' sum.
+    -- The head is the event's chronicle.event_cursor (its global position). A session's
+    -- events in a batch are consecutive versions (the log's order keeps every stream in
+    -- version order, and a batch is a run of that order), so they add one range to the
+    -- effective set; the versions are gathered one by one only should they not be.
     update sessions s
        set version = a.last_version,
-           effective = s.effective + a.versions,
-           head_cursor = a.last_cursor,
-           updated_at = a.last_at,
-           last_activity_at = a.last_at,
+           effective = s.effective
+                       + case when a.events = a.last_version - a.first_version + 1
+                              then int4multirange(int4range(a.first_version, a.last_version + 1))
+                              else (select range_agg(int4range(x.stream_version, x.stream_version + 1))
+                                      from pg_temp.chronicle_build_events x
+                                     where x.session_id = a.session_id and x.stream_version >= a.first_version) end,
+           head_cursor = l.global_position::text,
+           updated_at = l.recorded_at,
+           last_activity_at = l.recorded_at,
+           title = case when r.title_set then r.title else s.title end,
+           metadata = case when r.metadata_set then r.metadata else s.metadata end,
+           status = coalesce(r.status, s.status),
+           archived_at = coalesce(r.archived_at, s.archived_at),
+           deleted_at = coalesce(r.deleted_at, s.deleted_at),
+           expired_at = case when r.expiry_set then r.expired_at else s.expired_at end,
            message_count = s.message_count + a.messages,
            revision_count = s.revision_count + a.revisions,
            draft_count = s.draft_count + a.drafts,
            hole_count = s.hole_count + a.holes,
+           file_count = s.file_count + a.files,
            tool_run_count = s.tool_run_count + a.tool_runs
       from (
         select b.session_id,
-               max(b.version) as last_version,
-               range_agg(int4range(b.version, b.version + 1)) as versions,
-               (array_agg(b.cursor order by b.version desc))[1] as last_cursor,
-               (array_agg(b.recorded_at order by b.version desc))[1] as last_at,
+               count(*) as events,
+               min(b.stream_version) as first_version,
+               max(b.stream_version) as last_version,
                (count(*) filter (where b.type = 'MessageAppended'))::integer as messages,
                (count(*) filter (where b.type = 'RevisionAdded'))::integer as revisions,
                (count(*) filter (where b.type = 'DraftRecorded'))::integer as drafts,
                (count(*) filter (where b.type = 'HoleResolved'))::integer as holes,
+               (count(*) filter (where b.type = 'FileAttached')
+                 - count(*) filter (where b.type = 'FileDetached'))::integer as files,
                (count(*) filter (where b.type = 'ToolRunRecorded'))::integer as tool_runs
-          from chronicle_fast_batch b
+          from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+         where c.live and b.stream_version > c.cut
          group by b.session_id) a
+      join pg_temp.chronicle_build_events l on l.session_id = a.session_id and l.stream_version = a.last_version
+      -- The few events that set the title, the metadata or the status.
+      left join (
+        select b.session_id,
+               bool_or(true) filter (where b.type = 'SessionUpdated' and b.data ? 'title') as title_set,
+               (array_agg(b.data ->> 'title' order by b.stream_version desc)
+                  filter (where b.type = 'SessionUpdated' and b.data ? 'title'))[1] as title,
+               bool_or(true) filter (where b.type = 'SessionUpdated' and b.data ? 'metadata') as metadata_set,
+               (array_agg(b.data -> 'metadata' order by b.stream_version desc)
+                  filter (where b.type = 'SessionUpdated' and b.data ? 'metadata'))[1] as metadata,
+               (array_agg(case b.type when 'SessionArchived' then 'archived' when 'SessionDeleted' then 'deleted'
+                                      when 'SessionExpired' then 'expired' else 'active' end
+                          order by b.stream_version desc)
+                  filter (where b.type <> 'SessionUpdated'))[1] as status,
+               (array_agg(b.recorded_at order by b.stream_version desc)
+                  filter (where b.type = 'SessionArchived'))[1] as archived_at,
+               (array_agg(b.recorded_at order by b.stream_version desc)
+                  filter (where b.type = 'SessionDeleted'))[1] as deleted_at,
+               bool_or(true) filter (where b.type in ('SessionExpired', 'SessionReopened')) as expiry_set,
+               (array_agg(case when b.type = 'SessionExpired' then b.recorded_at end order by b.stream_version desc)
+                  filter (where b.type in ('SessionExpired', 'SessionReopened')))[1] as expired_at
+          from pg_temp.chronicle_build_events b join pg_temp.chronicle_batch_sessions c using (session_id)
+         where c.live and b.stream_version > c.cut
+           and b.type in ('SessionUpdated', 'SessionArchived', 'SessionDeleted', 'SessionExpired', 'SessionReopened')
+         group by b.session_id) r on r.session_id = a.session_id
      where s.id = a.session_id;
   end if;
 
   if v_fast_activity then
     insert into activity_streams (stream_id, owner_id, kind)
-    select x.stream_id, (x.data ->> 'ownerId')::uuid, split_part(x.stream_id, '-', 1)
-      from unnest(p_batch) x
-     where x.type in ('SessionStarted', 'SessionForked', 'JobCreated') and x.stream_version = 1
-       and split_part(x.stream_id, '-', 1) in ('session', 'job')
+    select b.stream_id, (b.data ->> 'ownerId')::uuid, b.category
+      from pg_temp.chronicle_build_events b
+     where b.type in ('SessionStarted', 'SessionForked', 'JobCreated') and b.stream_version = 1
+       and b.category in ('session', 'job')
     on conflict (stream_id) do nothing;
 
     insert into activity_daily as a
       (owner_id, day, sessions_started, messages, revisions, drafts, valid_drafts, tool_runs, jobs_created,
        jobs_completed, jobs_failed)
-    select o.owner_id, (x.recorded_at at time zone 'UTC')::date,
-           count(*) filter (where x.type in ('SessionStarted', 'SessionForked')),
-           count(*) filter (where x.type = 'MessageAppended'),
-           count(*) filter (where x.type = 'RevisionAdded'),
-           count(*) filter (where x.type = 'DraftRecorded'),
-           count(*) filter (where x.type = 'DraftRecorded' and (x.data ->> 'valid')::boolean),
-           count(*) filter (where x.type = 'ToolRunRecorded'),
-           count(*) filter (where x.type = 'JobCreated'),
-           count(*) filter (where x.type = 'JobCompleted'),
-           count(*) filter (where x.type = 'JobFailed')
-      from unnest(p_batch) x
-      join activity_streams o on o.stream_id = x.stream_id
-     where x.type in ('SessionStarted', 'SessionForked', 'MessageAppended', 'RevisionAdded', 'DraftRecorded',
+    select o.owner_id, (b.recorded_at at time zone 'UTC')::date,
+           count(*) filter (where b.type in ('SessionStarted', 'SessionForked')),
+           count(*) filter (where b.type = 'MessageAppended'),
+           count(*) filter (where b.type = 'RevisionAdded'),
+           count(*) filter (where b.type = 'DraftRecorded'),
+           count(*) filter (where b.type = 'DraftRecorded' and (b.data ->> 'valid')::boolean),
+           count(*) filter (where b.type = 'ToolRunRecorded'),
+           count(*) filter (where b.type = 'JobCreated'),
+           count(*) filter (where b.type = 'JobCompleted'),
+           count(*) filter (where b.type = 'JobFailed')
+      from pg_temp.chronicle_build_events b
+      join activity_streams o on o.stream_id = b.stream_id
+     where b.type in ('SessionStarted', 'SessionForked', 'MessageAppended', 'RevisionAdded', 'DraftRecorded',
                       'ToolRunRecorded', 'JobCreated', 'JobCompleted', 'JobFailed')
      group by 1, 2
     on conflict (owner_id, day) do update
@@ -565,17 +738,18 @@ begin
            jobs_completed = a.jobs_completed + excluded.jobs_completed,
            jobs_failed = a.jobs_failed + excluded.jobs_failed;
 
-    insert into activity_daily_drafts as a (owner_id, day, language, drafts, valid_drafts)
-    select o.owner_id, (x.recorded_at at time zone 'UTC')::date, x.data ->> 'language', count(*),
-           count(*) filter (where (x.data ->> 'valid')::boolean)
-      from unnest(p_batch) x
-      join activity_streams o on o.stream_id = x.stream_id
-     where x.type = 'DraftRecorded'
-     group by 1, 2, 3
-    on conflict (owner_id, day, language) do update
-       set drafts = a.drafts + excluded.drafts, valid_drafts = a.valid_drafts + excluded.valid_drafts;
+    if 'DraftRecorded' = any (v_types) then
+      insert into activity_daily_drafts as a (owner_id, day, language, drafts, valid_drafts)
+      select o.owner_id, (b.recorded_at at time zone 'UTC')::date, b.data ->> 'language', count(*),
+             count(*) filter (where (b.data ->> 'valid')::boolean)
+        from pg_temp.chronicle_build_events b
+        join activity_streams o on o.stream_id = b.stream_id
+       where b.type = 'DraftRecorded'
+       group by 1, 2, 3
+      on conflict (owner_id, day, language) do update
+         set drafts = a.drafts + excluded.drafts, valid_drafts = a.valid_drafts + excluded.valid_drafts;
+    end if;
   end if;
-
 end
 $$;
 
@@ -589,7 +763,6 @@ returns table (applied integer, caught_up boolean, state text)
 language plpgsql as $$
 declare
   r chronicle.projection_runs;
-  v_batch chronicle.events[];
   n integer;
   v_last_seq bigint;
 begin
@@ -605,18 +778,33 @@ begin
     return query select 0, true, r.state;
     return;
   end if;
-  select array_agg(ev order by q.seq), max(q.seq)
-    into v_batch, v_last_seq
+  -- A batch's statements are planned afresh each time over temporary tables the planner knows
+  -- little about: compiling them (JIT) would take longer than running them.
+  perform set_config('jit', 'off', true);
+  -- The batch, read from the log once into a temporary table that chronicle.project_batch
+  -- reads (set-wise, and for the events it folds one by one).
+  create temp table if not exists chronicle_build_events (
+    seq bigint not null, global_position bigint not null, stream_id text not null, category text not null,
+    session_id uuid, stream_version integer not null, type text not null, data jsonb not null,
+    recorded_at timestamptz not null
+  ) on commit drop;
+  truncate pg_temp.chronicle_build_events;
+  insert into pg_temp.chronicle_build_events
+    (seq, global_position, stream_id, category, session_id, stream_version, type, data, recorded_at)
+  select q.seq, ev.global_position, ev.stream_id, split_part(ev.stream_id, '-', 1),
+         case when split_part(ev.stream_id, '-', 1) = 'session' then chronicle.stream_uuid(ev.stream_id) end,
+         ev.stream_version, ev.type, ev.data, ev.recorded_at
     from (select q.seq, q.global_position from chronicle.event_seq q
            where q.seq > coalesce(r.cursor_seq, 0) and (r.bound_seq is null or q.seq <= r.bound_seq)
            order by q.seq
            limit p_limit) q
-    join chronicle.events ev on ev.global_position = q.global_position;
-  v_batch := coalesce(v_batch, '{}');
-  n := cardinality(v_batch);
+    join chronicle.events ev on ev.global_position = q.global_position
+   order by q.seq;
+  get diagnostics n = row_count;
   if n > 0 then
+    select max(b.seq) into v_last_seq from pg_temp.chronicle_build_events b;
     perform set_config('search_path', r.target_schema, true);
-    perform chronicle.project_batch(v_batch, r.projections);
+    perform chronicle.project_batch(r.projections);
     perform set_config('search_path', 'chronicle', true);
   end if;
   update chronicle.projection_runs x
@@ -694,6 +882,12 @@ begin
   if v_refusal is not null then
     raise exception '%', v_refusal using errcode = '55000';
   end if;
+  -- The engine built the indexes before (build_projection_indexes); should one still be
+  -- missing, it is built here, before any lock is taken: no table is swapped in without all
+  -- of its indexes.
+  for g in select * from chronicle.projection_missing_indexes(r.target_schema, v_tables) loop
+    execute g.create_statement;
+  end loop;
 
   perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1) || 'ms', true);
   if v_inline then
@@ -930,6 +1124,10 @@ begin
   select array_agg(tb) into v_tables
     from chronicle.projections p cross join lateral unnest(p.tables) tb
    where p.name = any (r.projections);
+  -- The indexes its tables filled without, should the engine not have built them yet.
+  for v in select * from chronicle.projection_missing_indexes(r.target_schema, v_tables) loop
+    execute v.create_statement;
+  end loop;
   -- Definitions come out with chronicle's tables unqualified, so they bind to the snapshot's.
   perform set_config('search_path', 'chronicle', true);
   for v in

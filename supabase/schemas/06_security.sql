@@ -123,6 +123,8 @@ alter function chronicle.prepare_projection_build(uuid, text, bigint)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.projection_build_batch(uuid, text, bigint, integer)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
+alter function chronicle.build_projection_indexes(uuid, text, bigint)
+  security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.finish_projection_rebuild(uuid, text, bigint, integer, integer)
   security definer set search_path = pg_catalog, chronicle, pg_temp;
 alter function chronicle.finish_projection_snapshot(uuid, text, bigint)
@@ -185,6 +187,7 @@ begin
     chronicle.rm_attached_files(uuid, int4multirange),
     chronicle.prepare_projection_build(uuid, text, bigint),
     chronicle.projection_build_batch(uuid, text, bigint, integer),
+    chronicle.build_projection_indexes(uuid, text, bigint),
     chronicle.finish_projection_rebuild(uuid, text, bigint, integer, integer),
     chronicle.fail_projection_run(uuid, text, bigint, text),
     chronicle.projection_retry_at(text, double precision, double precision),

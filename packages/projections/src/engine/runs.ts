@@ -157,6 +157,9 @@ export const makeRuns = (
       ])
       let batches = 0
       let swapAttempts = 0
+      // The run's tables fill without their secondary indexes; they are built once, when the
+      // run first catches up (again by a worker that resumes it: only the missing ones).
+      let indexed = false
       while (true) {
         const [step] = yield* db.query<{ applied: number; caught_up: boolean; state: string }>(
           "select * from chronicle.projection_build_batch($1, $2, $3::bigint, $4)",
@@ -184,6 +187,22 @@ export const makeRuns = (
         run = yield* getRun(runId)
         yield* report(run)
         if (!step.caught_up) continue
+        if (!indexed) {
+          yield* q(
+            `update chronicle.projection_runs set phase = 'indexing', updated_at = now() where ${fenced}`,
+            [runId, worker, generation],
+          )
+          yield* db.query("select chronicle.build_projection_indexes($1, $2, $3::bigint)", [
+            runId,
+            worker,
+            generation,
+          ])
+          indexed = true
+          run = yield* getRun(runId)
+          yield* report(run)
+          // Events appended while the indexes were built are applied before the run ends.
+          continue
+        }
         if (run.kind === "snapshot") {
           yield* db.query("select chronicle.finish_projection_snapshot($1, $2, $3::bigint)", [
             runId,

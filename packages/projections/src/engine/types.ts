@@ -68,7 +68,7 @@ export interface Run {
   /** Events the seed snapshot already held; counted in `eventsDone`, not in the rate. */
   readonly eventsSeeded: number
   readonly state: RunState
-  /** preparing → copying → catching-up → swapping → done. */
+  /** preparing → copying → catching-up → indexing → catching-up → swapping → done. */
   readonly phase: string
   readonly eventsDone: number
   readonly eventsTotal: number
