@@ -12,6 +12,14 @@ export type Actor =
 export const userActor = (userId: string): Actor => ({ kind: "user", userId })
 export const serviceActor = (actingFor: string | null = null): Actor => ({ kind: "service", actingFor })
 
+/**
+ * Who recorded an event, as its metadata names them (`actor`): `user:<id>`, `service:<owner>`
+ * for the service role acting for an owner, `service` otherwise. The one place this is
+ * spelled: every command records it through here.
+ */
+export const actorLabel = (actor: Actor): string =>
+  actor.kind === "user" ? `user:${actor.userId}` : actor.actingFor ? `service:${actor.actingFor}` : "service"
+
 /** The owner of anything this actor creates. */
 export const ownerFor = (actor: Actor): Effect.Effect<string, Forbidden> =>
   actor.kind === "user"

@@ -25,7 +25,7 @@ import {
 } from "@chronicle/store"
 import { Context, Effect, Layer, type Result, Semaphore } from "effect"
 import { v5 as uuidv5 } from "uuid"
-import type { Actor } from "./actor.ts"
+import { type Actor, actorLabel } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
 
 export interface CommandOptions {
@@ -148,9 +148,6 @@ export const fingerprintOf = (operation: string, input: unknown) =>
   createHash("sha256")
     .update(`${operation}\u0000${canonical(input)}`)
     .digest("hex")
-
-const actorLabel = (actor: Actor) =>
-  actor.kind === "user" ? `user:${actor.userId}` : actor.actingFor ? `service:${actor.actingFor}` : "service"
 
 /** The events an earlier command with this key recorded, and what it was, or undefined. */
 const findPriorAttempt = (streamId: string, key: string) =>

@@ -42,7 +42,7 @@ import {
 } from "@chronicle/store"
 import { Context, Effect, Layer, Option } from "effect"
 import { v5 as uuidv5 } from "uuid"
-import { type Actor, ownerFor } from "./actor.ts"
+import { type Actor, actorLabel, ownerFor } from "./actor.ts"
 import { budgeted, budgetParam, DEFAULT_LIMIT, MAX_LIMIT, ROW_OVERHEAD_BYTES, toPage } from "./paging.ts"
 import { iso, type Page } from "./rows.ts"
 import { layerServices } from "./services.ts"
@@ -281,13 +281,6 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
       const { db, store, provide } = yield* layerServices
       const query = (text: string, params: ReadonlyArray<unknown>) =>
         db.query(text, params).pipe(Effect.orDie)
-
-      const actorLabel = (actor: Actor) =>
-        actor.kind === "user"
-          ? `user:${actor.userId}`
-          : actor.actingFor
-            ? `service:${actor.actingFor}`
-            : "service"
 
       /**
        * Appends to a thread's stream, starting it when it has no events yet. Starting races

@@ -28,7 +28,7 @@
 import { Forbidden, InvalidCommand, NotFound, toStored } from "@chronicle/events"
 import { Database, EventStore, isUuid } from "@chronicle/store"
 import { Context, Effect, Layer } from "effect"
-import type { Actor } from "./actor.ts"
+import { type Actor, actorLabel, serviceActor } from "./actor.ts"
 import { sessionStreamId } from "./queries.ts"
 
 /** What to purge: one session (with its forks), every session of an owner, or the retention policy's. */
@@ -212,7 +212,12 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                 )
                 yield* store.append(
                   `file-${file.id}`,
-                  [{ ...toStored({ type: "FilePurged", reason }), metadata: { actor: "service" } }],
+                  [
+                    {
+                      ...toStored({ type: "FilePurged", reason }),
+                      metadata: { actor: actorLabel(serviceActor()) },
+                    },
+                  ],
                   { expectedVersion: Number(row!.n) },
                 )
               }
@@ -290,7 +295,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                           ? { type: "GraphThreadPurged", reason, throughVersion: n }
                           : { type: "SandboxPurged", reason, throughVersion: n },
                     ),
-                    metadata: { actor: "service" },
+                    metadata: { actor: actorLabel(serviceActor()) },
                   },
                 ],
                 { expectedVersion: n },
@@ -322,7 +327,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                   [
                     {
                       ...toStored({ type: "SessionPurged", reason, throughVersion: n }),
-                      metadata: { actor: "service" },
+                      metadata: { actor: actorLabel(serviceActor()) },
                     },
                   ],
                   { expectedVersion: n },
@@ -468,7 +473,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                     throughCheckpointId: row.through,
                     count: row.n,
                   }),
-                  metadata: { actor: "service" },
+                  metadata: { actor: actorLabel(serviceActor()) },
                 })),
                 { expectedVersion: Number(rows[0]!.version) },
               )

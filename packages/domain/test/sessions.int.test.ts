@@ -54,6 +54,31 @@ describe.each(testDatabases(env))("sessions on $name", (database) => {
     ).toBe("Forbidden")
   })
 
+  it("records the actor the same way on every command: a user, the service role, the service acting for an owner", async () => {
+    const alice = newUser()
+    const aliceId = alice.kind === "user" ? alice.userId : ""
+    const forAlice = serviceActor(aliceId)
+    const made = await sessions((s) => s.create(forAlice, { title: "for alice" }))
+    await content((c) => c.appendMessages(forAlice, made.id, [{ role: "user", content: "hi" }]))
+    await content((c) => c.appendMessages(alice, made.id, [{ role: "user", content: "me" }]))
+    await sessions((s) => s.update(serviceActor(), made.id, { title: "renamed" }))
+    const actors = await run(
+      Effect.flatMap(Database, (db) =>
+        db.query<{ type: string; actor: string }>(
+          `select type, metadata ->> 'actor' as actor from chronicle.events
+            where stream_id = $1 order by stream_version`,
+          [`session-${made.id}`],
+        ),
+      ),
+    )
+    expect(actors).toEqual([
+      { type: "SessionStarted", actor: `service:${aliceId}` },
+      { type: "MessageAppended", actor: `service:${aliceId}` },
+      { type: "MessageAppended", actor: `user:${aliceId}` },
+      { type: "SessionUpdated", actor: "service" },
+    ])
+  })
+
   it("appends messages with seq 1..n, pages through them to the end, and keeps counters exact", async () => {
     const alice = newUser()
     const { id } = await sessions((s) => s.create(alice, {}))

@@ -7,7 +7,7 @@ import type { JsonObject } from "@chronicle/events/types"
 import { type AppendOptions, EventStore } from "@chronicle/store"
 import { Effect } from "effect"
 import { v5 as uuidv5, v7 as uuidv7 } from "uuid"
-import type { Actor } from "../actor.ts"
+import { type Actor, actorLabel } from "../actor.ts"
 import { sessionStreamId } from "../queries.ts"
 
 export interface CreateSessionInput {
@@ -33,8 +33,6 @@ export const firstEvent = (ownerId: string, input: CreateSessionInput) => {
     externalKey,
   })
 }
-
-const actorLabel = (actor: Actor) => (actor.kind === "user" ? `user:${actor.userId}` : "service")
 
 /** Appends decided events of a new session, the actor in their metadata. */
 const appendNew = (
