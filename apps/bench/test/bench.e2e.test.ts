@@ -39,6 +39,8 @@ const FIGURES = [
   "http.append.server.c1",
   "http.list.c1",
   "http.append.c16",
+  "http.append.raw.c1",
+  "http.append.raw.c16",
   "http.append.server.c16",
   "http.list.c16",
   "read.catchUp",
