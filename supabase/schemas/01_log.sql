@@ -432,17 +432,45 @@ $$;
 
 -- Whether the sequencer has work: events committed and not yet sequenced, a pass under way,
 -- or transaction ids from another server. Read-only, for the sequencer's idle polls.
+--
+-- The candidates are found through events_tx_position_idx, in two parts that never overlap
+-- (a snapshot's in-progress ids are below its xmax): the transactions begun since the horizon,
+-- a range bounded on both sides, and those in progress at it, probed one by one. Written as one
+-- OR, or joined to the sequencer's row, the planner scans the whole log, on every poll.
 create function chronicle.sequencer_pending() returns boolean
-language sql stable as $$
-  select st.pass_xmax is not null
-      or st.system_id is distinct from coalesce(chronicle.system_identifier(), st.system_id)
-      or pg_snapshot_xmax(pg_current_snapshot()) < coalesce(st.pass_xmax, st.horizon_xmax)
-      or exists (
-           select 1 from chronicle.events e
-            where (e.transaction_id >= st.horizon_xmax or e.transaction_id = any (st.horizon_xip))
-              and pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot())
-              and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position))
-    from chronicle.sequencer st
+language plpgsql stable as $$
+declare
+  st chronicle.sequencer;
+  v_now pg_snapshot := pg_current_snapshot();
+  v_id xid8;
+begin
+  -- The horizon is read first and the log probed with its values, each probe an index lookup:
+  -- joined to the sequencer's row, or with the in-progress ids as one `= any`, the planner
+  -- scans the log.
+  select * into st from chronicle.sequencer;
+  if st.pass_xmax is not null
+     or st.system_id is distinct from coalesce(chronicle.system_identifier(), st.system_id)
+     or pg_snapshot_xmax(v_now) < coalesce(st.pass_xmax, st.horizon_xmax) then
+    return true;
+  end if;
+  if exists (
+       select 1 from chronicle.events e
+        where e.transaction_id >= st.horizon_xmax and e.transaction_id < pg_snapshot_xmax(v_now)
+          and pg_visible_in_snapshot(e.transaction_id, v_now)
+          and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)) then
+    return true;
+  end if;
+  foreach v_id in array st.horizon_xip loop
+    if pg_visible_in_snapshot(v_id, v_now)
+       and exists (
+         select 1 from chronicle.events e
+          where e.transaction_id = v_id
+            and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)) then
+      return true;
+    end if;
+  end loop;
+  return false;
+end
 $$;
 
 -- Sequences the next batch (at most p_limit events; null: the rest of the pass) and returns how
@@ -452,7 +480,9 @@ $$;
 -- commit: followers re-read from their cursors, once per batch rather than once per append.
 create function chronicle.sequence_events(p_limit integer default 10000, p_origin text default null)
 returns table (sequenced integer, last_seq bigint, more boolean, fresh boolean)
-language plpgsql as $$
+-- Planned with each call's values: a plan cached for any horizon cannot tell a pass over the
+-- newest transactions (an index range) from one over the whole log, and may scan it.
+language plpgsql set plan_cache_mode = force_custom_plan as $$
 declare
   st chronicle.sequencer;
   v_now pg_snapshot;
@@ -462,7 +492,10 @@ declare
   v_fresh boolean;
 begin
   select * into st from chronicle.sequencer for update;
-  v_now := pg_current_snapshot();
+  -- A statement, not an assignment: an assignment is evaluated in the snapshot taken before
+  -- the lock was granted, older than the horizon another caller may have stored meanwhile, and
+  -- that would look like a restore and sequence with a scan of the whole log.
+  select pg_current_snapshot() into v_now;
 
   if (v_system is not null and st.system_id is not null and v_system <> st.system_id)
      or pg_snapshot_xmax(v_now) < coalesce(st.pass_xmax, st.horizon_xmax) then
@@ -502,15 +535,30 @@ begin
     st.pass_position := 0;
   end if;
 
-  -- The pass's events: transactions finished at its snapshot and not at the horizon's.
-  with batch as (
+  -- The pass's events: transactions finished at its snapshot and not at the horizon's, found
+  -- through events_tx_position_idx as in chronicle.sequencer_pending (a range bounded on both
+  -- sides, and the horizon's in-progress ids), never by a scan of the log. Materialized: else
+  -- the planner may walk the log in global_position order to serve the ORDER BY … LIMIT.
+  with candidate as materialized (
     select e.global_position
       from chronicle.events e
-     where (e.transaction_id >= st.horizon_xmax or e.transaction_id = any (st.horizon_xip))
-       and e.transaction_id < st.pass_xmax and e.transaction_id <> all (st.pass_xip)
-       and e.global_position > st.pass_position
-       and not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)
-     order by e.global_position
+     where e.transaction_id >= st.horizon_xmax and e.transaction_id < st.pass_xmax
+       and e.transaction_id <> all (st.pass_xip) and e.global_position > st.pass_position
+    union all
+    -- One index probe per id (offset 0 keeps the planner from turning it into a join that
+    -- scans the log).
+    select t.global_position
+      from unnest(st.horizon_xip) x(id),
+           lateral (select e.global_position
+                      from chronicle.events e
+                     where e.transaction_id = x.id and e.transaction_id < st.pass_xmax
+                       and e.transaction_id <> all (st.pass_xip) and e.global_position > st.pass_position
+                    offset 0) t),
+  batch as (
+    select c.global_position
+      from candidate c
+     where not exists (select 1 from chronicle.event_seq q where q.global_position = c.global_position)
+     order by c.global_position
      limit p_limit),
   inserted as (
     insert into chronicle.event_seq (seq, global_position)
