@@ -11,6 +11,7 @@ import type { Actor } from "../actor.ts"
 import type { CommandOptions, CommandResult } from "../command.ts"
 import { budgetParam, decodePageCursor, type PageRequest, pageLimit, toPage } from "../paging.ts"
 import { sessionStreamId } from "../queries.ts"
+import { pageKey } from "../row-schema.ts"
 import { type TimelineEntry, toCheckpoint } from "../rows.ts"
 import { executeSessionCommand, snapshotOf } from "../session/command.ts"
 import { currentSession, getCheckpoint, loadSession } from "../session/load.ts"
@@ -161,6 +162,8 @@ export const createCheckpoint = Effect.fn("Sessions.createCheckpoint")(function*
   return yield* getCheckpoint(id, created.event.checkpointId)
 })
 
+const checkpointKey = pageKey("checkpoint", { event_version: "number" })
+
 export const listCheckpoints = Effect.fn("Sessions.listCheckpoints")(function* (
   actor: Actor,
   id: string,
@@ -179,7 +182,7 @@ export const listCheckpoints = Effect.fn("Sessions.listCheckpoints")(function* (
       [id, after?.[0] ?? 0, limit + 1],
     )
     .pipe(Effect.orDie)
-  return toPage(rows, limit, toCheckpoint, (r) => [Number(r.event_version)], "asc", page.maxBytes)
+  return toPage(rows, limit, toCheckpoint, checkpointKey, "asc", page.maxBytes)
 })
 
 /** A checkpoint of a session the actor may see. */
