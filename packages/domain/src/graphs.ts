@@ -284,6 +284,15 @@ export const toCheckpointTuple = (row: Row): GraphCheckpointTuple => {
   }
 }
 
+/** Whether a thread already holds a task's writes exactly, and the version that stored them. */
+const decodeHeldWrites = decoder(
+  "graph writes",
+  "version",
+  Schema.Struct({ version: Num, held: Schema.Boolean }),
+)
+/** Whether a thread has checkpoints to delete. */
+const decodeLive = decoder("graph thread", "live", Schema.Struct({ live: Schema.Boolean }))
+
 // List cursors: [checkpoint id, graph id, namespace] of the last item, opaque to clients.
 const tupleKey = pageKey("graph checkpoint", {
   checkpoint_id: "text",
@@ -631,9 +640,10 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                 group by p.d`,
               [graphId, JSON.stringify(data)],
             ).pipe(
-              Effect.map((rows) =>
-                rows[0]?.held === true ? { version: Number(rows[0].version) } : undefined,
-              ),
+              Effect.map((rows) => {
+                const found = rows[0] === undefined ? undefined : decodeHeldWrites(rows[0])
+                return found?.held === true ? { version: Number(found.version) } : undefined
+              }),
             ),
           answer: ({ version }) => ({ version }),
         })
@@ -714,7 +724,7 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
           [graphId],
         )
         // Nothing to delete: record nothing, so deleting twice is one event.
-        if (rows[0]?.live !== true) return { deleted: false }
+        if (rows[0] === undefined || !decodeLive(rows[0]).live) return { deleted: false }
         yield* appendToThread(actor, threadId, { event: { type: "GraphThreadDeleted" } }).pipe(
           // The event gets a fresh id: no other append can have used it; it names no version.
           Effect.catchTags({ IdempotencyConflict: Effect.die, VersionConflict: Effect.die }),
