@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import { toActivityItem, toSessionSummary } from "../src/analytics.ts"
 import { toCheckpointTuple } from "../src/graphs.ts"
 import { decodeBlobRow } from "../src/large-values.ts"
+import { toPage } from "../src/paging.ts"
 import { pageKey } from "../src/row-schema.ts"
 
 const SESSION = "0190a3c2-0000-7000-8000-000000000001"
@@ -103,7 +104,7 @@ describe("rows decoded with their schema", () => {
     )
   })
 
-  it("reads a page's cursor key from its columns, refusing a row without them", () => {
+  it("reads a page's cursor key and budget columns, refusing a row without them", () => {
     const key = pageKey("attached file", { version: "number", file_id: "text" })
     expect(key({ version: "7", file_id: "f1", name: "a.txt" })).toEqual([7, "f1"])
     expect(() => key({ version: 7 })).toThrow(
@@ -112,6 +113,18 @@ describe("rows decoded with their schema", () => {
     const timeKey = pageKey("job", { cursor_at: "text", id: "text" })
     expect(() => timeKey({ cursor_at: new Date(), id: "j1" })).toThrow(
       /malformed job page key row "j1": Expected string\s+at \["cursor_at"\]/,
+    )
+
+    // A budgeted query's rows say whether the budget cut them short (page_row < page_rows).
+    const rows = [
+      { version: 1, file_id: "a", page_row: "1", page_rows: "3" },
+      { version: 2, file_id: "b", page_row: "2", page_rows: "3" },
+    ]
+    expect(toPage(rows, 5, (r) => r.file_id, key).nextCursor).not.toBeNull()
+    expect(toPage(rows.slice(0, 1), 5, (r) => r.file_id, key).nextCursor).not.toBeNull()
+    expect(toPage([{ version: 1, file_id: "a" }], 5, (r) => r.file_id, key).nextCursor).toBeNull()
+    expect(() => toPage([{ ...rows[0], page_row: true }], 5, (r) => r.file_id, key)).toThrow(
+      /malformed budgeted page row .*at \["page_row"\]/s,
     )
   })
 })
