@@ -1,8 +1,20 @@
-import { InvalidCommand, type NotFound } from "@chronicle/events"
+import { InvalidCommand, MessageRole, type NotFound, SessionStatus } from "@chronicle/events"
 import { Database, isUuid } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { type Actor, listScope } from "./actor.ts"
 import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
+import {
+  decoder,
+  Num,
+  num,
+  numOrNull,
+  OptionalNum,
+  OptionalTime,
+  pageKey,
+  type Row,
+  Text,
+  Time,
+} from "./row-schema.ts"
 import { iso, isoOrNull, type Page } from "./rows.ts"
 import { loadSession } from "./session/load.ts"
 
@@ -146,41 +158,284 @@ export const resolveDayRange = Effect.fn("Analytics.resolveDayRange")(function* 
   return { from: from.toISOString().slice(0, 10), to: to.toISOString().slice(0, 10) }
 })
 
-type Row = Record<string, unknown>
-const num = (v: unknown) => Number(v ?? 0)
-const numOrNull = (v: unknown) => (v === null || v === undefined ? null : Number(v))
+// ----- the rows of the analytics views (05_analytics.sql), decoded -----------------------------
 
-const toSummary = (r: Row): SessionSummary => ({
-  sessionId: r.session_id as string,
-  ownerId: r.owner_id as string,
-  title: (r.title as string | null) ?? null,
-  status: r.status as string,
-  parentId: (r.parent_id as string | null) ?? null,
-  counts: {
-    messages: num(r.message_count),
-    revisions: num(r.revision_count),
-    drafts: num(r.draft_count),
-    holes: num(r.hole_count),
-    files: num(r.file_count),
-    toolRuns: num(r.tool_run_count),
-    jobs: num(r.job_count),
-  },
-  validDrafts: num(r.valid_drafts),
-  invalidDrafts: num(r.invalid_drafts),
-  draftSuccessRate: numOrNull(r.draft_success_rate),
-  avgHoleConfidence: numOrNull(r.avg_hole_confidence),
-  createdAt: iso(r.created_at),
-  lastActivityAt: iso(r.last_activity_at),
-  activeSeconds: num(r.active_seconds),
-  lastMessage:
-    r.last_message_at === null || r.last_message_at === undefined
-      ? null
-      : {
-          role: r.last_message_role as string,
-          preview: r.last_message_preview as string,
-          at: iso(r.last_message_at),
-        },
+const decodeSummary = decoder(
+  "session summary",
+  "session_id",
+  Schema.Struct({
+    session_id: Schema.String,
+    owner_id: Schema.String,
+    title: Text,
+    status: SessionStatus,
+    parent_id: Text,
+    message_count: Num,
+    revision_count: Num,
+    draft_count: Num,
+    hole_count: Num,
+    file_count: Num,
+    tool_run_count: Num,
+    job_count: Num,
+    valid_drafts: Num,
+    invalid_drafts: Num,
+    draft_success_rate: OptionalNum,
+    avg_hole_confidence: OptionalNum,
+    created_at: Time,
+    last_activity_at: Time,
+    active_seconds: Num,
+    last_message_at: OptionalTime,
+  }),
+)
+
+/** The newest message's columns, read when there is one (null, all three, when there is none). */
+const decodeLastMessage = decoder(
+  "session summary",
+  "session_id",
+  Schema.Struct({
+    last_message_role: MessageRole,
+    last_message_preview: Schema.String,
+    last_message_at: Time,
+  }),
+)
+
+/** A row of `chronicle.session_summary`. */
+export const toSessionSummary = (row: Row): SessionSummary => {
+  const r = decodeSummary(row)
+  return {
+    sessionId: r.session_id,
+    ownerId: r.owner_id,
+    title: r.title ?? null,
+    status: r.status,
+    parentId: r.parent_id ?? null,
+    counts: {
+      messages: num(r.message_count),
+      revisions: num(r.revision_count),
+      drafts: num(r.draft_count),
+      holes: num(r.hole_count),
+      files: num(r.file_count),
+      toolRuns: num(r.tool_run_count),
+      jobs: num(r.job_count),
+    },
+    validDrafts: num(r.valid_drafts),
+    invalidDrafts: num(r.invalid_drafts),
+    draftSuccessRate: numOrNull(r.draft_success_rate),
+    avgHoleConfidence: numOrNull(r.avg_hole_confidence),
+    createdAt: iso(r.created_at),
+    lastActivityAt: iso(r.last_activity_at),
+    activeSeconds: num(r.active_seconds),
+    lastMessage: r.last_message_at === null || r.last_message_at === undefined ? null : lastMessageOf(row),
+  }
+}
+const lastMessageOf = (row: Row): NonNullable<SessionSummary["lastMessage"]> => {
+  const m = decodeLastMessage(row)
+  return { role: m.last_message_role, preview: m.last_message_preview, at: iso(m.last_message_at) }
+}
+const summaryKey = pageKey("session summary", { cursor_at: "text", session_id: "text" })
+
+const decodeUser = decoder(
+  "user analytics",
+  "owner_id",
+  Schema.Struct({
+    owner_id: Schema.String,
+    sessions: Num,
+    active_sessions: Num,
+    archived_sessions: Num,
+    messages: Num,
+    revisions: Num,
+    drafts: Num,
+    holes: Num,
+    tool_runs: Num,
+    jobs: Num,
+    completed_jobs: Num,
+    failed_jobs: Num,
+    last_activity_at: OptionalTime,
+    valid_drafts: Num,
+    draft_validity_rate: OptionalNum,
+    queued_jobs: Num,
+    running_jobs: Num,
+    paused_jobs: Num,
+    cancelled_jobs: Num,
+  }),
+)
+
+const toUserAnalytics = (row: Row): UserAnalytics => {
+  const r = decodeUser(row)
+  return {
+    ownerId: r.owner_id,
+    sessions: num(r.sessions),
+    activeSessions: num(r.active_sessions),
+    archivedSessions: num(r.archived_sessions),
+    messages: num(r.messages),
+    revisions: num(r.revisions),
+    drafts: num(r.drafts),
+    holes: num(r.holes),
+    toolRuns: num(r.tool_runs),
+    jobs: num(r.jobs),
+    completedJobs: num(r.completed_jobs),
+    failedJobs: num(r.failed_jobs),
+    lastActivityAt: isoOrNull(r.last_activity_at),
+    validDrafts: num(r.valid_drafts),
+    draftValidityRate: numOrNull(r.draft_validity_rate),
+    jobsByState: {
+      queued: num(r.queued_jobs),
+      running: num(r.running_jobs),
+      paused: num(r.paused_jobs),
+      completed: num(r.completed_jobs),
+      failed: num(r.failed_jobs),
+      cancelled: num(r.cancelled_jobs),
+    },
+  }
+}
+const userKey = pageKey("user analytics", { owner_id: "text" })
+
+const ACTIVITY_KINDS = ["message", "revision", "draft", "tool_run", "job"] as const satisfies ReadonlyArray<
+  ActivityItem["kind"]
+>
+
+const decodeActivity = decoder(
+  "recent activity",
+  "entity_id",
+  Schema.Struct({
+    session_id: Text,
+    kind: Schema.Literals(ACTIVITY_KINDS),
+    entity_id: Schema.String,
+    summary: Schema.String,
+    at: Time,
+  }),
+)
+
+/** A row of `chronicle.recent_activity`. */
+export const toActivityItem = (row: Row): ActivityItem => {
+  const r = decodeActivity(row)
+  return {
+    sessionId: r.session_id ?? null,
+    kind: r.kind,
+    entityId: r.entity_id,
+    summary: r.summary,
+    at: iso(r.at),
+  }
+}
+// A fork copies its parent's content with the same ids and times: the session breaks the tie.
+const activityKey = pageKey("recent activity", {
+  cursor_at: "text",
+  entity_id: "text",
+  cursor_session: "text",
 })
+
+const decodeDraftValidation = decoder(
+  "draft validation",
+  "language",
+  Schema.Struct({
+    language: Schema.String,
+    drafts: Num,
+    valid_drafts: Num,
+    invalid_drafts: Num,
+    last_draft_at: Time,
+  }),
+)
+
+const toDraftValidation = (row: Row): DraftValidationStats => {
+  const r = decodeDraftValidation(row)
+  const drafts = num(r.drafts)
+  const validDrafts = num(r.valid_drafts)
+  return {
+    language: r.language,
+    drafts,
+    validDrafts,
+    invalidDrafts: num(r.invalid_drafts),
+    successRate: drafts === 0 ? 0 : validDrafts / drafts,
+    lastDraftAt: iso(r.last_draft_at),
+  }
+}
+
+const decodeJobStats = decoder(
+  "job stats",
+  "job_type",
+  Schema.Struct({
+    job_type: Schema.String,
+    jobs: Num,
+    queued: Num,
+    running: Num,
+    paused: Num,
+    completed: Num,
+    failed: Num,
+    cancelled: Num,
+    avg_processing_seconds: OptionalNum,
+    p95_processing_seconds: OptionalNum,
+    last_job_at: Time,
+  }),
+)
+
+const toJobStats = (row: Row): JobStats => {
+  const r = decodeJobStats(row)
+  return {
+    jobType: r.job_type,
+    jobs: num(r.jobs),
+    byState: {
+      queued: num(r.queued),
+      running: num(r.running),
+      paused: num(r.paused),
+      completed: num(r.completed),
+      failed: num(r.failed),
+      cancelled: num(r.cancelled),
+    },
+    avgProcessingSeconds: numOrNull(r.avg_processing_seconds),
+    p95ProcessingSeconds: numOrNull(r.p95_processing_seconds),
+    lastJobAt: iso(r.last_job_at),
+  }
+}
+
+const decodeDaily = decoder(
+  "daily activity",
+  "day",
+  Schema.Struct({
+    day: Schema.String,
+    sessions_started: Num,
+    messages: Num,
+    revisions: Num,
+    drafts: Num,
+    valid_drafts: Num,
+    tool_runs: Num,
+    jobs_created: Num,
+    jobs_completed: Num,
+    jobs_failed: Num,
+  }),
+)
+
+const toDailyActivity = (row: Row): DailyActivity => {
+  const r = decodeDaily(row)
+  return {
+    day: r.day,
+    sessionsStarted: num(r.sessions_started),
+    messages: num(r.messages),
+    revisions: num(r.revisions),
+    drafts: num(r.drafts),
+    validDrafts: num(r.valid_drafts),
+    toolRuns: num(r.tool_runs),
+    jobsCreated: num(r.jobs_created),
+    jobsCompleted: num(r.jobs_completed),
+    jobsFailed: num(r.jobs_failed),
+  }
+}
+
+const decodeDailyDraftValidation = decoder(
+  "daily draft validation",
+  "day",
+  Schema.Struct({ day: Schema.String, language: Schema.String, drafts: Num, valid_drafts: Num }),
+)
+
+const toDailyDraftValidation = (row: Row): DailyDraftValidation => {
+  const r = decodeDailyDraftValidation(row)
+  const drafts = num(r.drafts)
+  const validDrafts = num(r.valid_drafts)
+  return {
+    day: r.day,
+    language: r.language,
+    drafts,
+    validDrafts,
+    successRate: drafts === 0 ? 0 : validDrafts / drafts,
+  }
+}
 
 export type AnalyticsError = NotFound | InvalidCommand
 
@@ -231,7 +486,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
           const rows = yield* query("select * from chronicle.session_summary where session_id = $1::uuid", [
             input.sessionId,
           ])
-          return { items: rows.map(toSummary), nextCursor: null }
+          return { items: rows.map(toSessionSummary), nextCursor: null }
         }
         const limit = yield* pageLimit(input.limit)
         const after = yield* decodePageCursor(input.cursor, ["timestamp", "uuid"] as const)
@@ -242,14 +497,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             order by last_activity_at desc, session_id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(
-          rows,
-          limit,
-          toSummary,
-          (r) => [r.cursor_at as string, r.session_id as string],
-          "asc",
-          input.maxBytes,
-        )
+        return toPage(rows, limit, toSessionSummary, summaryKey, "asc", input.maxBytes)
       })
 
       const users = Effect.fn("Analytics.users")(function* (actor: Actor, page: PageRequest) {
@@ -261,38 +509,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             order by owner_id limit $3`,
           [listScope(actor), after?.[0] ?? null, limit + 1],
         )
-        return toPage(
-          rows,
-          limit,
-          (r): UserAnalytics => ({
-            ownerId: r.owner_id as string,
-            sessions: num(r.sessions),
-            activeSessions: num(r.active_sessions),
-            archivedSessions: num(r.archived_sessions),
-            messages: num(r.messages),
-            revisions: num(r.revisions),
-            drafts: num(r.drafts),
-            holes: num(r.holes),
-            toolRuns: num(r.tool_runs),
-            jobs: num(r.jobs),
-            completedJobs: num(r.completed_jobs),
-            failedJobs: num(r.failed_jobs),
-            lastActivityAt: isoOrNull(r.last_activity_at),
-            validDrafts: num(r.valid_drafts),
-            draftValidityRate: numOrNull(r.draft_validity_rate),
-            jobsByState: {
-              queued: num(r.queued_jobs),
-              running: num(r.running_jobs),
-              paused: num(r.paused_jobs),
-              completed: num(r.completed_jobs),
-              failed: num(r.failed_jobs),
-              cancelled: num(r.cancelled_jobs),
-            },
-          }),
-          (r) => [r.owner_id as string],
-          "asc",
-          page.maxBytes,
-        )
+        return toPage(rows, limit, toUserAnalytics, userKey, "asc", page.maxBytes)
       })
 
       const recentActivity = Effect.fn("Analytics.recentActivity")(function* (
@@ -321,21 +538,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             after?.[2] ?? null,
           ],
         )
-        return toPage(
-          rows,
-          limit,
-          (r): ActivityItem => ({
-            sessionId: (r.session_id as string | null) ?? null,
-            kind: r.kind as ActivityItem["kind"],
-            entityId: r.entity_id as string,
-            summary: r.summary as string,
-            at: iso(r.at),
-          }),
-          // A fork copies its parent's content with the same ids and times: the session breaks the tie.
-          (r) => [r.cursor_at as string, r.entity_id as string, r.cursor_session as string],
-          "asc",
-          input.maxBytes,
-        )
+        return toPage(rows, limit, toActivityItem, activityKey, "asc", input.maxBytes)
       })
 
       const draftValidation = Effect.fn("Analytics.draftValidation")(function* (actor: Actor) {
@@ -347,16 +550,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             group by language order by language`,
           [listScope(actor)],
         )
-        return rows.map(
-          (r): DraftValidationStats => ({
-            language: r.language as string,
-            drafts: num(r.drafts),
-            validDrafts: num(r.valid_drafts),
-            invalidDrafts: num(r.invalid_drafts),
-            successRate: num(r.drafts) === 0 ? 0 : num(r.valid_drafts) / num(r.drafts),
-            lastDraftAt: iso(r.last_draft_at),
-          }),
-        )
+        return rows.map(toDraftValidation)
       })
 
       const jobStats = Effect.fn("Analytics.jobStats")(function* (actor: Actor) {
@@ -378,23 +572,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             group by job_type order by job_type`,
           [listScope(actor)],
         )
-        return rows.map(
-          (r): JobStats => ({
-            jobType: r.job_type as string,
-            jobs: num(r.jobs),
-            byState: {
-              queued: num(r.queued),
-              running: num(r.running),
-              paused: num(r.paused),
-              completed: num(r.completed),
-              failed: num(r.failed),
-              cancelled: num(r.cancelled),
-            },
-            avgProcessingSeconds: numOrNull(r.avg_processing_seconds),
-            p95ProcessingSeconds: numOrNull(r.p95_processing_seconds),
-            lastJobAt: iso(r.last_job_at),
-          }),
-        )
+        return rows.map(toJobStats)
       })
 
       const daily = Effect.fn("Analytics.daily")(function* (actor: Actor, range: DayRange) {
@@ -412,20 +590,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             group by d.day order by d.day`,
           [listScope(actor), from, to],
         )
-        return rows.map(
-          (r): DailyActivity => ({
-            day: r.day as string,
-            sessionsStarted: num(r.sessions_started),
-            messages: num(r.messages),
-            revisions: num(r.revisions),
-            drafts: num(r.drafts),
-            validDrafts: num(r.valid_drafts),
-            toolRuns: num(r.tool_runs),
-            jobsCreated: num(r.jobs_created),
-            jobsCompleted: num(r.jobs_completed),
-            jobsFailed: num(r.jobs_failed),
-          }),
-        )
+        return rows.map(toDailyActivity)
       })
 
       const draftValidationByDay = Effect.fn("Analytics.draftValidationByDay")(function* (
@@ -440,15 +605,7 @@ export class Analytics extends Context.Service<Analytics, AnalyticsService>()("@
             group by day, language order by day, language`,
           [listScope(actor), from, to],
         )
-        return rows.map(
-          (r): DailyDraftValidation => ({
-            day: r.day as string,
-            language: r.language as string,
-            drafts: num(r.drafts),
-            validDrafts: num(r.valid_drafts),
-            successRate: num(r.drafts) === 0 ? 0 : num(r.valid_drafts) / num(r.drafts),
-          }),
-        )
+        return rows.map(toDailyDraftValidation)
       })
 
       const provide = <A, E>(effect: Effect.Effect<A, E, Database>) =>

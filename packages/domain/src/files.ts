@@ -12,8 +12,10 @@ import { Context, Effect, Layer } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { mimeAllowed } from "./config.ts"
+import { decodeBlobRow } from "./large-values.ts"
 import { cursorTime, decodePageCursor, type PageRequest, pageLimit, toPage } from "./paging.ts"
 import { fileStreamId } from "./queries.ts"
+import { pageKey } from "./row-schema.ts"
 import { type FileInfo, type Page, toFileInfo } from "./rows.ts"
 import { layerServices } from "./services.ts"
 
@@ -37,6 +39,7 @@ export interface FilesService {
 export type FilesError = NotFound | Forbidden | PayloadTooLarge | UnsupportedMediaType | InvalidCommand
 
 const FILE_COLUMNS = "id::text, owner_id::text, sha256, name, mime_type, size, created_at"
+const fileKey = pageKey("file", { cursor_at: "text", id: "text" })
 
 /** Files: content-addressed bytes (stored once) and the file records that name them. */
 export class Files extends Context.Service<Files, FilesService>()("@chronicle/domain/Files") {
@@ -103,10 +106,12 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
 
       const content = Effect.fn("Files.content")(function* (actor: Actor, id: string) {
         const file = yield* get(actor, id)
-        const rows = yield* query("select content from chronicle.blobs where sha256 = $1", [file.sha256])
+        const rows = yield* query("select sha256, content from chronicle.blobs where sha256 = $1", [
+          file.sha256,
+        ])
         // Only an erasure of the owner (chronicle purge --owner) deletes a file's bytes.
         if (rows[0] === undefined) return yield* new NotFound({ entity: "file content (erased)", id })
-        return { file, content: new Uint8Array(rows[0].content as Uint8Array) }
+        return { file, content: new Uint8Array(decodeBlobRow(rows[0]).content) }
       })
 
       const list = Effect.fn("Files.list")(function* (actor: Actor, page: PageRequest) {
@@ -119,14 +124,7 @@ export class Files extends Context.Service<Files, FilesService>()("@chronicle/do
             order by created_at desc, id desc limit $4`,
           [listScope(actor), after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(
-          rows,
-          limit,
-          toFileInfo,
-          (r) => [r.cursor_at as string, r.id as string],
-          "asc",
-          page.maxBytes,
-        )
+        return toPage(rows, limit, toFileInfo, fileKey, "asc", page.maxBytes)
       })
 
       return Files.of({

@@ -27,6 +27,7 @@ import {
   fromStored,
   type GraphThreadStarted,
   InvalidCommand,
+  JsonObject as JsonObjectSchema,
   NotFound,
   type StoredValue,
   toStored,
@@ -40,10 +41,11 @@ import {
   IdempotencyConflict,
   isUuid,
 } from "@chronicle/store"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { v5 as uuidv5 } from "uuid"
 import { type Actor, actorLabel, ownerFor } from "./actor.ts"
 import { budgeted, budgetParam, DEFAULT_LIMIT, MAX_LIMIT, ROW_OVERHEAD_BYTES, toPage } from "./paging.ts"
+import { decoder, Num, pageKey, type Row, Text, Time } from "./row-schema.ts"
 import { iso, type Page } from "./rows.ts"
 import { layerServices } from "./services.ts"
 
@@ -227,23 +229,77 @@ const TUPLE_COLUMNS = `c.checkpoint_ns, c.checkpoint_id, c.thread_id, c.parent_c
     where w.graph_id = c.graph_id and w.checkpoint_ns = c.checkpoint_ns
       and w.checkpoint_id = c.checkpoint_id) as writes`
 
-type Row = Record<string, unknown>
+// A tuple row (TUPLE_COLUMNS), decoded. The values were checked when they were put; here only
+// their shape is. The fields of the objects jsonb builds (blobs, writes) are listed in jsonb's
+// key order (shorter keys first), which is the order the decoded objects keep: answers read
+// exactly as before.
+const ValueView = Schema.Struct({ data: Schema.String, type: Schema.String })
+const decodeTupleRow = decoder(
+  "graph checkpoint",
+  "checkpoint_id",
+  Schema.Struct({
+    thread_id: Schema.String,
+    checkpoint_ns: Schema.String,
+    checkpoint_id: Schema.String,
+    parent_checkpoint_id: Text,
+    checkpoint_type: Schema.String,
+    checkpoint: Schema.String,
+    metadata: JsonObjectSchema,
+    channel_versions: Schema.Record(Schema.String, Schema.String),
+    blobs: Schema.Array(
+      Schema.Union([
+        Schema.Struct({ value: ValueView, channel: Schema.String, version: Schema.String }),
+        Schema.Struct({ items: Schema.Array(ValueView), channel: Schema.String, version: Schema.String }),
+      ]),
+    ),
+    writes: Schema.Array(
+      Schema.Struct({
+        idx: Schema.Number,
+        value: ValueView,
+        taskId: Schema.String,
+        channel: Schema.String,
+        taskPath: Schema.String,
+      }),
+    ),
+    version: Num,
+    created_at: Time,
+  }),
+)
 
-const toTuple = (r: Row): GraphCheckpointTuple => ({
-  threadId: r.thread_id as string,
-  checkpointNs: r.checkpoint_ns as string,
-  checkpointId: r.checkpoint_id as string,
-  parentCheckpointId: (r.parent_checkpoint_id as string | null) ?? null,
-  checkpoint: { type: r.checkpoint_type as string, data: r.checkpoint as string },
-  metadata: r.metadata as JsonObject,
-  channelVersions: r.channel_versions as { [channel: string]: string },
-  blobs: r.blobs as ReadonlyArray<ChannelBlobView>,
-  writes: r.writes as ReadonlyArray<PendingWriteView>,
-  version: Number(r.version),
-  createdAt: iso(r.created_at),
-})
+/** A row of `chronicle.graph_checkpoints` with its values and writes (TUPLE_COLUMNS). */
+export const toCheckpointTuple = (row: Row): GraphCheckpointTuple => {
+  const r = decodeTupleRow(row)
+  return {
+    threadId: r.thread_id,
+    checkpointNs: r.checkpoint_ns,
+    checkpointId: r.checkpoint_id,
+    parentCheckpointId: r.parent_checkpoint_id ?? null,
+    checkpoint: { type: r.checkpoint_type, data: r.checkpoint },
+    metadata: r.metadata,
+    channelVersions: r.channel_versions,
+    blobs: r.blobs,
+    writes: r.writes,
+    version: Number(r.version),
+    createdAt: iso(r.created_at),
+  }
+}
+
+/** Whether a thread already holds a task's writes exactly, and the version that stored them. */
+const decodeHeldWrites = decoder(
+  "graph writes",
+  "version",
+  Schema.Struct({ version: Num, held: Schema.Boolean }),
+)
+/** Whether a thread has checkpoints to delete. */
+const decodeLive = decoder("graph thread", "live", Schema.Struct({ live: Schema.Boolean }))
 
 // List cursors: [checkpoint id, graph id, namespace] of the last item, opaque to clients.
+const tupleKey = pageKey("graph checkpoint", {
+  checkpoint_id: "text",
+  graph_id: "text",
+  checkpoint_ns: "text",
+})
+
 const decodeListCursor = (cursor: string | null | undefined) => {
   if (cursor === null || cursor === undefined) return Effect.succeed(null)
   try {
@@ -584,9 +640,10 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
                 group by p.d`,
               [graphId, JSON.stringify(data)],
             ).pipe(
-              Effect.map((rows) =>
-                rows[0]?.held === true ? { version: Number(rows[0].version) } : undefined,
-              ),
+              Effect.map((rows) => {
+                const found = rows[0] === undefined ? undefined : decodeHeldWrites(rows[0])
+                return found?.held === true ? { version: Number(found.version) } : undefined
+              }),
             ),
           answer: ({ version }) => ({ version }),
         })
@@ -607,7 +664,7 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
             order by c.checkpoint_id collate "C" desc limit 1`,
           [graphIdForThread(ownerId, input.threadId), input.checkpointNs, input.checkpointId ?? null],
         )
-        return rows[0] === undefined ? null : toTuple(rows[0])
+        return rows[0] === undefined ? null : toCheckpointTuple(rows[0])
       })
 
       const list = Effect.fn("Graphs.list")(function* (actor: Actor, input: ListCheckpointsInput) {
@@ -652,8 +709,8 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
         return toPage(
           rows,
           limit,
-          toTuple,
-          (r) => [r.checkpoint_id as string, r.graph_id as string, r.checkpoint_ns as string],
+          toCheckpointTuple,
+          tupleKey,
           "asc",
           input.maxBytes,
         ) satisfies Page<GraphCheckpointTuple>
@@ -667,7 +724,7 @@ export class Graphs extends Context.Service<Graphs, GraphsService>()("@chronicle
           [graphId],
         )
         // Nothing to delete: record nothing, so deleting twice is one event.
-        if (rows[0]?.live !== true) return { deleted: false }
+        if (rows[0] === undefined || !decodeLive(rows[0]).live) return { deleted: false }
         yield* appendToThread(actor, threadId, { event: { type: "GraphThreadDeleted" } }).pipe(
           // The event gets a fresh id: no other append can have used it; it names no version.
           Effect.catchTags({ IdempotencyConflict: Effect.die, VersionConflict: Effect.die }),

@@ -34,7 +34,17 @@ import {
   toPage,
 } from "./paging.ts"
 import { jobStreamId } from "./queries.ts"
-import { type Artifact, type Job, type Page, type Task, toArtifact, toJob, toTask } from "./rows.ts"
+import { pageKey } from "./row-schema.ts"
+import {
+  type Artifact,
+  type Job,
+  type Page,
+  type Task,
+  toArtifact,
+  toFileInfo,
+  toJob,
+  toTask,
+} from "./rows.ts"
 import { layerServices } from "./services.ts"
 import { loadSession } from "./session/load.ts"
 
@@ -120,6 +130,9 @@ export interface JobsService {
 
 const JOB_COLUMNS = `id::text, owner_id::text, session_id::text, parent_job_id::text, job_type, state, input, output,
   error, error_details, progress, progress_message, version, created_at, updated_at, started_at, finished_at`
+const jobKey = pageKey("job", { cursor_at: "text", id: "text" })
+const taskKey = pageKey("task", { cursor_at: "text", task_id: "text" })
+const artifactKey = pageKey("artifact", { cursor_at: "text", artifact_id: "text" })
 
 /** Background jobs, their tasks and the artifacts they produce. */
 export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domain/Jobs") {
@@ -274,14 +287,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             budgetParam(input.maxBytes),
           ],
         )
-        return toPage(
-          rows,
-          limit,
-          toJob,
-          (r) => [r.cursor_at as string, r.id as string],
-          "asc",
-          input.maxBytes,
-        )
+        return toPage(rows, limit, toJob, jobKey, "asc", input.maxBytes)
       })
 
       const transition = Effect.fn("Jobs.transition")(function* (
@@ -372,14 +378,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
           ),
           [id, after?.[0] ?? null, after?.[1] ?? null, limit + 1, budgetParam(page.maxBytes)],
         )
-        return toPage(
-          rows,
-          limit,
-          toTask,
-          (r) => [r.cursor_at as string, r.task_id as string],
-          "asc",
-          page.maxBytes,
-        )
+        return toPage(rows, limit, toTask, taskKey, "asc", page.maxBytes)
       })
 
       const ARTIFACT_COLUMNS = `job_id::text, artifact_id::text, session_id::text, file_id::text, kind, name, sha256,
@@ -398,11 +397,12 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
           (state) =>
             Effect.gen(function* () {
               const rows = yield* query(
-                "select id::text, owner_id::text, sha256, name, mime_type, size from chronicle.files where id = $1::uuid",
+                `select id::text, owner_id::text, sha256, name, mime_type, size, created_at
+                   from chronicle.files where id = $1::uuid`,
                 [input.fileId],
               )
-              const file = rows[0]
-              if (file === undefined || file.owner_id !== state.ownerId) {
+              const file = rows[0] === undefined ? undefined : toFileInfo(rows[0])
+              if (file === undefined || file.ownerId !== state.ownerId) {
                 return yield* new NotFound({ entity: "file", id: input.fileId })
               }
               return {
@@ -411,10 +411,10 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
                 kind: input.kind,
                 file: {
                   fileId: input.fileId,
-                  sha256: file.sha256 as string,
-                  name: input.name ?? (file.name as string),
-                  mimeType: file.mime_type as string,
-                  size: Number(file.size),
+                  sha256: file.sha256,
+                  name: input.name ?? file.name,
+                  mimeType: file.mimeType,
+                  size: file.size,
                 },
               } satisfies JobCommand
             }),
@@ -448,14 +448,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
             order by created_at, artifact_id limit $4`,
           ["jobId" in of ? of.jobId : of.sessionId, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
-        return toPage(
-          rows,
-          limit,
-          toArtifact,
-          (r) => [r.cursor_at as string, r.artifact_id as string],
-          "asc",
-          page.maxBytes,
-        )
+        return toPage(rows, limit, toArtifact, artifactKey, "asc", page.maxBytes)
       })
 
       return Jobs.of({

@@ -14,7 +14,8 @@
 import { createHash } from "node:crypto"
 import type { Json, JsonObject } from "@chronicle/events/types"
 import { Database } from "@chronicle/store"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
+import { decoder } from "./row-schema.ts"
 
 export const LARGE_KEY = "$chronicle.large"
 export const TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -154,6 +155,13 @@ export const putBlobs = (blobs: ReadonlyArray<PendingBlob>) =>
     )
   }).pipe(Effect.orDie)
 
+/** A row of `chronicle.blobs`: its bytes (a Buffer from postgres.js, a Uint8Array from PGlite). */
+export const decodeBlobRow = decoder(
+  "blob",
+  "sha256",
+  Schema.Struct({ sha256: Schema.String, content: Schema.Uint8Array }),
+)
+
 /** The contents of the blobs named (a missing blob is a broken store: a defect). */
 export const loadBlobs = (sha256s: Iterable<string>) =>
   Effect.gen(function* () {
@@ -164,7 +172,10 @@ export const loadBlobs = (sha256s: Iterable<string>) =>
     const rows = yield* db
       .query("select sha256, content from chronicle.blobs where sha256 = any($1::text[])", [wanted])
       .pipe(Effect.orDie)
-    for (const row of rows) found.set(row.sha256 as string, new Uint8Array(row.content as Uint8Array))
+    for (const row of rows) {
+      const blob = decodeBlobRow(row)
+      found.set(blob.sha256, new Uint8Array(blob.content))
+    }
     const missing = wanted.filter((sha) => !found.has(sha))
     if (missing.length > 0) return yield* Effect.die(`blob ${missing[0]} is missing from chronicle.blobs`)
     return found as BlobContents

@@ -1,6 +1,7 @@
 import { InvalidCommand, isIsoInstant } from "@chronicle/events"
 import { isUuid } from "@chronicle/store"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
+import { MalformedRow, Num } from "./row-schema.ts"
 
 export const DEFAULT_LIMIT = 50
 export const MAX_LIMIT = 500
@@ -137,6 +138,22 @@ export const budgeted = (query: string, budgetParam: string) =>
 export const budgetParam = (maxBytes: number | undefined): number | null =>
   maxBytes === undefined || !Number.isFinite(maxBytes) ? null : Math.max(1, Math.floor(maxBytes))
 
+/** The columns `budgeted` adds to a page's rows (rows read otherwise have none). */
+const decodeBudgetColumns = Schema.decodeUnknownSync(
+  Schema.Struct({ page_row: Schema.optional(Num), page_rows: Schema.optional(Num) }),
+)
+
+/** Whether the byte budget cut a `budgeted` query's rows short, as its last row says. */
+const cutByBudget = (last: unknown): boolean => {
+  if (last === undefined) return false
+  try {
+    const { page_row, page_rows } = decodeBudgetColumns(last)
+    return page_row !== undefined && Number(page_row) < Number(page_rows)
+  } catch (error) {
+    throw new MalformedRow("budgeted page", undefined, error)
+  }
+}
+
 /**
  * Builds a page from `limit + 1` rows: the extra row, when present, says there is more.
  * With `maxBytes`, the page ends at the last item that fits it (at least one); a query
@@ -152,9 +169,7 @@ export const toPage = <Row, A>(
   maxBytes?: number,
   cutByRead?: boolean,
 ) => {
-  const last = rows.at(-1) as { page_row?: unknown; page_rows?: unknown } | undefined
-  const cutByQuery =
-    cutByRead ?? (last?.page_row !== undefined && Number(last.page_row) < Number(last.page_rows))
+  const cutByQuery = cutByRead ?? cutByBudget(rows.at(-1))
   const candidates = rows.slice(0, limit)
   const items: Array<A> = []
   let bytes = 0

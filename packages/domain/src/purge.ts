@@ -27,9 +27,10 @@
  */
 import { Forbidden, InvalidCommand, NotFound, toStored } from "@chronicle/events"
 import { Database, EventStore, isUuid } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { type Actor, actorLabel, serviceActor } from "./actor.ts"
 import { sessionStreamId } from "./queries.ts"
+import { decoder, Num, type Row } from "./row-schema.ts"
 
 /** What to purge: one session (with its forks), every session of an owner, or the retention policy's. */
 export type PurgeTarget =
@@ -118,14 +119,66 @@ export interface PurgeService {
 
 const ATTEMPTS = 5
 
+// ----- the rows a purge reads, decoded ---------------------------------------------------------
+
+/** A session to purge. */
+const decodeSessionId = decoder("session", "id", Schema.Struct({ id: Schema.String }))
+
+/** A stream's aggregate (session, job, sandbox, thread) and its version. */
+const streamRow = (shape: string) => {
+  const decode = decoder(shape, "id", Schema.Struct({ id: Schema.String, version: Num }))
+  return (row: Row) => {
+    const r = decode(row)
+    return { id: r.id, version: Number(r.version) }
+  }
+}
+const toSessionVersion = streamRow("session")
+const toJobVersion = streamRow("job")
+const toSandboxVersion = streamRow("sandbox")
+const toThreadVersion = streamRow("graph thread")
+
+/** What a purge or prune function answers: how many events, contents or checkpoints. */
+const decodeCount = decoder("purge count", "n", Schema.Struct({ n: Num }))
+const toCount = (row: Row) => Number(decodeCount(row).n)
+
+const decodeHash = decoder("blob hash", "sha256", Schema.Struct({ sha256: Schema.String }))
+
+const decodeFile = decoder(
+  "file",
+  "id",
+  Schema.Struct({ id: Schema.String, version: Num, sha256: Schema.String }),
+)
+
+const decodePrunable = decoder(
+  "prunable graph namespace",
+  "graph_id",
+  Schema.Struct({
+    graph_id: Schema.String,
+    thread_id: Schema.String,
+    owner_id: Schema.String,
+    version: Num,
+    checkpoint_ns: Schema.String,
+    through: Schema.String,
+    n: Num,
+  }),
+)
+const toPrunable = (row: Row) => {
+  const r = decodePrunable(row)
+  return { ...r, version: Number(r.version), n: Number(r.n) }
+}
+
 export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/domain/Purge") {
   static readonly layer = Layer.effect(
     Purge,
     Effect.gen(function* () {
       const db = yield* Database
       const store = yield* EventStore
-      const query = <T extends Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) =>
-        db.query<T>(text, params).pipe(Effect.orDie)
+      /** Rows, each decoded with `decode` (a malformed one is a defect). */
+      const query = <A>(decode: (row: Row) => A, text: string, params: ReadonlyArray<unknown> = []) =>
+        db.query(text, params).pipe(
+          Effect.orDie,
+          Effect.map((rows) => rows.map((row) => decode(row))),
+        )
 
       /** The roots the target names, not purged yet. */
       const roots = (target: PurgeTarget) =>
@@ -133,7 +186,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           if ("sessionId" in target) {
             if (!isUuid(target.sessionId))
               return yield* new NotFound({ entity: "session", id: target.sessionId })
-            const rows = yield* query<{ id: string }>(
+            const rows = yield* query(
+              decodeSessionId,
               `select id::text from chronicle.sessions where id = $1::uuid`,
               [target.sessionId],
             )
@@ -144,7 +198,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
             if (!isUuid(target.ownerId)) {
               return yield* new InvalidCommand({ path: "ownerId", reason: "must be a UUID" })
             }
-            const rows = yield* query<{ id: string }>(
+            const rows = yield* query(
+              decodeSessionId,
               `select id::text from chronicle.sessions where owner_id = $1::uuid order by created_at, id`,
               [target.ownerId],
             )
@@ -158,7 +213,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
             })
           }
           const cutoff = new Date((target.now ?? new Date()).getTime() - days * 86_400_000)
-          const rows = yield* query<{ id: string }>(
+          const rows = yield* query(
+            decodeSessionId,
             `select id::text from chronicle.sessions
               where status = 'expired' and expired_at <= $1::timestamptz order by expired_at, id`,
             [cutoff.toISOString()],
@@ -168,7 +224,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** The session and its forks, forks of forks…, parents first; those already purged left out. */
       const tree = (id: string) =>
-        query<{ id: string; version: number }>(
+        query(
+          toSessionVersion,
           `with recursive tree(id, depth) as (
              select $1::uuid, 0
              union all
@@ -186,13 +243,14 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
       const deleteUnreferenced = (hashes: ReadonlyArray<string>) =>
         hashes.length === 0
           ? Effect.succeed(0)
-          : query<{ n: number }>(`select chronicle.delete_unreferenced_blobs($1::text[]) as n`, [
-              hashes,
-            ]).pipe(Effect.map(([row]) => Number(row!.n)))
+          : query(toCount, `select chronicle.delete_unreferenced_blobs($1::text[]) as n`, [hashes]).pipe(
+              Effect.map(([n]) => n!),
+            )
 
       /** An owner's files not purged yet. */
       const ownerFiles = (ownerId: string) =>
-        query<{ id: string; version: number; sha256: string }>(
+        query(
+          decodeFile,
           `select f.id::text, f.version, f.sha256 from chronicle.files f
             where f.owner_id = $1::uuid
               and not chronicle.stream_purged_since('file-' || f.id::text, 1)
@@ -206,10 +264,9 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
           .transaction(
             Effect.gen(function* () {
               for (const file of files) {
-                const [row] = yield* query<{ n: number }>(
-                  `select chronicle.purge_file_stream($1::uuid) as n`,
-                  [file.id],
-                )
+                const [n] = yield* query(toCount, `select chronicle.purge_file_stream($1::uuid) as n`, [
+                  file.id,
+                ])
                 yield* store.append(
                   `file-${file.id}`,
                   [
@@ -218,7 +275,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                       metadata: { actor: actorLabel(serviceActor()) },
                     },
                   ],
-                  { expectedVersion: Number(row!.n) },
+                  { expectedVersion: n! },
                 )
               }
               return yield* deleteUnreferenced([...new Set(files.map((f) => f.sha256))])
@@ -231,13 +288,14 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** Hashes the payloads of these streams name (contents in the blob store), before they are redacted. */
       const namedHashes = (streamIds: ReadonlyArray<string>) =>
-        query<{ sha256: string }>(`select h as sha256 from chronicle.stream_blob_hashes($1::text[]) as h`, [
+        query(decodeHash, `select h as sha256 from chronicle.stream_blob_hashes($1::text[]) as h`, [
           streamIds,
         ]).pipe(Effect.map((rows) => rows.map((r) => r.sha256)))
 
       /** Jobs not purged since their last event: the owner's, or those run on these sessions. */
       const jobsToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
-        query<{ id: string; version: number }>(
+        query(
+          toJobVersion,
           `select j.id::text, j.version from chronicle.jobs j
             where (j.owner_id = $1::uuid or j.session_id = any ($2::uuid[]))
               and not chronicle.stream_purged_since('job-' || j.id::text, j.version)
@@ -247,7 +305,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** Sandboxes not purged since their last event: the owner's, or those of these sessions. */
       const sandboxesToPurge = (ownerId: string | null, sessionIds: ReadonlyArray<string>) =>
-        query<{ id: string; version: number }>(
+        query(
+          toSandboxVersion,
           `select x.id::text, x.version from chronicle.sandboxes x
             where (x.owner_id = $1::uuid or x.session_id = any ($2::uuid[]))
               and not chronicle.stream_purged_since('sandbox-' || x.id::text, x.version)
@@ -257,7 +316,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** An owner's LangGraph threads not purged since their last event. */
       const ownerThreads = (ownerId: string) =>
-        query<{ id: string; version: number }>(
+        query(
+          toThreadVersion,
           `select g.id::text, g.version from chronicle.graph_threads g
             where g.owner_id = $1::uuid
               and not chronicle.stream_purged_since('graph-' || g.id::text, g.version)
@@ -275,7 +335,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
             Effect.gen(function* () {
               const streamId = `${kind}-${id}`
               const hashes = yield* namedHashes([streamId])
-              const [row] = yield* query<{ n: number }>(
+              const [purged] = yield* query(
+                toCount,
                 kind === "job"
                   ? `select chronicle.purge_job_stream($1::uuid) as n`
                   : kind === "graph"
@@ -283,7 +344,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                     : `select chronicle.purge_sandbox_stream($1::uuid) as n`,
                 [id],
               )
-              const n = Number(row!.n)
+              const n = purged!
               yield* store.append(
                 streamId,
                 [
@@ -317,11 +378,12 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               const hashes = yield* namedHashes(ids.map(sessionStreamId))
               const purged: Array<{ id: string; events: number }> = []
               for (const id of ids) {
-                const [row] = yield* query<{ n: number }>(
+                const [purgedThrough] = yield* query(
+                  toCount,
                   `select chronicle.purge_session_stream($1::uuid) as n`,
                   [id],
                 )
-                const n = Number(row!.n)
+                const n = purgedThrough!
                 yield* store.append(
                   sessionStreamId(id),
                   [
@@ -389,15 +451,15 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
         let events = sessions.reduce((n, s) => n + s.events, 0)
         for (const job of jobs) {
           if (!dryRun) blobs += yield* purgeStream("job", job.id, reason)
-          events += Number(job.version)
+          events += job.version
         }
         for (const sandbox of sandboxes) {
           if (!dryRun) blobs += yield* purgeStream("sandbox", sandbox.id, reason)
-          events += Number(sandbox.version)
+          events += sandbox.version
         }
         for (const thread of threads) {
           if (!dryRun) blobs += yield* purgeStream("graph", thread.id, reason)
-          events += Number(thread.version)
+          events += thread.version
         }
         if (!dryRun && files.length > 0) blobs += yield* purgeFiles(files, reason)
         return {
@@ -414,15 +476,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
 
       /** Per namespace of each selected thread with more than `keep` checkpoints: the newest id that goes. */
       const prunable = (target: GraphPruneTarget & { readonly graphId?: string }) =>
-        query<{
-          graph_id: string
-          thread_id: string
-          owner_id: string
-          version: number
-          checkpoint_ns: string
-          through: string
-          n: number
-        }>(
+        query(
+          toPrunable,
           `select g.id::text as graph_id, g.thread_id, g.owner_id::text, g.version, x.checkpoint_ns,
                   max(x.checkpoint_id) as through, count(*)::int as n
              from chronicle.graph_threads g
@@ -446,7 +501,8 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               if (rows.length === 0) return { checkpoints: 0, events: 0, blobs: 0 }
               const streamId = `graph-${graphId}`
               // Large values the events about to be redacted name, gathered before they are.
-              const hashes = yield* query<{ sha256: string }>(
+              const hashes = yield* query(
+                decodeHash,
                 `select distinct h as sha256
                    from unnest($2::text[], $3::text[]) as p (ns, through),
                         chronicle.graph_checkpoint_hashes($1::uuid, p.ns, p.through) as h`,
@@ -455,11 +511,12 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
               let events = 0
               let checkpoints = 0
               for (const row of rows) {
-                const [done] = yield* query<{ n: number }>(
+                const [done] = yield* query(
+                  toCount,
                   "select chronicle.prune_graph_checkpoints($1::uuid, $2, $3) as n",
                   [graphId, row.checkpoint_ns, row.through],
                 )
-                events += Number(done!.n)
+                events += done!
                 checkpoints += row.n
               }
               // Decided at the thread's version: a save in between conflicts, and it starts again.
@@ -475,7 +532,7 @@ export class Purge extends Context.Service<Purge, PurgeService>()("@chronicle/do
                   }),
                   metadata: { actor: actorLabel(serviceActor()) },
                 })),
-                { expectedVersion: Number(rows[0]!.version) },
+                { expectedVersion: rows[0]!.version },
               )
               return { checkpoints, events, blobs: yield* deleteUnreferenced(hashes.map((h) => h.sha256)) }
             }),

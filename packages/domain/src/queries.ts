@@ -6,7 +6,8 @@
  * `chronicle.effective_versions(id, version)` as of a version.
  */
 import { Database } from "@chronicle/store"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
+import { decoder, Time } from "./row-schema.ts"
 import { iso, type Session, toSession } from "./rows.ts"
 
 /** The effective version set, current or as of `$2`. Needs `s` = the session row. */
@@ -23,6 +24,13 @@ export const effectiveAttachments = (range: string) => `
 
 const SESSION_COLUMNS = `s.id::text, s.owner_id::text, s.status, s.parent_id::text, s.parent_version, s.external_key,
   s.created_at, s.updated_at, s.last_activity_at, s.head_cursor`
+
+/** What a command needs of the session row besides the session: where its stream's head is. */
+const decodeSessionHead = decoder(
+  "session",
+  "id",
+  Schema.Struct({ head_cursor: Schema.String, updated_at: Time }),
+)
 
 /** The session as it is now, or as of version `asOf` (counters, title and metadata as of then). */
 export const selectSession = (sessionId: string, asOf: number | null) =>
@@ -54,9 +62,9 @@ export const selectSession = (sessionId: string, asOf: number | null) =>
       )
       .pipe(Effect.orDie)
     const row = rows[0]
-    return row === undefined
-      ? undefined
-      : { session: toSession(row), headCursor: row.head_cursor as string, updatedAt: iso(row.updated_at) }
+    if (row === undefined) return undefined
+    const head = decodeSessionHead(row)
+    return { session: toSession(row), headCursor: head.head_cursor, updatedAt: iso(head.updated_at) }
   })
 
 export type LoadedSession = NonNullable<Effect.Success<ReturnType<typeof selectSession>>>

@@ -1,8 +1,9 @@
 import { Database, EventStore } from "@chronicle/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { serviceActor } from "./actor.ts"
 import { DomainConfig } from "./config.ts"
 import { Purge } from "./purge.ts"
+import { decoder, Num, Time } from "./row-schema.ts"
 import { executeSessionCommand } from "./session/command.ts"
 
 export interface SweepReport {
@@ -25,6 +26,13 @@ export interface RetentionService {
    */
   readonly sweep: (now?: Date) => Effect.Effect<SweepReport>
 }
+
+/** An active session idle since before the cutoff. */
+const decodeIdle = decoder(
+  "idle session",
+  "id",
+  Schema.Struct({ id: Schema.String, version: Num, last_activity_at: Time }),
+)
 
 /** Retention: the TTL sweep of idle sessions. */
 export class Retention extends Context.Service<Retention, RetentionService>()("@chronicle/domain/Retention") {
@@ -60,7 +68,7 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
           let skipped = 0
           for (;;) {
             const rows = yield* db
-              .query<{ id: string; version: number; last_activity_at: Date | string }>(
+              .query(
                 `select id::text, version, last_activity_at from chronicle.sessions
                 where status = 'active' and last_activity_at < $1::timestamptz
                 order by last_activity_at limit 200`,
@@ -68,7 +76,7 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
               )
               .pipe(Effect.orDie)
             if (rows.length === 0) break
-            for (const row of rows) {
+            for (const row of rows.map(decodeIdle)) {
               const idleSince = new Date(row.last_activity_at).toISOString()
               const outcome = yield* executeSessionCommand(
                 serviceActor(),
@@ -79,7 +87,7 @@ export class Retention extends Context.Service<Retention, RetentionService>()("@
                     idleSince,
                     ttlHours: config.sessionTtlHours,
                   }),
-                { expectedVersion: row.version },
+                { expectedVersion: Number(row.version) },
               ).pipe(
                 Effect.as("expired" as const),
                 // It moved (a new message) or changed status since the scan: not idle after all.

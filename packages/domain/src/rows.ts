@@ -26,6 +26,18 @@ import type {
 } from "@chronicle/events/types"
 import { Schema } from "effect"
 import type { MessageLarge, ToolRunLarge } from "./large-values.ts"
+import {
+  decoder,
+  Num,
+  num,
+  numOrNull,
+  OptionalJson,
+  OptionalNum,
+  OptionalTime,
+  type Row,
+  Text,
+  Time,
+} from "./row-schema.ts"
 
 export interface Counts {
   readonly messages: number
@@ -229,53 +241,7 @@ export const iso = (value: unknown): string =>
 export const isoOrNull = (value: unknown): string | null =>
   value === null || value === undefined ? null : iso(value)
 
-type Row = Record<string, unknown>
-
-// ----- rows as the drivers return them ---------------------------------------------------------
-// Each read-model row is decoded with its Schema; a row that does not match is a defect (the
-// read model and its reader disagree), named with the row's id. Integers wider than 32 bits and
-// numerics come as strings from postgres.js, timestamps as Dates or strings.
-
-/** A number column: a number, or its text (bigint, numeric). */
-const Num = Schema.Union([Schema.Number, Schema.String])
-/** A timestamp column. */
-const Time = Schema.Union([Schema.Date, Schema.String])
-/** A nullable text column (absent from a select: null). */
-const Text = Schema.optional(Schema.NullOr(Schema.String))
-/** A nullable number column (absent from a select: null). */
-const OptionalNum = Schema.optional(Schema.NullOr(Num))
-/** A jsonb column that may be absent from a select or null. */
-const OptionalJson = Schema.optional(Schema.NullOr(Schema.Json))
-
-const num = (value: number | string) => Number(value)
-const numOrNull = (value: number | string | null | undefined) =>
-  value === null || value === undefined ? null : Number(value)
-
-/** A row that does not decode: what the read model holds disagrees with its reader. */
-class MalformedRow extends Error {
-  constructor(shape: string, id: unknown, cause: unknown) {
-    super(
-      `malformed ${shape} row ${JSON.stringify(id) ?? String(id)}: ${cause instanceof Error ? cause.message : String(cause)}`,
-    )
-    this.name = "MalformedRow"
-  }
-}
-
-/** Decodes rows of one shape; a malformed row throws (a defect in the effect reading it). */
-const decoder = <S extends Schema.Top & { readonly DecodingServices: never }>(
-  shape: string,
-  idColumn: string,
-  schema: S,
-) => {
-  const decode = Schema.decodeUnknownSync(schema)
-  return (row: Row): S["Type"] => {
-    try {
-      return decode(row)
-    } catch (error) {
-      throw new MalformedRow(shape, row[idColumn], error)
-    }
-  }
-}
+// ----- rows as the drivers return them: each shape decoded with its Schema (row-schema.ts) -----
 
 const decodeSession = decoder(
   "session",
@@ -689,8 +655,8 @@ const decodeJob = decoder(
     version: Num,
     created_at: Time,
     updated_at: Time,
-    started_at: Schema.optional(Schema.NullOr(Time)),
-    finished_at: Schema.optional(Schema.NullOr(Time)),
+    started_at: OptionalTime,
+    finished_at: OptionalTime,
   }),
 )
 
@@ -797,8 +763,8 @@ const decodeSandbox = decoder(
     metadata: JsonObjectSchema,
     created_at: Time,
     updated_at: Time,
-    started_at: Schema.optional(Schema.NullOr(Time)),
-    ended_at: Schema.optional(Schema.NullOr(Time)),
+    started_at: OptionalTime,
+    ended_at: OptionalTime,
   }),
 )
 

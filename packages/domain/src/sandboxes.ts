@@ -31,6 +31,7 @@ import {
   toPage,
 } from "./paging.ts"
 import { sandboxStreamId } from "./queries.ts"
+import { pageKey } from "./row-schema.ts"
 import { type Page, type Sandbox, toSandbox } from "./rows.ts"
 import { layerServices } from "./services.ts"
 import { loadSession } from "./session/load.ts"
@@ -78,6 +79,7 @@ export interface SandboxesService {
 
 const COLUMNS = `id::text, session_id::text, owner_id::text, provider, external_id, url, status, metadata,
   created_at, updated_at, started_at, ended_at`
+const sandboxKey = pageKey("sandbox", { cursor_at: "text", id: "text" })
 
 /**
  * Remote execution sandboxes (E2B instances and the like) that belong to a session. Each has
@@ -194,14 +196,7 @@ export class Sandboxes extends Context.Service<Sandboxes, SandboxesService>()("@
             budgetParam(page.maxBytes),
           ],
         )
-        return toPage(
-          rows,
-          limit,
-          toSandbox,
-          (r) => [r.cursor_at as string, r.id as string],
-          "asc",
-          page.maxBytes,
-        )
+        return toPage(rows, limit, toSandbox, sandboxKey, "asc", page.maxBytes)
       })
 
       return Sandboxes.of({

@@ -6,7 +6,8 @@ import type { Actor } from "../actor.ts"
 import type { CommandOptions } from "../command.ts"
 import { decodePageCursor, pageLimit, toPage } from "../paging.ts"
 import { EFFECTIVE, effectiveAttachments } from "../queries.ts"
-import { toAttachedFile } from "../rows.ts"
+import { pageKey } from "../row-schema.ts"
+import { toAttachedFile, toFileInfo } from "../rows.ts"
 import { executeSessionCommand } from "../session/command.ts"
 import { loadSession, resolveAsOf } from "../session/load.ts"
 import { type ListInput, query } from "./read.ts"
@@ -32,23 +33,24 @@ export const attachFile = Effect.fn("Content.attachFile")(function* (
     (snapshot) =>
       Effect.gen(function* () {
         const files = yield* query(
-          `select id::text, owner_id::text, sha256, name, mime_type, size from chronicle.files where id = $1::uuid`,
+          `select id::text, owner_id::text, sha256, name, mime_type, size, created_at
+             from chronicle.files where id = $1::uuid`,
           [fileId],
         )
-        const file = files[0]
+        const file = files[0] === undefined ? undefined : toFileInfo(files[0])
         // Only the session owner's files can be attached; others' files do not exist for it.
-        if (file === undefined || file.owner_id !== snapshot.ownerId) {
+        if (file === undefined || file.ownerId !== snapshot.ownerId) {
           return yield* new NotFound({ entity: "file", id: fileId })
         }
         return {
           type: "AttachFile",
           file: {
             fileId,
-            ownerId: file.owner_id as string,
-            sha256: file.sha256 as string,
-            name: file.name as string,
-            mimeType: file.mime_type as string,
-            size: Number(file.size),
+            ownerId: file.ownerId,
+            sha256: file.sha256,
+            name: file.name,
+            mimeType: file.mimeType,
+            size: file.size,
           },
           attached: yield* isAttached(sessionId, fileId),
         } satisfies SessionCommand
@@ -83,6 +85,8 @@ export const detachFile = Effect.fn("Content.detachFile")(function* (
   )
 })
 
+const attachedFileKey = pageKey("attached file", { version: "number", file_id: "text" })
+
 export const listAttachedFiles = Effect.fn("Content.listAttachedFiles")(function* (
   actor: Actor,
   sessionId: string,
@@ -102,12 +106,5 @@ export const listAttachedFiles = Effect.fn("Content.listAttachedFiles")(function
       limit $4`,
     [sessionId, asOf, after?.[0] ?? null, limit + 1, after?.[1] ?? null],
   )
-  return toPage(
-    rows,
-    limit,
-    toAttachedFile,
-    (r) => [Number(r.version), String(r.file_id)],
-    "asc",
-    input.maxBytes,
-  )
+  return toPage(rows, limit, toAttachedFile, attachedFileKey, "asc", input.maxBytes)
 })

@@ -1,10 +1,11 @@
 /** The code a session works on: IR revisions, code drafts and typed-hole resolutions. */
 import type { SessionCommand } from "@chronicle/events"
 import type { Json, JsonObject } from "@chronicle/events/types"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import type { Actor } from "../actor.ts"
 import type { CommandOptions } from "../command.ts"
+import { decoder, Num } from "../row-schema.ts"
 import { draftOf, holeResolutionOf, revisionOf, toDraft, toHoleResolution, toRevision } from "../rows.ts"
 import { executeSessionCommand } from "../session/command.ts"
 import { type ListInput, listVisible, query } from "./read.ts"
@@ -77,6 +78,9 @@ export const recordDraft = Effect.fn("Content.recordDraft")(function* (
   return yield* one(created(result, "DraftRecorded", (e, r) => draftOf(sessionId, e, r)))
 })
 
+/** The confidence of a hole's current resolution. */
+const decodeConfidence = decoder("hole resolution", "hole_id", Schema.Struct({ confidence: Num }))
+
 export const resolveHole = Effect.fn("Content.resolveHole")(function* (
   actor: Actor,
   sessionId: string,
@@ -102,7 +106,8 @@ export const resolveHole = Effect.fn("Content.resolveHole")(function* (
           holeId: input.holeId,
           value: input.value,
           confidence: input.confidence,
-          current: rows[0] === undefined ? null : { confidence: Number(rows[0].confidence) },
+          current:
+            rows[0] === undefined ? null : { confidence: Number(decodeConfidence(rows[0]).confidence) },
         } satisfies SessionCommand
       }),
     options,

@@ -1,7 +1,7 @@
 /** Reading a session's content rows: one query, now or as of a version, paged and within a byte budget. */
 import { NotFound } from "@chronicle/events"
 import { Database, isUuid } from "@chronicle/store"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { type Actor, ensureVisible } from "../actor.ts"
 import type { LargeContent } from "../large-values.ts"
 import {
@@ -15,6 +15,7 @@ import {
   toPage,
 } from "../paging.ts"
 import { EFFECTIVE } from "../queries.ts"
+import { decoder, pageKey } from "../row-schema.ts"
 import { type AsOf, loadSession, resolveAsOf } from "../session/load.ts"
 
 export interface ListInput extends PageRequest {
@@ -32,6 +33,13 @@ export const query = (text: string, params: ReadonlyArray<unknown>) =>
     const db = yield* Database
     return yield* db.query(text, params).pipe(Effect.orDie)
   })
+
+/** The owner of the session a page of content belongs to, on each of its rows. */
+const decodeSessionOwner = decoder(
+  "session content",
+  "session_id",
+  Schema.Struct({ session_owner: Schema.String }),
+)
 
 /**
  * Rows of `table` visible in the session now or as of a version, ordered and paged by
@@ -108,14 +116,11 @@ export const listVisible = <A>(
       ],
     )
     if (found[0] === undefined) return yield* new NotFound({ entity: "session", id: sessionId })
-    yield* ensureVisible(actor, found[0].session_owner as string, "session", sessionId)
+    yield* ensureVisible(actor, decodeSessionOwner(found[0]).session_owner, "session", sessionId)
     const rows = found.filter((r) => r.session_id !== null)
-    return toPage(
-      rows,
-      limit,
-      spec.map,
-      (r) => (k2 === undefined ? [Number(r[k1])] : [Number(r[k1]), String(r[k2])]),
-      order,
-      input.maxBytes,
+    const keyOf = pageKey(
+      spec.table,
+      k2 === undefined ? { [k1]: "number" } : { [k1]: "number", [k2]: "text" },
     )
+    return toPage(rows, limit, spec.map, keyOf, order, input.maxBytes)
   })

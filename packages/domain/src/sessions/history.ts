@@ -5,12 +5,13 @@
 import { CONTENT_EVENT_TYPES, forkSession, InvalidCommand, type SessionCommand } from "@chronicle/events"
 import type { JsonObject } from "@chronicle/events/types"
 import { Database, EventStore } from "@chronicle/store"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { v7 as uuidv7 } from "uuid"
 import type { Actor } from "../actor.ts"
 import type { CommandOptions, CommandResult } from "../command.ts"
 import { budgetParam, decodePageCursor, type PageRequest, pageLimit, toPage } from "../paging.ts"
 import { sessionStreamId } from "../queries.ts"
+import { decoder, Num, pageKey } from "../row-schema.ts"
 import { type TimelineEntry, toCheckpoint } from "../rows.ts"
 import { executeSessionCommand, snapshotOf } from "../session/command.ts"
 import { currentSession, getCheckpoint, loadSession } from "../session/load.ts"
@@ -97,6 +98,13 @@ export const fork = Effect.fn("Sessions.fork")(function* (
   return yield* currentSession(actor, childId)
 })
 
+/** The session row's version and effective set, for its timeline. */
+const decodeSessionVersions = decoder(
+  "session",
+  "id",
+  Schema.Struct({ version: Num, effective: Schema.String }),
+)
+
 export const timeline = Effect.fn("Sessions.timeline")(function* (
   actor: Actor,
   id: string,
@@ -109,12 +117,10 @@ export const timeline = Effect.fn("Sessions.timeline")(function* (
   const after = yield* decodePageCursor(page.cursor, ["number"] as const)
   // The timeline as of the session row read here: its events up to that row's version,
   // each content event outside that row's effective set marked reverted.
-  const [row] = yield* db
-    .query<{ version: number; effective: string }>(
-      "select version, effective::text from chronicle.sessions where id = $1::uuid",
-      [id],
-    )
+  const [found] = yield* db
+    .query("select id::text, version, effective::text from chronicle.sessions where id = $1::uuid", [id])
     .pipe(Effect.orDie)
+  const row = found === undefined ? undefined : decodeSessionVersions(found)
   const effective = parseVersionRanges(row?.effective ?? "{}")
   const read = yield* store
     .readStream(sessionStreamId(id), {
@@ -161,6 +167,8 @@ export const createCheckpoint = Effect.fn("Sessions.createCheckpoint")(function*
   return yield* getCheckpoint(id, created.event.checkpointId)
 })
 
+const checkpointKey = pageKey("checkpoint", { event_version: "number" })
+
 export const listCheckpoints = Effect.fn("Sessions.listCheckpoints")(function* (
   actor: Actor,
   id: string,
@@ -179,7 +187,7 @@ export const listCheckpoints = Effect.fn("Sessions.listCheckpoints")(function* (
       [id, after?.[0] ?? 0, limit + 1],
     )
     .pipe(Effect.orDie)
-  return toPage(rows, limit, toCheckpoint, (r) => [Number(r.event_version)], "asc", page.maxBytes)
+  return toPage(rows, limit, toCheckpoint, checkpointKey, "asc", page.maxBytes)
 })
 
 /** A checkpoint of a session the actor may see. */

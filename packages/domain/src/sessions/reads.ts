@@ -14,6 +14,7 @@ import {
   ROW_OVERHEAD_BYTES,
   toPage,
 } from "../paging.ts"
+import { pageKey } from "../row-schema.ts"
 import { toSession } from "../rows.ts"
 import { type AsOf, currentSession, loadSession, resolveAsOf } from "../session/load.ts"
 import { sessionIdForKey } from "./start.ts"
@@ -130,6 +131,8 @@ export const getByKey = Effect.fn("Sessions.getByKey")(function* (actor: Actor, 
   )
 })
 
+const sessionKey = pageKey("session", { cursor_at: "text", id: "text" })
+
 export const list = Effect.fn("Sessions.list")(function* (actor: Actor, input: ListSessionsInput) {
   const db = yield* Database
   const limit = yield* pageLimit(input.limit)
@@ -180,5 +183,5 @@ export const list = Effect.fn("Sessions.list")(function* (actor: Actor, input: L
       ],
     )
     .pipe(Effect.orDie)
-  return toPage(rows, limit, toSession, (r) => [r.cursor_at as string, r.id as string], "asc", input.maxBytes)
+  return toPage(rows, limit, toSession, sessionKey, "asc", input.maxBytes)
 })
