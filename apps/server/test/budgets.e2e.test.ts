@@ -365,6 +365,21 @@ describe.runIf(env.postgresUrl !== null)("limits per user and between limits, on
         }
         throw new Error("the query never waited for the lock")
       }
+      // The lock is taken on another connection: Alice's query must not start before it is held,
+      // or it runs to the end and never waits.
+      const waitForLockHeld = async () => {
+        for (let i = 0; i < 2_400; i++) {
+          const rows = await db((d) =>
+            d.query<{ n: number }>(
+              "select count(*)::int as n from pg_locks where relation = 'chronicle.sessions'::regclass and mode = 'AccessExclusiveLock' and granted",
+            ),
+          )
+          if ((rows[0]?.n ?? 0) >= 1) return
+          await new Promise((resolve) => setTimeout(resolve, 25))
+        }
+        throw new Error("the lock was never taken")
+      }
+      await waitForLockHeld()
       const first = asAlice.sessions.list.query({})
       await waitForLockWaiters(1)
       const second = await failure(asAlice.sessions.list.query({}))
