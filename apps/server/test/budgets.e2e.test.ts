@@ -352,34 +352,25 @@ describe.runIf(env.postgresUrl !== null)("limits per user and between limits, on
       ),
     )
     try {
-      const waitForLockWaiters = async (n: number) => {
-        // A hang guard, not a timing: on a loaded machine the query may take seconds to arrive.
+      // Polls pg_locks on the sessions table: a hang guard, not a timing (on a loaded machine a
+      // query may take seconds to arrive).
+      const waitForSessionsLocks = async (filter: string, n: number, never: string) => {
         for (let i = 0; i < 2_400; i++) {
           const rows = await db((d) =>
             d.query<{ n: number }>(
-              "select count(*)::int as n from pg_locks where relation = 'chronicle.sessions'::regclass and not granted",
+              `select count(*)::int as n from pg_locks where relation = 'chronicle.sessions'::regclass and ${filter}`,
             ),
           )
           if ((rows[0]?.n ?? 0) >= n) return
           await new Promise((resolve) => setTimeout(resolve, 25))
         }
-        throw new Error("the query never waited for the lock")
+        throw new Error(never)
       }
+      const waitForLockWaiters = (n: number) =>
+        waitForSessionsLocks("not granted", n, "the query never waited for the lock")
       // The lock is taken on another connection: Alice's query must not start before it is held,
       // or it runs to the end and never waits.
-      const waitForLockHeld = async () => {
-        for (let i = 0; i < 2_400; i++) {
-          const rows = await db((d) =>
-            d.query<{ n: number }>(
-              "select count(*)::int as n from pg_locks where relation = 'chronicle.sessions'::regclass and mode = 'AccessExclusiveLock' and granted",
-            ),
-          )
-          if ((rows[0]?.n ?? 0) >= 1) return
-          await new Promise((resolve) => setTimeout(resolve, 25))
-        }
-        throw new Error("the lock was never taken")
-      }
-      await waitForLockHeld()
+      await waitForSessionsLocks("granted and mode = 'AccessExclusiveLock'", 1, "the lock was never taken")
       const first = asAlice.sessions.list.query({})
       await waitForLockWaiters(1)
       const second = await failure(asAlice.sessions.list.query({}))
