@@ -132,11 +132,12 @@ declare
   v_known integer;
   v_same boolean;
   v_offsets integer;
+  v_events chronicle.events[];
 begin
   if v_count = 0 then
     raise exception 'an append needs at least one event' using errcode = '22023';
   end if;
-  -- Its events are projected by the trigger, one by one (02_projection_engine.sql).
+  -- One event is projected by the insert's trigger; a batch set-wise, below.
   perform set_config('chronicle.projecting', '', true);
 
   -- The stream's row, locked: appends to one stream are serialised here. The fast path is an
@@ -205,7 +206,22 @@ begin
          updated_at = now()
    where s.stream_id = p_stream_id;
 
-  return query
+  if v_count = 1 then
+    return query
+      insert into chronicle.events as e
+        (stream_id, stream_version, event_id, type, schema_version, data, metadata)
+      select p_stream_id, v_current + 1, (x.elem ->> 'event_id')::uuid, x.elem ->> 'type',
+             coalesce((x.elem ->> 'schema_version')::smallint, 1), x.elem -> 'data',
+             coalesce(x.elem -> 'metadata', '{}'::jsonb)
+      from jsonb_array_elements(p_events) as x(elem)
+      returning e.event_id, e.stream_version, e.global_position, e.recorded_at, false;
+    return;
+  end if;
+
+  -- A batch: inserted with the trigger stepping aside, then projected together
+  -- (chronicle.project_inserted: set-wise where the read model allows, else event by event).
+  perform set_config('chronicle.projecting', 'group', true);
+  with inserted as (
     insert into chronicle.events as e
       (stream_id, stream_version, event_id, type, schema_version, data, metadata)
     select p_stream_id, v_current + x.ord::integer, (x.elem ->> 'event_id')::uuid, x.elem ->> 'type',
@@ -213,7 +229,15 @@ begin
            coalesce(x.elem -> 'metadata', '{}'::jsonb)
     from jsonb_array_elements(p_events) with ordinality as x(elem, ord)
     order by x.ord
-    returning e.event_id, e.stream_version, e.global_position, e.recorded_at, false;
+    returning e.*
+  )
+  select array_agg(i::chronicle.events order by i.global_position) into v_events from inserted i;
+  perform set_config('chronicle.projecting', '', true);
+  perform chronicle.project_inserted(v_events);
+  return query
+    select x.event_id, x.stream_version, x.global_position, x.recorded_at, false
+      from unnest(v_events) x
+     order by x.global_position;
 end
 $$;
 
@@ -255,7 +279,6 @@ declare
   v_set integer[];
   v_rows jsonb;
   v_events chronicle.events[];
-  v_event chronicle.events;
   v_code text;
   v_message text;
   v_detail text;
@@ -334,13 +357,7 @@ begin
                      jsonb_build_object('expected', c.expected, 'actual', c.current)::text
                 from checked c where c.conflict) r;
       perform set_config('chronicle.projecting', '', true);
-      -- The inline projections of the rows inserted, in insert order: set-wise where they are
-      -- all messages of sessions, otherwise one by one as the trigger would have.
-      if v_events is not null and not chronicle.project_session_messages(v_events) then
-        foreach v_event in array v_events loop
-          perform chronicle.project(v_event);
-        end loop;
-      end if;
+      perform chronicle.project_inserted(v_events);
     exception when others then
       -- Nothing of the set was written: all of it goes one by one below.
       v_set := null;

@@ -190,10 +190,10 @@ end
 $$;
 
 -- The trigger projects with search_path = chronicle, whatever the appending session set.
--- chronicle.append_group's set-wise path projects the rows it inserts itself, all of them at
--- once, after its insert (01_log.sql): it marks that insert with `chronicle.projecting` =
--- 'group', which only it sets (the append functions clear it on entry, and its own SET clause
--- drops it on exit).
+-- The append functions project a batch themselves, all of it at once, after its insert
+-- (01_log.sql: a batch of chronicle.append_events, chronicle.append_group's set-wise path):
+-- they mark that insert with `chronicle.projecting` = 'group', which only they set (they clear
+-- it on entry and after the insert, and their SET clause drops it on exit).
 create function chronicle.project_event() returns trigger
 language plpgsql set search_path = chronicle, pg_temp as $$
 begin
@@ -202,6 +202,24 @@ begin
   end if;
   perform chronicle.project(new);
   return null;
+end
+$$;
+
+-- The inline projections of rows an append function inserted marked 'group' (the trigger
+-- skipped them), in insert order: set-wise where they are all messages of sessions
+-- (chronicle.project_session_messages, 03_read_models.sql), otherwise one by one as the
+-- trigger would have.
+create function chronicle.project_inserted(p_events chronicle.events[]) returns void
+language plpgsql as $$
+declare
+  v_event chronicle.events;
+begin
+  if p_events is null or chronicle.project_session_messages(p_events) then
+    return;
+  end if;
+  foreach v_event in array p_events loop
+    perform chronicle.project(v_event);
+  end loop;
 end
 $$;
 
