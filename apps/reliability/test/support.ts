@@ -47,7 +47,16 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 export const eventually = async <A>(
   what: string,
   check: () => Promise<A | undefined>,
-  { attempts = 600, everyMs = 100 } = {},
+  {
+    attempts = 600,
+    everyMs = 100,
+    status,
+  }: {
+    readonly attempts?: number
+    readonly everyMs?: number
+    /** How far things got, for the message when they did not get there. */
+    readonly status?: () => string
+  } = {},
 ): Promise<A> => {
   let last: unknown
   for (let i = 0; i < attempts; i++) {
@@ -59,7 +68,9 @@ export const eventually = async <A>(
     }
     await sleep(everyMs)
   }
-  throw new Error(`${what}: not reached after ${attempts} attempts${last ? ` (last error: ${last})` : ""}`)
+  throw new Error(
+    `${what}: not reached after ${attempts} attempts${status ? `; ${status()}` : ""}${last ? ` (last error: ${last})` : ""}`,
+  )
 }
 
 // ----- a private PostgreSQL cluster -------------------------------------------------------
