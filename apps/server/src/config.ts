@@ -9,6 +9,7 @@ import {
   MAX_LARGE_VALUE_THRESHOLD,
 } from "@chronicle/api"
 import { DEFAULT_ALLOWED_MIME_TYPES, DEFAULT_SESSION_TTL_HOURS } from "@chronicle/domain"
+import { DEFAULT_MIN_PASS_INTERVAL_MS } from "@chronicle/store"
 
 /** Where the data lives: the embedded database (on disk or in memory) or a Postgres server. */
 export type DatabaseConfig =
@@ -26,6 +27,11 @@ export type DatabaseConfig =
        * (CHRONICLE_SEQUENCER_POLL_MS); its own are ordered as they commit.
        */
       readonly sequencerPollMs?: number
+      /**
+       * The least time between two passes of the sequencer while appends keep coming
+       * (CHRONICLE_SEQUENCER_MIN_PASS_MS, 0 to 1000; 0: a pass after every commit).
+       */
+      readonly sequencerMinPassMs?: number
     }
 
 /**
@@ -126,6 +132,13 @@ export const databaseConfig = (env: NodeJS.ProcessEnv = process.env): DatabaseCo
       listen: flag(env, "CHRONICLE_PG_LISTEN", !transactionMode),
       pooler,
       sequencerPollMs: milliseconds(env, "CHRONICLE_SEQUENCER_POLL_MS", 20),
+      sequencerMinPassMs: millisecondsUpTo(
+        env,
+        "CHRONICLE_SEQUENCER_MIN_PASS_MS",
+        DEFAULT_MIN_PASS_INTERVAL_MS,
+        0,
+        1000,
+      ),
     }
   }
   throw new ConfigError(
@@ -134,17 +147,26 @@ export const databaseConfig = (env: NodeJS.ProcessEnv = process.env): DatabaseCo
 }
 
 /** A whole number of milliseconds from 1 to 60,000. */
-const milliseconds = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
+const millisecondsUpTo = (
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number => {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === "") return fallback
   const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1 || value > 60_000) {
+  if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(
-      `${name} must be a whole number of milliseconds from 1 to 60000, got ${JSON.stringify(raw)}`,
+      `${name} must be a whole number of milliseconds from ${min} to ${max}, got ${JSON.stringify(raw)}`,
     )
   }
   return value
 }
+
+const milliseconds = (env: NodeJS.ProcessEnv, name: string, fallback: number): number =>
+  millisecondsUpTo(env, name, fallback, 1, 60_000)
 
 const setting = (env: NodeJS.ProcessEnv, name: string): string | undefined => {
   const value = env[name]?.trim()

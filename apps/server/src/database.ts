@@ -182,8 +182,15 @@ export const storeLayer = (
   return EventStore.layer({
     listen: config.kind !== "postgres" || config.listen,
     ...(options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes }),
-    ...(config.kind === "postgres" && config.sequencerPollMs !== undefined
-      ? { sequencer: { pollIntervalMs: config.sequencerPollMs } }
+    ...(config.kind === "postgres"
+      ? {
+          sequencer: {
+            ...(config.sequencerPollMs === undefined ? {} : { pollIntervalMs: config.sequencerPollMs }),
+            ...(config.sequencerMinPassMs === undefined
+              ? {}
+              : { minPassIntervalMs: config.sequencerMinPassMs }),
+          },
+        }
       : {}),
   }).pipe(Layer.provideMerge(migrated), Layer.provideMerge(Layer.unwrap(announce.pipe(Effect.as(database)))))
 }

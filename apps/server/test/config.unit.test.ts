@@ -60,10 +60,19 @@ describe("configuration from the environment", () => {
       listen: true,
       pooler: "none",
       sequencerPollMs: 20,
+      sequencerMinPassMs: 5,
     })
     expect(
       databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "250" }),
     ).toMatchObject({ sequencerPollMs: 250 })
+    expect(
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_MIN_PASS_MS: "0" }),
+    ).toMatchObject({ sequencerMinPassMs: 0 })
+    expect(() =>
+      databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_MIN_PASS_MS: "2.5" }),
+    ).toThrow(
+      'CHRONICLE_SEQUENCER_MIN_PASS_MS must be a whole number of milliseconds from 0 to 1000, got "2.5"',
+    )
     expect(() =>
       databaseConfig({ DATABASE_URL: "postgres://db/app", CHRONICLE_SEQUENCER_POLL_MS: "0" }),
     ).toThrow("CHRONICLE_SEQUENCER_POLL_MS must be a whole number of milliseconds from 1 to 60000")
@@ -81,6 +90,7 @@ describe("configuration from the environment", () => {
       url: "postgres://u:p@db:7000/app?sslmode=disable",
       ...transaction,
       sequencerPollMs: 20,
+      sequencerMinPassMs: 5,
     })
     expect(
       databaseConfig({ DATABASE_URL: "postgres://u:p@db:7000/app", CHRONICLE_PG_POOLER: "transaction" }),

@@ -96,6 +96,15 @@ export interface Head {
   readonly globalPosition: number
 }
 
+/**
+ * The least time between the starts of two sequencer passes while appends keep coming: one
+ * writer appending back to back shares a pass (a round trip and a commit) among the appends of
+ * these milliseconds instead of paying one per append (measured: 1 writer 515 -> 653 appends/s,
+ * 16 writers +15 %), and the live tail waits at most this much longer. A reader waiting for its
+ * own appends (`flush`) never waits for it.
+ */
+export const DEFAULT_MIN_PASS_INTERVAL_MS = 5
+
 export interface EventStoreOptions {
   /** Most events one append may carry. Default 500. */
   readonly maxBatchSize?: number
@@ -228,6 +237,7 @@ const makeEventStore = (options: EventStoreOptions) =>
     const sequencer = yield* startSequencer(
       {
         pollIntervalMs: db.kind === "pglite" ? 1000 : 20,
+        minPassIntervalMs: DEFAULT_MIN_PASS_INTERVAL_MS,
         leaseSeconds: 10,
         batchSize: 10_000,
         ...options.sequencer,

@@ -19,6 +19,13 @@ export interface SequencerOptions {
   readonly leaseSeconds: number
   /** Most events one pass's batch sequences (one transaction). */
   readonly batchSize: number
+  /**
+   * The least time from the start of one pass to the start of the next, unless a reader waits
+   * for its own appends (`flush`): appends that commit meanwhile share the next pass, so a
+   * writer does not pay a pass (a round trip and a commit) per append. It delays the live tail
+   * by at most this much. 0: a pass right after every commit.
+   */
+  readonly minPassIntervalMs: number
 }
 
 export interface Sequencer {
@@ -56,12 +63,15 @@ export const startSequencer = (options: SequencerOptions, onSequenced: Effect.Ef
     const scope = yield* Scope.Scope
     const origin = randomUUID()
     const pokes = yield* Queue.sliding<void>(1)
+    // A reader waits for its own appends: the pass it needs does not wait for the spacing.
+    const flushes = yield* Queue.sliding<void>(1)
     // Commits announced (pokes), how many of them a completed drain covers (a drain covers
     // the pokes before it began), and the readers waiting for a number to be covered.
     let requested = 0
     let covered = 0
     let waiting: Array<{ readonly upTo: number; readonly done: Deferred.Deferred<void> }> = []
     let holding = false
+    let lastPassAt = Number.NEGATIVE_INFINITY
 
     const tick = db
       .query<{ sequenced: number; more: boolean; fresh: boolean }>(
@@ -138,7 +148,14 @@ export const startSequencer = (options: SequencerOptions, onSequenced: Effect.Ef
           yield* Queue.take(pokes).pipe(Effect.timeoutOption(renewEvery))
           continue
         }
-        if (requested > covered || (yield* pending.pipe(Effect.orElseSucceed(() => true)))) yield* drain
+        if (requested > covered || (yield* pending.pipe(Effect.orElseSucceed(() => true)))) {
+          const wait = lastPassAt + options.minPassIntervalMs - performance.now()
+          if (wait >= 1 && waiting.length === 0) {
+            yield* Queue.take(flushes).pipe(Effect.timeoutOption(Duration.millis(wait)))
+          }
+          lastPassAt = performance.now()
+          yield* drain
+        }
         yield* Queue.take(pokes).pipe(Effect.timeoutOption(Duration.millis(options.pollIntervalMs)))
       }
     })
@@ -178,6 +195,7 @@ export const startSequencer = (options: SequencerOptions, onSequenced: Effect.Ef
         const done = yield* Deferred.make<void>()
         waiting.push({ upTo, done })
         yield* Queue.offer(pokes, undefined)
+        yield* Queue.offer(flushes, undefined)
         yield* Deferred.await(done)
       })
     })
