@@ -98,9 +98,25 @@ $$;
 
 -- ----- the append ---------------------------------------------------------------------------
 
+-- The version conflict (CH409) both append functions report, in one spelling: a message for
+-- people and a detail the store reads ({"expected": ..., "actual": ...}).
+create function chronicle.version_conflict_message(p_stream_id text, p_current integer, p_expected integer)
+returns text
+language sql immutable as $$
+  select format('stream %s is at version %s, expected %s', p_stream_id, p_current,
+                case p_expected when -2 then 'no stream' when -3 then 'an existing stream'
+                     else p_expected::text end)
+$$;
+
+create function chronicle.version_conflict_detail(p_current integer, p_expected integer) returns text
+language sql immutable as $$
+  select jsonb_build_object('expected', p_expected, 'actual', p_current)::text
+$$;
+
 -- The append (guarantees 2, 3 and 5): one call checks the expected version, detects a retried
--- batch, bumps the stream and inserts the events; the inline projections run in the insert's
--- trigger (02_projection_engine.sql), in the same transaction. Nothing is announced here: the
+-- batch, bumps the stream and inserts the events; the inline projections run in the same
+-- transaction, a single event's in the insert's trigger, a batch's together after the insert
+-- (chronicle.project_inserted, 02_projection_engine.sql). Nothing is announced here: the
 -- sequencer gives the committed events their place in the log's order and notifies followers
 -- once per batch (below).
 --
@@ -194,11 +210,9 @@ begin
   if (p_expected_version >= 0 and v_current <> p_expected_version)
      or (p_expected_version = -2 and v_current > 0)
      or (p_expected_version = -3 and v_current = 0) then
-    raise exception 'stream % is at version %, expected %', p_stream_id, v_current,
-        case p_expected_version when -2 then 'no stream' when -3 then 'an existing stream'
-             else p_expected_version::text end
-      using errcode = 'CH409',
-            detail = jsonb_build_object('expected', p_expected_version, 'actual', v_current)::text;
+    raise exception using errcode = 'CH409',
+      message = chronicle.version_conflict_message(p_stream_id, v_current, p_expected_version),
+      detail = chronicle.version_conflict_detail(v_current, p_expected_version);
   end if;
 
   update chronicle.streams s
@@ -351,10 +365,8 @@ begin
                 from inserted ins join checked c on c.stream_id = ins.stream_id
               union all
               select c.i, null, null, null, null, null, 'CH409',
-                     format('stream %s is at version %s, expected %s', c.stream_id, c.current,
-                            case c.expected when -2 then 'no stream' when -3 then 'an existing stream'
-                                 else c.expected::text end),
-                     jsonb_build_object('expected', c.expected, 'actual', c.current)::text
+                     chronicle.version_conflict_message(c.stream_id, c.current, c.expected),
+                     chronicle.version_conflict_detail(c.current, c.expected)
                 from checked c where c.conflict) r;
       perform set_config('chronicle.projecting', '', true);
       perform chronicle.project_inserted(v_events);

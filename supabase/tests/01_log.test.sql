@@ -2,7 +2,7 @@
 -- a batch is all or nothing, and nothing in the log can be changed or removed.
 -- Run by `supabase test db` and by `pnpm test` (packages/store/test/sql.int.test.ts).
 begin;
-select plan(25);
+select plan(26);
 
 select has_table('chronicle', 'events', 'the log is chronicle.events');
 select has_table('chronicle', 'streams', 'streams are chronicle.streams');
@@ -29,7 +29,16 @@ select is(
 select throws_ok(
   $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', 1,
        '[{"event_id": "00000000-0000-4000-8000-00000000e003", "type": "Noted", "data": {}}]'::jsonb) $$,
-  'CH409', null, 'an append expecting a version the stream has left is refused');
+  'CH409', 'stream session-00000000-0000-4000-8000-0000000000a1 is at version 2, expected 1',
+  'an append expecting a version the stream has left is refused');
+select is(
+  (select error_code || ' ' || error_message || ' ' || error_detail
+     from chronicle.append_group(
+       '[{"stream_id": "session-00000000-0000-4000-8000-0000000000a1", "stream_type": "session",
+          "expected_version": 1,
+          "events": [{"event_id": "00000000-0000-4000-8000-00000000e00a", "type": "Noted", "data": {}}]}]'::jsonb)),
+  'CH409 stream session-00000000-0000-4000-8000-0000000000a1 is at version 2, expected 1 {"actual": 2, "expected": 1}',
+  'a group commit reports a version conflict in the words and detail of append_events');
 select throws_ok(
   $$ select * from chronicle.append_events('session-00000000-0000-4000-8000-0000000000a1', 'session', -2,
        '[{"event_id": "00000000-0000-4000-8000-00000000e003", "type": "Noted", "data": {}}]'::jsonb) $$,
