@@ -1,8 +1,10 @@
 -- A batch appended by chronicle.append_events is projected set-wise, as a group commit's
 -- appends are: its insert steps past the row trigger and chronicle.project_inserted folds the
 -- batch (one insert into messages and one update of the session for a batch of messages, event
--- by event otherwise). append_group shares that function. A single event still goes through
--- the trigger.
+-- by event otherwise); append_group shares that function. A single event still goes through
+-- the trigger. And the version conflict (CH409) in one spelling,
+-- chronicle.version_conflict_message and version_conflict_detail, used by both append
+-- functions (they were written out in each).
 
 CREATE OR REPLACE FUNCTION chronicle.append_events(p_stream_id text, p_stream_type text, p_expected_version integer, p_events jsonb, p_owner_id uuid DEFAULT NULL::uuid)
  RETURNS TABLE(event_id uuid, stream_version integer, global_position bigint, recorded_at timestamp with time zone, duplicate boolean)
@@ -78,11 +80,9 @@ begin
   if (p_expected_version >= 0 and v_current <> p_expected_version)
      or (p_expected_version = -2 and v_current > 0)
      or (p_expected_version = -3 and v_current = 0) then
-    raise exception 'stream % is at version %, expected %', p_stream_id, v_current,
-        case p_expected_version when -2 then 'no stream' when -3 then 'an existing stream'
-             else p_expected_version::text end
-      using errcode = 'CH409',
-            detail = jsonb_build_object('expected', p_expected_version, 'actual', v_current)::text;
+    raise exception using errcode = 'CH409',
+      message = chronicle.version_conflict_message(p_stream_id, v_current, p_expected_version),
+      detail = chronicle.version_conflict_detail(v_current, p_expected_version);
   end if;
 
   update chronicle.streams s
@@ -208,10 +208,8 @@ begin
                 from inserted ins join checked c on c.stream_id = ins.stream_id
               union all
               select c.i, null, null, null, null, null, 'CH409',
-                     format('stream %s is at version %s, expected %s', c.stream_id, c.current,
-                            case c.expected when -2 then 'no stream' when -3 then 'an existing stream'
-                                 else c.expected::text end),
-                     jsonb_build_object('expected', c.expected, 'actual', c.current)::text
+                     chronicle.version_conflict_message(c.stream_id, c.current, c.expected),
+                     chronicle.version_conflict_detail(c.current, c.expected)
                 from checked c where c.conflict) r;
       perform set_config('chronicle.projecting', '', true);
       perform chronicle.project_inserted(v_events);
@@ -264,6 +262,24 @@ begin
     perform chronicle.project(v_event);
   end loop;
 end
+$function$;
+
+CREATE OR REPLACE FUNCTION chronicle.version_conflict_detail(p_current integer, p_expected integer)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  select jsonb_build_object('expected', p_expected, 'actual', p_current)::text
+$function$;
+
+CREATE OR REPLACE FUNCTION chronicle.version_conflict_message(p_stream_id text, p_current integer, p_expected integer)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  select format('stream %s is at version %s, expected %s', p_stream_id, p_current,
+                case p_expected when -2 then 'no stream' when -3 then 'an existing stream'
+                     else p_expected::text end)
 $function$;
 
 select chronicle.apply_runtime_privileges();
