@@ -3,8 +3,9 @@
  * chronicle.sequence_events() (supabase/schemas/01_log.sql), which does the ordering itself.
  *
  * One process per database does it at a time: the one holding the lease on the sequencer's row
- * (renewed while it runs, taken over when it lapses). That process sequences right after each of
- * its own appends commits, and polls for the appends of other processes; the embedded database
+ * (renewed while it runs, taken over when it lapses). That process sequences right after its own
+ * appends commit (passes at least `minPassIntervalMs` apart while they keep coming, unless a
+ * reader waits for them), and polls for the appends of other processes; the embedded database
  * has one process, which always holds it. Correctness never rests on the lease: a pass locks the
  * sequencer's row, so two processes that both believe they hold it only take turns.
  */
