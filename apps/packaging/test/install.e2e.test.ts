@@ -131,15 +131,7 @@ describe("the packages installed from their tarballs into an app outside the wor
         2,
       ),
     )
-    // The registry is the one thing here outside the machine: a failed fetch of a package's
-    // metadata shows as a resolution error naming `<package>@undefined`. Such a failure is
-    // retried once, afresh (without --prefer-offline); any other fails the test at once.
-    const install = ["install", "--no-audit", "--no-fund", "--loglevel=error"]
-    await sh("npm", [...install, "--prefer-offline"], app).catch((error: Error) => {
-      if (!/@undefined|ETIMEDOUT|ECONNRESET|EAI_AGAIN|E5\d\d/.test(error.message)) throw error
-      console.warn(`[install] npm install failed on the registry, once more:\n${error.message}`)
-      return sh("npm", install, app)
-    })
+    await sh("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline"], app)
     // The config a new TypeScript project starts from: strict, nodenext, skipLibCheck.
     await sh(TSC, ["--init"], app)
 
