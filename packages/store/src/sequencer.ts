@@ -154,6 +154,8 @@ export const startSequencer = (options: SequencerOptions, onSequenced: Effect.Ef
           if (wait >= 1 && waiting.length === 0) {
             yield* Queue.take(flushes).pipe(Effect.timeoutOption(Duration.millis(wait)))
           }
+          // The pass below serves every reader waiting now: their wake-ups are spent.
+          yield* Queue.clear(flushes)
           lastPassAt = performance.now()
           yield* drain
         }
