@@ -45,8 +45,9 @@ export const readModelFingerprint = (url: string, tables: ReadonlyArray<string>)
   })
 
 /**
- * Waits until no rebuild runs in the database and, where the status reports it, every
- * projection is live and caught up with the log.
+ * Waits until no rebuild runs in the database, every committed event has its place in the log's
+ * order (a projection's lag is counted in that order: an event the sequencer has yet to place is
+ * not behind yet), and, where the status reports it, every projection is live and caught up.
  */
 export const rebuildSettled = (client: ChronicleClient, url: string) =>
   eventually("the projections to settle", async () => {
@@ -54,7 +55,11 @@ export const rebuildSettled = (client: ChronicleClient, url: string) =>
       url,
       (sql) => sql`select 1 from pg_stat_activity
                     where datname = current_database() and pid <> pg_backend_pid()
-                      and state <> 'idle' and query ilike '%rebuild%'`,
+                      and state <> 'idle' and query ilike '%rebuild%'
+                    union all
+                    select 1 from chronicle.events e
+                     where not exists (select 1 from chronicle.event_seq q where q.global_position = e.global_position)
+                    limit 1`,
     )
     if (busy.length > 0) return undefined
     const status: unknown = await client.projections.status.query()
