@@ -32,9 +32,11 @@ export const redactUrl = (url: string): string => {
   }
 }
 
-const connectionOf = (sql: postgres.Sql | postgres.TransactionSql): Connection => ({
+const connectionOf = (sql: postgres.Sql | postgres.TransactionSql, prepare: boolean): Connection => ({
   query: async <Row>(text: string, params: ReadonlyArray<unknown> = []) =>
-    (await sql.unsafe(text, params as Array<postgres.ParameterOrJSON<never>>)) as unknown as Array<Row>,
+    (await sql.unsafe(text, params as Array<postgres.ParameterOrJSON<never>>, {
+      prepare,
+    })) as unknown as Array<Row>,
   exec: async (script) => {
     // Without parameters postgres.js uses the simple protocol, which accepts many statements.
     await sql.unsafe(script)
@@ -43,9 +45,10 @@ const connectionOf = (sql: postgres.Sql | postgres.TransactionSql): Connection =
 
 /** The Postgres driver: postgres.js, direct or through a pooler. */
 export const makePostgresDriver = (options: PostgresDriverOptions): Driver => {
+  const prepare = options.prepare ?? true
   const sql = postgres(options.url, {
     max: options.max ?? 10,
-    prepare: options.prepare ?? true,
+    prepare,
     connect_timeout: options.connectTimeoutSeconds ?? 10,
     idle_timeout: 60,
     onnotice: () => {},
@@ -56,8 +59,8 @@ export const makePostgresDriver = (options: PostgresDriverOptions): Driver => {
   return {
     kind: "postgres",
     description: redactUrl(options.url),
-    ...connectionOf(sql),
-    transaction: (f) => sql.begin((tx) => f(connectionOf(tx))) as Promise<never>,
+    ...connectionOf(sql, prepare),
+    transaction: (f) => sql.begin((tx) => f(connectionOf(tx, prepare))) as Promise<never>,
     listen: async (channel, onNotify) => {
       const request = await sql.listen(channel, onNotify)
       return () => request.unlisten()

@@ -1,5 +1,10 @@
 /**
- * The Postgres driver survives a new connection whose first, internal statement fails.
+ * The Postgres driver prepares its statements (unless told not to, for a transaction-mode
+ * pooler): postgres.js's `unsafe`, which the driver runs every statement through, prepares
+ * nothing unless asked per call, and a statement with parameters then costs two round trips
+ * (parse and describe, then bind and execute) and a parse on every call.
+ *
+ * It also survives a new connection whose first, internal statement fails.
  * postgres.js 3.4.9 reads the array types from the catalog on every new connection and left
  * that query's promise unobserved: when it failed (a database restarting, a backend
  * terminated or cancelled while the connection starts up) the rejection went unhandled, and
@@ -16,6 +21,41 @@ describe.runIf(postgresUrl !== null)("the Postgres driver (Postgres)", () => {
   const record = (reason: unknown) => unhandled.push(reason)
   afterEach(() => {
     process.off("unhandledRejection", record)
+  })
+
+  const preparedCount = (driver: ReturnType<typeof makePostgresDriver>, text: string) =>
+    driver
+      .query<{ n: number }>("select count(*)::int as n from pg_prepared_statements where statement = $1", [text])
+      .then(([row]) => row!.n)
+
+  it("prepares a statement with parameters once per connection and reuses it", async () => {
+    const text = "select $1::int + 1 as n"
+    const driver = makePostgresDriver({ url: postgresUrl!, max: 1 })
+    try {
+      for (let i = 0; i < 3; i++) expect(await driver.query(text, [i])).toEqual([{ n: i + 1 }])
+      expect(await preparedCount(driver, text)).toBe(1)
+      // In a transaction too (its connection is the pool's one connection).
+      const inTx = "select $1::int + 2 as n"
+      await driver.transaction(async (tx) => {
+        await tx.query(inTx, [1])
+        await tx.query(inTx, [2])
+      })
+      expect(await preparedCount(driver, inTx)).toBe(1)
+    } finally {
+      await driver.close()
+    }
+  })
+
+  it("prepares nothing when prepared statements are off", async () => {
+    const text = "select $1::int + 3 as n"
+    const driver = makePostgresDriver({ url: postgresUrl!, max: 1, prepare: false })
+    try {
+      expect(await driver.query(text, [1])).toEqual([{ n: 4 }])
+      expect(await driver.query(text, [2])).toEqual([{ n: 5 }])
+      expect(await preparedCount(driver, text)).toBe(0)
+    } finally {
+      await driver.close()
+    }
   })
 
   it("fails the query, not the process, when a new connection's catalog query fails", async () => {
