@@ -25,7 +25,9 @@ describe.runIf(postgresUrl !== null)("the Postgres driver (Postgres)", () => {
 
   const preparedCount = (driver: ReturnType<typeof makePostgresDriver>, text: string) =>
     driver
-      .query<{ n: number }>("select count(*)::int as n from pg_prepared_statements where statement = $1", [text])
+      .query<{ n: number }>("select count(*)::int as n from pg_prepared_statements where statement = $1", [
+        text,
+      ])
       .then(([row]) => row!.n)
 
   it("prepares a statement with parameters once per connection and reuses it", async () => {
