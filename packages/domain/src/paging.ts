@@ -73,17 +73,17 @@ export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
   InvalidCommand
 > => {
   if (cursor === null || cursor === undefined) return Effect.succeed(null)
-  const invalid = new InvalidCommand({ path: "cursor", reason: "is not a cursor this list handed out" })
+  // Built only for a refusal: an error captures a stack trace, which a valid cursor never needs.
+  const invalid = () =>
+    Effect.fail(new InvalidCommand({ path: "cursor", reason: "is not a cursor this list handed out" }))
   try {
     const decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown
-    if (!Array.isArray(decoded)) return Effect.fail(invalid)
+    if (!Array.isArray(decoded)) return invalid()
     const handedOutBy: PageOrder = decoded[0] === DESC ? "desc" : "asc"
     const key = handedOutBy === "desc" ? decoded.slice(1) : decoded
-    if (key.length !== shape.length || key.some((v, i) => !isKeyOfKind(v, shape[i]!))) {
-      return Effect.fail(invalid)
-    }
+    if (key.length !== shape.length || key.some((v, i) => !isKeyOfKind(v, shape[i]!))) return invalid()
     if (handedOutBy !== (order ?? "asc")) {
-      if (order === undefined) return Effect.fail(invalid)
+      if (order === undefined) return invalid()
       // Following it would restart the listing from the wrong end: refused, never a wrong page.
       return Effect.fail(
         new InvalidCommand({
@@ -94,7 +94,7 @@ export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
     }
     return Effect.succeed(key as never)
   } catch {
-    return Effect.fail(invalid)
+    return invalid()
   }
 }
 

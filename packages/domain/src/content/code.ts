@@ -120,7 +120,7 @@ export const listRevisions = (actor: Actor, sessionId: string, input: ListInput)
   listVisible(actor, sessionId, input, {
     table: "revisions",
     keys: ["number"],
-    map: (r) => toRevision({ ...r, revision_id: String(r.revision_id) }),
+    map: toRevision,
     size: "octet_length(t.ir::text) + coalesce(octet_length(t.note), 0)",
   })
 

@@ -66,7 +66,7 @@ export const listMessages = (actor: Actor, sessionId: string, input: MessageList
   listVisible(actor, sessionId, input, {
     table: "messages",
     keys: ["seq"],
-    map: (r) => toMessage({ ...r, message_id: String(r.message_id) }),
+    map: toMessage,
     size:
       input.largeContent === "omit"
         ? "octet_length(t.content) + octet_length(t.metadata::text)"

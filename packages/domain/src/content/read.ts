@@ -41,6 +41,18 @@ const decodeSessionOwner = decoder(
   Schema.Struct({ session_owner: Schema.String }),
 )
 
+/** Each list's page key, built (a schema compiled) once per table and keys, not per page. */
+const pageKeys = new Map<string, ReturnType<typeof pageKey>>()
+const contentKey = (table: string, [k1, k2]: readonly [string] | readonly [string, string]) => {
+  const name = `${table}(${k1},${k2 ?? ""})`
+  let key = pageKeys.get(name)
+  if (key === undefined) {
+    key = pageKey(table, k2 === undefined ? { [k1]: "number" } : { [k1]: "number", [k2]: "text" })
+    pageKeys.set(name, key)
+  }
+  return key
+}
+
 /**
  * Rows of `table` visible in the session now or as of a version, ordered and paged by
  * `keys`: a number (seq, number) or a version and an id (rows a fork copied all share
@@ -123,9 +135,5 @@ export const listVisible = <A>(
     if (found[0] === undefined) return yield* new NotFound({ entity: "session", id: sessionId })
     yield* ensureVisible(actor, decodeSessionOwner(found[0]).session_owner, "session", sessionId)
     const rows = found.filter((r) => r.session_id !== null)
-    const keyOf = pageKey(
-      spec.table,
-      k2 === undefined ? { [k1]: "number" } : { [k1]: "number", [k2]: "text" },
-    )
-    return toPage(rows, limit, spec.map, keyOf, order, input.maxBytes)
+    return toPage(rows, limit, spec.map, contentKey(spec.table, spec.keys), order, input.maxBytes)
   })
