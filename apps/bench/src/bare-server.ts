@@ -1,9 +1,11 @@
 /**
  * The HTTP baseline: node:http and the database driver, nothing else. It serves the same two
- * calls as `messages.append` and `messages.list` with the same statements Chronicle's domain
- * runs (read the session row, append through chronicle.append_events, read the new row back;
- * read the session row, read one page), so the difference to the real server is the
- * framework: tRPC, validation, Effect, auth and the client.
+ * calls as `messages.append` and `messages.list` with the statements Chronicle's domain runs
+ * for them: an append is one call of chronicle.append_events expecting the session's version,
+ * which it reads once and then keeps, as the domain's command cache does (the answer is built
+ * from what the append returned, not read back); a page is one statement that finds the
+ * session and its first rows together. The difference to the real server is the framework:
+ * tRPC, validation, Effect, authorization, the byte budget and the client.
  */
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server } from "node:http"
@@ -16,59 +18,83 @@ const body = async (req: IncomingMessage) => {
   return JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>
 }
 
-const SESSION = `select s.id::text as id, s.version, s.message_count, s.owner_id::text as owner_id
-  from chronicle.sessions s where s.id = $1::uuid`
+const SESSION = `select s.version, s.message_count from chronicle.sessions s where s.id = $1::uuid`
+
+/** A page: the session's row (none: no such session) with its first rows, or those after a seq. */
+const page = (cursor: boolean) => `select s.id::text as session, t.*, t.session_id::text as session_id,
+         t.message_id::text as message_id
+    from chronicle.sessions s
+    left join lateral (
+      select t.* from chronicle.messages t
+       where t.session_id = s.id and s.effective @> t.version ${cursor ? "and t.seq > $3::int" : ""}
+       order by t.seq limit $2) t on true
+   where s.id = $1::uuid
+   order by t.seq`
 
 export const makeBareHandler = (db: Driver) => {
+  // Each session's version and message count as its last append left them.
+  const known = new Map<string, { version: number; messages: number }>()
+
   const append = async (input: Record<string, unknown>) => {
     const sessionId = String(input.sessionId)
-    const [session] = await db.query<{ version: number; message_count: number }>(SESSION, [sessionId])
-    if (session === undefined) return { status: 404, body: { error: "NOT_FOUND" } }
-    const messageId = randomUUID()
+    let state = known.get(sessionId)
+    if (state === undefined) {
+      const [session] = await db.query<{ version: number; message_count: number }>(SESSION, [sessionId])
+      if (session === undefined) return { status: 404, body: { error: "NOT_FOUND" } }
+      state = { version: Number(session.version), messages: Number(session.message_count) }
+    }
+    const message = {
+      messageId: randomUUID(),
+      seq: state.messages + 1,
+      role: String(input.role),
+      content: String(input.content),
+      metadata: {},
+      createdAt: null,
+    }
     const event = {
       event_id: randomUUID(),
       type: "MessageAppended",
       schema_version: 1,
-      data: {
-        messageId,
-        seq: session.message_count + 1,
-        role: String(input.role),
-        content: String(input.content),
-        metadata: {},
-        createdAt: null,
-      },
+      data: message,
       metadata: { actor: "bare" },
     }
-    await db.query(
-      `select event_id::text, stream_version, global_position, recorded_at, duplicate
-         from chronicle.append_events($1, $2, $3, $4::text::jsonb, $5::uuid)`,
-      [`session-${sessionId}`, "session", session.version, JSON.stringify([event]), null],
-    )
-    const [row] = await db.query(
-      `select t.*, t.session_id::text as session_id, t.message_id::text as message_id
-         from chronicle.messages t where t.session_id = $1::uuid and t.message_id = any($2::uuid[])
-        order by t.seq`,
-      [sessionId, `{${messageId}}`],
-    )
-    return { status: 200, body: row }
+    try {
+      const [row] = await db.query<{ stream_version: number; recorded_at: Date }>(
+        `select event_id::text, stream_version, global_position::text, recorded_at, duplicate
+           from chronicle.append_events($1, $2, $3, $4::text::jsonb, $5::uuid)`,
+        [`session-${sessionId}`, "session", state.version, JSON.stringify([event]), null],
+      )
+      known.set(sessionId, { version: row!.stream_version, messages: message.seq })
+      const { messageId, createdAt: _, ...rest } = message
+      return {
+        status: 200,
+        body: {
+          id: messageId,
+          sessionId,
+          ...rest,
+          version: row!.stream_version,
+          createdAt: row!.recorded_at,
+        },
+      }
+    } catch (error) {
+      known.delete(sessionId)
+      throw error
+    }
   }
 
   const list = async (input: Record<string, unknown>) => {
     const sessionId = String(input.sessionId)
     const limit = Number(input.limit ?? 50)
     const after = input.after === undefined ? null : Number(input.after)
-    const [session] = await db.query(SESSION, [sessionId])
-    if (session === undefined) return { status: 404, body: { error: "NOT_FOUND" } }
-    const rows = await db.query<{ seq: number }>(
-      `select t.*, t.session_id::text as session_id, t.message_id::text as message_id
-         from chronicle.sessions s join chronicle.messages t on t.session_id = s.id
-        where s.id = $1::uuid and s.effective @> t.version and ($2::int is null or t.seq > $2::int)
-        order by t.seq limit $3`,
-      [sessionId, after, limit + 1],
+    const rows = await db.query<{ seq: number | null }>(
+      page(after !== null),
+      after === null ? [sessionId, limit + 1] : [sessionId, limit + 1, after],
     )
+    if (rows.length === 0) return { status: 404, body: { error: "NOT_FOUND" } }
+    const items = rows.filter((r) => r.seq !== null)
     return {
       status: 200,
-      body: { items: rows.slice(0, limit), nextCursor: rows.length > limit ? rows[limit - 1]!.seq : null },
+      body: { items: items.slice(0, limit), nextCursor: items.length > limit ? items[limit - 1]!.seq : null },
     }
   }
 
