@@ -182,11 +182,17 @@ export interface PgBouncer {
 }
 
 /**
- * Debian's PgBouncer (`apt-get install pgbouncer`) on a free port in front of a cluster, in
- * transaction mode with a small pool, as Supabase's pooler serves it. PgBouncer refuses to
- * run as root: as root, it runs as the `postgres` user.
+ * Debian's PgBouncer (`apt-get install pgbouncer`) on a free port in front of a cluster: by
+ * default in transaction mode with a small pool, as Supabase's pooler serves it on port 6543;
+ * in session mode (a server connection per client connection, as on Supabase's port 5432
+ * pooler) the pool must hold every connection of the client's pool. PgBouncer refuses to run
+ * as root: as root, it runs as the `postgres` user.
  */
-export const startPgBouncer = async (cluster: PrivateCluster, poolSize = 4): Promise<PgBouncer> => {
+export const startPgBouncer = async (
+  cluster: PrivateCluster,
+  poolSize = 4,
+  mode: "transaction" | "session" = "transaction",
+): Promise<PgBouncer> => {
   const binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find((path) => existsSync(path))
   if (binary === undefined)
     throw new Error("pgbouncer is not installed: apt-get install -y pgbouncer (.ci/run does)")
@@ -205,7 +211,7 @@ export const startPgBouncer = async (cluster: PrivateCluster, poolSize = 4): Pro
       "unix_socket_dir =",
       "auth_type = trust",
       `auth_file = ${join(dir, "users.txt")}`,
-      "pool_mode = transaction",
+      `pool_mode = ${mode}`,
       `default_pool_size = ${poolSize}`,
       "max_client_conn = 500",
       "ignore_startup_parameters = extra_float_digits,options",
