@@ -16,6 +16,7 @@
 import { createChronicleClient } from "@chronicle/client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
+  type ChildServer,
   type PgBouncer,
   type PrivateCluster,
   report,
@@ -68,6 +69,17 @@ const stalls = async (load: ReturnType<typeof startLoad>, quietMs: number) => {
   }
 }
 
+/** The whole load goes through, without a stall; then SIGTERM ends the server with 0. */
+const completesLoad = async (server: ChildServer, name: string) => {
+  const started = Date.now()
+  const load = startLoad(server.url)
+  expect(await stalls(load, 10_000)).toBe(false)
+  const messages = await load.all
+  expect(messages).toEqual(Array.from({ length: CLIENTS }, () => ROUNDS))
+  report(name, { clients: CLIENTS, rounds: ROUNDS, requests: CLIENTS * ROUNDS * 5, ms: Date.now() - started })
+  expect(await server.kill("SIGTERM")).toBe(0)
+}
+
 describe("behind a transaction-mode PgBouncer, eight clients at once", () => {
   let cluster: PrivateCluster
   let bouncer: PgBouncer
@@ -110,18 +122,7 @@ describe("behind a transaction-mode PgBouncer, eight clients at once", () => {
   it("completes the load once the pooler is recognised (?pgbouncer=true), and exits 0 on SIGTERM", async () => {
     const server = await startChildServer({ DATABASE_URL: `${bouncer.urlOf("recognised")}?pgbouncer=true` })
     expect(server.output()).toContain("through a transaction-mode pooler")
-    const started = Date.now()
-    const load = startLoad(server.url)
-    expect(await stalls(load, 10_000)).toBe(false)
-    const messages = await load.all
-    expect(messages).toEqual(Array.from({ length: CLIENTS }, () => ROUNDS))
-    report("pooler", {
-      clients: CLIENTS,
-      rounds: ROUNDS,
-      requests: CLIENTS * ROUNDS * 5,
-      ms: Date.now() - started,
-    })
-    expect(await server.kill("SIGTERM")).toBe(0)
+    await completesLoad(server, "pooler")
   })
 })
 
@@ -146,17 +147,6 @@ describe("behind a session-mode PgBouncer, with prepared statements and LISTEN",
       CHRONICLE_PG_POOLER: "session",
     })
     expect(server.output()).toContain("through a session-mode pooler")
-    const started = Date.now()
-    const load = startLoad(server.url)
-    expect(await stalls(load, 10_000)).toBe(false)
-    const messages = await load.all
-    expect(messages).toEqual(Array.from({ length: CLIENTS }, () => ROUNDS))
-    report("pooler.session", {
-      clients: CLIENTS,
-      rounds: ROUNDS,
-      requests: CLIENTS * ROUNDS * 5,
-      ms: Date.now() - started,
-    })
-    expect(await server.kill("SIGTERM")).toBe(0)
+    await completesLoad(server, "pooler.session")
   })
 })
