@@ -33,6 +33,9 @@ export const redactUrl = (url: string): string => {
 }
 
 const connectionOf = (sql: postgres.Sql | postgres.TransactionSql, prepare: boolean): Connection => ({
+  // `unsafe` prepares nothing unless each call asks (the pool's `prepare` does not reach it):
+  // a statement with parameters then costs two round trips, its description and then its
+  // execution, and a parse every time.
   query: async <Row>(text: string, params: ReadonlyArray<unknown> = []) =>
     (await sql.unsafe(text, params as Array<postgres.ParameterOrJSON<never>>, {
       prepare,
