@@ -256,6 +256,9 @@ create table chronicle.tasks (
   primary key (job_id, task_id)
 );
 
+-- A job's tasks in page order: a page reads a page, not all of the job's tasks to sort them.
+create index tasks_job_created_idx on chronicle.tasks (job_id, created_at, task_id);
+
 create table chronicle.artifacts (
   job_id      uuid not null,
   artifact_id uuid not null,
@@ -273,6 +276,8 @@ create table chronicle.artifacts (
 create index artifacts_session_created_idx on chronicle.artifacts (session_id, created_at)
   where session_id is not null;
 create index artifacts_file_idx on chronicle.artifacts (file_id);
+-- A job's artifacts in page order, as its tasks.
+create index artifacts_job_created_idx on chronicle.artifacts (job_id, created_at, artifact_id);
 
 -- ----- sandboxes --------------------------------------------------------------------------
 

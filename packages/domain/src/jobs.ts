@@ -134,6 +134,16 @@ const jobKey = pageKey("job", { cursor_at: "text", id: "text" })
 const taskKey = pageKey("task", { cursor_at: "text", task_id: "text" })
 const artifactKey = pageKey("artifact", { cursor_at: "text", artifact_id: "text" })
 
+/**
+ * A job's tasks or artifacts past a cursor ($2, $3), in (created_at, id) order: a statement
+ * with a cursor and one without, rather than one with `$2 is null or …`, whose generic plan
+ * (a prepared statement's, once it stops planning per call) keeps the key off the index.
+ */
+const afterKey = (after: ReadonlyArray<string> | null, id: string) =>
+  after === null
+    ? "$2::text is null and $3::uuid is null"
+    : `(created_at, ${id}) > ($2::text::timestamptz, $3::uuid)`
+
 /** Background jobs, their tasks and the artifacts they produce. */
 export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domain/Jobs") {
   static readonly layer = Layer.effect(
@@ -372,7 +382,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
                     octet_length(input::text) + coalesce(octet_length(output::text), 0)
                       + coalesce(octet_length(error), 0) + ${ROW_OVERHEAD_BYTES} as page_bytes
                from chronicle.tasks
-              where job_id = $1::uuid and ($2::text is null or (created_at, task_id) > ($2::text::timestamptz, $3::uuid))
+              where job_id = $1::uuid and ${afterKey(after, "task_id")}
               order by created_at, task_id limit $4`,
             "$5",
           ),
@@ -443,8 +453,7 @@ export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domai
         const after = yield* decodePageCursor(page.cursor, ["timestamp", "uuid"] as const)
         const rows = yield* query(
           `select ${ARTIFACT_COLUMNS}, ${cursorTime("created_at")} as cursor_at from chronicle.artifacts
-            where ${"jobId" in of ? "job_id" : "session_id"} = $1::uuid
-              and ($2::text is null or (created_at, artifact_id) > ($2::text::timestamptz, $3::uuid))
+            where ${"jobId" in of ? "job_id" : "session_id"} = $1::uuid and ${afterKey(after, "artifact_id")}
             order by created_at, artifact_id limit $4`,
           ["jobId" in of ? of.jobId : of.sessionId, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
         )
