@@ -24,7 +24,6 @@ import { v7 as uuidv7 } from "uuid"
 import { type Actor, ensureVisible, listScope, ownerFor } from "./actor.ts"
 import { type CommandOptions, type CommandOutcome, type RecordedDomainEvent, runCommand } from "./command.ts"
 import {
-  afterCursor,
   budgeted,
   budgetParam,
   cursorTime,
@@ -135,9 +134,15 @@ const jobKey = pageKey("job", { cursor_at: "text", id: "text" })
 const taskKey = pageKey("task", { cursor_at: "text", task_id: "text" })
 const artifactKey = pageKey("artifact", { cursor_at: "text", artifact_id: "text" })
 
-/** A job's tasks or artifacts past a cursor ($2, $3), in (created_at, id) order. */
+/**
+ * A job's tasks or artifacts past a cursor ($2, $3), in (created_at, id) order: a statement
+ * with a cursor and one without, rather than one with `$2 is null or …`, whose generic plan
+ * (a prepared statement's, once it stops planning per call) keeps the key off the index.
+ */
 const afterKey = (after: ReadonlyArray<string> | null, id: string) =>
-  afterCursor(after !== null, ["created_at", id], ["$2::text::timestamptz", "$3::uuid"])
+  after === null
+    ? "$2::text is null and $3::uuid is null"
+    : `(created_at, ${id}) > ($2::text::timestamptz, $3::uuid)`
 
 /** Background jobs, their tasks and the artifacts they produce. */
 export class Jobs extends Context.Service<Jobs, JobsService>()("@chronicle/domain/Jobs") {

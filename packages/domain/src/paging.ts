@@ -107,23 +107,6 @@ export const decodePageCursor = <K extends ReadonlyArray<CursorKeyKind>>(
 export const cursorTime = (column: string) =>
   `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 
-/**
- * A keyset page's condition on its cursor: the key `columns` past the cursor's `params` (each
- * with its cast), or, for a first page, those parameters null. Two statements, with and without
- * a cursor, rather than one with `$n is null or …`: in a generic plan (a prepared statement's,
- * once it stops planning for each call's values) that `or` keeps the key off the index, and a
- * page reads the whole list past the cursor and sorts it to keep a page.
- */
-export const afterCursor = (
-  cursor: boolean,
-  columns: ReadonlyArray<string>,
-  params: ReadonlyArray<string>,
-  beyond: ">" | "<" = ">",
-) =>
-  cursor
-    ? `(${columns.join(", ")}) ${beyond} (${params.join(", ")})`
-    : params.map((param) => `${param} is null`).join(" and ")
-
 /** The UTF-8 size of a value as JSON. */
 const jsonBytes = (value: unknown): number =>
   value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value), "utf8")

@@ -5,7 +5,6 @@ import { Effect, Schema } from "effect"
 import { type Actor, ensureVisible } from "../actor.ts"
 import type { LargeContent } from "../large-values.ts"
 import {
-  afterCursor,
   budgeted,
   budgetParam,
   decodePageCursor,
@@ -94,12 +93,16 @@ export const listVisible = <A>(
     const visible = spec.neverReverted
       ? "($2::int is null or t.version <= $2::int)"
       : "s.effective @> t.version"
-    const [beyond, direction] = order === "desc" ? (["<", " desc"] as const) : ([">", ""] as const)
-    // A single key leaves $4 unused: the statement still names it, as null.
+    const [beyond, direction] = order === "desc" ? ["<", " desc"] : [">", ""]
+    // Two statements, with and without a cursor, rather than one with `$3 is null or …`: that
+    // `or` keeps the page's key off the index in a generic plan, and each page would read the
+    // session's whole list past the cursor and sort it to keep 101 rows.
     const afterClause =
-      k2 === undefined
-        ? `${afterCursor(after !== null, [`t.${k1}`], ["$3::int"], beyond)} and $4::text is null`
-        : afterCursor(after !== null, [`t.${k1}`, `t.${k2}`], ["$3::int", "$4::uuid"], beyond)
+      after === null
+        ? "$3::int is null and $4::text is null"
+        : k2 === undefined
+          ? `t.${k1} ${beyond} $3::int and $4::text is null`
+          : `(t.${k1}, t.${k2}) ${beyond} ($3::int, $4::uuid)`
     const found = yield* query(
       // The session's owner, and the page: one row at least when the session exists (its
       // columns null when the page is empty). The effective set once per query (`offset 0`
